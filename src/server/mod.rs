@@ -1,0 +1,237 @@
+//! `serve`: the HTTPS webhook, the admin listener, the watches, and orderly shutdown.
+//!
+//! Shutdown: the first SIGTERM/SIGINT turns `/readyz` to 503 and keeps serving for
+//! `--shutdown-delay` (so endpoints and the apiserver stop sending), then stops accepting and
+//! lets in-flight requests finish within `--drain-timeout`; a second signal exits at once.
+
+mod listener;
+pub mod tls;
+mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::telemetry::{LogFormat, Metrics};
+use crate::watch::ClusterCache;
+
+pub use listener::ConnectionLimits;
+pub use webhook::{AppState, admin_router, webhook_router};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook listener (POST /mutate).
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8443",
+        env = "PULLSECRET_INJECTOR_LISTEN"
+    )]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP admin listener: /livez, /readyz, /metrics.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "PULLSECRET_INJECTOR_ADMIN_LISTEN"
+    )]
+    pub admin_listen: SocketAddr,
+    /// PEM serving certificate (chain). Re-read periodically: rotation needs no restart.
+    #[arg(long, env = "PULLSECRET_INJECTOR_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+    /// PEM private key (ECDSA or RSA) of the serving certificate.
+    #[arg(long, env = "PULLSECRET_INJECTOR_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_TLS_RELOAD_INTERVAL")]
+    pub tls_reload_interval: Duration,
+    /// After SIGTERM: how long to keep serving while reporting unready.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_SHUTDOWN_DELAY")]
+    pub shutdown_delay: Duration,
+    /// After the delay: how long in-flight requests may take to finish.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_DRAIN_TIMEOUT")]
+    pub drain_timeout: Duration,
+    /// Idle keep-alive connections are closed after this (must exceed the apiserver's 90s).
+    #[arg(long, default_value = "120s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_IDLE_TIMEOUT")]
+    pub idle_timeout: Duration,
+    /// Most webhook connections open at once; further clients wait in the accept queue.
+    #[arg(
+        long,
+        default_value_t = 4096,
+        env = "PULLSECRET_INJECTOR_MAX_CONNECTIONS"
+    )]
+    pub max_connections: usize,
+    /// Log format: plain text or JSON lines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain, env = "PULLSECRET_INJECTOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `pullsecret_injector=debug,info`.
+    #[arg(long, default_value = "info", env = "PULLSECRET_INJECTOR_LOG_LEVEL")]
+    pub log_level: String,
+}
+
+/// Parses `500ms`, `5s`, `2m` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
+}
+
+/// Readiness inputs, shared by the admin listener and the shutdown sequence.
+#[derive(Debug)]
+pub struct Health {
+    pub certificates: Arc<tls::CertificateStore>,
+    pub cache: Arc<ClusterCache>,
+    shutting_down: AtomicBool,
+}
+
+impl Health {
+    pub fn new(certificates: Arc<tls::CertificateStore>, cache: Arc<ClusterCache>) -> Health {
+        Health {
+            certificates,
+            cache,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// `Ok` when ready, else the reason.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            Err("shutting down")
+        } else if !self.certificates.is_loaded() {
+            Err("serving certificate not loaded")
+        } else if !self.cache.is_synced() {
+            Err("watches have not delivered their initial list yet")
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+
+    let certificates = Arc::new(tls::CertificateStore::new(
+        args.tls_cert_file.clone(),
+        args.tls_key_file.clone(),
+    ));
+    certificates
+        .reload(&provider)
+        .context("cannot load the serving certificate")?;
+    tls::record_expiry(&certificates, &metrics);
+    let tls_config = tls::server_config(Arc::clone(&certificates), Arc::clone(&provider))?;
+
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")?;
+    let cache = Arc::new(ClusterCache::default());
+    let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
+
+    let webhook_listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin_listener = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
+    tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
+
+    tokio::spawn(crate::watch::run(
+        client,
+        Arc::clone(&cache),
+        metrics.clone(),
+    ));
+    tokio::spawn(tls::watch_certificate(
+        Arc::clone(&certificates),
+        provider,
+        args.tls_reload_interval,
+        metrics.clone(),
+    ));
+
+    let app = AppState::new(
+        Arc::clone(&cache),
+        metrics.clone(),
+        Arc::new(registry),
+        Arc::clone(&health),
+    );
+    let admin = axum::serve(admin_listener, admin_router(app.clone()));
+    tokio::spawn(async move {
+        if let Err(error) = admin.await {
+            tracing::error!(%error, "admin listener failed");
+        }
+    });
+
+    let (stop_accepting, accepting) = watch::channel(false);
+    let limits = ConnectionLimits {
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        ..ConnectionLimits::default()
+    };
+    let server = tokio::spawn(listener::serve(
+        webhook_listener,
+        Arc::new(tls_config),
+        webhook_router(app),
+        limits,
+        accepting,
+    ));
+
+    wait_for_signal().await?;
+    tracing::info!(delay = ?args.shutdown_delay, "shutdown requested: reporting unready");
+    health.begin_shutdown();
+    metrics.ready.set(0);
+    // A second signal during the sequence ends the process at once.
+    tokio::spawn(async {
+        if wait_for_signal().await.is_ok() {
+            tracing::warn!("second signal: exiting immediately");
+            std::process::exit(1);
+        }
+    });
+    tokio::time::sleep(args.shutdown_delay).await;
+    tracing::info!(timeout = ?args.drain_timeout, "no longer accepting connections; draining");
+    let _ = stop_accepting.send(true);
+    match tokio::time::timeout(args.drain_timeout, server).await {
+        Ok(_) => tracing::info!("drained; exiting"),
+        Err(_) => tracing::warn!("drain timeout reached; exiting with requests still open"),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

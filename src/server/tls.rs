@@ -1,0 +1,183 @@
+//! The serving certificate: loaded from PEM files, re-read so rotation needs no restart.
+//!
+//! Files are re-read by path on an interval and compared by content, which also catches the
+//! kubelet's `..data` symlink swap of a mounted Secret (the paths stay, their targets change).
+//! A broken new pair is refused and the last good one keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: no usable PEM private key found ({reason})")]
+    NoKey { path: PathBuf, reason: String },
+    #[error("private key does not match the certificate or is unsupported: {0}")]
+    KeyMismatch(String),
+    #[error("cannot build the TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The certificate and key file paths plus the last pair loaded from them.
+#[derive(Debug)]
+pub struct CertificateStore {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: ArcSwapOption<LoadedPair>,
+}
+
+#[derive(Debug)]
+struct LoadedPair {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    certified: Arc<CertifiedKey>,
+}
+
+impl CertificateStore {
+    pub fn new(cert_path: PathBuf, key_path: PathBuf) -> CertificateStore {
+        CertificateStore {
+            cert_path,
+            key_path,
+            current: ArcSwapOption::empty(),
+        }
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// Re-reads both files; returns `Ok(true)` when a new pair was installed, `Ok(false)` when
+    /// nothing changed, and an error (keeping the previous pair) when the new files are unusable.
+    pub fn reload(&self, provider: &CryptoProvider) -> Result<bool, TlsError> {
+        let cert_pem = read(&self.cert_path)?;
+        let key_pem = read(&self.key_path)?;
+        if let Some(current) = self.current.load().as_ref()
+            && current.cert_pem == cert_pem
+            && current.key_pem == key_pem
+        {
+            return Ok(false);
+        }
+        let certified = certified_key(
+            &self.cert_path,
+            &cert_pem,
+            &self.key_path,
+            &key_pem,
+            provider,
+        )?;
+        self.current.store(Some(Arc::new(LoadedPair {
+            cert_pem,
+            key_pem,
+            certified: Arc::new(certified),
+        })));
+        Ok(true)
+    }
+
+    /// The leaf certificate's notAfter as a Unix timestamp.
+    pub fn expiry(&self) -> Option<i64> {
+        let current = self.current.load();
+        let leaf = current.as_ref()?.certified.cert.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+        Some(parsed.validity().not_after.timestamp())
+    }
+}
+
+impl ResolvesServerCert for CertificateStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .load()
+            .as_ref()
+            .map(|pair| Arc::clone(&pair.certified))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|error| TlsError::Read {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+fn certified_key(
+    cert_path: &Path,
+    cert_pem: &[u8],
+    key_path: &Path,
+    key_pem: &[u8],
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert_path.to_owned(),
+        });
+    }
+    // The key's own parse error is safe to report: it names a PEM problem, never key bytes.
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::NoKey {
+        path: key_path.to_owned(),
+        reason: error.to_string(),
+    })?;
+    let certified = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| TlsError::KeyMismatch(e.to_string()))?;
+    Ok(certified)
+}
+
+/// rustls settings for the webhook port: TLS 1.2 and 1.3 only, HTTP/1.1 by ALPN.
+pub fn server_config(
+    store: Arc<CertificateStore>,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Re-reads the certificate every `interval` until the process ends.
+pub async fn watch_certificate(
+    store: Arc<CertificateStore>,
+    provider: Arc<CryptoProvider>,
+    interval: Duration,
+    metrics: Metrics,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match store.reload(&provider) {
+            Ok(false) => {}
+            Ok(true) => {
+                metrics.observe_certificate_reload(true);
+                record_expiry(&store, &metrics);
+                tracing::info!(cert = %store.cert_path.display(), "serving certificate reloaded");
+            }
+            Err(error) => {
+                metrics.observe_certificate_reload(false);
+                tracing::warn!(%error, "serving certificate not reloaded; keeping the previous one");
+            }
+        }
+    }
+}
+
+pub fn record_expiry(store: &CertificateStore, metrics: &Metrics) {
+    if let Some(expiry) = store.expiry() {
+        metrics.certificate_expiry.set(expiry as f64);
+    }
+}

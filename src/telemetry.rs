@@ -1,0 +1,231 @@
+//! Logging setup and the Prometheus metrics, all under the `pullsecret_injector_` prefix.
+//!
+//! No metric label or log field ever carries a credential: labels are fixed outcome names.
+
+use std::sync::atomic::AtomicU64;
+
+use clap::ValueEnum;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+use crate::admission::{Outcome, Reviewed};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+/// Installs the global tracing subscriber. `level` is an env-filter directive such as `info`
+/// or `pullsecret_injector=debug,kube=info`.
+pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(level)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+    result.map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: &'static str,
+}
+
+/// Every metric the server exports. Cheap to clone (the metric types are `Arc`s inside).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    reviews: Family<OutcomeLabel, Counter>,
+    rejected_requests: Family<ReasonLabel, Counter>,
+    review_duration: Histogram,
+    secrets_injected: Counter,
+    images_without_match: Counter,
+    invalid_images: Counter,
+    undecodable_encounters: Counter,
+    pub cached_secrets: Gauge,
+    pub cached_namespaces: Gauge,
+    pub undecodable_secrets: Gauge,
+    pub certificate_expiry: Gauge<f64, AtomicU64>,
+    certificate_reloads: Family<ResultLabel, Counter>,
+    watch_errors: Family<ResourceLabel, Counter>,
+    pub ready: Gauge,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let metrics = Metrics {
+            reviews: Family::default(),
+            rejected_requests: Family::default(),
+            // Sub-millisecond buckets: a decision takes microseconds.
+            review_duration: Histogram::new(
+                [
+                    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+                    0.05,
+                ]
+                .into_iter(),
+            ),
+            secrets_injected: Counter::default(),
+            images_without_match: Counter::default(),
+            invalid_images: Counter::default(),
+            undecodable_encounters: Counter::default(),
+            cached_secrets: Gauge::default(),
+            cached_namespaces: Gauge::default(),
+            undecodable_secrets: Gauge::default(),
+            certificate_expiry: Gauge::default(),
+            certificate_reloads: Family::default(),
+            watch_errors: Family::default(),
+            ready: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("pullsecret_injector");
+        r.register(
+            "reviews",
+            "Admission reviews answered, by outcome",
+            metrics.reviews.clone(),
+        );
+        r.register(
+            "rejected_requests",
+            "Webhook requests refused before a review could be read, by reason",
+            metrics.rejected_requests.clone(),
+        );
+        r.register(
+            "review_duration_seconds",
+            "Time to read, decide and encode one review",
+            metrics.review_duration.clone(),
+        );
+        r.register(
+            "secrets_injected",
+            "Pull secret references appended to pods",
+            metrics.secrets_injected.clone(),
+        );
+        r.register(
+            "images_without_match",
+            "Valid images for which no cached pull secret matched",
+            metrics.images_without_match.clone(),
+        );
+        r.register(
+            "invalid_images",
+            "Images that are not valid references",
+            metrics.invalid_images.clone(),
+        );
+        r.register(
+            "undecodable_secret_encounters",
+            "Times a review ran into a pull secret the kubelet cannot decode",
+            metrics.undecodable_encounters.clone(),
+        );
+        r.register(
+            "cached_secrets",
+            "Registry-credential secrets in the cache",
+            metrics.cached_secrets.clone(),
+        );
+        r.register(
+            "cached_namespaces",
+            "Namespaces in the cache",
+            metrics.cached_namespaces.clone(),
+        );
+        r.register(
+            "undecodable_secrets",
+            "Cached registry-credential secrets the kubelet cannot decode",
+            metrics.undecodable_secrets.clone(),
+        );
+        r.register(
+            "certificate_expiry_timestamp_seconds",
+            "Expiry (notAfter) of the serving certificate, as a Unix timestamp",
+            metrics.certificate_expiry.clone(),
+        );
+        r.register(
+            "certificate_reloads",
+            "Serving certificate reloads, by result",
+            metrics.certificate_reloads.clone(),
+        );
+        r.register(
+            "watch_errors",
+            "Errors from the Kubernetes watches, by resource",
+            metrics.watch_errors.clone(),
+        );
+        r.register(
+            "ready",
+            "1 when the webhook reports ready",
+            metrics.ready.clone(),
+        );
+        for outcome in [
+            Outcome::Injected,
+            Outcome::Unchanged,
+            Outcome::OptedOut,
+            Outcome::NotApplicable,
+            Outcome::UnreadablePod,
+        ] {
+            let _ = metrics.reviews.get_or_create(&OutcomeLabel {
+                outcome: outcome.label(),
+            });
+        }
+        for result in ["success", "failure"] {
+            let _ = metrics
+                .certificate_reloads
+                .get_or_create(&ResultLabel { result });
+        }
+        metrics
+    }
+
+    pub fn observe_review(&self, reviewed: &Reviewed, seconds: f64) {
+        self.reviews
+            .get_or_create(&OutcomeLabel {
+                outcome: reviewed.outcome.label(),
+            })
+            .inc();
+        self.review_duration.observe(seconds);
+        let decision = &reviewed.decision;
+        self.secrets_injected.inc_by(decision.injected.len() as u64);
+        self.images_without_match
+            .inc_by(decision.images_without_match as u64);
+        self.invalid_images.inc_by(decision.invalid_images as u64);
+        self.undecodable_encounters
+            .inc_by(decision.undecodable_secrets as u64);
+    }
+
+    pub fn observe_rejected(&self, reason: &'static str) {
+        self.rejected_requests
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn observe_certificate_reload(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.certificate_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn observe_watch_error(&self, resource: &'static str) {
+        self.watch_errors
+            .get_or_create(&ResourceLabel { resource })
+            .inc();
+    }
+}

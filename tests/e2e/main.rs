@@ -1,0 +1,110 @@
+//! End-to-end tests: the real `pullsecret-injector serve` behind a real kube-apiserver.
+//!
+//! `cargo test --test e2e` starts a local control plane (tests/controlplane/cluster.sh, in
+//! `target/e2e-cluster`), generates a serving certificate with `pullsecret-injector certs`,
+//! runs one `serve` process, registers it as a MutatingWebhookConfiguration limited to this
+//! run's namespaces, and then drives everything through `kubectl` as a user would.
+//!
+//! Environment:
+//!   PULLSECRET_INJECTOR_E2E_REUSE_CLUSTER=DIR   use the running cluster whose cluster.env,
+//!                                               kubeconfig and bin/ are in DIR; it is left
+//!                                               running (only this run's objects are deleted).
+//!   PULLSECRET_INJECTOR_E2E_KEEP=1              keep the temporary directory (serve log,
+//!                                               certificates) even when everything passed.
+//! Arguments: optional substrings; only scenarios whose name contains one of them run.
+//!
+//! Output: one `ok NAME (1.2s)` / `FAILED NAME: reason` / `skipped NAME: reason` line per
+//! scenario and finally `N passed, M failed`. The exit status is 1 when anything failed.
+
+mod harness;
+mod scenarios;
+
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use harness::{Cluster, Suite};
+
+fn main() -> ExitCode {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    let (passed, failed) = run(&filters);
+    println!("{passed} passed, {failed} failed");
+    let _ = std::io::stdout().flush();
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Runs setup and the scenarios; every guard (serve process, webhook configuration, cluster)
+/// is dropped before this returns, also when a scenario or the setup panics.
+fn run(filters: &[String]) -> (usize, usize) {
+    let started = Instant::now();
+    let cluster = match catch_unwind(Cluster::start) {
+        Ok(Ok(cluster)) => cluster,
+        Ok(Err(error)) => return setup_failed(&format!("{error:#}")),
+        Err(panic) => return setup_failed(&panic_message(&*panic)),
+    };
+    println!("cluster ready ({:.1}s)", started.elapsed().as_secs_f64());
+    let suite = match catch_unwind(AssertUnwindSafe(|| Suite::start(&cluster))) {
+        Ok(Ok(suite)) => suite,
+        Ok(Err(error)) => return setup_failed(&format!("{error:#}")),
+        Err(panic) => return setup_failed(&panic_message(&*panic)),
+    };
+    println!(
+        "webhook ready ({:.1}s since start; run id {}, serve log {})",
+        started.elapsed().as_secs_f64(),
+        suite.run_id,
+        suite.serve_log().display()
+    );
+
+    let (mut passed, mut failed) = (0, 0);
+    for scenario in scenarios::ALL {
+        if !filters.is_empty() && !filters.iter().any(|filter| scenario.name.contains(filter.as_str())) {
+            continue;
+        }
+        let clock = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| (scenario.run)(&suite)));
+        let seconds = clock.elapsed().as_secs_f64();
+        match result {
+            Ok(Ok(scenarios::Outcome::Passed)) => {
+                passed += 1;
+                println!("ok {} ({seconds:.1}s)", scenario.name);
+            }
+            Ok(Ok(scenarios::Outcome::Skipped(reason))) => println!("skipped {}: {reason}", scenario.name),
+            Ok(Err(error)) => {
+                failed += 1;
+                println!("FAILED {}: {}", scenario.name, one_line(&format!("{error:#}")));
+            }
+            Err(panic) => {
+                failed += 1;
+                println!("FAILED {}: panicked: {}", scenario.name, one_line(&panic_message(&*panic)));
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+    if failed > 0 {
+        suite.keep_workdir();
+    }
+    println!("suite finished in {:.1}s", started.elapsed().as_secs_f64());
+    drop(suite);
+    drop(cluster);
+    (passed, failed)
+}
+
+fn setup_failed(reason: &str) -> (usize, usize) {
+    println!("FAILED setup: {}", one_line(reason));
+    (0, 1)
+}
+
+fn one_line(text: &str) -> String {
+    text.trim().replace('\n', " | ")
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
