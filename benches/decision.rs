@@ -1,1 +1,132 @@
-fn main() {}
+//! Decision micro-benchmarks: pods of 1, 3 and 20 containers against namespaces holding 1, 50
+//! and 500 pull secrets (exact hosts, host globs and path prefixes), plus a whole review
+//! (parse + decide + encode) of a realistic kubectl-made Pod.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use pullsecret_injector::admission::review;
+use pullsecret_injector::decision::decide;
+use pullsecret_injector::pod::PodView;
+use pullsecret_injector::state::ClusterState;
+use pullsecret_injector::statefile::state_from_str;
+use serde_json::{Value, json};
+
+/// `count` secrets over a mix of registry key shapes, like a real namespace accumulates.
+fn namespace_state(count: usize) -> Arc<ClusterState> {
+    let documents: Vec<String> = (0..count)
+        .map(|index| {
+            let key = match index % 5 {
+                0 => format!("registry{index}.example.com"),
+                1 => format!("https://registry{index}.example.com:5000/v2/"),
+                2 => format!("*.team{index}.example.com"),
+                3 => format!("quay.io/org{index}/"),
+                _ => format!("https://index.docker.io/v1/{index}"),
+            };
+            let config = json!({ "auths": { key: { "auth": "dXNlcjpwYXNz" } } }).to_string();
+            json!({
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                "metadata": { "namespace": "bench", "name": format!("secret-{index:04}") },
+                "stringData": { ".dockerconfigjson": config },
+            })
+            .to_string()
+        })
+        .collect();
+    state_from_str("bench", &documents.join("\n")).expect("valid bench state")
+}
+
+fn pod(containers: usize) -> Value {
+    let images = [
+        "registry0.example.com/app/api:1.4.2",
+        "nginx:1.25",
+        "quay.io/org3/sidecar@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "a.team2.example.com/tools/debug:latest",
+        "registry1.example.com:5000/batch/worker:2",
+    ];
+    let containers: Vec<Value> = (0..containers)
+        .map(|index| json!({ "name": format!("c{index}"), "image": images[index % images.len()] }))
+        .collect();
+    json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "web", "namespace": "bench" },
+            "spec": { "containers": containers } })
+}
+
+fn decision(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decide");
+    for secrets in [1, 50, 500] {
+        let state = namespace_state(secrets);
+        for containers in [1, 3, 20] {
+            let view: PodView = serde_json::from_value(pod(containers)).expect("pod");
+            group.bench_with_input(
+                BenchmarkId::new(
+                    format!("{containers}-containers"),
+                    format!("{secrets}-secrets"),
+                ),
+                &view,
+                |b, view| b.iter(|| decide(black_box(view), "bench", &state)),
+            );
+        }
+    }
+    group.finish();
+}
+
+/// A kubectl-shaped Pod CREATE review (~4 KB, with managedFields and last-applied annotation).
+fn review_body() -> Vec<u8> {
+    let mut object = pod(3);
+    object["metadata"]["labels"] = json!({ "app": "web", "tier": "frontend", "version": "1.4.2" });
+    object["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": object.to_string(),
+    });
+    object["metadata"]["managedFields"] = json!([{
+        "manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+        "time": "2026-11-23T10:00:00Z", "fieldsType": "FieldsV1",
+        "fieldsV1": { "f:metadata": { "f:labels": { ".": {}, "f:app": {}, "f:tier": {} } },
+                      "f:spec": { "f:containers": { "k:{\"name\":\"c0\"}": { ".": {}, "f:image": {} } } } }
+    }]);
+    for container in object["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+    {
+        container["resources"] = json!({ "requests": { "cpu": "100m", "memory": "128Mi" } });
+        container["ports"] = json!([{ "containerPort": 8080, "protocol": "TCP" }]);
+        container["env"] = json!([{ "name": "LOG_LEVEL", "value": "info" }, { "name": "REGION", "value": "eu-west-1" }]);
+        container["volumeMounts"] = json!([{ "name": "kube-api-access-x7k2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true }]);
+    }
+    object["spec"]["volumes"] = json!([{ "name": "kube-api-access-x7k2p", "projected": { "sources": [
+        { "serviceAccountToken": { "expirationSeconds": 3607, "path": "token" } },
+        { "configMap": { "name": "kube-root-ca.crt", "items": [{ "key": "ca.crt", "path": "ca.crt" }] } }
+    ] } }]);
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": { "group": "", "version": "v1", "kind": "Pod" },
+            "resource": { "group": "", "version": "v1", "resource": "pods" },
+            "requestKind": { "group": "", "version": "v1", "kind": "Pod" },
+            "requestResource": { "group": "", "version": "v1", "resource": "pods" },
+            "name": "web", "namespace": "bench", "operation": "CREATE",
+            "userInfo": { "username": "admin", "groups": ["system:masters", "system:authenticated"] },
+            "object": object, "oldObject": null, "dryRun": false,
+            "options": { "kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply" }
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn whole_review(c: &mut Criterion) {
+    let state = namespace_state(50);
+    let body = review_body();
+    c.bench_function(
+        &format!("review/{}-byte-pod-create/50-secrets", body.len()),
+        |b| {
+            b.iter(|| {
+                let reviewed = review(black_box(&body), &state).expect("review");
+                serde_json::to_vec(&reviewed.response).expect("encode")
+            })
+        },
+    );
+}
+
+criterion_group!(benches, decision, whole_review);
+criterion_main!(benches);

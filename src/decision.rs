@@ -60,6 +60,10 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
     let mut decision = Decision::default();
     let mut warnings = Warnings::default();
     let present: HashSet<&str> = pod.pull_secret_names().collect();
+    // The most severe first: a broken secret already on the pod fails every pull.
+    if let Some(ns) = ns {
+        warnings.undecodable_on_pod(ns, pod.pull_secret_names());
+    }
 
     for container in pod.containers() {
         let Some(image) = container.image.as_deref().filter(|image| !image.is_empty()) else {
@@ -92,10 +96,6 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
         }
         warnings.undecodable_for_image(ns, &lookup, matched.is_empty());
     }
-    if let Some(ns) = ns {
-        warnings.undecodable_on_pod(ns, pod.pull_secret_names());
-    }
-
     decision.undecodable_secrets = warnings.undecodable_seen.len();
     decision.warnings = warnings.into_list();
     if !decision.injected.is_empty() {

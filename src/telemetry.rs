@@ -85,13 +85,9 @@ impl Metrics {
             reviews: Family::default(),
             rejected_requests: Family::default(),
             // Sub-millisecond buckets: a decision takes microseconds.
-            review_duration: Histogram::new(
-                [
-                    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-                    0.05,
-                ]
-                .into_iter(),
-            ),
+            review_duration: Histogram::new([
+                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
+            ]),
             secrets_injected: Counter::default(),
             images_without_match: Counter::default(),
             invalid_images: Counter::default(),

@@ -150,9 +150,9 @@ fn deeply_nested_json_does_not_overflow_the_stack() {
     let depth = 100_000;
     let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     assert!(review(body.as_bytes(), &state()).is_err());
+    let request = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
     let nested_object = format!(
-        "{{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{}}}",
-        format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth))
+        "{{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{request}}}"
     );
     assert!(review(nested_object.as_bytes(), &state()).is_err());
 }

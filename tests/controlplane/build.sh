@@ -12,11 +12,22 @@ BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION/bin"
 
 log() { printf '[control-plane build] %s\n' "$*" >&2; }
 
+# Helm reads its own version and the Kubernetes version it assumes (for `helm template` and
+# kubeVersion checks) from ldflags; the stamp records which flags the cached helm was built with.
+k8s_minor=${K8S_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
+helm_major=${HELM_VERSION%%.*}
+HELM_LDFLAGS="-X helm.sh/helm/$helm_major/internal/version.version=$HELM_VERSION"
+HELM_LDFLAGS+=" -X helm.sh/helm/$helm_major/pkg/chartutil.k8sVersionMajor=1"
+HELM_LDFLAGS+=" -X helm.sh/helm/$helm_major/pkg/chartutil.k8sVersionMinor=$k8s_minor"
+
+helm_current() { [ -x "$BIN/helm" ] && [ "$(cat "$BIN/helm.stamp" 2>/dev/null)" = "$HELM_LDFLAGS" ]; }
+
 need_build() {
-  for tool in kube-apiserver kube-controller-manager kubectl etcd helm; do
+  for tool in kube-apiserver kube-controller-manager kubectl etcd; do
     [ -x "$BIN/$tool" ] || return 0
   done
-  return 1
+  helm_current && return 1
+  return 0
 }
 
 if ! need_build; then
@@ -107,13 +118,14 @@ build_etcd() {
 build_helm() {
   log "building helm $HELM_VERSION"
   local major=${HELM_VERSION%%.*}
-  GOBIN="$WORK/helm-$HELM_VERSION" go install -trimpath "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
+  GOBIN="$WORK/helm-$HELM_VERSION" go install -trimpath -ldflags "$HELM_LDFLAGS" "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
   cp "$WORK/helm-$HELM_VERSION/helm" "$BIN/helm.tmp"
   mv "$BIN/helm.tmp" "$BIN/helm"
+  printf '%s' "$HELM_LDFLAGS" >"$BIN/helm.stamp"
 }
 
 [ -x "$BIN/etcd" ] || build_etcd
-[ -x "$BIN/helm" ] || build_helm
+helm_current || build_helm
 if [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kube-controller-manager" ] || [ ! -x "$BIN/kubectl" ]; then
   build_kubernetes
 fi

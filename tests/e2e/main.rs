@@ -27,11 +27,18 @@ use std::time::Instant;
 use harness::{Cluster, Suite};
 
 fn main() -> ExitCode {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
     let (passed, failed) = run(&filters);
     println!("{passed} passed, {failed} failed");
     let _ = std::io::stdout().flush();
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Runs setup and the scenarios; every guard (serve process, webhook configuration, cluster)
@@ -58,7 +65,11 @@ fn run(filters: &[String]) -> (usize, usize) {
 
     let (mut passed, mut failed) = (0, 0);
     for scenario in scenarios::ALL {
-        if !filters.is_empty() && !filters.iter().any(|filter| scenario.name.contains(filter.as_str())) {
+        if !filters.is_empty()
+            && !filters
+                .iter()
+                .any(|filter| scenario.name.contains(filter.as_str()))
+        {
             continue;
         }
         let clock = Instant::now();
@@ -69,14 +80,24 @@ fn run(filters: &[String]) -> (usize, usize) {
                 passed += 1;
                 println!("ok {} ({seconds:.1}s)", scenario.name);
             }
-            Ok(Ok(scenarios::Outcome::Skipped(reason))) => println!("skipped {}: {reason}", scenario.name),
+            Ok(Ok(scenarios::Outcome::Skipped(reason))) => {
+                println!("skipped {}: {reason}", scenario.name)
+            }
             Ok(Err(error)) => {
                 failed += 1;
-                println!("FAILED {}: {}", scenario.name, one_line(&format!("{error:#}")));
+                println!(
+                    "FAILED {}: {}",
+                    scenario.name,
+                    one_line(&format!("{error:#}"))
+                );
             }
             Err(panic) => {
                 failed += 1;
-                println!("FAILED {}: panicked: {}", scenario.name, one_line(&panic_message(&*panic)));
+                println!(
+                    "FAILED {}: panicked: {}",
+                    scenario.name,
+                    one_line(&panic_message(&*panic))
+                );
             }
         }
         let _ = std::io::stdout().flush();
