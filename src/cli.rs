@@ -52,12 +52,12 @@ pub struct StateArgs {
         env = "PULLSECRET_INJECTOR_STATE",
         value_delimiter = ','
     )]
-    pub files: Vec<PathBuf>,
+    pub state_files: Vec<PathBuf>,
 }
 
 impl StateArgs {
     fn load(&self) -> Result<std::sync::Arc<ClusterState>, InputError> {
-        statefile::load_state(&self.files)
+        statefile::load_state(&self.state_files)
     }
 }
 
@@ -97,7 +97,7 @@ pub struct ApplyArgs {
         value_name = "MANIFEST",
         required = true
     )]
-    pub files: Vec<PathBuf>,
+    pub manifests: Vec<PathBuf>,
     /// Namespace for objects that do not set one.
     #[arg(
         short = 'n',
@@ -111,7 +111,7 @@ pub struct ApplyArgs {
 pub fn apply(args: &ApplyArgs) -> Result<(), CommandError> {
     let state = args.state.load()?;
     let mut rendered = Vec::new();
-    for file in &args.files {
+    for file in &args.manifests {
         let source = Source::from_arg(file);
         for document in statefile::parse_documents(&source.name(), &source.read()?)? {
             let mut value = document.value;
@@ -134,11 +134,9 @@ pub fn inject_into_manifest(manifest: &mut Value, default_namespace: &str, state
         .and_then(Value::as_str)
         .unwrap_or(default_namespace)
         .to_owned();
-    let kind = manifest
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let template_path = match kind {
+    let text_at = |pointer: &str| manifest.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (kind, name) = (text_at("/kind"), text_at("/metadata/name"));
+    let template_path = match kind.as_str() {
         "Pod" => "",
         "Deployment"
         | "StatefulSet"
@@ -164,6 +162,9 @@ pub fn inject_into_manifest(manifest: &mut Value, default_namespace: &str, state
         return;
     };
     let decision = decide(&pod, &namespace, state);
+    for warning in &decision.warnings {
+        eprintln!("Warning: {kind}/{name}: {warning}");
+    }
     // The patch was made for this very document; if it did not apply, leave it untouched.
     let mut patched = template.clone();
     if json_patch::patch(&mut patched, &decision.patch).is_ok() {

@@ -86,3 +86,13 @@ fn fail(error: &dyn std::fmt::Display, code: u8) -> ExitCode {
     eprintln!("pullsecret-injector: {error}");
     ExitCode::from(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -656,10 +656,10 @@ webhooks:
         self.remember_secret_data(ns, name, ".dockerconfigjson")
     }
 
-    /// `kubectl create secret generic --type=kubernetes.io/dockerconfigjson` from raw JSON.
-    pub fn dockerconfigjson_secret(&self, ns: &str, name: &str, json: &str) -> Result<()> {
-        let file = self.work_path.join(format!("{ns}-{name}.dockerconfigjson"));
-        std::fs::write(&file, json)?;
+    /// `kubectl create secret generic --type=TYPE --from-file=KEY=...` with `content`.
+    pub fn pull_secret_from_file(&self, ns: &str, name: &str, secret_type: &str, key: &str, content: &str) -> Result<()> {
+        let file = self.work_path.join(format!("{ns}-{name}{key}"));
+        std::fs::write(&file, content)?;
         let out = self.kubectl(&[
             "create",
             "secret",
@@ -667,12 +667,12 @@ webhooks:
             name,
             "-n",
             ns,
-            "--type=kubernetes.io/dockerconfigjson",
-            &format!("--from-file=.dockerconfigjson={}", file.display()),
+            &format!("--type={secret_type}"),
+            &format!("--from-file={key}={}", file.display()),
         ]);
         std::fs::remove_file(&file)?;
         out?;
-        self.remember_secret_data(ns, name, ".dockerconfigjson")
+        self.remember_secret_data(ns, name, key)
     }
 
     fn remember_secret_data(&self, ns: &str, name: &str, key: &str) -> Result<()> {

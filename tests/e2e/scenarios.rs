@@ -29,6 +29,10 @@ pub const ALL: &[Scenario] = &[
         run: registry_matching,
     },
     Scenario {
+        name: "wildcards-paths-and-legacy-secrets",
+        run: wildcards_paths_and_legacy_secrets,
+    },
+    Scenario {
         name: "deployment-pods",
         run: deployment_pods,
     },
@@ -172,6 +176,10 @@ spec:
         Some("reg6000 (registry.example.com:6000/tools/init)"),
     )?;
 
+    // Ports compare as whole strings: 50000 is not 5000.
+    no_warnings(&s.run_pod(&ns, "port-50000", "registry.example.com:50000/team/app:1", &[])?)?;
+    s.expect_pod(&ns, "port-50000", &[], None)?;
+
     // No port is not port 5000 (nor 6000), and not Docker Hub either.
     let before = metric(
         &s.metrics()?,
@@ -189,6 +197,52 @@ spec:
         after - before == 1.0,
         "images_without_match_total went from {before} to {after}; expected exactly one more (the webhook saw the pod)"
     );
+    Ok(Outcome::Passed)
+}
+
+/// 1b. Glob host labels, key paths (most specific first), a `docker.io` key taking Docker Hub
+///     images away from the index.docker.io fallback, and legacy `kubernetes.io/dockercfg`.
+fn wildcards_paths_and_legacy_secrets(s: &Suite) -> Result<Outcome> {
+    let ns = s.namespace("wildcards", &[])?;
+    s.registry_secret(&ns, "wild", "*.corp.example:8443")?;
+    s.registry_secret(&ns, "team-path", "registry.example.com:5000/team/")?;
+    s.registry_secret(&ns, "reg5000", R5000)?;
+    s.registry_secret(&ns, "dockerio", "docker.io")?;
+    s.registry_secret(&ns, "hub", DOCKER_HUB_KEY)?;
+    let password = s.new_password(&format!("secret {ns}/legacy"));
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("e2e-legacy:{password}"))
+    };
+    s.pull_secret_from_file(
+        &ns,
+        "legacy",
+        "kubernetes.io/dockercfg",
+        ".dockercfg",
+        &format!(r#"{{"registry.example.com:9000":{{"auth":"{auth}","email":"e2e@example.com"}}}}"#),
+    )?;
+    s.wait_cache_synced()?;
+
+    let cases: [(&str, &str, &[&str], Option<&str>); 8] = [
+        ("glob-one-label", "a.corp.example:8443/x/y:1", &["wild"], Some("wild (a.corp.example:8443/x/y)")),
+        ("glob-two-labels", "a.b.corp.example:8443/x/y:1", &[], None),
+        ("glob-no-label", "corp.example:8443/x/y:1", &[], None),
+        (
+            "path-key",
+            "registry.example.com:5000/team/app:1",
+            &["team-path", "reg5000"],
+            Some("team-path (registry.example.com:5000/team/app); reg5000 (registry.example.com:5000/team/app)"),
+        ),
+        ("other-path", "registry.example.com:5000/teamwork/app:1", &["reg5000"], Some("reg5000 (registry.example.com:5000/teamwork/app)")),
+        // A key matching docker.io directly means the index.docker.io fallback is not used.
+        ("docker-hub", "nginx:1.25", &["dockerio"], Some("dockerio (docker.io/library/nginx)")),
+        ("docker-hub-digest", "docker.io/library/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000", &["dockerio"], Some("dockerio (docker.io/library/busybox)")),
+        ("legacy-dockercfg", "registry.example.com:9000/app:1", &["legacy"], Some("legacy (registry.example.com:9000/app)")),
+    ];
+    for (name, image, secrets, annotation) in cases {
+        no_warnings(&s.run_pod(&ns, name, image, &[])?)?;
+        s.expect_pod(&ns, name, secrets, annotation)?;
+    }
     Ok(Outcome::Passed)
 }
 
@@ -303,7 +357,7 @@ fn undecodable_secret(s: &Suite) -> Result<Outcome> {
     let broken = format!(
         r#"{{"auths":{{"registry.example.com:7000":{{"username":"e2e-user","password":"{password}","auth":"%%not*base64%%"}}}}}}"#
     );
-    s.dockerconfigjson_secret(&ns, "broken7000", &broken)?;
+    s.pull_secret_from_file(&ns, "broken7000", "kubernetes.io/dockerconfigjson", ".dockerconfigjson", &broken)?;
     s.wait_cache_synced()?;
     let undecodable =
         metric(&s.metrics()?, "pullsecret_injector_undecodable_secrets").unwrap_or(0.0);
