@@ -657,7 +657,14 @@ webhooks:
     }
 
     /// `kubectl create secret generic --type=TYPE --from-file=KEY=...` with `content`.
-    pub fn pull_secret_from_file(&self, ns: &str, name: &str, secret_type: &str, key: &str, content: &str) -> Result<()> {
+    pub fn pull_secret_from_file(
+        &self,
+        ns: &str,
+        name: &str,
+        secret_type: &str,
+        key: &str,
+        content: &str,
+    ) -> Result<()> {
         let file = self.work_path.join(format!("{ns}-{name}{key}"));
         std::fs::write(&file, content)?;
         let out = self.kubectl(&[

@@ -177,7 +177,12 @@ spec:
     )?;
 
     // Ports compare as whole strings: 50000 is not 5000.
-    no_warnings(&s.run_pod(&ns, "port-50000", "registry.example.com:50000/team/app:1", &[])?)?;
+    no_warnings(&s.run_pod(
+        &ns,
+        "port-50000",
+        "registry.example.com:50000/team/app:1",
+        &[],
+    )?)?;
     s.expect_pod(&ns, "port-50000", &[], None)?;
 
     // No port is not port 5000 (nor 6000), and not Docker Hub either.
@@ -219,25 +224,54 @@ fn wildcards_paths_and_legacy_secrets(s: &Suite) -> Result<Outcome> {
         "legacy",
         "kubernetes.io/dockercfg",
         ".dockercfg",
-        &format!(r#"{{"registry.example.com:9000":{{"auth":"{auth}","email":"e2e@example.com"}}}}"#),
+        &format!(
+            r#"{{"registry.example.com:9000":{{"auth":"{auth}","email":"e2e@example.com"}}}}"#
+        ),
     )?;
     s.wait_cache_synced()?;
 
     let cases: [(&str, &str, &[&str], Option<&str>); 8] = [
-        ("glob-one-label", "a.corp.example:8443/x/y:1", &["wild"], Some("wild (a.corp.example:8443/x/y)")),
+        (
+            "glob-one-label",
+            "a.corp.example:8443/x/y:1",
+            &["wild"],
+            Some("wild (a.corp.example:8443/x/y)"),
+        ),
         ("glob-two-labels", "a.b.corp.example:8443/x/y:1", &[], None),
         ("glob-no-label", "corp.example:8443/x/y:1", &[], None),
         (
             "path-key",
             "registry.example.com:5000/team/app:1",
             &["team-path", "reg5000"],
-            Some("team-path (registry.example.com:5000/team/app); reg5000 (registry.example.com:5000/team/app)"),
+            Some(
+                "team-path (registry.example.com:5000/team/app); reg5000 (registry.example.com:5000/team/app)",
+            ),
         ),
-        ("other-path", "registry.example.com:5000/teamwork/app:1", &["reg5000"], Some("reg5000 (registry.example.com:5000/teamwork/app)")),
+        (
+            "other-path",
+            "registry.example.com:5000/teamwork/app:1",
+            &["reg5000"],
+            Some("reg5000 (registry.example.com:5000/teamwork/app)"),
+        ),
         // A key matching docker.io directly means the index.docker.io fallback is not used.
-        ("docker-hub", "nginx:1.25", &["dockerio"], Some("dockerio (docker.io/library/nginx)")),
-        ("docker-hub-digest", "docker.io/library/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000", &["dockerio"], Some("dockerio (docker.io/library/busybox)")),
-        ("legacy-dockercfg", "registry.example.com:9000/app:1", &["legacy"], Some("legacy (registry.example.com:9000/app)")),
+        (
+            "docker-hub",
+            "nginx:1.25",
+            &["dockerio"],
+            Some("dockerio (docker.io/library/nginx)"),
+        ),
+        (
+            "docker-hub-digest",
+            "docker.io/library/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            &["dockerio"],
+            Some("dockerio (docker.io/library/busybox)"),
+        ),
+        (
+            "legacy-dockercfg",
+            "registry.example.com:9000/app:1",
+            &["legacy"],
+            Some("legacy (registry.example.com:9000/app)"),
+        ),
     ];
     for (name, image, secrets, annotation) in cases {
         no_warnings(&s.run_pod(&ns, name, image, &[])?)?;
@@ -352,36 +386,71 @@ fn secret_lifecycle(s: &Suite) -> Result<Outcome> {
 ///     warning naming it, for `kubectl run` and `kubectl apply`.
 fn undecodable_secret(s: &Suite) -> Result<Outcome> {
     let ns = s.namespace("undecodable", &[])?;
-    let password = s.new_password(&format!("secret {ns}/broken7000"));
-    // `auth` is not base64: the kubelet fails every pull of a pod that references it.
-    let broken = format!(
-        r#"{{"auths":{{"registry.example.com:7000":{{"username":"e2e-user","password":"{password}","auth":"%%not*base64%%"}}}}}}"#
-    );
-    s.pull_secret_from_file(&ns, "broken7000", "kubernetes.io/dockerconfigjson", ".dockerconfigjson", &broken)?;
+    let secret_json = |name: &str, build: &dyn Fn(&str) -> String| -> Result<()> {
+        let password = s.new_password(&format!("secret {ns}/{name}"));
+        s.pull_secret_from_file(
+            &ns,
+            name,
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            &build(&password),
+        )
+    };
+    // Each of these makes the kubelet fail every pull of a pod that references it; their
+    // errors are about text right next to a password, which must not end up in the warning.
+    // `auth` is not base64:
+    secret_json("broken7000", &|password| {
+        format!(
+            r#"{{"auths":{{"registry.example.com:7000":{{"username":"e2e-user","password":"{password}","auth":"%%not*base64%%"}}}}}}"#
+        )
+    })?;
+    // `auth` is base64 of a bare password, without `user:`:
+    secret_json("no-colon7000", &|password| {
+        let auth = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(password)
+        };
+        format!(r#"{{"auths":{{"registry.example.com:7000":{{"auth":"{auth}"}}}}}}"#)
+    })?;
+    // `password` is a list (the apiserver only checks that the data is JSON at all):
+    secret_json("wrong-type7000", &|password| {
+        format!(
+            r#"{{"auths":{{"registry.example.com:7000":{{"username":"e2e-user","password":["{password}"]}}}}}}"#
+        )
+    })?;
     s.wait_cache_synced()?;
     let undecodable =
         metric(&s.metrics()?, "pullsecret_injector_undecodable_secrets").unwrap_or(0.0);
     ensure!(
-        undecodable >= 1.0,
-        "pullsecret_injector_undecodable_secrets is {undecodable}, expected at least 1"
+        undecodable >= 3.0,
+        "pullsecret_injector_undecodable_secrets is {undecodable}, expected at least 3"
     );
 
-    let warned = |out: &crate::harness::Output, how: &str| -> Result<()> {
+    let warned = |out: &crate::harness::Output, how: &str, names: &[&str]| -> Result<()> {
         let warnings = out.warnings();
-        ensure!(
-            warnings.iter().any(|line| line.contains("broken7000")),
-            "{how}: no `Warning:` naming broken7000 on stderr (stderr: {:?})",
-            out.stderr.trim()
-        );
+        for name in names {
+            ensure!(
+                warnings
+                    .iter()
+                    .any(|line| line.contains(&format!("\"{name}\""))),
+                "{how}: no `Warning:` naming {name} on stderr (stderr: {:?})",
+                out.stderr.trim()
+            );
+        }
         Ok(())
     };
+    // Nothing usable serves the image: every undecodable secret is named.
     let out = s.run_pod(
         &ns,
         "only-broken",
         "registry.example.com:7000/team/app:1",
         &[],
     )?;
-    warned(&out, "kubectl run")?;
+    warned(
+        &out,
+        "kubectl run",
+        &["broken7000", "no-colon7000", "wrong-type7000"],
+    )?;
     s.expect_pod(&ns, "only-broken", &[], None)?;
 
     // With a good secret for the same registry, the good one is injected and the warning stays.
@@ -399,7 +468,11 @@ spec:
       image: registry.example.com:7000/team/app:1
 "
     ))?;
-    warned(&out, "kubectl apply")?;
+    warned(
+        &out,
+        "kubectl apply",
+        &["broken7000", "no-colon7000", "wrong-type7000"],
+    )?;
     s.expect_pod(
         &ns,
         "broken-and-good",
@@ -656,8 +729,8 @@ fn no_credential_leaks(s: &Suite) -> Result<Outcome> {
         let text = std::fs::read_to_string(log)
             .with_context(|| format!("cannot read {}", log.display()))?;
         ensure!(
-            text.contains("reg5000"),
-            "serve log {} does not mention any injection; too quiet to check",
+            text.contains(&format!("\"e2e-{}-", s.run_id)),
+            "serve log {} does not mention any of this run's namespaces; too quiet to check",
             log.display()
         );
         for (description, needle) in &needles {
