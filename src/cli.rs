@@ -134,7 +134,13 @@ pub fn inject_into_manifest(manifest: &mut Value, default_namespace: &str, state
         .and_then(Value::as_str)
         .unwrap_or(default_namespace)
         .to_owned();
-    let text_at = |pointer: &str| manifest.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text_at = |pointer: &str| {
+        manifest
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (kind, name) = (text_at("/kind"), text_at("/metadata/name"));
     let template_path = match kind.as_str() {
         "Pod" => "",
