@@ -138,7 +138,9 @@ fn read_optional(path: &Path) -> Result<Option<String>, CertsError> {
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("tmp");
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
     let mode = if private { 0o600 } else { 0o644 };
     let mut file = std::fs::OpenOptions::new()
         .write(true)

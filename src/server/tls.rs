@@ -181,3 +181,117 @@ pub fn record_expiry(store: &CertificateStore, metrics: &Metrics) {
         metrics.certificate_expiry.set(expiry as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+    use crate::certs::{CertsArgs, generate};
+
+    /// A directory laid out like a mounted Secret: `tls.crt -> ..data/tls.crt`,
+    /// `..data -> ..<timestamp>`; `publish` swaps `..data` atomically as the kubelet does.
+    struct MountedSecret {
+        dir: tempfile::TempDir,
+        generation: usize,
+    }
+
+    impl MountedSecret {
+        fn new() -> MountedSecret {
+            let dir = tempfile::tempdir().expect("temp dir");
+            symlink("..data/tls.crt", dir.path().join("tls.crt")).expect("link");
+            symlink("..data/tls.key", dir.path().join("tls.key")).expect("link");
+            MountedSecret { dir, generation: 0 }
+        }
+
+        fn publish(&mut self, cert: &[u8], key: &[u8]) {
+            self.generation += 1;
+            let version = format!("..2026_11_23_{}", self.generation);
+            let target = self.dir.path().join(&version);
+            std::fs::create_dir(&target).expect("version dir");
+            std::fs::write(target.join("tls.crt"), cert).expect("cert");
+            std::fs::write(target.join("tls.key"), key).expect("key");
+            let staged = self.dir.path().join("..data_tmp");
+            symlink(&version, &staged).expect("staged link");
+            std::fs::rename(&staged, self.dir.path().join("..data")).expect("swap");
+        }
+
+        fn store(&self) -> CertificateStore {
+            CertificateStore::new(
+                self.dir.path().join("tls.crt"),
+                self.dir.path().join("tls.key"),
+            )
+        }
+    }
+
+    fn issue(dir: &Path, days: u32) -> (Vec<u8>, Vec<u8>) {
+        let args = CertsArgs {
+            out_dir: dir.to_owned(),
+            dns_names: vec!["localhost".to_owned()],
+            ips: vec!["127.0.0.1".parse().expect("ip")],
+            days,
+        };
+        let files = generate(&args).expect("certificate");
+        (
+            std::fs::read(files.cert).expect("cert"),
+            std::fs::read(files.key).expect("key"),
+        )
+    }
+
+    #[test]
+    fn follows_the_data_symlink_swap_and_keeps_the_last_good_pair() {
+        let provider = rustls::crypto::ring::default_provider();
+        let issuer = tempfile::tempdir().expect("temp dir");
+        let mut mount = MountedSecret::new();
+        let (cert, key) = issue(issuer.path(), 30);
+        mount.publish(&cert, &key);
+        let store = mount.store();
+        assert!(!store.is_loaded());
+        assert!(store.reload(&provider).expect("first load"));
+        assert!(store.is_loaded());
+        let first_expiry = store.expiry().expect("expiry");
+        assert!(
+            !store.reload(&provider).expect("unchanged"),
+            "same files are not reloaded"
+        );
+
+        let (cert, key) = issue(issuer.path(), 90);
+        mount.publish(&cert, &key);
+        assert!(store.reload(&provider).expect("rotated"));
+        let second_expiry = store.expiry().expect("expiry");
+        assert!(
+            second_expiry > first_expiry + 50 * 86_400,
+            "the new certificate is served"
+        );
+
+        let (_, other_key) = issue(tempfile::tempdir().expect("temp dir").path(), 90);
+        for (broken_cert, broken_key) in [
+            (b"not a certificate".to_vec(), key.clone()),
+            (cert.clone(), b"not a key".to_vec()),
+            (cert.clone(), other_key),
+        ] {
+            mount.publish(&broken_cert, &broken_key);
+            assert!(store.reload(&provider).is_err(), "a broken pair is refused");
+            assert!(store.is_loaded());
+            assert_eq!(
+                store.expiry(),
+                Some(second_expiry),
+                "the last good pair keeps serving"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_a_clear_error() {
+        let store =
+            CertificateStore::new("/nonexistent/tls.crt".into(), "/nonexistent/tls.key".into());
+        let error = store
+            .reload(&rustls::crypto::ring::default_provider())
+            .expect_err("missing");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot read /nonexistent/tls.crt")
+        );
+    }
+}
