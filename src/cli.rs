@@ -61,6 +61,18 @@ impl StateArgs {
     }
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceArg {
+    /// Namespace of the pods (for manifests that do not set one).
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        default_value = "default",
+        env = "PULLSECRET_INJECTOR_NAMESPACE"
+    )]
+    pub name: String,
+}
+
 /// `review`: one AdmissionReview on stdin, the webhook's response review on stdout.
 #[derive(Debug, Clone, Args)]
 pub struct ReviewArgs {
@@ -98,14 +110,8 @@ pub struct ApplyArgs {
         required = true
     )]
     pub manifests: Vec<PathBuf>,
-    /// Namespace for objects that do not set one.
-    #[arg(
-        short = 'n',
-        long,
-        default_value = "default",
-        env = "PULLSECRET_INJECTOR_NAMESPACE"
-    )]
-    pub namespace: String,
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
 }
 
 pub fn apply(args: &ApplyArgs) -> Result<(), CommandError> {
@@ -115,7 +121,7 @@ pub fn apply(args: &ApplyArgs) -> Result<(), CommandError> {
         let source = Source::from_arg(file);
         for document in statefile::parse_documents(&source.name(), &source.read()?)? {
             let mut value = document.value;
-            inject_into_manifest(&mut value, &args.namespace, &state);
+            inject_into_manifest(&mut value, &args.namespace.name, &state);
             rendered.push(
                 serde_yaml::to_string(&value).map_err(|e| CommandError::Encode(e.to_string()))?,
             );
@@ -190,14 +196,8 @@ pub enum OutputFormat {
 pub struct ExplainArgs {
     #[command(flatten)]
     pub state: StateArgs,
-    /// Namespace the pod would run in.
-    #[arg(
-        short = 'n',
-        long,
-        default_value = "default",
-        env = "PULLSECRET_INJECTOR_NAMESPACE"
-    )]
-    pub namespace: String,
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -211,7 +211,7 @@ pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
     let explanations: Vec<ImageExplanation> = args
         .images
         .iter()
-        .map(|image| explain::explain_image(image, &args.namespace, &state))
+        .map(|image| explain::explain_image(image, &args.namespace.name, &state))
         .collect();
     let mut out = std::io::stdout().lock();
     match args.output {
