@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -138,8 +139,8 @@ pub struct Serve {
 }
 
 impl Serve {
-    fn spawn(work: &Path, kubeconfig: &Path, attempt: usize) -> Result<Serve> {
-        let (webhook, admin) = (free_port()?, free_port()?);
+    fn spawn(work: &Path, kubeconfig: &Path, attempt: usize, webhook: SocketAddr) -> Result<Serve> {
+        let admin = free_port()?;
         let log = work.join(format!("serve-{attempt}.log"));
         let log_file = File::create(&log)?;
         let certs = work.join("certs");
@@ -172,11 +173,13 @@ impl Serve {
         })
     }
 
-    /// Starts `serve` and waits for `/readyz` 200; retries with new ports if one was taken.
-    fn start(work: &Path, kubeconfig: &Path) -> Result<Serve> {
+    /// Starts `serve` on `webhook` and waits for `/readyz` 200; retries with new ports if one
+    /// was taken (the caller compares `Serve::webhook` with the address it asked for).
+    fn start(work: &Path, kubeconfig: &Path, webhook: SocketAddr) -> Result<Serve> {
         let mut last_error = anyhow!("not started");
         for attempt in 1..=3 {
-            let mut serve = Serve::spawn(work, kubeconfig, attempt)?;
+            let webhook = if attempt == 1 { webhook } else { free_port()? };
+            let mut serve = Serve::spawn(work, kubeconfig, attempt, webhook)?;
             match serve.wait_ready(Duration::from_secs(60)) {
                 Ok(()) => return Ok(serve),
                 Err(error) => {
@@ -269,6 +272,44 @@ fn free_port() -> Result<SocketAddr> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The chart release
+
+/// Namespace label no namespace carries: ANDed into the chart's own webhook configuration so it
+/// never calls `serve` (the suite's configuration does).
+const NEVER_LABEL: &str = "e2e.pullsecret-injector.io/never";
+
+fn chart_dir() -> PathBuf {
+    repo_root().join("charts").join("pullsecret-injector")
+}
+
+/// Names of this run's release of charts/pullsecret-injector.
+pub struct ChartRelease {
+    pub release: String,
+    pub namespace: String,
+    /// The release fullname (`<release>-pullsecret-injector`), which names the ServiceAccount.
+    pub service_account: String,
+}
+
+impl ChartRelease {
+    fn new(run_id: &str) -> ChartRelease {
+        let release = format!("e2e-injector-{run_id}");
+        ChartRelease {
+            namespace: release.clone(),
+            service_account: format!("{release}-pullsecret-injector"),
+            release,
+        }
+    }
+
+    /// The ServiceAccount's user name, for `--as`.
+    pub fn user(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}",
+            self.namespace, self.service_account
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The suite
 
 /// What the suite must remember across scenarios.
@@ -299,6 +340,9 @@ pub struct Suite {
     serve: RefCell<Option<Serve>>,
     admin: Cell<Option<SocketAddr>>,
     webhook_name: String,
+    /// The Helm release of charts/pullsecret-injector whose ServiceAccount `serve` runs as.
+    pub chart: ChartRelease,
+    chart_installed: Cell<bool>,
     record: RefCell<Record>,
     /// Pods the suite saw injected, and the secret references appended to them.
     injected_pods: Cell<u64>,
@@ -331,6 +375,8 @@ impl Suite {
             .tempdir()?;
         let suite = Suite {
             webhook_name: format!("pullsecret-injector-e2e-{run_id}"),
+            chart: ChartRelease::new(&run_id),
+            chart_installed: Cell::new(false),
             run_id,
             kubeconfig: cluster.kubeconfig(),
             bin_dir: cluster.bin_dir(),
@@ -382,12 +428,166 @@ impl Suite {
         self.work_path.join("certs").join(file)
     }
 
+    /// Installs the chart, then runs `serve` as the chart's ServiceAccount (a token from
+    /// `kubectl create token`), not as the cluster admin: the chart's RBAC must be enough.
     fn start_serve(&self) -> Result<()> {
-        let serve = Serve::start(&self.work_path, &self.kubeconfig)?;
+        let port = free_port()?;
+        self.install_chart(port)?;
+        let kubeconfig = self.serviceaccount_kubeconfig()?;
+        let serve = Serve::start(&self.work_path, &kubeconfig, port)?;
+        if serve.webhook != port {
+            // The first port was taken; keep the chart's webhook.url truthful.
+            self.helm(&[
+                "upgrade",
+                &self.chart.release,
+                &chart_dir().to_string_lossy(),
+                "-n",
+                &self.chart.namespace,
+                "--reuse-values",
+                "--set",
+                &format!("webhook.url=https://{}/mutate", serve.webhook),
+            ])?;
+        }
         self.record.borrow_mut().serve_logs.push(serve.log.clone());
         self.admin.set(Some(serve.admin));
         *self.serve.borrow_mut() = Some(serve);
         Ok(())
+    }
+
+    /// Runs the cluster's helm against the admin kubeconfig; fails unless it exits 0.
+    fn helm(&self, args: &[&str]) -> Result<Output> {
+        let helm_home = self.work_path.join("helm");
+        let out = Command::new(self.bin_dir.join("helm"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env("HELM_CONFIG_HOME", helm_home.join("config"))
+            .env("HELM_CACHE_HOME", helm_home.join("cache"))
+            .env("HELM_DATA_HOME", helm_home.join("data"))
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run helm")?;
+        let out = Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        ensure!(
+            out.status.success(),
+            "helm {} failed ({}): {}",
+            args.first().copied().unwrap_or_default(),
+            out.status,
+            tail(&out.stderr, 10)
+        );
+        Ok(out)
+    }
+
+    /// `helm install` of charts/pullsecret-injector with webhook.url at `port` and a
+    /// namespaceSelector that matches nothing (the suite registers its own configuration).
+    /// No `--wait`: there is no kubelet, the Deployment's pods never run.
+    fn install_chart(&self, port: SocketAddr) -> Result<()> {
+        let ca = std::fs::read(self.cert_path("ca.crt"))?;
+        self.chart_installed.set(true);
+        self.helm(&[
+            "install",
+            &self.chart.release,
+            &chart_dir().to_string_lossy(),
+            "-n",
+            &self.chart.namespace,
+            "--create-namespace",
+            "--set",
+            &format!("webhook.url=https://{port}/mutate"),
+            "--set",
+            &format!("webhook.caBundle={}", BASE64.encode(ca)),
+            "--set",
+            "replicaCount=1",
+            "--set-json",
+            &format!(
+                r#"webhook.extraNamespaceSelectorExpressions=[{{"key":"{NEVER_LABEL}","operator":"Exists"}}]"#
+            ),
+        ])?;
+        self.kubectl(&[
+            "-n",
+            &self.chart.namespace,
+            "get",
+            "serviceaccount",
+            &self.chart.service_account,
+        ])
+        .context("the chart did not create the expected ServiceAccount")?;
+        // The ClusterRoleBinding reaches the authorizer asynchronously; wait for it so serve's
+        // first list calls are not refused.
+        let user = self.chart.user();
+        poll(
+            "the chart's RBAC to allow listing secrets",
+            Duration::from_secs(30),
+            || {
+                let out = self.kubectl_raw(
+                    &["auth", "can-i", "list", "secrets", "-A", "--as", &user],
+                    None,
+                )?;
+                Ok((out.stdout.trim() == "yes").then_some(()))
+            },
+        )
+    }
+
+    /// A kubeconfig with the admin kubeconfig's apiserver URL and CA and a one-hour token of
+    /// the chart's ServiceAccount.
+    fn serviceaccount_kubeconfig(&self) -> Result<PathBuf> {
+        let token = self
+            .kubectl(&[
+                "-n",
+                &self.chart.namespace,
+                "create",
+                "token",
+                &self.chart.service_account,
+                "--duration=1h",
+            ])?
+            .stdout
+            .trim()
+            .to_owned();
+        ensure!(!token.is_empty(), "kubectl create token printed nothing");
+        let admin: Value = serde_json::from_str(
+            &self
+                .kubectl(&["config", "view", "--raw", "--minify", "-o", "json"])?
+                .stdout,
+        )
+        .context("kubectl config view printed no JSON")?;
+        let cluster = &admin["clusters"][0]["cluster"];
+        let server = cluster["server"]
+            .as_str()
+            .context("admin kubeconfig has no server")?;
+        let ca = cluster["certificate-authority-data"]
+            .as_str()
+            .context("admin kubeconfig has no certificate-authority-data")?;
+        let kubeconfig = format!(
+            r#"apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: e2e
+  context:
+    cluster: e2e
+    user: {user}
+current-context: e2e
+"#,
+            user = self.chart.user(),
+        );
+        let path = self.work_path.join("serviceaccount.kubeconfig");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(kubeconfig.as_bytes())?;
+        Ok(path)
     }
 
     fn register_webhook(&self) -> Result<()> {
@@ -816,6 +1016,29 @@ impl Drop for Suite {
             ],
             None,
         );
+        if self.chart_installed.get() {
+            let helm = self.helm(&[
+                "uninstall",
+                &self.chart.release,
+                "-n",
+                &self.chart.namespace,
+                "--timeout",
+                "60s",
+            ]);
+            if let Err(error) = helm {
+                eprintln!("warning: {error:#}");
+            }
+            let _ = self.kubectl_raw(
+                &[
+                    "delete",
+                    "namespace",
+                    &self.chart.namespace,
+                    "--ignore-not-found",
+                    "--wait=false",
+                ],
+                None,
+            );
+        }
         if self.reuse_cluster {
             let selector = format!("{SUITE_LABEL}={}", self.run_id);
             let _ = self.kubectl_raw(

@@ -2,8 +2,9 @@
 //!
 //! `cargo test --test e2e` starts a local control plane (tests/controlplane/cluster.sh, in
 //! `target/e2e-cluster`), generates a serving certificate with `pullsecret-injector certs`,
-//! runs one `serve` process, registers it as a MutatingWebhookConfiguration limited to this
-//! run's namespaces, and then drives everything through `kubectl` as a user would.
+//! installs the Helm chart (for its ServiceAccount and RBAC; its own webhook matches nothing),
+//! runs one `serve` process as that ServiceAccount (a `kubectl create token` kubeconfig),
+//! registers it as a MutatingWebhookConfiguration limited to this run's namespaces, and then drives everything through `kubectl` as a user would.
 //!
 //! Environment:
 //!   PULLSECRET_INJECTOR_E2E_REUSE_CLUSTER=DIR   use the running cluster whose cluster.env,

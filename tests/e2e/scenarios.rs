@@ -57,6 +57,10 @@ pub const ALL: &[Scenario] = &[
         run: readiness_and_metrics,
     },
     Scenario {
+        name: "chart-serviceaccount-rbac",
+        run: chart_serviceaccount_rbac,
+    },
+    Scenario {
         name: "shutdown-and-webhook-down",
         run: shutdown_and_webhook_down,
     },
@@ -645,6 +649,94 @@ fn readiness_and_metrics(s: &Suite) -> Result<Outcome> {
         expiry == not_after as f64,
         "certificate expiry metric {expiry} != tls.crt notAfter {not_after}"
     );
+    Ok(Outcome::Passed)
+}
+
+/// 7b. `serve` runs as the Helm chart's ServiceAccount (see `Suite::start_serve`): the chart's
+///     RBAC grants get/list/watch on secrets and namespaces and nothing else, and is enough.
+fn chart_serviceaccount_rbac(s: &Suite) -> Result<Outcome> {
+    let user = s.chart.user();
+    let as_user = format!("--as={user}");
+
+    let list = s.kubectl(&["auth", "can-i", "--list", &as_user])?;
+    for resource in ["secrets", "namespaces"] {
+        let row = list
+            .stdout
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(resource))
+            .with_context(|| {
+                format!(
+                    "`auth can-i --list` as {user} has no {resource} row: {}",
+                    list.stdout
+                )
+            })?;
+        let verbs: Vec<&str> = row
+            .split_whitespace()
+            .skip(1)
+            .filter(|word| *word != "[]")
+            .flat_map(|word| word.trim_matches(|c| c == '[' || c == ']').split(','))
+            .filter(|verb| !verb.is_empty())
+            .collect();
+        for verb in ["get", "list", "watch"] {
+            ensure!(
+                verbs.contains(&verb),
+                "{user} cannot {verb} {resource}: {row:?}"
+            );
+        }
+    }
+
+    for (verb, resource) in [("get", "configmaps"), ("create", "secrets")] {
+        let out = s.kubectl_raw(&["auth", "can-i", verb, resource, "-A", &as_user], None)?;
+        ensure!(
+            out.stdout.trim() == "no",
+            "`kubectl auth can-i {verb} {resource} -A --as={user}` answered {:?} (exit {}), expected no",
+            out.stdout.trim(),
+            out.status
+        );
+    }
+
+    // The serve process really uses that identity, and was never refused anything.
+    let kubeconfig = std::fs::read_to_string(s.work_path().join("serviceaccount.kubeconfig"))
+        .context("serve's ServiceAccount kubeconfig is missing")?;
+    ensure!(
+        kubeconfig.contains(&format!("name: {user}")),
+        "serve's kubeconfig is not for {user}"
+    );
+    let log = s
+        .serve_logs()
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+        .collect::<String>();
+    ensure!(
+        !log.to_ascii_lowercase().contains("forbidden"),
+        "the serve log mentions a forbidden request: {}",
+        tail(
+            &log.lines()
+                .filter(|line| line.to_ascii_lowercase().contains("forbidden"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            3
+        )
+    );
+
+    // Ready and injecting with only those rights.
+    let (code, body) = http_get(s.admin_addr()?, "/readyz")?;
+    ensure!(code == 200, "/readyz answered {code}: {body:?}");
+    let ns = s.namespace("chart-sa", &[])?;
+    s.registry_secret(&ns, "reg5000", R5000)?;
+    s.wait_cache_synced()?;
+    s.run_pod(
+        &ns,
+        "as-chart-sa",
+        "registry.example.com:5000/team/app:1",
+        &[],
+    )?;
+    s.expect_pod(
+        &ns,
+        "as-chart-sa",
+        &["reg5000"],
+        Some("reg5000 (registry.example.com:5000/team/app)"),
+    )?;
     Ok(Outcome::Passed)
 }
 
