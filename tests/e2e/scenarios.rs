@@ -53,6 +53,14 @@ pub const ALL: &[Scenario] = &[
         run: opt_out,
     },
     Scenario {
+        name: "pull-secret-rules",
+        run: crate::mappings::pull_secret_rules,
+    },
+    Scenario {
+        name: "cluster-pull-secret-lifecycle",
+        run: crate::mappings::cluster_pull_secret_lifecycle,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },
