@@ -212,9 +212,13 @@ async fn reconcile(
         }
     })
     .await
-    .map_err(|error| match error {
-        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
-        other => ReconcileError::Finalizer(other.to_string()),
+    .or_else(|error| match error {
+        // A second cleanup raced the first to the end: the object is gone, as wanted.
+        finalizer::Error::RemoveFinalizer(kube::Error::Api(status)) if status.is_not_found() => {
+            Ok(Action::await_change())
+        }
+        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => Err(error),
+        other => Err(ReconcileError::Finalizer(other.to_string())),
     })
 }
 

@@ -26,6 +26,8 @@ pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-no
 /// of `registries` matches, the webhook injects the `secrets`. With `mode: exclusive` only
 /// those are injected for that image (discovery and cluster credentials are ignored for it);
 /// with `mode: add` they are injected as well as what discovery finds.
+// Several printcolumns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[kube(
     group = "pullsecret-injector.io",
@@ -99,6 +101,8 @@ impl RuleMode {
 
 /// A registry credential offered to many namespaces: the controller keeps a copy of the source
 /// Secret in every selected namespace, and the webhook injects it for matching images.
+// Several printcolumns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[kube(
     group = "pullsecret-injector.io",

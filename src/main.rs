@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTPS admission webhook (POST /mutate) and the admin listener.
-    Serve(server::ServeArgs),
+    Serve(Box<server::ServeArgs>),
     /// Answer one AdmissionReview from stdin, exactly as the webhook would, on stdout.
     Review(cli::ReviewArgs),
     /// Print manifests (Pods and workload pod templates) with the injection applied.
@@ -40,7 +40,7 @@ struct CrdsArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Review(args) => offline(cli::review(&args)),
         Command::Apply(args) => offline(cli::apply(&args)),
         Command::Explain(args) => offline(cli::explain(&args)),
