@@ -367,3 +367,71 @@ impl fmt::Display for ImageExplanation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statefile::state_from_str;
+
+    const STATE: &str = r#"
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/dockerconfigjson
+metadata: {namespace: shop, name: discovered}
+stringData: {.dockerconfigjson: '{"auths": {"registry.example.com": {}}}'}
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/dockerconfigjson
+metadata: {namespace: shop, name: mirror}
+stringData: {.dockerconfigjson: '{"auths": {"mirror.example.com": {}}}'}
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/dockerconfigjson
+metadata: {namespace: infra, name: corp}
+stringData: {.dockerconfigjson: '{"auths": {"registry.corp.example": {}}}'}
+---
+apiVersion: pullsecret-injector.io/v1alpha1
+kind: PullSecretRule
+metadata: {namespace: shop, name: mirror-only}
+spec: {registries: [registry.example.com], secrets: [mirror], mode: exclusive}
+---
+apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {name: corp-registry}
+spec: {source: {namespace: infra, name: corp}, targetName: corp-pull}
+"#;
+
+    #[test]
+    fn explain_names_the_rule_or_credential_that_decided() {
+        let state = state_from_str("state.yaml", STATE).expect("valid state");
+        let by_rule = explain_image("registry.example.com/app", "shop", &state);
+        assert_eq!(by_rule.discovered, ["discovered"]);
+        assert_eq!(by_rule.result, ["mirror"]);
+        assert_eq!(
+            by_rule.decided[0].decided_by,
+            "PullSecretRule mirror-only (exclusive)"
+        );
+        assert!(by_rule.rules[0].matched);
+        assert!(
+            by_rule
+                .to_string()
+                .contains("mirror (by PullSecretRule mirror-only (exclusive))")
+        );
+
+        let by_credential = explain_image("registry.corp.example/app", "shop", &state);
+        assert_eq!(by_credential.result, ["corp-pull"]);
+        assert_eq!(
+            by_credential.decided[0].decided_by,
+            "ClusterPullSecret corp-registry"
+        );
+        assert!(by_credential.cluster_credentials[0].serves_namespace);
+        let text = by_credential.to_string();
+        assert!(text.contains("ClusterPullSecret corp-registry -> corp-pull: serves this namespace; registries match"), "{text}");
+
+        let system = explain_image("registry.corp.example/app", "kube-system", &state);
+        assert!(system.result.is_empty());
+        assert!(!system.cluster_credentials[0].serves_namespace);
+    }
+}
