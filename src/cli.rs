@@ -42,8 +42,9 @@ impl CommandError {
 
 #[derive(Debug, Clone, Args)]
 pub struct StateArgs {
-    /// Cluster state: YAML or JSON files with Secrets and Namespaces (several documents and
-    /// `kind: List` are fine, e.g. the output of `kubectl get secrets,namespaces -A -o yaml`).
+    /// Cluster state: YAML or JSON files with Secrets, Namespaces, PullSecretRules and
+    /// ClusterPullSecrets (several documents and `kind: List` are fine, e.g. the output of
+    /// `kubectl get secrets,namespaces,pullsecretrules,clusterpullsecrets -A -o yaml`).
     /// Repeat for several files; `-` reads standard input.
     #[arg(
         long = "state",
@@ -53,11 +54,18 @@ pub struct StateArgs {
         value_delimiter = ','
     )]
     pub state_files: Vec<PathBuf>,
+    /// The injector's own namespace, which ClusterPullSecrets never serve (as in the cluster).
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "PULLSECRET_INJECTOR_OWN_NAMESPACE"
+    )]
+    pub own_namespace: Option<String>,
 }
 
 impl StateArgs {
     fn load(&self) -> Result<std::sync::Arc<ClusterState>, InputError> {
-        statefile::load_state(&self.state_files)
+        statefile::load_state(&self.state_files, self.own_namespace.as_deref())
     }
 }
 

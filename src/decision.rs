@@ -1,8 +1,10 @@
 //! The admission decision: which pull secrets a pod gets, as pure code (no I/O, no clock).
 //!
-//! For every container image the kubelet's own lookup runs over the namespace's keyring; the
-//! secrets it returns that the pod lacks are appended. The result carries the JSON patch plus
-//! what users and auditors read: warnings, audit annotations and the pod annotation.
+//! For every container image: an `exclusive` PullSecretRule matching the image decides alone;
+//! otherwise the kubelet's own lookup over the namespace's keyring (discovery), the matching
+//! `add` rules and the cluster credentials serving the namespace all contribute. The secrets
+//! chosen that the pod lacks are appended. The result carries the JSON patch plus what users
+//! and auditors read: warnings, audit annotations and the pod annotation.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -10,9 +12,10 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
 
+use crate::crd::RuleMode;
 use crate::pod::PodView;
 use crate::reference::ImageRef;
-use crate::state::{ClusterState, INJECT_LABEL, NamespaceState, SecretUse};
+use crate::state::{ClusterState, CredentialSource, INJECT_LABEL, NamespaceState, SecretUse};
 use crate::text::quote;
 
 /// Pod annotation that lists what was injected, so `kubectl get pod -o yaml` explains itself.
@@ -81,20 +84,23 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
                 continue;
             }
         };
-        let Some(ns) = ns else {
-            decision.images_without_match += 1;
-            continue;
-        };
-        let matched = ns.keyring().lookup(&lookup);
-        if matched.is_empty() {
+        let choice = choose(state, namespace, ns, &lookup);
+        if choice.chosen.is_empty() {
             decision.images_without_match += 1;
         }
-        for secret in &matched {
-            if !present.contains(secret.as_ref()) {
-                decision.record(secret, &lookup);
+        for chosen in &choice.chosen {
+            if !present.contains(chosen.secret.as_str()) {
+                decision.record(&chosen.secret, &lookup);
             }
         }
-        warnings.undecodable_for_image(ns, &lookup, matched.is_empty());
+        for problem in &choice.problems {
+            warnings.push(problem.to_string());
+        }
+        if let Some(ns) = ns
+            && !choice.exclusive
+        {
+            warnings.undecodable_for_image(ns, &lookup, choice.chosen.is_empty());
+        }
     }
     decision.undecodable_secrets = warnings.undecodable_seen.len();
     decision.warnings = warnings.into_list();
@@ -103,6 +109,223 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
         decision.audit_annotations = audit_annotations(&decision.injected);
     }
     decision
+}
+
+/// Why a secret was chosen for an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The kubelet's lookup over the namespace's secrets.
+    Discovery,
+    /// A PullSecretRule (by name) matched the image.
+    Rule { name: String, mode: RuleMode },
+    /// A ClusterPullSecret (by name) serves the namespace and matches the image.
+    ClusterCredential { name: String },
+}
+
+/// One secret chosen for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    pub secret: String,
+    pub origin: Origin,
+}
+
+/// A rule or credential that wanted to inject something it must not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    RuleSecretMissing {
+        rule: String,
+        secret: String,
+    },
+    RuleSecretUndecodable {
+        rule: String,
+        secret: String,
+        reason: String,
+    },
+    SourceMissing {
+        credential: String,
+        source: String,
+    },
+    SourceUndecodable {
+        credential: String,
+        source: String,
+        reason: String,
+    },
+    TargetTaken {
+        credential: String,
+        namespace: String,
+        target: String,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::RuleSecretMissing { rule, secret } => write!(
+                f,
+                "PullSecretRule {} names secret {}, which is not a registry-credential secret of this namespace; not injected",
+                quote(rule),
+                quote(secret)
+            ),
+            Problem::RuleSecretUndecodable {
+                rule,
+                secret,
+                reason,
+            } => write!(
+                f,
+                "PullSecretRule {} names secret {}, which the kubelet cannot decode ({reason}); not injected",
+                quote(rule),
+                quote(secret)
+            ),
+            Problem::SourceMissing { credential, source } => write!(
+                f,
+                "ClusterPullSecret {}: source secret {} not found; not injected",
+                quote(credential),
+                quote(source)
+            ),
+            Problem::SourceUndecodable {
+                credential,
+                source,
+                reason,
+            } => write!(
+                f,
+                "ClusterPullSecret {}: source secret {} cannot be decoded by the kubelet ({reason}); not injected",
+                quote(credential),
+                quote(source)
+            ),
+            Problem::TargetTaken {
+                credential,
+                namespace,
+                target,
+            } => write!(
+                f,
+                "ClusterPullSecret {}: secret {} in namespace {} is not managed by it; not injected on its behalf",
+                quote(credential),
+                quote(target),
+                quote(namespace)
+            ),
+        }
+    }
+}
+
+/// What one image gets, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Choice {
+    /// Secrets in injection order, each once.
+    pub chosen: Vec<Chosen>,
+    pub problems: Vec<Problem>,
+    /// An exclusive rule decided; discovery and cluster credentials were not consulted.
+    pub exclusive: bool,
+}
+
+impl Choice {
+    fn add(&mut self, secret: &str, origin: Origin) {
+        if !self.chosen.iter().any(|chosen| chosen.secret == secret) {
+            self.chosen.push(Chosen {
+                secret: secret.to_owned(),
+                origin,
+            });
+        }
+    }
+
+    /// A secret a rule names: injected only when it exists and the kubelet can decode it.
+    fn add_named(&mut self, ns: Option<&NamespaceState>, rule: &crate::state::Rule) {
+        for secret in &rule.secrets {
+            match ns.and_then(|ns| ns.secrets().get(secret)).map(|s| &s.usage) {
+                Some(SecretUse::Registries(_)) => self.add(
+                    secret,
+                    Origin::Rule {
+                        name: rule.name.clone(),
+                        mode: rule.mode,
+                    },
+                ),
+                Some(SecretUse::Undecodable { reason, .. }) => {
+                    self.problems.push(Problem::RuleSecretUndecodable {
+                        rule: rule.name.clone(),
+                        secret: secret.clone(),
+                        reason: reason.to_string(),
+                    })
+                }
+                None => self.problems.push(Problem::RuleSecretMissing {
+                    rule: rule.name.clone(),
+                    secret: secret.clone(),
+                }),
+            }
+        }
+    }
+}
+
+/// The secrets for one lookup string in `namespace`: exclusive rules win for the images they
+/// match; otherwise discovery, then `add` rules, then cluster credentials, in that order.
+pub fn choose(
+    state: &ClusterState,
+    namespace: &str,
+    ns: Option<&NamespaceState>,
+    lookup: &str,
+) -> Choice {
+    let mut choice = Choice::default();
+    let rules = ns.map(NamespaceState::rules).unwrap_or_default();
+    let matching = |mode: RuleMode| {
+        rules
+            .iter()
+            .filter(move |rule| rule.mode == mode && rule.matches(lookup))
+    };
+    for rule in matching(RuleMode::Exclusive) {
+        choice.exclusive = true;
+        choice.add_named(ns, rule);
+    }
+    if choice.exclusive {
+        return choice;
+    }
+    if let Some(ns) = ns {
+        for secret in ns.keyring().lookup(lookup) {
+            choice.add(secret, Origin::Discovery);
+        }
+    }
+    for rule in matching(RuleMode::Add) {
+        choice.add_named(ns, rule);
+    }
+    for credential in state.credentials_for(namespace) {
+        if credential.is_source(namespace) || !credential.matches(lookup) {
+            continue;
+        }
+        let source = || format!("{}/{}", credential.source_namespace, credential.source_name);
+        match &credential.source {
+            CredentialSource::Missing => choice.problems.push(Problem::SourceMissing {
+                credential: credential.name.clone(),
+                source: source(),
+            }),
+            CredentialSource::Found(secret) => {
+                if let SecretUse::Undecodable { reason, .. } = &secret.usage {
+                    choice.problems.push(Problem::SourceUndecodable {
+                        credential: credential.name.clone(),
+                        source: source(),
+                        reason: reason.to_string(),
+                    });
+                    continue;
+                }
+                // A Secret of that name the controller does not manage for this credential is
+                // never overwritten, so the credential cannot count on it.
+                let existing = ns.and_then(|ns| ns.secrets().get(&credential.target_name));
+                if existing
+                    .is_some_and(|s| s.managed_for.as_deref() != Some(credential.name.as_str()))
+                {
+                    choice.problems.push(Problem::TargetTaken {
+                        credential: credential.name.clone(),
+                        namespace: namespace.to_owned(),
+                        target: credential.target_name.clone(),
+                    });
+                    continue;
+                }
+                choice.add(
+                    &credential.target_name,
+                    Origin::ClusterCredential {
+                        name: credential.name.clone(),
+                    },
+                );
+            }
+        }
+    }
+    choice
 }
 
 impl Decision {

@@ -1,12 +1,14 @@
 //! `explain`: the kubelet's matching for one image, step by step, for humans and scripts.
 //!
-//! The final list comes from the same keyring lookup the webhook uses; the per-key verdicts
-//! beside it say why each key did or did not match.
+//! The final list comes from the same choice the webhook makes (exclusive rules, discovery by
+//! the kubelet's keyring lookup, add rules, cluster credentials); the per-key, per-rule and
+//! per-credential verdicts beside it say why each did or did not count.
 
 use std::fmt;
 
 use serde::Serialize;
 
+use crate::decision::{self, Origin};
 use crate::keyring::{self, KeyMatch};
 use crate::reference::ImageRef;
 use crate::state::{ClusterState, SecretUse};
@@ -27,8 +29,45 @@ pub struct ImageExplanation {
     pub keys: Vec<KeyVerdict>,
     pub undecodable: Vec<UndecodableSecret>,
     pub docker_hub_fallback: Fallback,
-    /// The secrets the kubelet would use, in the order it tries them.
+    /// What discovery alone finds: the secrets the kubelet would use, in its order.
+    pub discovered: Vec<String>,
+    /// The namespace's PullSecretRules and whether their patterns match the image.
+    pub rules: Vec<RuleVerdict>,
+    /// The ClusterPullSecrets and whether they serve the namespace and match the image.
+    pub cluster_credentials: Vec<CredentialVerdict>,
+    /// The secrets injected for the image, in order, each with what decided it.
+    pub decided: Vec<DecidedSecret>,
+    /// Rules or credentials that wanted a secret that cannot be injected.
+    pub problems: Vec<String>,
+    /// The secret names of `decided`.
     pub result: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleVerdict {
+    pub rule: String,
+    pub mode: &'static str,
+    pub registries: Vec<String>,
+    pub secrets: Vec<String>,
+    pub matched: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialVerdict {
+    pub cluster_pull_secret: String,
+    pub target_name: String,
+    pub serves_namespace: bool,
+    pub matched: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecidedSecret {
+    pub secret: String,
+    /// `discovery`, `PullSecretRule NAME (add|exclusive)` or `ClusterPullSecret NAME`.
+    pub decided_by: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +114,11 @@ pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> Imag
         keys: Vec::new(),
         undecodable: Vec::new(),
         docker_hub_fallback: Fallback::NotNeeded,
+        discovered: Vec::new(),
+        rules: Vec::new(),
+        cluster_credentials: Vec::new(),
+        decided: Vec::new(),
+        problems: Vec::new(),
         result: Vec::new(),
     };
     let reference = match ImageRef::parse(image) {
@@ -102,13 +146,51 @@ pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> Imag
                 }
             }
         }
-        explanation.result = ns
+        explanation.discovered = ns
             .keyring()
             .lookup(&lookup)
             .into_iter()
             .map(|name| name.to_string())
             .collect();
+        explanation.rules = ns
+            .rules()
+            .iter()
+            .map(|rule| RuleVerdict {
+                rule: rule.name.clone(),
+                mode: rule.mode.as_str(),
+                registries: rule.registries.clone(),
+                secrets: rule.secrets.clone(),
+                matched: rule.matches(&lookup),
+            })
+            .collect();
     }
+    explanation.cluster_credentials = state
+        .credentials()
+        .iter()
+        .map(|credential| CredentialVerdict {
+            cluster_pull_secret: credential.name.clone(),
+            target_name: credential.target_name.clone(),
+            serves_namespace: state.selects(&credential.selector, namespace),
+            matched: credential.matches(&lookup),
+        })
+        .collect();
+    let choice = decision::choose(state, namespace, ns, &lookup);
+    explanation.problems = choice.problems.iter().map(ToString::to_string).collect();
+    explanation.result = choice.chosen.iter().map(|c| c.secret.clone()).collect();
+    explanation.decided = choice
+        .chosen
+        .into_iter()
+        .map(|chosen| DecidedSecret {
+            decided_by: match chosen.origin {
+                Origin::Discovery => "discovery".to_owned(),
+                Origin::Rule { name, mode } => {
+                    format!("PullSecretRule {name} ({})", mode.as_str())
+                }
+                Origin::ClusterCredential { name } => format!("ClusterPullSecret {name}"),
+            },
+            secret: chosen.secret,
+        })
+        .collect();
     // Kubelet order: index keys in reverse byte order; secrets in name order within a key.
     explanation
         .keys
@@ -117,11 +199,11 @@ pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> Imag
         Fallback::NotNeeded
     } else if !keyring::is_default_registry_match(&lookup) {
         Fallback::NotDockerHub
-    } else if explanation.result.is_empty() {
+    } else if explanation.discovered.is_empty() {
         Fallback::NoDefaultKey
     } else {
         Fallback::Used {
-            secrets: explanation.result.clone(),
+            secrets: explanation.discovered.clone(),
         }
     };
     explanation.lookup = Some(lookup);
@@ -242,10 +324,114 @@ impl fmt::Display for ImageExplanation {
             Fallback::Used { secrets } => format!("used: {}", secrets.join(", ")),
         };
         writeln!(f, "  Docker Hub fallback: {fallback}")?;
-        if self.result.is_empty() {
+        for rule in &self.rules {
+            let mark = if rule.matched { "match" } else { "no   " };
+            writeln!(
+                f,
+                "  rule  {mark}  PullSecretRule {} ({}): [{}] -> [{}]",
+                rule.rule,
+                rule.mode,
+                rule.registries.join(", "),
+                rule.secrets.join(", ")
+            )?;
+        }
+        for credential in &self.cluster_credentials {
+            let mark = if credential.matched && credential.serves_namespace {
+                "match"
+            } else {
+                "no   "
+            };
+            let why = match (credential.serves_namespace, credential.matched) {
+                (false, _) => "does not serve this namespace",
+                (true, false) => "serves this namespace; registries do not match",
+                (true, true) => "serves this namespace; registries match",
+            };
+            writeln!(
+                f,
+                "  cred  {mark}  ClusterPullSecret {} -> {}: {why}",
+                credential.cluster_pull_secret, credential.target_name
+            )?;
+        }
+        for problem in &self.problems {
+            writeln!(f, "  problem: {problem}")?;
+        }
+        if self.decided.is_empty() {
             writeln!(f, "  result: no secret\n")
         } else {
-            writeln!(f, "  result: {}\n", self.result.join(", "))
+            let decided: Vec<String> = self
+                .decided
+                .iter()
+                .map(|d| format!("{} (by {})", d.secret, d.decided_by))
+                .collect();
+            writeln!(f, "  result: {}\n", decided.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statefile::state_from_str;
+
+    const STATE: &str = r#"
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/dockerconfigjson
+metadata: {namespace: shop, name: discovered}
+stringData: {.dockerconfigjson: '{"auths": {"registry.example.com": {}}}'}
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/dockerconfigjson
+metadata: {namespace: shop, name: mirror}
+stringData: {.dockerconfigjson: '{"auths": {"mirror.example.com": {}}}'}
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/dockerconfigjson
+metadata: {namespace: infra, name: corp}
+stringData: {.dockerconfigjson: '{"auths": {"registry.corp.example": {}}}'}
+---
+apiVersion: pullsecret-injector.io/v1alpha1
+kind: PullSecretRule
+metadata: {namespace: shop, name: mirror-only}
+spec: {registries: [registry.example.com], secrets: [mirror], mode: exclusive}
+---
+apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {name: corp-registry}
+spec: {source: {namespace: infra, name: corp}, targetName: corp-pull}
+"#;
+
+    #[test]
+    fn explain_names_the_rule_or_credential_that_decided() {
+        let state = state_from_str("state.yaml", STATE).expect("valid state");
+        let by_rule = explain_image("registry.example.com/app", "shop", &state);
+        assert_eq!(by_rule.discovered, ["discovered"]);
+        assert_eq!(by_rule.result, ["mirror"]);
+        assert_eq!(
+            by_rule.decided[0].decided_by,
+            "PullSecretRule mirror-only (exclusive)"
+        );
+        assert!(by_rule.rules[0].matched);
+        assert!(
+            by_rule
+                .to_string()
+                .contains("mirror (by PullSecretRule mirror-only (exclusive))")
+        );
+
+        let by_credential = explain_image("registry.corp.example/app", "shop", &state);
+        assert_eq!(by_credential.result, ["corp-pull"]);
+        assert_eq!(
+            by_credential.decided[0].decided_by,
+            "ClusterPullSecret corp-registry"
+        );
+        assert!(by_credential.cluster_credentials[0].serves_namespace);
+        let text = by_credential.to_string();
+        assert!(text.contains("ClusterPullSecret corp-registry -> corp-pull: serves this namespace; registries match"), "{text}");
+
+        let system = explain_image("registry.corp.example/app", "kube-system", &state);
+        assert!(system.result.is_empty());
+        assert!(!system.cluster_credentials[0].serves_namespace);
     }
 }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pullsecret_injector::{certs, cli, server, telemetry};
+use pullsecret_injector::{certs, cli, crd, server, telemetry};
 
 /// Injects the imagePullSecrets the kubelet would use into every Pod, at admission time.
 ///
@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTPS admission webhook (POST /mutate) and the admin listener.
-    Serve(server::ServeArgs),
+    Serve(Box<server::ServeArgs>),
     /// Answer one AdmissionReview from stdin, exactly as the webhook would, on stdout.
     Review(cli::ReviewArgs),
     /// Print manifests (Pods and workload pod templates) with the injection applied.
@@ -26,15 +26,28 @@ enum Command {
     Explain(cli::ExplainArgs),
     /// Write a development CA and serving certificate (ECDSA P-256).
     Certs(certs::CertsArgs),
+    /// Write the CustomResourceDefinitions (PullSecretRule, ClusterPullSecret) as YAML.
+    Crds(CrdsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CrdsArgs {
+    /// Directory to write one file per CRD into; without it, all are printed to stdout.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Review(args) => offline(cli::review(&args)),
         Command::Apply(args) => offline(cli::apply(&args)),
         Command::Explain(args) => offline(cli::explain(&args)),
+        Command::Crds(args) => match write_crds(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error, 1),
+        },
         Command::Certs(args) => match certs::generate(&args) {
             Ok(files) => {
                 println!(
@@ -73,6 +86,23 @@ fn serve(args: server::ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn write_crds(args: &CrdsArgs) -> anyhow::Result<()> {
+    let crds = crd::crd_yaml()?;
+    match &args.out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            for (file, yaml) in crds {
+                std::fs::write(dir.join(file), yaml)?;
+            }
+        }
+        None => {
+            let documents: Vec<String> = crds.into_iter().map(|(_, yaml)| yaml).collect();
+            print!("{}", documents.join("---\n"));
+        }
+    }
+    Ok(())
 }
 
 fn offline(result: Result<(), cli::CommandError>) -> ExitCode {

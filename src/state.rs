@@ -1,4 +1,5 @@
-//! The cluster state the admission decision reads: pull secrets and namespace opt-outs.
+//! The cluster state the admission decision reads: pull secrets, namespace labels, the
+//! `PullSecretRule`s of each namespace and the cluster credentials (`ClusterPullSecret`s).
 //!
 //! One model serves the live server (fed by watches) and the offline CLI (fed by `--state`
 //! files), so the two cannot disagree. A [`ClusterState`] is immutable once built and cheap to
@@ -10,11 +11,18 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 
+use crate::crd::{
+    ClusterPullSecret, LabelSelector, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL,
+    PullSecretRule, RuleMode, SYSTEM_NAMESPACES,
+};
 use crate::dockerconfig::{self, DecodeError};
 use crate::keyring::Keyring;
 
 /// Label on a Pod or Namespace that turns injection off when set to `"false"`.
 pub const INJECT_LABEL: &str = "pullsecret-injector.io/inject";
+/// The label the apiserver puts on every namespace: all that is known of a namespace the
+/// watch has not delivered yet.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// What the kubelet can make of one Secret in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +44,8 @@ pub struct PullSecret {
     /// The Secret's type: `kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg`.
     pub secret_type: &'static str,
     pub usage: SecretUse,
+    /// The ClusterPullSecret this Secret is a managed copy of, if any.
+    pub managed_for: Option<String>,
 }
 
 impl PullSecret {
@@ -66,10 +76,17 @@ impl PullSecret {
                 reason,
             },
         };
+        let labels = secret.metadata.labels.as_ref();
+        let managed_for = labels
+            .filter(|labels| {
+                labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+            })
+            .and_then(|labels| labels.get(OWNER_LABEL).cloned());
         Some(PullSecret {
             name,
             secret_type,
             usage,
+            managed_for,
         })
     }
 
@@ -116,10 +133,48 @@ fn suspected_registries(secret_type: &str, data: &BTreeMap<String, Vec<u8>>) -> 
 /// Identifies a candidate secret inside a namespace's keyring.
 pub type SecretName = Arc<str>;
 
+/// A `PullSecretRule`, with its registry patterns compiled into a keyring.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub mode: RuleMode,
+    pub registries: Vec<String>,
+    pub secrets: Vec<String>,
+    patterns: Keyring<()>,
+}
+
+impl Rule {
+    pub fn from_resource(rule: &PullSecretRule) -> Option<Rule> {
+        Some(Rule {
+            name: rule.metadata.name.clone()?,
+            mode: rule.spec.mode,
+            registries: rule.spec.registries.clone(),
+            secrets: rule.spec.secrets.clone(),
+            patterns: Keyring::new([((), &rule.spec.registries)]),
+        })
+    }
+
+    /// Whether one of the rule's patterns matches the lookup string, by the keyring's rules.
+    pub fn matches(&self, lookup: &str) -> bool {
+        !self.patterns.lookup(lookup).is_empty()
+    }
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Rule) -> bool {
+        (&self.name, self.mode, &self.registries, &self.secrets)
+            == (&other.name, other.mode, &other.registries, &other.secrets)
+    }
+}
+
 /// Everything known about one namespace.
 #[derive(Debug, Clone)]
 pub struct NamespaceState {
     opted_out: bool,
+    /// Labels, when the namespace watch has delivered the namespace.
+    labels: Option<BTreeMap<String, String>>,
+    terminating: bool,
+    rules: Vec<Arc<Rule>>,
     secrets: BTreeMap<String, PullSecret>,
     keyring: Keyring<SecretName>,
     undecodable: Keyring<SecretName>,
@@ -127,7 +182,8 @@ pub struct NamespaceState {
 }
 
 impl NamespaceState {
-    fn build(opted_out: bool, secrets: BTreeMap<String, PullSecret>) -> NamespaceState {
+    fn build(entry: &NamespaceEntry) -> NamespaceState {
+        let secrets = entry.secrets.clone();
         // Candidates in name order: a stable, documented order for what gets appended.
         let (usable, broken): (Vec<&PullSecret>, Vec<&PullSecret>) =
             secrets.values().partition(|secret| secret.is_usable());
@@ -147,7 +203,10 @@ impl NamespaceState {
             .map(|secret| SecretName::from(secret.name.as_str()))
             .collect();
         NamespaceState {
-            opted_out,
+            opted_out: entry.opted_out,
+            labels: entry.labels_known.then(|| entry.labels.clone()),
+            terminating: entry.terminating,
+            rules: entry.rules.values().cloned().collect(),
             secrets,
             keyring,
             undecodable,
@@ -158,6 +217,25 @@ impl NamespaceState {
     /// True when the namespace carries `pullsecret-injector.io/inject: "false"`.
     pub fn opted_out(&self) -> bool {
         self.opted_out
+    }
+
+    /// The namespace's labels; `None` when the namespace itself is not known (yet).
+    pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
+        self.labels.as_ref()
+    }
+
+    /// Whether the namespace exists as far as the namespace watch knows.
+    pub fn exists(&self) -> bool {
+        self.labels.is_some()
+    }
+
+    pub fn terminating(&self) -> bool {
+        self.terminating
+    }
+
+    /// The namespace's `PullSecretRule`s, in name order.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
     }
 
     /// Every registry-credential secret of the namespace, by name.
@@ -181,13 +259,124 @@ impl NamespaceState {
     }
 }
 
+/// Where a cluster credential's source Secret stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CredentialSource {
+    /// No registry-credential Secret of that name in that namespace.
+    Missing,
+    Found(PullSecret),
+}
+
+/// A `ClusterPullSecret`, resolved against its source Secret.
+#[derive(Debug, Clone)]
+pub struct ClusterCredential {
+    pub name: String,
+    pub target_name: String,
+    pub source_namespace: String,
+    pub source_name: String,
+    pub selector: LabelSelector,
+    /// The `registries` override, when set.
+    pub registries: Option<Vec<String>>,
+    pub source: CredentialSource,
+    /// The override's patterns, or else the source's own keys.
+    patterns: Keyring<()>,
+}
+
+impl ClusterCredential {
+    fn resolve(resource: &ClusterPullSecret, state: &ClusterState) -> Option<ClusterCredential> {
+        let spec = &resource.spec;
+        let source = state
+            .namespace(&spec.source.namespace)
+            .and_then(|ns| ns.secrets().get(&spec.source.name))
+            .map_or(CredentialSource::Missing, |secret| {
+                CredentialSource::Found(secret.clone())
+            });
+        let patterns = match (&spec.registries, &source) {
+            (Some(registries), _) => Keyring::new([((), registries.as_slice())]),
+            (None, CredentialSource::Found(secret)) => Keyring::new([((), secret.registries())]),
+            (None, CredentialSource::Missing) => Keyring::new(Vec::<((), Vec<String>)>::new()),
+        };
+        Some(ClusterCredential {
+            name: resource.metadata.name.clone()?,
+            target_name: resource.target_name(),
+            source_namespace: spec.source.namespace.clone(),
+            source_name: spec.source.name.clone(),
+            selector: spec.namespace_selector.clone().unwrap_or_default(),
+            registries: spec.registries.clone(),
+            source,
+            patterns,
+        })
+    }
+
+    /// Whether the credential is meant for this lookup string (override patterns or the
+    /// source's keys, matched by the keyring's rules).
+    pub fn matches(&self, lookup: &str) -> bool {
+        !self.patterns.lookup(lookup).is_empty()
+    }
+
+    /// Whether the copy in `namespace` would be the source itself.
+    pub fn is_source(&self, namespace: &str) -> bool {
+        namespace == self.source_namespace && self.target_name == self.source_name
+    }
+}
+
 /// An immutable snapshot of the cluster, as the admission decision sees it.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterState {
     namespaces: HashMap<String, Arc<NamespaceState>>,
+    credentials: Arc<Vec<ClusterCredential>>,
+    own_namespace: Option<Arc<str>>,
 }
 
 impl ClusterState {
+    /// Every cluster credential, in name order.
+    pub fn credentials(&self) -> &[ClusterCredential] {
+        &self.credentials
+    }
+
+    /// The injector's own namespace, never served by cluster credentials.
+    pub fn own_namespace(&self) -> Option<&str> {
+        self.own_namespace.as_deref()
+    }
+
+    /// Whether a namespace selector selects `namespace`. System namespaces, the injector's
+    /// own and terminating ones are never selected. A namespace the watch has not delivered
+    /// yet is judged by the one label the apiserver gives every namespace, its name.
+    pub fn selects(&self, selector: &LabelSelector, namespace: &str) -> bool {
+        if SYSTEM_NAMESPACES.contains(&namespace) || self.own_namespace() == Some(namespace) {
+            return false;
+        }
+        match self
+            .namespace(namespace)
+            .and_then(|ns| ns.labels().map(|labels| (labels, ns.terminating())))
+        {
+            Some((_, true)) => false,
+            Some((labels, false)) => selector.matches(labels),
+            None => selector.matches(&BTreeMap::from([(
+                NAMESPACE_NAME_LABEL.to_owned(),
+                namespace.to_owned(),
+            )])),
+        }
+    }
+
+    /// The cluster credentials serving `namespace`.
+    pub fn credentials_for<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a ClusterCredential> + 'a {
+        self.credentials
+            .iter()
+            .filter(move |credential| self.selects(&credential.selector, namespace))
+    }
+
+    /// Namespaces the namespace watch knows, in no particular order.
+    pub fn existing_namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces
+            .iter()
+            .filter(|(_, ns)| ns.exists())
+            .map(|(name, _)| name.as_str())
+    }
+
     /// The namespace's state, or `None` when nothing is known about it (no secrets, no labels).
     pub fn namespace(&self, name: &str) -> Option<&NamespaceState> {
         self.namespaces.get(name).map(Arc::as_ref)
@@ -214,20 +403,116 @@ impl ClusterState {
 struct NamespaceEntry {
     labels_known: bool,
     opted_out: bool,
+    labels: BTreeMap<String, String>,
+    terminating: bool,
+    rules: BTreeMap<String, Arc<Rule>>,
     secrets: BTreeMap<String, PullSecret>,
+}
+
+impl NamespaceEntry {
+    fn is_empty(&self) -> bool {
+        !self.labels_known && self.secrets.is_empty() && self.rules.is_empty()
+    }
 }
 
 /// The mutable side: receives objects, publishes snapshots.
 #[derive(Debug, Default)]
 pub struct StateBuilder {
     namespaces: HashMap<String, NamespaceEntry>,
+    cluster_pull_secrets: BTreeMap<String, ClusterPullSecret>,
+    own_namespace: Option<Arc<str>>,
     published: Arc<ClusterState>,
     dirty: HashSet<String>,
+    credentials_dirty: bool,
+    namespaces_changed: bool,
 }
 
 impl StateBuilder {
     pub fn new() -> StateBuilder {
         StateBuilder::default()
+    }
+
+    /// The injector's own namespace, which cluster credentials never serve.
+    pub fn set_own_namespace(&mut self, namespace: Option<&str>) {
+        let namespace = namespace.filter(|ns| !ns.is_empty()).map(Arc::from);
+        if self.own_namespace != namespace {
+            self.own_namespace = namespace;
+            self.credentials_dirty = true;
+        }
+    }
+
+    /// Whether namespaces appeared, went or changed labels since the last call (the
+    /// controller re-evaluates its selectors then).
+    pub fn take_namespace_changes(&mut self) -> bool {
+        std::mem::take(&mut self.namespaces_changed)
+    }
+
+    pub fn apply_rule(&mut self, rule: &PullSecretRule) {
+        let (Some(namespace), Some(rule)) = (&rule.metadata.namespace, Rule::from_resource(rule))
+        else {
+            return;
+        };
+        let entry = self.namespaces.entry(namespace.clone()).or_default();
+        if entry
+            .rules
+            .get(&rule.name)
+            .is_some_and(|known| **known == rule)
+        {
+            return;
+        }
+        entry.rules.insert(rule.name.clone(), Arc::new(rule));
+        self.dirty.insert(namespace.clone());
+    }
+
+    pub fn delete_rule(&mut self, namespace: &str, name: &str) {
+        if let Some(entry) = self.namespaces.get_mut(namespace)
+            && entry.rules.remove(name).is_some()
+        {
+            self.dirty.insert(namespace.to_owned());
+        }
+    }
+
+    /// Keeps only the rules `keep(namespace, name)` accepts (the end of a relist).
+    pub fn retain_rules(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        for (namespace, entry) in &mut self.namespaces {
+            let before = entry.rules.len();
+            entry.rules.retain(|name, _| keep(namespace, name));
+            if entry.rules.len() != before {
+                self.dirty.insert(namespace.clone());
+            }
+        }
+    }
+
+    pub fn apply_cluster_pull_secret(&mut self, resource: &ClusterPullSecret) {
+        let Some(name) = &resource.metadata.name else {
+            return;
+        };
+        if self
+            .cluster_pull_secrets
+            .get(name)
+            .is_some_and(|known| known.spec == resource.spec)
+        {
+            return;
+        }
+        // Only the spec matters here; status and metadata churn are not kept.
+        let kept = ClusterPullSecret::new(name, resource.spec.clone());
+        self.cluster_pull_secrets.insert(name.clone(), kept);
+        self.credentials_dirty = true;
+    }
+
+    pub fn delete_cluster_pull_secret(&mut self, name: &str) {
+        if self.cluster_pull_secrets.remove(name).is_some() {
+            self.credentials_dirty = true;
+        }
+    }
+
+    /// Keeps only the ClusterPullSecrets `keep` accepts (the end of a relist).
+    pub fn retain_cluster_pull_secrets(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let before = self.cluster_pull_secrets.len();
+        self.cluster_pull_secrets.retain(|name, _| keep(name));
+        if self.cluster_pull_secrets.len() != before {
+            self.credentials_dirty = true;
+        }
     }
 
     /// Adds or replaces a Secret; ones the kubelet ignores are dropped (also when replacing).
@@ -265,26 +550,31 @@ impl StateBuilder {
         let Some(name) = &namespace.metadata.name else {
             return;
         };
-        let opted_out = namespace
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(INJECT_LABEL))
+        let labels = namespace.metadata.labels.clone().unwrap_or_default();
+        let opted_out = labels
+            .get(INJECT_LABEL)
             .is_some_and(|value| value == "false");
+        let terminating = namespace.metadata.deletion_timestamp.is_some();
         let entry = self.namespaces.entry(name.clone()).or_default();
-        if entry.labels_known && entry.opted_out == opted_out {
+        if entry.labels_known && entry.labels == labels && entry.terminating == terminating {
             return;
         }
         entry.labels_known = true;
         entry.opted_out = opted_out;
+        entry.labels = labels;
+        entry.terminating = terminating;
         self.dirty.insert(name.clone());
+        self.namespaces_changed = true;
     }
 
     pub fn delete_namespace(&mut self, name: &str) {
         if let Some(entry) = self.namespaces.get_mut(name) {
             entry.labels_known = false;
             entry.opted_out = false;
+            entry.labels.clear();
+            entry.terminating = false;
             self.dirty.insert(name.to_owned());
+            self.namespaces_changed = true;
         }
     }
 
@@ -317,15 +607,19 @@ impl StateBuilder {
 
     /// A snapshot including every change so far; rebuilds only the namespaces that changed.
     pub fn snapshot(&mut self) -> Arc<ClusterState> {
-        if self.dirty.is_empty() {
+        // A source Secret that changed changes the credentials made from it.
+        self.credentials_dirty |= self
+            .cluster_pull_secrets
+            .values()
+            .any(|resource| self.dirty.contains(resource.spec.source.namespace.as_str()));
+        if self.dirty.is_empty() && !self.credentials_dirty {
             return Arc::clone(&self.published);
         }
         let mut namespaces = self.published.namespaces.clone();
         for name in self.dirty.drain() {
             match self.namespaces.get(&name) {
-                Some(entry) if entry.labels_known || !entry.secrets.is_empty() => {
-                    let state = NamespaceState::build(entry.opted_out, entry.secrets.clone());
-                    namespaces.insert(name, Arc::new(state));
+                Some(entry) if !entry.is_empty() => {
+                    namespaces.insert(name, Arc::new(NamespaceState::build(entry)));
                 }
                 _ => {
                     self.namespaces.remove(&name);
@@ -333,7 +627,20 @@ impl StateBuilder {
                 }
             }
         }
-        self.published = Arc::new(ClusterState { namespaces });
+        let mut state = ClusterState {
+            namespaces,
+            credentials: Arc::clone(&self.published.credentials),
+            own_namespace: self.own_namespace.clone(),
+        };
+        if std::mem::take(&mut self.credentials_dirty) {
+            let credentials = self
+                .cluster_pull_secrets
+                .values()
+                .filter_map(|resource| ClusterCredential::resolve(resource, &state))
+                .collect();
+            state.credentials = Arc::new(credentials);
+        }
+        self.published = Arc::new(state);
         Arc::clone(&self.published)
     }
 }

@@ -1,5 +1,6 @@
 //! Reading manifests and `--state` files: YAML or JSON, several documents per file, lists
-//! flattened, so `kubectl get secrets,namespaces -A -o yaml > state.yaml` works as it is.
+//! flattened, so `kubectl get secrets,namespaces,pullsecretrules,clusterpullsecrets -A -o yaml
+//! > state.yaml` works as it is.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::crd::{ClusterPullSecret, GROUP, PullSecretRule};
 use crate::state::{ClusterState, StateBuilder};
 use crate::text::clip;
 
@@ -135,9 +137,15 @@ pub fn flatten_lists(value: Value, out: &mut Vec<Value>) {
     }
 }
 
-/// Builds cluster state from `--state` files: Secrets and Namespaces; other kinds are ignored.
-pub fn load_state(paths: &[PathBuf]) -> Result<Arc<ClusterState>, InputError> {
+/// Builds cluster state from `--state` files: Secrets, Namespaces, PullSecretRules and
+/// ClusterPullSecrets; other kinds are ignored. `own_namespace` is the injector's namespace,
+/// which cluster credentials never serve.
+pub fn load_state(
+    paths: &[PathBuf],
+    own_namespace: Option<&str>,
+) -> Result<Arc<ClusterState>, InputError> {
     let mut builder = StateBuilder::new();
+    builder.set_own_namespace(own_namespace);
     for path in paths {
         let source = Source::from_arg(path);
         add_state_text(&mut builder, &source.name(), &source.read()?)?;
@@ -167,6 +175,10 @@ fn add_state_text(
                 kind,
                 reason,
             };
+            let ours = object
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|version| version.split('/').next() == Some(GROUP));
             match object.get("kind").and_then(Value::as_str) {
                 Some("Secret") => {
                     // serde's message could quote a data value; name only the problem.
@@ -188,6 +200,26 @@ fn add_state_text(
                         invalid("Namespace", clip(&error.to_string(), 200).into_owned())
                     })?;
                     builder.apply_namespace(&namespace);
+                }
+                Some("PullSecretRule") if ours => {
+                    let mut rule: PullSecretRule =
+                        serde_json::from_value(object).map_err(|error| {
+                            invalid("PullSecretRule", clip(&error.to_string(), 200).into_owned())
+                        })?;
+                    rule.metadata
+                        .namespace
+                        .get_or_insert_with(|| "default".to_owned());
+                    builder.apply_rule(&rule);
+                }
+                Some("ClusterPullSecret") if ours => {
+                    let resource: ClusterPullSecret =
+                        serde_json::from_value(object).map_err(|error| {
+                            invalid(
+                                "ClusterPullSecret",
+                                clip(&error.to_string(), 200).into_owned(),
+                            )
+                        })?;
+                    builder.apply_cluster_pull_secret(&resource);
                 }
                 _ => {}
             }

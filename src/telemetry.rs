@@ -56,6 +56,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResourceLabel {
     resource: &'static str,
 }
@@ -77,6 +82,10 @@ pub struct Metrics {
     certificate_reloads: Family<ResultLabel, Counter>,
     watch_errors: Family<ResourceLabel, Counter>,
     pub ready: Gauge,
+    /// 1 while this replica holds the controller's Lease.
+    pub leader: Gauge,
+    controller_writes: Family<OperationLabel, Counter>,
+    reconcile_errors: Counter,
 }
 
 impl Metrics {
@@ -99,6 +108,9 @@ impl Metrics {
             certificate_reloads: Family::default(),
             watch_errors: Family::default(),
             ready: Gauge::default(),
+            leader: Gauge::default(),
+            controller_writes: Family::default(),
+            reconcile_errors: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("pullsecret_injector");
         r.register(
@@ -171,6 +183,26 @@ impl Metrics {
             "1 when the webhook reports ready",
             metrics.ready.clone(),
         );
+        r.register(
+            "leader",
+            "1 while this replica holds the ClusterPullSecret controller's Lease",
+            metrics.leader.clone(),
+        );
+        r.register(
+            "controller_writes",
+            "Writes by the ClusterPullSecret controller, by operation (create, update, delete, status)",
+            metrics.controller_writes.clone(),
+        );
+        r.register(
+            "controller_reconcile_errors",
+            "ClusterPullSecret reconciles that failed and were retried",
+            metrics.reconcile_errors.clone(),
+        );
+        for operation in ["create", "update", "delete", "status"] {
+            let _ = metrics
+                .controller_writes
+                .get_or_create(&OperationLabel { operation });
+        }
         for outcome in [
             Outcome::Injected,
             Outcome::Unchanged,
@@ -217,6 +249,16 @@ impl Metrics {
         self.certificate_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    pub fn observe_write(&self, operation: &'static str) {
+        self.controller_writes
+            .get_or_create(&OperationLabel { operation })
+            .inc();
+    }
+
+    pub fn observe_reconcile_error(&self) {
+        self.reconcile_errors.inc();
     }
 
     pub fn observe_watch_error(&self, resource: &'static str) {

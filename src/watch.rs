@@ -1,4 +1,5 @@
-//! Cluster I/O: watches of pull secrets and namespaces feeding the published snapshot.
+//! Cluster I/O: watches of pull secrets, namespaces, PullSecretRules and ClusterPullSecrets
+//! feeding the published snapshot.
 //!
 //! One task owns the [`StateBuilder`]; it applies watch events in batches and publishes a new
 //! immutable [`ClusterState`] only when something changed. Handlers just load the snapshot, so
@@ -16,6 +17,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 
+use crate::crd::{ClusterPullSecret, PullSecretRule};
 use crate::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::{ClusterState, StateBuilder};
 use crate::telemetry::Metrics;
@@ -26,45 +28,76 @@ pub enum WatchKind {
     DockerConfigJsonSecrets,
     DockerCfgSecrets,
     Namespaces,
+    PullSecretRules,
+    ClusterPullSecrets,
 }
 
 impl WatchKind {
-    pub const ALL: [WatchKind; 3] = [
+    pub const ALL: [WatchKind; 5] = [
         WatchKind::DockerConfigJsonSecrets,
         WatchKind::DockerCfgSecrets,
         WatchKind::Namespaces,
+        WatchKind::PullSecretRules,
+        WatchKind::ClusterPullSecrets,
     ];
 
     fn resource(self) -> &'static str {
         match self {
             WatchKind::DockerConfigJsonSecrets | WatchKind::DockerCfgSecrets => "secrets",
             WatchKind::Namespaces => "namespaces",
+            WatchKind::PullSecretRules => "pullsecretrules",
+            WatchKind::ClusterPullSecrets => "clusterpullsecrets",
         }
+    }
+
+    fn is_custom(self) -> bool {
+        matches!(
+            self,
+            WatchKind::PullSecretRules | WatchKind::ClusterPullSecrets
+        )
     }
 }
 
 enum Change {
     Secret(WatchKind, Event<Secret>),
     Namespace(Event<Namespace>),
+    Rule(Event<PullSecretRule>),
+    ClusterPullSecret(Event<ClusterPullSecret>),
 }
 
-/// Shared with the HTTP side: the latest snapshot and which watches have synced.
+/// Shared with the HTTP side and the controller: the latest snapshot, which watches have
+/// synced, and a counter bumped whenever namespaces appear, go or change labels.
 #[derive(Debug)]
 pub struct ClusterCache {
     snapshot: ArcSwap<ClusterState>,
-    synced: [AtomicBool; 3],
+    synced: [AtomicBool; 5],
+    own_namespace: Option<String>,
+    namespace_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for ClusterCache {
     fn default() -> Self {
-        ClusterCache {
-            snapshot: ArcSwap::from_pointee(ClusterState::default()),
-            synced: Default::default(),
-        }
+        ClusterCache::new(None)
     }
 }
 
 impl ClusterCache {
+    /// A cache for an injector running in `own_namespace` (never served by cluster
+    /// credentials).
+    pub fn new(own_namespace: Option<String>) -> ClusterCache {
+        ClusterCache {
+            snapshot: ArcSwap::from_pointee(ClusterState::default()),
+            synced: Default::default(),
+            own_namespace,
+            namespace_changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Notified after a snapshot with changed namespaces has been published.
+    pub fn namespace_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.namespace_changes.subscribe()
+    }
+
     pub fn snapshot(&self) -> Arc<ClusterState> {
         self.snapshot.load_full()
     }
@@ -76,19 +109,28 @@ impl ClusterCache {
             .all(|synced| synced.load(Ordering::Acquire))
     }
 
-    fn mark_synced(&self, kind: WatchKind) {
-        let index = WatchKind::ALL
+    fn index(kind: WatchKind) -> usize {
+        WatchKind::ALL
             .iter()
             .position(|k| *k == kind)
-            .unwrap_or_default();
-        self.synced[index].store(true, Ordering::Release);
+            .unwrap_or_default()
+    }
+
+    fn is_kind_synced(&self, kind: WatchKind) -> bool {
+        self.synced[Self::index(kind)].load(Ordering::Acquire)
+    }
+
+    fn mark_synced(&self, kind: WatchKind) {
+        self.synced[Self::index(kind)].store(true, Ordering::Release);
     }
 }
 
 /// Runs the watches until the process ends; errors are retried with backoff by kube's watcher.
 pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
     let secrets: Api<Secret> = Api::all(client.clone());
-    let namespaces: Api<Namespace> = Api::all(client);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let rules: Api<PullSecretRule> = Api::all(client.clone());
+    let cluster_pull_secrets: Api<ClusterPullSecret> = Api::all(client);
     let secret_watch = |kind: WatchKind, secret_type: &str| {
         let config = watcher::Config::default().fields(&format!("type={secret_type}"));
         watcher::watcher(secrets.clone(), config)
@@ -100,10 +142,26 @@ pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
         .default_backoff()
         .map(|event| (WatchKind::Namespaces, event.map(Change::Namespace)))
         .boxed();
+    let rule_watch = watcher::watcher(rules, watcher::Config::default())
+        .default_backoff()
+        .map(|event| (WatchKind::PullSecretRules, event.map(Change::Rule)))
+        .boxed();
+    let cluster_pull_secret_watch =
+        watcher::watcher(cluster_pull_secrets, watcher::Config::default())
+            .default_backoff()
+            .map(|event| {
+                (
+                    WatchKind::ClusterPullSecrets,
+                    event.map(Change::ClusterPullSecret),
+                )
+            })
+            .boxed();
     let changes = stream::select_all([
         secret_watch(WatchKind::DockerConfigJsonSecrets, DOCKER_CONFIG_JSON_TYPE),
         secret_watch(WatchKind::DockerCfgSecrets, DOCKERCFG_TYPE),
         namespace_watch,
+        rule_watch,
+        cluster_pull_secret_watch,
     ]);
     apply_changes(changes, &cache, &metrics).await;
 }
@@ -114,6 +172,7 @@ async fn apply_changes(
     metrics: &Metrics,
 ) {
     let mut builder = StateBuilder::new();
+    builder.set_own_namespace(cache.own_namespace.as_deref());
     let mut relist = Relist::default();
     // Batching keeps bursts (a relist, a mass rollout of secrets) to one publish per batch.
     let mut batches = std::pin::pin!(changes.ready_chunks(512));
@@ -123,7 +182,16 @@ async fn apply_changes(
                 Ok(change) => relist.apply(&mut builder, change, cache),
                 Err(error) => {
                     metrics.observe_watch_error(kind.resource());
-                    tracing::warn!(watch = ?kind, %error, "watch failed; retrying with backoff");
+                    if kind.is_custom() && is_not_found(&error) {
+                        // CRDs not installed: nothing of that kind exists, which must not keep
+                        // the webhook unready. The watch keeps retrying and picks them up.
+                        if !cache.is_kind_synced(kind) {
+                            tracing::warn!(watch = ?kind, "custom resource not installed; treating it as empty (install the chart's CRDs)");
+                        }
+                        cache.mark_synced(kind);
+                    } else {
+                        tracing::warn!(watch = ?kind, %error, "watch failed; retrying with backoff");
+                    }
                 }
             }
         }
@@ -136,6 +204,17 @@ async fn apply_changes(
             .undecodable_secrets
             .set(snapshot.undecodable_secret_count() as i64);
         cache.snapshot.store(snapshot);
+        if builder.take_namespace_changes() {
+            cache.namespace_changes.send_modify(|count| *count += 1);
+        }
+    }
+}
+
+fn is_not_found(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.is_not_found(),
+        _ => false,
     }
 }
 
@@ -144,6 +223,8 @@ async fn apply_changes(
 struct Relist {
     seen_secrets: [Option<HashSet<(String, String)>>; 2],
     seen_namespaces: Option<HashSet<String>>,
+    seen_rules: Option<HashSet<(String, String)>>,
+    seen_cluster_pull_secrets: Option<HashSet<String>>,
 }
 
 impl Relist {
@@ -151,6 +232,66 @@ impl Relist {
         match change {
             Change::Secret(kind, event) => self.apply_secret(builder, kind, event, cache),
             Change::Namespace(event) => self.apply_namespace(builder, event, cache),
+            Change::Rule(event) => self.apply_rule(builder, event, cache),
+            Change::ClusterPullSecret(event) => {
+                self.apply_cluster_pull_secret(builder, event, cache)
+            }
+        }
+    }
+
+    fn apply_rule(
+        &mut self,
+        builder: &mut StateBuilder,
+        event: Event<PullSecretRule>,
+        cache: &ClusterCache,
+    ) {
+        let key = |rule: &PullSecretRule| (rule.namespace().unwrap_or_default(), rule.name_any());
+        match event {
+            Event::Init => self.seen_rules = Some(HashSet::new()),
+            Event::InitApply(rule) => {
+                if let Some(seen) = &mut self.seen_rules {
+                    seen.insert(key(&rule));
+                }
+                builder.apply_rule(&rule);
+            }
+            Event::InitDone => {
+                if let Some(seen) = self.seen_rules.take() {
+                    builder.retain_rules(|namespace, name| {
+                        seen.contains(&(namespace.to_owned(), name.to_owned()))
+                    });
+                }
+                cache.mark_synced(WatchKind::PullSecretRules);
+            }
+            Event::Apply(rule) => builder.apply_rule(&rule),
+            Event::Delete(rule) => {
+                let (namespace, name) = key(&rule);
+                builder.delete_rule(&namespace, &name);
+            }
+        }
+    }
+
+    fn apply_cluster_pull_secret(
+        &mut self,
+        builder: &mut StateBuilder,
+        event: Event<ClusterPullSecret>,
+        cache: &ClusterCache,
+    ) {
+        match event {
+            Event::Init => self.seen_cluster_pull_secrets = Some(HashSet::new()),
+            Event::InitApply(resource) => {
+                if let Some(seen) = &mut self.seen_cluster_pull_secrets {
+                    seen.insert(resource.name_any());
+                }
+                builder.apply_cluster_pull_secret(&resource);
+            }
+            Event::InitDone => {
+                if let Some(seen) = self.seen_cluster_pull_secrets.take() {
+                    builder.retain_cluster_pull_secrets(|name| seen.contains(name));
+                }
+                cache.mark_synced(WatchKind::ClusterPullSecrets);
+            }
+            Event::Apply(resource) => builder.apply_cluster_pull_secret(&resource),
+            Event::Delete(resource) => builder.delete_cluster_pull_secret(&resource.name_any()),
         }
     }
 

@@ -385,3 +385,291 @@ fn audit_annotations_name_secrets_and_registries() {
         "r (r.example.com/a, r.example.com/c); s (s.example.com/b)"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// PullSecretRules and ClusterPullSecrets
+
+fn rule(namespace: &str, name: &str, mode: &str, registries: &[&str], secrets: &[&str]) -> String {
+    json!({
+        "apiVersion": "pullsecret-injector.io/v1alpha1", "kind": "PullSecretRule",
+        "metadata": { "namespace": namespace, "name": name },
+        "spec": { "registries": registries, "secrets": secrets, "mode": mode },
+    })
+    .to_string()
+}
+
+fn cluster_pull_secret(name: &str, source: (&str, &str), spec: Value) -> String {
+    let mut spec = spec;
+    spec["source"] = json!({ "namespace": source.0, "name": source.1 });
+    json!({
+        "apiVersion": "pullsecret-injector.io/v1alpha1", "kind": "ClusterPullSecret",
+        "metadata": { "name": name },
+        "spec": spec,
+    })
+    .to_string()
+}
+
+fn labelled_namespace(name: &str, labels: Value) -> String {
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": labels } })
+        .to_string()
+}
+
+fn decide_in(namespace: &str, images: &[&str], documents: &[String]) -> (Vec<String>, Decision) {
+    let state = state(documents);
+    let (view, value) = pod(pod_with_images(images));
+    let decision = decide(&view, namespace, &state);
+    (pull_secret_names(&patched(&value, &decision)), decision)
+}
+
+#[test]
+fn an_exclusive_rule_overrides_discovery_for_the_images_it_matches() {
+    let documents = [
+        secret("ns", "discovered", &["registry.example.com"]),
+        secret("ns", "mirror", &["mirror.example.com"]),
+        secret("ns", "quay", &["quay.io"]),
+        rule(
+            "ns",
+            "only-mirror",
+            "exclusive",
+            &["registry.example.com"],
+            &["mirror"],
+        ),
+    ];
+    assert_eq!(
+        injected_for(&["registry.example.com/team/app:1"], &documents),
+        ["mirror"]
+    );
+    // Images the rule does not match keep discovery.
+    assert_eq!(injected_for(&["quay.io/x/y"], &documents), ["quay"]);
+    assert_eq!(
+        injected_for(&["quay.io/x/y", "registry.example.com/a"], &documents),
+        ["quay", "mirror"]
+    );
+}
+
+#[test]
+fn an_add_rule_injects_its_secrets_as_well_as_discovery() {
+    let documents = [
+        secret("ns", "discovered", &["registry.example.com"]),
+        secret("ns", "extra", &["other.example.com"]),
+        rule("ns", "also-extra", "add", &["*.example.com"], &["extra"]),
+    ];
+    assert_eq!(
+        injected_for(&["registry.example.com/app"], &documents),
+        ["discovered", "extra"]
+    );
+    // The host glob follows the kubelet: one label only, so a.b.example.com is not matched.
+    assert_eq!(
+        injected_for(&["a.b.example.com/app"], &documents),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn rule_patterns_use_the_keyring_rules_for_ports_and_paths() {
+    let documents = [
+        secret("ns", "s", &["unrelated.example"]),
+        rule("ns", "port", "add", &["registry.example.com:5000"], &["s"]),
+        rule("ns", "path", "add", &["quay.io/team"], &["s"]),
+        rule("ns", "hub", "add", &["docker.io"], &["s"]),
+    ];
+    let cases: &[(&str, bool)] = &[
+        ("registry.example.com:5000/app", true),
+        ("registry.example.com/app", false),
+        ("registry.example.com:6000/app", false),
+        ("quay.io/team/app", true),
+        ("quay.io/teamster/app", true),
+        ("quay.io/other/app", false),
+        ("nginx", true),
+    ];
+    for (image, matched) in cases {
+        let expected: &[&str] = if *matched { &["s"] } else { &[] };
+        assert_eq!(injected_for(&[image], &documents), expected, "{image}");
+    }
+}
+
+#[test]
+fn a_rule_naming_a_missing_or_undecodable_secret_warns_and_injects_nothing_broken() {
+    let documents = [
+        secret("ns", "good", &["other.example.com"]),
+        broken_secret("ns", "broken", "{not json"),
+        rule(
+            "ns",
+            "r",
+            "exclusive",
+            &["registry.example.com"],
+            &["missing", "broken", "good"],
+        ),
+    ];
+    let (injected, decision) = decide_in("ns", &["registry.example.com/app"], &documents);
+    assert_eq!(injected, ["good"]);
+    let warnings = decision.warnings.join("\n");
+    assert!(warnings.contains("\"missing\""), "{warnings}");
+    assert!(
+        warnings.contains("\"broken\"") && warnings.contains("cannot decode"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn a_cluster_credential_counts_in_selected_namespaces_before_its_copy_exists() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        labelled_namespace("team-a", json!({ "team": "a" })),
+        labelled_namespace("team-b", json!({ "team": "b" })),
+        cluster_pull_secret(
+            "corp-registry",
+            ("infra", "corp"),
+            json!({ "namespaceSelector": { "matchLabels": { "team": "a" } }, "targetName": "corp-pull" }),
+        ),
+    ];
+    let image = ["registry.corp.example/app:1"];
+    assert_eq!(decide_in("team-a", &image, &documents).0, ["corp-pull"]);
+    assert_eq!(
+        decide_in("team-b", &image, &documents).0,
+        Vec::<String>::new()
+    );
+    // Registries the source does not cover are not served.
+    assert_eq!(
+        decide_in("team-a", &["quay.io/x"], &documents).0,
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn an_empty_selector_serves_every_namespace_but_the_system_ones() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+    ];
+    let state = state(&documents);
+    let image = ["registry.corp.example/app"];
+    // A namespace nothing is known about yet (created a moment ago) is served too.
+    for namespace in ["brand-new", "default", "infra"] {
+        assert_eq!(
+            decide_in(namespace, &image, &documents).0,
+            ["corp"],
+            "{namespace}"
+        );
+    }
+    for namespace in ["kube-system", "kube-public", "kube-node-lease"] {
+        assert_eq!(
+            decide_in(namespace, &image, &documents).0,
+            Vec::<String>::new(),
+            "{namespace}"
+        );
+    }
+    // The injector's own namespace is excluded as well.
+    assert!(state.selects(&Default::default(), "injector"));
+    let own = crate::statefile::load_state(&[], Some("injector")).unwrap();
+    assert!(!own.selects(&Default::default(), "injector"));
+}
+
+#[test]
+fn a_registries_override_replaces_the_source_keys() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        cluster_pull_secret(
+            "corp",
+            ("infra", "corp"),
+            json!({ "registries": ["*.mirror.example"] }),
+        ),
+    ];
+    assert_eq!(
+        decide_in("apps", &["eu.mirror.example/app"], &documents).0,
+        ["corp"]
+    );
+    assert_eq!(
+        decide_in("apps", &["registry.corp.example/app"], &documents).0,
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn an_unmanaged_secret_with_the_target_name_is_not_claimed() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        secret("apps", "corp", &["elsewhere.example"]),
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+    ];
+    let (injected, decision) = decide_in("apps", &["registry.corp.example/app"], &documents);
+    assert_eq!(injected, Vec::<String>::new());
+    assert!(
+        decision.warnings.iter().any(|w| w.contains("not managed")),
+        "{:?}",
+        decision.warnings
+    );
+}
+
+#[test]
+fn a_managed_copy_is_the_credential_not_a_conflict() {
+    let copy = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": { "namespace": "apps", "name": "corp", "labels": {
+            "app.kubernetes.io/managed-by": "pullsecret-injector",
+            "pullsecret-injector.io/cluster-pull-secret": "corp" } },
+        "stringData": { ".dockerconfigjson": json!({"auths": {"registry.corp.example": {"auth": AUTH}}}).to_string() },
+    })
+    .to_string();
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        copy,
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+    ];
+    let (injected, decision) = decide_in("apps", &["registry.corp.example/app"], &documents);
+    assert_eq!(injected, ["corp"]);
+    assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
+}
+
+#[test]
+fn missing_or_undecodable_sources_warn_and_inject_nothing() {
+    let documents = [
+        broken_secret("infra", "broken", "{not json"),
+        cluster_pull_secret(
+            "gone",
+            ("infra", "nowhere"),
+            json!({ "registries": ["registry.corp.example"] }),
+        ),
+        cluster_pull_secret(
+            "bad",
+            ("infra", "broken"),
+            json!({ "registries": ["registry.corp.example"] }),
+        ),
+    ];
+    let (injected, decision) = decide_in("apps", &["registry.corp.example/app"], &documents);
+    assert_eq!(injected, Vec::<String>::new());
+    let warnings = decision.warnings.join("\n");
+    assert!(
+        warnings.contains("\"gone\"") && warnings.contains("not found"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("\"bad\"") && warnings.contains("cannot be decoded"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn an_exclusive_rule_also_overrides_cluster_credentials() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        secret("apps", "team", &["registry.corp.example"]),
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+        rule(
+            "apps",
+            "team-only",
+            "exclusive",
+            &["registry.corp.example"],
+            &["team"],
+        ),
+    ];
+    assert_eq!(
+        decide_in("apps", &["registry.corp.example/app"], &documents).0,
+        ["team"]
+    );
+    // Without the rule: discovery first, then the credential.
+    assert_eq!(
+        decide_in("apps", &["registry.corp.example/app"], &documents[..3]).0,
+        ["team", "corp"]
+    );
+}

@@ -73,6 +73,74 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `pullsecret_injector=debug,info`.
     #[arg(long, default_value = "info", env = "PULLSECRET_INJECTOR_LOG_LEVEL")]
     pub log_level: String,
+    /// The injector's own namespace: never served by ClusterPullSecrets, and the default
+    /// namespace of the controller's Lease.
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "PULLSECRET_INJECTOR_OWN_NAMESPACE"
+    )]
+    pub own_namespace: Option<String>,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
+
+/// The ClusterPullSecret controller (copies source Secrets into selected namespaces).
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// Run the ClusterPullSecret controller. Every replica still serves admission; only the
+    /// one holding the Lease writes. Needs write access to Secrets, Leases and Events.
+    #[arg(
+        long,
+        default_value_t = false,
+        env = "PULLSECRET_INJECTOR_ENABLE_CONTROLLER"
+    )]
+    pub enable_controller: bool,
+    /// Namespace of the Lease (default: --own-namespace, else `default`).
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "PULLSECRET_INJECTOR_LEASE_NAMESPACE"
+    )]
+    pub lease_namespace: Option<String>,
+    /// Name of the Lease the replicas compete for.
+    #[arg(
+        long,
+        default_value = "pullsecret-injector-controller",
+        env = "PULLSECRET_INJECTOR_LEASE_NAME"
+    )]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: hostname and process id).
+    #[arg(long, env = "PULLSECRET_INJECTOR_LEASE_IDENTITY")]
+    pub lease_identity: Option<String>,
+    /// How long a Lease holder that stopped renewing keeps it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_LEASE_DURATION")]
+    pub lease_duration: Duration,
+}
+
+impl ControllerArgs {
+    fn lease(&self, own_namespace: Option<&str>) -> crate::leader::LeaseConfig {
+        let identity = self.lease_identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "pullsecret-injector".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+        let lease_duration = self.lease_duration.max(Duration::from_secs(1));
+        crate::leader::LeaseConfig {
+            namespace: self
+                .lease_namespace
+                .clone()
+                .or_else(|| own_namespace.map(str::to_owned))
+                .unwrap_or_else(|| "default".to_owned()),
+            name: self.lease_name.clone(),
+            identity,
+            lease_duration,
+            renew_interval: lease_duration / 3,
+        }
+    }
 }
 
 /// Parses `500ms`, `5s`, `2m` or a plain number of seconds.
@@ -152,7 +220,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")?;
-    let cache = Arc::new(ClusterCache::default());
+    let own_namespace = args.own_namespace.clone().filter(|ns| !ns.is_empty());
+    let cache = Arc::new(ClusterCache::new(own_namespace.clone()));
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
 
     let webhook_listener = TcpListener::bind(args.listen)
@@ -164,10 +233,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
 
     tokio::spawn(crate::watch::run(
-        client,
+        client.clone(),
         Arc::clone(&cache),
         metrics.clone(),
     ));
+    let (stop_controller, controller_stop) = watch::channel(false);
+    let controller = args.controller.enable_controller.then(|| {
+        let lease = args.controller.lease(own_namespace.as_deref());
+        tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "ClusterPullSecret controller enabled; competing for the lease");
+        tokio::spawn(crate::controller::run(
+            client,
+            Arc::clone(&cache),
+            metrics.clone(),
+            lease,
+            controller_stop,
+        ))
+    });
     tokio::spawn(tls::watch_certificate(
         Arc::clone(&certificates),
         provider,
@@ -206,6 +287,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(delay = ?args.shutdown_delay, "shutdown requested: reporting unready");
     health.begin_shutdown();
     metrics.ready.set(0);
+    let unready_until = tokio::time::Instant::now() + args.shutdown_delay;
+    // The controller stops writing and hands its Lease over while admission keeps serving.
+    let _ = stop_controller.send(true);
+    if let Some(controller) = controller {
+        let _ = tokio::time::timeout_at(unready_until, controller).await;
+    }
     // A second signal during the sequence ends the process at once.
     tokio::spawn(async {
         if wait_for_signal().await.is_ok() {
@@ -213,7 +300,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     });
-    tokio::time::sleep(args.shutdown_delay).await;
+    tokio::time::sleep_until(unready_until).await;
     tracing::info!(timeout = ?args.drain_timeout, "no longer accepting connections; draining");
     let _ = stop_accepting.send(true);
     match tokio::time::timeout(args.drain_timeout, server).await {

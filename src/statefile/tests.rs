@@ -77,10 +77,73 @@ fn errors_name_the_source_and_document() {
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let error = load_state(&[PathBuf::from("/nonexistent/state.yaml")]).expect_err("missing");
+    let error = load_state(&[PathBuf::from("/nonexistent/state.yaml")], None).expect_err("missing");
     assert!(
         error
             .to_string()
             .starts_with("/nonexistent/state.yaml: cannot read:")
     );
+}
+
+#[test]
+fn custom_resources_in_state_files_are_read() {
+    let yaml = r#"
+apiVersion: pullsecret-injector.io/v1alpha1
+kind: PullSecretRule
+metadata: {name: r}
+spec: {registries: [quay.io], secrets: [q]}
+---
+apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {name: c}
+spec: {source: {namespace: infra, name: corp}}
+---
+apiVersion: other.example/v1
+kind: PullSecretRule
+metadata: {name: not-ours}
+spec: {anything: 1}
+"#;
+    let state = state_from_str("state.yaml", yaml).expect("valid");
+    let rules = state.namespace("default").expect("rule namespace").rules();
+    assert_eq!(rules.len(), 1);
+    assert!(rules[0].matches("quay.io/x/y"));
+    assert_eq!(state.credentials().len(), 1);
+    assert_eq!(state.credentials()[0].target_name, "c");
+}
+
+#[test]
+fn an_invalid_custom_resource_names_its_kind() {
+    let yaml = "apiVersion: pullsecret-injector.io/v1alpha1\nkind: PullSecretRule\nmetadata: {name: r}\nspec: {registries: quay.io}\n";
+    let error = state_from_str("state.yaml", yaml).expect_err("invalid");
+    assert!(
+        error.to_string().contains("invalid PullSecretRule"),
+        "{error}"
+    );
+}
+
+#[test]
+fn namespace_label_changes_reselect_and_notify() {
+    use crate::state::StateBuilder;
+    let ns = |labels: &str| -> k8s_openapi::api::core::v1::Namespace {
+        serde_yaml::from_str(&format!("metadata: {{name: apps, labels: {labels}}}")).unwrap()
+    };
+    let cps: crate::crd::ClusterPullSecret = serde_yaml::from_str(
+        "apiVersion: pullsecret-injector.io/v1alpha1\nkind: ClusterPullSecret\nmetadata: {name: c}\nspec: {source: {namespace: infra, name: corp}, namespaceSelector: {matchLabels: {corp: 'true'}}}",
+    )
+    .unwrap();
+    let mut builder = StateBuilder::new();
+    builder.apply_cluster_pull_secret(&cps);
+    builder.apply_namespace(&ns("{corp: 'true'}"));
+    let state = builder.snapshot();
+    assert!(builder.take_namespace_changes());
+    assert_eq!(state.credentials_for("apps").count(), 1);
+    builder.apply_namespace(&ns("{corp: 'true'}"));
+    assert!(
+        !builder.take_namespace_changes(),
+        "no change, no notification"
+    );
+    builder.apply_namespace(&ns("{}"));
+    let state = builder.snapshot();
+    assert!(builder.take_namespace_changes());
+    assert_eq!(state.credentials_for("apps").count(), 0);
 }

@@ -120,6 +120,8 @@ cleanup() {
     # Cluster-scoped leftovers of an interrupted run, by their exact names.
     "$KUBECTL" delete mutatingwebhookconfiguration,clusterrole,clusterrolebinding \
       "$INSTALLED_RELEASE" --ignore-not-found >/dev/null 2>&1
+    "$KUBECTL" delete clusterrole,clusterrolebinding \
+      "$INSTALLED_RELEASE-controller" --ignore-not-found >/dev/null 2>&1
   fi
   for ns in ${CREATED_NAMESPACES[@]+"${CREATED_NAMESPACES[@]}"}; do
     "$KUBECTL" delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1
@@ -153,6 +155,9 @@ if [ "$OFFLINE" != 1 ]; then
     CLUSTER=1
     KUBE_VERSION=$("$KUBECTL" version -o json 2>/dev/null | jq -r '.serverVersion.gitVersion // empty')
     say "cluster: ${KUBECONFIG} (Kubernetes ${KUBE_VERSION:-?})"
+    if "$KUBECTL" get crd pullsecretrules.pullsecret-injector.io clusterpullsecrets.pullsecret-injector.io >/dev/null 2>&1; then
+      CRDS_INSTALLED=1
+    fi
   else
     fail "cluster reachable" "no ready apiserver at KUBECONFIG='${KUBECONFIG:-}'" \
       "start one with: bash tests/controlplane/cluster.sh up && . .local/cluster.env" \
@@ -165,6 +170,10 @@ fi
 # render for the cluster's version (or the control plane's default) instead.
 KUBE_VERSION=${KUBE_VERSION:-${K8S_VERSION:-v1.37.2}}
 KV=(--kube-version "$KUBE_VERSION")
+READ_ONLY_RULES='[{apiGroups: [""], resources: ["secrets", "namespaces"], verbs: ["get", "list", "watch"]},
+  {apiGroups: ["pullsecret-injector.io"], resources: ["pullsecretrules", "clusterpullsecrets"], verbs: ["get", "list", "watch"]}]'
+# Server-side validation of PullSecretRules and ClusterPullSecrets needs the CRDs installed.
+CRDS_INSTALLED=0
 
 # ---------------------------------------------------------------------------------------------
 # Helpers for rendered output
@@ -222,8 +231,20 @@ check_deployment_settings() {
     "$ctr.volumeMounts | any(.mountPath == \"/etc/pullsecret-injector/tls\" and .subPath == null)"
   check_jq "$label: terminationGracePeriodSeconds exceeds shutdownDelay + drainTimeout" "$file" \
     "$dep.spec.template.spec | .terminationGracePeriodSeconds > 25 and .automountServiceAccountToken == true"
-  check_jq "$label: ClusterRole is get/list/watch on secrets and namespaces only" "$file" \
-    "[.[] | select(.kind == \"ClusterRole\")][0].rules == [{apiGroups: [\"\"], resources: [\"secrets\", \"namespaces\"], verbs: [\"get\", \"list\", \"watch\"]}]"
+  check_jq "$label: ClusterRole is get/list/watch on secrets, namespaces and the CRDs only" "$file" \
+    "[.[] | select(.kind == \"ClusterRole\" and (.metadata.name | endswith(\"-controller\") | not))][0].rules == $READ_ONLY_RULES"
+}
+
+# RBAC and settings of a render without the controller: read-only. Args: label, JSON file.
+check_controller_disabled() {
+  local label=$1 file=$2
+  check_jq "$label: controller off: one read-only ClusterRole, no Role, no write verb anywhere" "$file" \
+    '([.[] | select(.kind == "ClusterRole")] | length == 1) and ([.[] | select(.kind == "Role")] | length == 0)
+     and ([.[] | select(.kind == "ClusterRole" or .kind == "Role") | .rules[].verbs[]] - ["get", "list", "watch"] | length == 0)'
+  check_jq "$label: controller off: PULLSECRET_INJECTOR_ENABLE_CONTROLLER=false, own namespace from the pod" "$file" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | any(.name == "PULLSECRET_INJECTOR_ENABLE_CONTROLLER" and .value == "false")
+       and any(.name == "PULLSECRET_INJECTOR_OWN_NAMESPACE" and .valueFrom.fieldRef.fieldPath == "metadata.namespace")'
 }
 
 # The Secret name the Deployment mounts.
@@ -239,8 +260,10 @@ server_validate() {
     skip "$name: server-side dry-run" "no cluster"
     return 0
   fi
-  jq '{apiVersion: "v1", kind: "List",
-       items: [.[] | select(.apiVersion | test("^(cert-manager\\.io|monitoring\\.coreos\\.com)/") | not)]}' \
+  local skip_groups='cert-manager\.io|monitoring\.coreos\.com'
+  [ "$CRDS_INSTALLED" = 1 ] || skip_groups="$skip_groups|pullsecret-injector\.io"
+  jq --arg skip "^($skip_groups)/" '{apiVersion: "v1", kind: "List",
+       items: [.[] | select(.apiVersion | test($skip) | not)]}' \
     "$file" >"$WORK/$name.server.json"
   check "$name: kubectl apply --dry-run=server accepts $(jq '.items | length' "$WORK/$name.server.json") objects" \
     "$KUBECTL" apply --dry-run=server --validate=strict -f "$WORK/$name.server.json"
@@ -280,6 +303,14 @@ check_fails "schema rejects a wrong type (webhook.timeoutSeconds as a string)" "
 check_fails "schema rejects timeoutSeconds above 30" "timeoutSeconds" "${T[@]}" --set webhook.timeoutSeconds=31
 check_fails "schema rejects an unknown failurePolicy" "failurePolicy" "${T[@]}" --set webhook.failurePolicy=Sometimes
 check_fails "schema rejects a non-https webhook.url" "url" "${T[@]}" --set webhook.url=http://127.0.0.1:8443/mutate
+check_fails "schema rejects an unknown PullSecretRule mode" "mode" "${T[@]}" \
+  --set-json 'pullSecretRules=[{"name":"r","namespace":"n","registries":["quay.io"],"secrets":["s"],"mode":"sometimes"}]'
+check_fails "schema rejects a misspelt ClusterPullSecret key (targetNmae)" "targetNmae" "${T[@]}" \
+  --set-json 'clusterPullSecrets=[{"name":"c","source":{"namespace":"n","name":"s"},"targetNmae":"x"}]'
+check_fails "schema rejects a ClusterPullSecret without a source" "source" "${T[@]}" \
+  --set-json 'clusterPullSecrets=[{"name":"c"}]'
+check_fails "schema rejects a misspelt controller key (controller.enable)" "enable" "${T[@]}" \
+  --set controller.enable=true
 check_fails "unknown certificates.mode fails with a clear message" \
   "certificates.mode must be one of helm, certManager or external" \
   "${T[@]}" --skip-schema-validation --set certificates.mode=selfSigned
@@ -336,7 +367,42 @@ if attempt "render: certificates.mode=helm" render helm "$REL" "$DRY_NS"; then
   check "helm mode: serving certificate names $REL{,.$DRY_NS{,.svc{,.cluster.local}}}" \
     grep -qF "$sans" "$WORK/tls.txt"
   check "helm mode: serving key is ECDSA P-256" grep -q "prime256v1" "$WORK/tls.txt"
+  check_controller_disabled "helm mode" "$F"
   server_validate "helm mode" "$F" "$DRY_NS"
+fi
+
+# The controller, rules and cluster credentials from values
+REL="$PREFIX-m"
+if attempt "render: controller.enabled with pullSecretRules and clusterPullSecrets" render mappings "$REL" "$DRY_NS" \
+  --set controller.enabled=true \
+  --set-json "pullSecretRules=[{\"name\":\"mirror-only\",\"namespace\":\"$DRY_NS\",\"registries\":[\"registry.example.com\"],\"secrets\":[\"mirror\"],\"mode\":\"exclusive\"}]" \
+  --set-json "clusterPullSecrets=[{\"name\":\"$REL-corp\",\"source\":{\"namespace\":\"$DRY_NS\",\"name\":\"corp\"},\"namespaceSelector\":{\"matchLabels\":{\"corp\":\"true\"}},\"targetName\":\"corp-pull\"}]"; then
+  F="$WORK/mappings.json"
+  check_deployment_settings "controller enabled" "$F"
+  check_jq "controller enabled: -controller ClusterRole writes secrets, finalizer/status, events; nothing more" "$F" \
+    '.[] | select(.kind == "ClusterRole" and .metadata.name == ($rel + "-controller")) | .rules == [
+       {apiGroups: [""], resources: ["secrets"], verbs: ["create", "update", "patch", "delete"]},
+       {apiGroups: ["pullsecret-injector.io"], resources: ["clusterpullsecrets"], verbs: ["update", "patch"]},
+       {apiGroups: ["pullsecret-injector.io"], resources: ["clusterpullsecrets/status"], verbs: ["update", "patch"]},
+       {apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create", "patch"]}]' --arg rel "$REL"
+  check_jq "controller enabled: Role on leases in the release namespace only, bound to the ServiceAccount" "$F" \
+    '(.[] | select(.kind == "Role") | .metadata.namespace == $ns
+        and .rules == [{apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"]}])
+     and (.[] | select(.kind == "RoleBinding") | .roleRef.name == ($rel + "-lease") and .subjects[0].name == $rel)
+     and ([.[] | select(.kind == "ClusterRoleBinding")] | length == 2)' --arg ns "$DRY_NS" --arg rel "$REL"
+  check_jq "controller enabled: env enables the controller, Lease named after the release, identity = pod name" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | any(.name == "PULLSECRET_INJECTOR_ENABLE_CONTROLLER" and .value == "true")
+       and any(.name == "PULLSECRET_INJECTOR_LEASE_NAME" and .value == ($rel + "-controller"))
+       and any(.name == "PULLSECRET_INJECTOR_LEASE_IDENTITY" and .valueFrom.fieldRef.fieldPath == "metadata.name")
+       and any(.name == "PULLSECRET_INJECTOR_LEASE_DURATION" and .value == "15s")' --arg rel "$REL"
+  check_jq "controller enabled: the PullSecretRule and ClusterPullSecret from values" "$F" \
+    '(.[] | select(.kind == "PullSecretRule") | .metadata.namespace == $ns
+        and .spec == {registries: ["registry.example.com"], secrets: ["mirror"], mode: "exclusive"})
+     and (.[] | select(.kind == "ClusterPullSecret") | .metadata.name == ($rel + "-corp")
+        and .spec == {source: {namespace: $ns, name: "corp"}, namespaceSelector: {matchLabels: {corp: "true"}}, targetName: "corp-pull"})' \
+    --arg ns "$DRY_NS" --arg rel "$REL"
+  server_validate "controller enabled" "$F" "$DRY_NS"
 fi
 
 # certManager mode
@@ -487,8 +553,8 @@ else
       fail "create probe namespace $PROBE_NS" "$(tail -n 3 "$WORK/last.log")"
     fi
 
-    if attempt "helm upgrade $REL (--reuse-values, logLevel=debug)" \
-      "$HELM" upgrade "$REL" "$CHART" -n "$NS" --reuse-values --set logLevel=debug; then
+    if attempt "helm upgrade $REL (--reuse-values, logLevel=debug, controller.enabled=true)" \
+      "$HELM" upgrade "$REL" "$CHART" -n "$NS" --reuse-values --set logLevel=debug --set controller.enabled=true; then
       ca_after=$("$KUBECTL" -n "$NS" get secret "$SECRET" -o jsonpath='{.data.ca\.crt}' || true)
       tls_after=$("$KUBECTL" -n "$NS" get secret "$SECRET" -o jsonpath='{.data.tls\.crt}' || true)
       bundle_after=$("$KUBECTL" get mutatingwebhookconfiguration "$MWC" -o jsonpath='{.webhooks[0].clientConfig.caBundle}' || true)
@@ -507,6 +573,13 @@ else
         -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="PULLSECRET_INJECTOR_LOG_LEVEL")].value}' || true)
       if [ "$level" = debug ]; then pass "upgrade: applied (log level debug)"; else
         fail "upgrade: applied (log level debug)" "PULLSECRET_INJECTOR_LOG_LEVEL is '$level'"; fi
+      if [ "$(can create secrets -n default)" = yes ] && [ "$(can update leases -n "$NS")" = yes ] &&
+        [ "$(can update leases -n default)" = no ] && [ "$(can get pods -A)" = no ]; then
+        pass "upgrade: controller.enabled grants secret writes and leases in $NS only"
+      else
+        fail "upgrade: controller.enabled grants secret writes and leases in $NS only" \
+          "create secrets: $(can create secrets -n default); update leases in $NS: $(can update leases -n "$NS"); in default: $(can update leases -n default); get pods: $(can get pods -A)"
+      fi
     fi
 
     if attempt "helm uninstall $REL" "$HELM" uninstall "$REL" -n "$NS"; then

@@ -139,9 +139,16 @@ pub struct Serve {
 }
 
 impl Serve {
-    fn spawn(work: &Path, kubeconfig: &Path, attempt: usize, webhook: SocketAddr) -> Result<Serve> {
+    fn spawn(
+        work: &Path,
+        kubeconfig: &Path,
+        name: &str,
+        extra: &[String],
+        attempt: usize,
+        webhook: SocketAddr,
+    ) -> Result<Serve> {
         let admin = free_port()?;
-        let log = work.join(format!("serve-{attempt}.log"));
+        let log = work.join(format!("{name}-{attempt}.log"));
         let log_file = File::create(&log)?;
         let certs = work.join("certs");
         let child = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
@@ -159,6 +166,7 @@ impl Serve {
             ])
             .args(["--drain-timeout", &format!("{}s", DRAIN_TIMEOUT.as_secs())])
             .args(["--log-format", "json", "--log-level", "debug"])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
@@ -173,13 +181,20 @@ impl Serve {
         })
     }
 
-    /// Starts `serve` on `webhook` and waits for `/readyz` 200; retries with new ports if one
-    /// was taken (the caller compares `Serve::webhook` with the address it asked for).
-    fn start(work: &Path, kubeconfig: &Path, webhook: SocketAddr) -> Result<Serve> {
+    /// Starts `serve` on `webhook` (log `NAME-N.log`, `extra` arguments appended) and waits for
+    /// `/readyz` 200; retries with new ports if one was taken (the caller compares
+    /// `Serve::webhook` with the address it asked for).
+    fn start(
+        work: &Path,
+        kubeconfig: &Path,
+        name: &str,
+        extra: &[String],
+        webhook: SocketAddr,
+    ) -> Result<Serve> {
         let mut last_error = anyhow!("not started");
         for attempt in 1..=3 {
             let webhook = if attempt == 1 { webhook } else { free_port()? };
-            let mut serve = Serve::spawn(work, kubeconfig, attempt, webhook)?;
+            let mut serve = Serve::spawn(work, kubeconfig, name, extra, attempt, webhook)?;
             match serve.wait_ready(Duration::from_secs(60)) {
                 Ok(()) => return Ok(serve),
                 Err(error) => {
@@ -395,6 +410,7 @@ impl Suite {
         };
         // From here on the suite's Drop cleans up whatever the steps below managed to start.
         suite.generate_certificates()?;
+        suite.install_crds()?;
         suite.start_serve()?;
         suite.register_webhook()?;
         suite.wait_webhook_active()?;
@@ -428,13 +444,64 @@ impl Suite {
         self.work_path.join("certs").join(file)
     }
 
+    /// The controller arguments every serve process of this run gets: one Lease per run.
+    pub fn controller_args(&self, identity: &str) -> Vec<String> {
+        [
+            "--enable-controller",
+            "--lease-namespace",
+            &self.chart.namespace,
+            "--lease-name",
+            &self.lease_name(),
+            "--lease-identity",
+            identity,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    pub fn lease_name(&self) -> String {
+        format!("pullsecret-injector-e2e-{}", self.run_id)
+    }
+
+    /// The identity of the suite's own serve process in the controller's Lease.
+    pub fn serve_identity(&self) -> String {
+        format!("e2e-{}-serve", self.run_id)
+    }
+
+    /// A further serve process of this run (not registered as the webhook); stopped on drop.
+    pub fn start_extra_serve(&self, name: &str, extra: &[String]) -> Result<Serve> {
+        Serve::start(&self.work_path, &self.kubeconfig, name, extra, free_port()?)
+    }
+
+    /// Installs the chart's CRDs (`charts/pullsecret-injector/crds/`) and waits until the
+    /// apiserver serves them, so the webhook's watches of them can sync.
+    fn install_crds(&self) -> Result<()> {
+        let dir = repo_root().join("charts/pullsecret-injector/crds");
+        let dir = dir.to_string_lossy();
+        self.kubectl(&["apply", "-f", &dir])?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            &dir,
+        ])?;
+        Ok(())
+    }
+
     /// Installs the chart, then runs `serve` as the chart's ServiceAccount (a token from
     /// `kubectl create token`), not as the cluster admin: the chart's RBAC must be enough.
     fn start_serve(&self) -> Result<()> {
         let port = free_port()?;
         self.install_chart(port)?;
         let kubeconfig = self.serviceaccount_kubeconfig()?;
-        let serve = Serve::start(&self.work_path, &kubeconfig, port)?;
+        let serve = Serve::start(
+            &self.work_path,
+            &kubeconfig,
+            "serve",
+            &self.controller_args(&self.serve_identity()),
+            port,
+        )?;
         if serve.webhook != port {
             // The first port was taken; keep the chart's webhook.url truthful.
             self.helm(&[
@@ -501,6 +568,9 @@ impl Suite {
             &format!("webhook.caBundle={}", BASE64.encode(ca)),
             "--set",
             "replicaCount=1",
+            // The suite's serve runs the ClusterPullSecret controller with this identity.
+            "--set",
+            "controller.enabled=true",
             "--set-json",
             &format!(
                 r#"webhook.extraNamespaceSelectorExpressions=[{{"key":"{NEVER_LABEL}","operator":"Exists"}}]"#
@@ -835,6 +905,21 @@ webhooks:
 
     /// `kubectl create secret docker-registry` with a fresh password.
     pub fn registry_secret(&self, ns: &str, name: &str, server: &str) -> Result<()> {
+        self.write_registry_secret(ns, name, server, false)
+    }
+
+    /// Gives an existing registry secret a fresh password (`kubectl apply`, so in place).
+    pub fn rotate_registry_secret(&self, ns: &str, name: &str, server: &str) -> Result<()> {
+        self.write_registry_secret(ns, name, server, true)
+    }
+
+    fn write_registry_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        server: &str,
+        update: bool,
+    ) -> Result<()> {
         let owner = format!("secret {ns}/{name}");
         let user = format!("e2e-user-{}", random_hex(4));
         let password = self.new_password(&owner);
@@ -842,17 +927,29 @@ webhooks:
             format!("auth of {owner}"),
             BASE64.encode(format!("{user}:{password}")),
         );
-        self.kubectl(&[
-            "create",
-            "secret",
-            "docker-registry",
-            name,
-            "-n",
-            ns,
-            &format!("--docker-server={server}"),
-            &format!("--docker-username={user}"),
-            &format!("--docker-password={password}"),
-        ])?;
+        let mut args = vec![
+            "create".to_owned(),
+            "secret".to_owned(),
+            "docker-registry".to_owned(),
+            name.to_owned(),
+            "-n".to_owned(),
+            ns.to_owned(),
+            format!("--docker-server={server}"),
+            format!("--docker-username={user}"),
+            format!("--docker-password={password}"),
+        ];
+        if update {
+            args.extend([
+                "--dry-run=client".to_owned(),
+                "-o".to_owned(),
+                "yaml".to_owned(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.kubectl(&args)?;
+        if update {
+            self.apply(&out.stdout)?;
+        }
         self.remember_secret_data(ns, name, ".dockerconfigjson")
     }
 

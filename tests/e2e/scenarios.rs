@@ -53,6 +53,14 @@ pub const ALL: &[Scenario] = &[
         run: opt_out,
     },
     Scenario {
+        name: "pull-secret-rules",
+        run: crate::mappings::pull_secret_rules,
+    },
+    Scenario {
+        name: "cluster-pull-secret-lifecycle",
+        run: crate::mappings::cluster_pull_secret_lifecycle,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },
@@ -685,7 +693,12 @@ fn chart_serviceaccount_rbac(s: &Suite) -> Result<Outcome> {
         }
     }
 
-    for (verb, resource) in [("get", "configmaps"), ("create", "secrets")] {
+    // Secret writes are granted for the controller (enabled here); nothing else is.
+    for (verb, resource) in [
+        ("get", "configmaps"),
+        ("create", "pods"),
+        ("delete", "namespaces"),
+    ] {
         let out = s.kubectl_raw(&["auth", "can-i", verb, resource, "-A", &as_user], None)?;
         ensure!(
             out.stdout.trim() == "no",

@@ -1,0 +1,419 @@
+//! The custom resources: namespaced `PullSecretRule` and cluster-scoped `ClusterPullSecret`
+//! (group `pullsecret-injector.io`, version `v1alpha1`).
+//!
+//! The doc comments below become the schema descriptions `kubectl explain` shows; the CRD YAML
+//! under `charts/pullsecret-injector/crds/` is generated from these types (`make crds`).
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use kube::core::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "pullsecret-injector.io";
+/// Label on every Secret the controller writes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "pullsecret-injector";
+/// Label naming the ClusterPullSecret a managed copy belongs to.
+pub const OWNER_LABEL: &str = "pullsecret-injector.io/cluster-pull-secret";
+/// Namespaces a ClusterPullSecret never serves, whatever its selector says.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// Maps registries to pull secrets of this namespace, on top of or instead of discovery.
+///
+/// For every container image of a pod in this namespace whose lookup string (domain/path) one
+/// of `registries` matches, the webhook injects the `secrets`. With `mode: exclusive` only
+/// those are injected for that image (discovery and cluster credentials are ignored for it);
+/// with `mode: add` they are injected as well as what discovery finds.
+// Several printcolumns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[kube(
+    group = "pullsecret-injector.io",
+    version = "v1alpha1",
+    kind = "PullSecretRule",
+    namespaced,
+    shortname = "psr",
+    category = "pullsecret-injector",
+    doc = "Maps registries to pull secrets of this namespace, on top of discovery (mode add) or instead of it (mode exclusive).",
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        description = "add or exclusive"
+    ),
+    printcolumn(
+        name = "Registries",
+        type_ = "string",
+        json_path = ".spec.registries",
+        description = "Registry patterns (kubelet key syntax)"
+    ),
+    printcolumn(
+        name = "Secrets",
+        type_ = "string",
+        json_path = ".spec.secrets",
+        description = "Secrets injected for matching images"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PullSecretRuleSpec {
+    /// Registry patterns in the kubelet's key syntax, matched exactly as the kubelet matches
+    /// the keys of a dockerconfigjson: a host whose labels may be globs (`*.example.com`), an
+    /// optional port that must be equal (`registry.example.com:5000`), and an optional path
+    /// prefix (`quay.io/team`). `docker.io` matches Docker Hub images.
+    #[schemars(length(min = 1))]
+    pub registries: Vec<String>,
+    /// Names of Secrets in this namespace to inject for matching images. A missing or
+    /// undecodable Secret is never injected; the pod gets an admission warning instead.
+    #[schemars(length(min = 1))]
+    pub secrets: Vec<String>,
+    /// `add` (default): inject these as well as what discovery finds. `exclusive`: for matching
+    /// images inject only these, ignoring discovery and cluster credentials.
+    #[serde(default)]
+    pub mode: RuleMode,
+}
+
+/// How a rule combines with discovery.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleMode {
+    /// Inject the rule's secrets as well as what discovery finds.
+    #[default]
+    Add,
+    /// For matching images inject only the rule's secrets.
+    Exclusive,
+}
+
+impl RuleMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleMode::Add => "add",
+            RuleMode::Exclusive => "exclusive",
+        }
+    }
+}
+
+/// A registry credential offered to many namespaces: the controller keeps a copy of the source
+/// Secret in every selected namespace, and the webhook injects it for matching images.
+// Several printcolumns repeat `type_ = ...`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[kube(
+    group = "pullsecret-injector.io",
+    version = "v1alpha1",
+    kind = "ClusterPullSecret",
+    shortname = "cps",
+    category = "pullsecret-injector",
+    status = "ClusterPullSecretStatus",
+    doc = "A registry credential copied into every selected namespace and injected into their pods.",
+    printcolumn(
+        name = "Source",
+        type_ = "string",
+        json_path = ".spec.source.name",
+        description = "Name of the source Secret"
+    ),
+    printcolumn(
+        name = "Source-Namespace",
+        type_ = "string",
+        json_path = ".spec.source.namespace",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Namespaces",
+        type_ = "integer",
+        json_path = ".status.namespaceCount",
+        description = "Namespaces holding an up-to-date copy"
+    ),
+    printcolumn(
+        name = "Conflicts",
+        type_ = "integer",
+        json_path = ".status.conflictCount",
+        description = "Namespaces where an unmanaged Secret has the target name"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPullSecretSpec {
+    /// The Secret to copy (type kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg).
+    pub source: SourceSecret,
+    /// Namespaces to serve, by label. Empty or absent: every namespace. kube-system,
+    /// kube-public, kube-node-lease and the injector's own namespace are never served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Registry patterns (kubelet key syntax) the credential is injected for. Absent: the
+    /// registries of the source Secret's own keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registries: Option<Vec<String>>,
+    /// Name of the copies. Absent: the ClusterPullSecret's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+}
+
+/// Where the source Secret lives.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct SourceSecret {
+    /// Namespace of the source Secret.
+    #[schemars(length(min = 1))]
+    pub namespace: String,
+    /// Name of the source Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// A Kubernetes label selector: every `matchLabels` pair and every expression must hold.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels that must be present with exactly these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    /// Set-based requirements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+/// One set-based requirement of a label selector.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct LabelSelectorRequirement {
+    /// The label key.
+    pub key: String,
+    /// In, NotIn, Exists or DoesNotExist.
+    pub operator: SelectorOperator,
+    /// Values for In and NotIn; must be empty for Exists and DoesNotExist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+impl LabelSelector {
+    /// Whether labels satisfy the selector, with Kubernetes semantics (an empty selector
+    /// matches everything; `NotIn` and `DoesNotExist` match when the key is absent).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+            && self.match_expressions.iter().all(|requirement| {
+                let value = labels.get(&requirement.key);
+                match requirement.operator {
+                    SelectorOperator::In => value.is_some_and(|v| requirement.values.contains(v)),
+                    SelectorOperator::NotIn => {
+                        value.is_none_or(|v| !requirement.values.contains(v))
+                    }
+                    SelectorOperator::Exists => value.is_some(),
+                    SelectorOperator::DoesNotExist => value.is_none(),
+                }
+            })
+    }
+}
+
+/// What the controller last did for a ClusterPullSecret.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPullSecretStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` is True when every selected namespace holds an up-to-date copy.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Number of namespaces holding an up-to-date copy.
+    #[serde(default)]
+    pub namespace_count: u32,
+    /// Those namespaces, in name order (at most 50 listed).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Number of namespaces where an unmanaged Secret already has the target name.
+    #[serde(default)]
+    pub conflict_count: u32,
+    /// Those conflicts (at most 50 listed). Such Secrets are never overwritten.
+    #[serde(default)]
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A namespace where the copy could not be written.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct Conflict {
+    pub namespace: String,
+    /// Why, e.g. that a Secret not managed by this ClusterPullSecret has the target name.
+    pub reason: String,
+}
+
+/// A status condition (the shape of metav1.Condition).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// CamelCase reason.
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339 time of the last status change.
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl ClusterPullSecret {
+    /// The name of the copies.
+    pub fn target_name(&self) -> String {
+        self.spec
+            .target_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}
+
+/// The CRDs as the multi-document YAML committed under `charts/pullsecret-injector/crds/`.
+pub fn crd_yaml() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
+    let header =
+        "# Generated by `make crds` (pullsecret-injector crds) from src/crd.rs; do not edit.\n";
+    Ok(vec![
+        (
+            "clusterpullsecrets.yaml",
+            format!(
+                "{header}{}",
+                serde_yaml::to_string(&ClusterPullSecret::crd())?
+            ),
+        ),
+        (
+            "pullsecretrules.yaml",
+            format!("{header}{}", serde_yaml::to_string(&PullSecretRule::crd())?),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn requirement(key: &str, operator: SelectorOperator, values: &[&str]) -> LabelSelector {
+        LabelSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![LabelSelectorRequirement {
+                key: key.to_owned(),
+                operator,
+                values: values.iter().map(|v| (*v).to_owned()).collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn label_selectors_follow_kubernetes_semantics() {
+        use SelectorOperator::*;
+        let team_a = labels(&[("team", "a"), ("env", "prod")]);
+        let bare = labels(&[]);
+        let cases: Vec<(LabelSelector, &BTreeMap<String, String>, bool)> = vec![
+            (LabelSelector::default(), &bare, true),
+            (LabelSelector::default(), &team_a, true),
+            (
+                LabelSelector {
+                    match_labels: labels(&[("team", "a")]),
+                    ..Default::default()
+                },
+                &team_a,
+                true,
+            ),
+            (
+                LabelSelector {
+                    match_labels: labels(&[("team", "b")]),
+                    ..Default::default()
+                },
+                &team_a,
+                false,
+            ),
+            (requirement("env", In, &["prod", "dev"]), &team_a, true),
+            (requirement("env", In, &["dev"]), &team_a, false),
+            (requirement("env", In, &["prod"]), &bare, false),
+            (requirement("env", NotIn, &["prod"]), &team_a, false),
+            (requirement("env", NotIn, &["prod"]), &bare, true),
+            (requirement("team", Exists, &[]), &team_a, true),
+            (requirement("team", Exists, &[]), &bare, false),
+            (requirement("team", DoesNotExist, &[]), &team_a, false),
+            (requirement("team", DoesNotExist, &[]), &bare, true),
+        ];
+        for (selector, labels, expected) in cases {
+            assert_eq!(
+                selector.matches(labels),
+                expected,
+                "{selector:?} on {labels:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn target_name_defaults_to_the_resource_name() {
+        let mut cps = ClusterPullSecret::new(
+            "corp-registry",
+            ClusterPullSecretSpec {
+                source: SourceSecret {
+                    namespace: "infra".to_owned(),
+                    name: "regcred".to_owned(),
+                },
+                namespace_selector: None,
+                registries: None,
+                target_name: None,
+            },
+        );
+        assert_eq!(cps.target_name(), "corp-registry");
+        cps.spec.target_name = Some("pull".to_owned());
+        assert_eq!(cps.target_name(), "pull");
+    }
+
+    #[test]
+    fn mode_defaults_to_add_and_reads_lowercase() {
+        let spec: PullSecretRuleSpec =
+            serde_json::from_str(r#"{"registries":["quay.io"],"secrets":["q"]}"#).unwrap();
+        assert_eq!(spec.mode, RuleMode::Add);
+        let spec: PullSecretRuleSpec = serde_json::from_str(
+            r#"{"registries":["quay.io"],"secrets":["q"],"mode":"exclusive"}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.mode, RuleMode::Exclusive);
+    }
+
+    /// `make test` fails when the committed CRDs are not what the types generate.
+    #[test]
+    fn committed_crds_are_up_to_date() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("charts/pullsecret-injector/crds");
+        for (file, generated) in crd_yaml().unwrap() {
+            let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "charts/pullsecret-injector/crds/{file} is stale: run `make crds` and commit it"
+            );
+        }
+    }
+}

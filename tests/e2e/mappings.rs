@@ -1,0 +1,331 @@
+//! Scenarios for PullSecretRules, ClusterPullSecrets, their controller and its Lease.
+//!
+//! The suite's serve process runs with `--enable-controller` on a Lease of its own run, so it
+//! is the leader; `cluster-pull-secret-lifecycle` starts a second process on the same Lease
+//! and checks that it never writes.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll, pull_secrets};
+use crate::scenarios::Outcome;
+
+/// Within how long the controller must have acted on a change.
+const CONVERGENCE: Duration = Duration::from_secs(30);
+const CORP: &str = "registry.corp.e2e.example";
+const OWNER_LABEL: &str = "pullsecret-injector.io/cluster-pull-secret";
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+fn secret_or_none(s: &Suite, ns: &str, name: &str) -> Result<Option<Value>> {
+    let out = s.kubectl(&[
+        "get",
+        "secret",
+        name,
+        "-n",
+        ns,
+        "--ignore-not-found",
+        "-o",
+        "json",
+    ])?;
+    if out.stdout.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_str(&out.stdout)?))
+}
+
+fn data_of(secret: &Value) -> Value {
+    secret["data"].clone()
+}
+
+/// Waits for a copy in `ns` with the source's current data; returns it.
+fn wait_copy(s: &Suite, ns: &str, target: &str, source: (&str, &str)) -> Result<Value> {
+    poll(
+        &format!("copy {ns}/{target} equal to its source"),
+        CONVERGENCE,
+        || {
+            let source = s.get_json(&["secret", source.1, "-n", source.0])?;
+            Ok(secret_or_none(s, ns, target)?.filter(|copy| data_of(copy) == data_of(&source)))
+        },
+    )
+}
+
+fn wait_gone(s: &Suite, ns: &str, name: &str) -> Result<()> {
+    poll(
+        &format!("secret {ns}/{name} to be deleted"),
+        CONVERGENCE,
+        || Ok(secret_or_none(s, ns, name)?.is_none().then_some(())),
+    )
+}
+
+/// Server-side dry-run pods until the webhook gives one exactly `expected`: rules and
+/// ClusterPullSecrets reach its snapshot asynchronously.
+fn wait_injection(s: &Suite, ns: &str, image: &str, expected: &[&str]) -> Result<()> {
+    poll(
+        &format!("the webhook to inject {expected:?} for {image} in {ns}"),
+        CONVERGENCE,
+        || {
+            let out = s.kubectl(&[
+                "run",
+                "probe",
+                "-n",
+                ns,
+                &format!("--image={image}"),
+                "--restart=Never",
+                "--dry-run=server",
+                "-o",
+                "json",
+            ])?;
+            let pod: Value = serde_json::from_str(&out.stdout)?;
+            Ok((pull_secrets(&pod) == expected).then_some(()))
+        },
+    )
+}
+
+fn admin_metrics(serve: &Serve) -> Result<String> {
+    let (code, body) = http_get(serve.admin, "/metrics")?;
+    ensure!(code == 200, "/metrics answered {code}");
+    Ok(body)
+}
+
+/// ClusterPullSecret end to end: copy into a new namespace and injection, rotation in place,
+/// a conflict with an unmanaged Secret, a namespace labelled out, deletion, and a second
+/// replica that never writes while the suite's process holds the Lease.
+pub fn cluster_pull_secret_lifecycle(s: &Suite) -> Result<Outcome> {
+    let follower_identity = format!("e2e-{}-follower", s.run_id);
+    let follower = s.start_extra_serve("follower", &s.controller_args(&follower_identity))?;
+    poll(
+        "the second replica to see the Lease held by the first",
+        CONVERGENCE,
+        || {
+            let log = std::fs::read_to_string(&follower.log)?;
+            Ok(log.contains("lease held by another replica").then_some(()))
+        },
+    )?;
+
+    let source_ns = s.namespace("cps-source", &[])?;
+    s.registry_secret(&source_ns, "corp-source", CORP)?;
+    let select_label = "e2e.pullsecret-injector.io/corp";
+    let cps = format!("e2e-corp-{}", s.run_id);
+    let target = "corp-pull";
+    s.apply(&format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata:
+  name: {cps}
+spec:
+  source: {{namespace: {source_ns}, name: corp-source}}
+  namespaceSelector:
+    matchLabels: {{{select_label}: \"{run}\"}}
+  targetName: {target}
+",
+        run = s.run_id
+    ))?;
+
+    // A namespace created after the resource: the copy appears, and a pod is injected.
+    let ns_a = s.namespace("cps-a", &[(select_label, &s.run_id)])?;
+    let image = format!("{CORP}/team/app:1");
+    let annotation = format!("{target} ({CORP}/team/app)");
+    wait_injection(s, &ns_a, &image, &[target])?;
+    s.run_pod(&ns_a, "app", &image, &[])?;
+    s.expect_pod(&ns_a, "app", &[target], Some(&annotation))?;
+    let copy = wait_copy(s, &ns_a, target, (&source_ns, "corp-source"))?;
+    let labels = &copy["metadata"]["labels"];
+    ensure!(
+        labels[MANAGED_BY] == "pullsecret-injector" && labels[OWNER_LABEL] == cps.as_str(),
+        "copy labels {labels}"
+    );
+    let uid = copy["metadata"]["uid"].clone();
+
+    // Rotation of the source: the copy follows in place.
+    s.rotate_registry_secret(&source_ns, "corp-source", CORP)?;
+    let rotated = wait_copy(s, &ns_a, target, (&source_ns, "corp-source"))?;
+    ensure!(
+        rotated["metadata"]["uid"] == uid,
+        "the copy was recreated (uid {} -> {}) instead of updated in place",
+        uid,
+        rotated["metadata"]["uid"]
+    );
+    ensure!(
+        data_of(&rotated) != data_of(&copy),
+        "the copy's data did not change"
+    );
+
+    // An unmanaged Secret with the target name is never overwritten, and is reported.
+    let ns_b = s.namespace("cps-b", &[])?;
+    s.registry_secret(&ns_b, target, "other.e2e.example")?;
+    let unmanaged = s.get_json(&["secret", target, "-n", &ns_b])?;
+    s.kubectl(&[
+        "label",
+        "namespace",
+        &ns_b,
+        &format!("{select_label}={}", s.run_id),
+    ])?;
+    let status = poll("the conflict in the status", CONVERGENCE, || {
+        let resource = s.get_json(&["clusterpullsecret", &cps])?;
+        let conflicts = resource["status"]["conflicts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(conflicts
+            .iter()
+            .any(|conflict| conflict["namespace"] == ns_b.as_str())
+            .then_some(resource["status"].clone()))
+    })?;
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .context("no Ready condition")?;
+    ensure!(
+        ready["status"] == "False" && ready["reason"] == "Conflict",
+        "Ready condition {ready}"
+    );
+    ensure!(
+        status["namespaces"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|n| n == ns_a.as_str())),
+        "status namespaces {} lack {ns_a}",
+        status["namespaces"]
+    );
+    let after = s.get_json(&["secret", target, "-n", &ns_b])?;
+    ensure!(
+        after["metadata"]["resourceVersion"] == unmanaged["metadata"]["resourceVersion"]
+            && after["metadata"]["labels"][MANAGED_BY].is_null(),
+        "the unmanaged secret in {ns_b} was modified"
+    );
+    let log = std::fs::read_to_string(s.serve_log())?;
+    ensure!(
+        log.contains("conflict: not overwriting"),
+        "the serve log does not report the conflict"
+    );
+
+    // A namespace labelled out loses its copy.
+    s.kubectl(&["label", "namespace", &ns_a, &format!("{select_label}-")])?;
+    wait_gone(s, &ns_a, target)?;
+
+    // Only the leader wrote: the Lease names it, and the second replica counts no writes.
+    let lease = s.get_json(&["lease", &s.lease_name(), "-n", "default"])?;
+    ensure!(
+        lease["spec"]["holderIdentity"] == s.serve_identity().as_str(),
+        "Lease holder is {}, expected {}",
+        lease["spec"]["holderIdentity"],
+        s.serve_identity()
+    );
+    let leader_metrics = s.metrics()?;
+    ensure!(
+        metric(&leader_metrics, "pullsecret_injector_leader") == Some(1.0),
+        "the suite's serve does not report itself leader"
+    );
+    let leader_writes = metric_sum(
+        &leader_metrics,
+        "pullsecret_injector_controller_writes_total",
+    );
+    ensure!(
+        leader_writes >= 3.0,
+        "the leader counted only {leader_writes} writes"
+    );
+    let follower_metrics = admin_metrics(&follower)?;
+    ensure!(
+        metric(&follower_metrics, "pullsecret_injector_leader") == Some(0.0),
+        "the second replica reports itself leader"
+    );
+    let follower_writes = metric_sum(
+        &follower_metrics,
+        "pullsecret_injector_controller_writes_total",
+    );
+    ensure!(
+        follower_writes == 0.0,
+        "the second replica wrote {follower_writes} times"
+    );
+    println!("  leader wrote {leader_writes} times, the second replica 0");
+
+    // Deleting the resource removes every copy (finalizer) but not the unmanaged Secret.
+    let ns_c = s.namespace("cps-c", &[(select_label, &s.run_id)])?;
+    wait_copy(s, &ns_c, target, (&source_ns, "corp-source"))?;
+    s.kubectl(&["delete", "clusterpullsecret", &cps, "--timeout=60s"])?;
+    wait_gone(s, &ns_c, target)?;
+    let left = s.kubectl(&[
+        "get",
+        "secrets",
+        "-A",
+        "-l",
+        &format!("{OWNER_LABEL}={cps}"),
+        "-o",
+        "name",
+    ])?;
+    ensure!(
+        left.stdout.trim().is_empty(),
+        "copies left: {}",
+        left.stdout.trim()
+    );
+    ensure!(
+        secret_or_none(s, &ns_b, target)?.is_some(),
+        "the unmanaged secret in {ns_b} was deleted"
+    );
+
+    let follower_log = std::fs::read_to_string(&follower.log)?;
+    for (description, needle) in s.secret_needles() {
+        ensure!(
+            !follower_log.contains(needle.as_str()),
+            "{description} in the second replica's log"
+        );
+    }
+    drop(follower);
+    Ok(Outcome::Passed)
+}
+
+/// PullSecretRules: `exclusive` overrides discovery for its registry, `add` adds, and a rule
+/// naming a missing secret only warns.
+pub fn pull_secret_rules(s: &Suite) -> Result<Outcome> {
+    let ns = s.namespace("rules", &[])?;
+    let registry = "registry.rules.e2e.example";
+    s.registry_secret(&ns, "discovered", registry)?;
+    s.registry_secret(&ns, "mirror", "mirror.rules.e2e.example:5000")?;
+    s.registry_secret(&ns, "extra", "extra.rules.e2e.example")?;
+    s.apply(&format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: PullSecretRule
+metadata: {{name: mirror-only, namespace: {ns}}}
+spec:
+  registries: [\"{registry}\"]
+  secrets: [mirror]
+  mode: exclusive
+---
+apiVersion: pullsecret-injector.io/v1alpha1
+kind: PullSecretRule
+metadata: {{name: quay-extra, namespace: {ns}}}
+spec:
+  registries: [\"quay.io/rules-team\"]
+  secrets: [extra, ghost]
+  mode: add
+"
+    ))?;
+    s.wait_cache_synced()?;
+    let image = format!("{registry}/team/app:1");
+    wait_injection(s, &ns, &image, &["mirror"])?;
+    s.run_pod(&ns, "excl", &image, &[])?;
+    s.expect_pod(
+        &ns,
+        "excl",
+        &["mirror"],
+        Some(&format!("mirror ({registry}/team/app)")),
+    )?;
+
+    wait_injection(s, &ns, "quay.io/rules-team/app:1", &["extra"])?;
+    let out = s.run_pod(&ns, "added", "quay.io/rules-team/app:1", &[])?;
+    s.expect_pod(
+        &ns,
+        "added",
+        &["extra"],
+        Some("extra (quay.io/rules-team/app)"),
+    )?;
+    let warnings = out.warnings();
+    ensure!(
+        warnings
+            .iter()
+            .any(|w| w.contains("\"ghost\"") && w.contains("quay-extra")),
+        "no warning about the missing secret ghost: {warnings:?}"
+    );
+    Ok(Outcome::Passed)
+}
