@@ -449,7 +449,7 @@ impl Suite {
         [
             "--enable-controller",
             "--lease-namespace",
-            &self.chart.namespace,
+            self.lease_namespace(),
             "--lease-name",
             &self.lease_name(),
             "--lease-identity",
@@ -457,6 +457,11 @@ impl Suite {
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+
+    /// The Lease lives in the chart's namespace, where the chart grants the Lease RBAC.
+    pub fn lease_namespace(&self) -> &str {
+        &self.chart.namespace
     }
 
     pub fn lease_name(&self) -> String {

@@ -205,7 +205,7 @@ spec:
     wait_gone(s, &ns_a, target)?;
 
     // Only the leader wrote: the Lease names it, and the second replica counts no writes.
-    let lease = s.get_json(&["lease", &s.lease_name(), "-n", "default"])?;
+    let lease = s.get_json(&["lease", &s.lease_name(), "-n", s.lease_namespace()])?;
     ensure!(
         lease["spec"]["holderIdentity"] == s.serve_identity().as_str(),
         "Lease holder is {}, expected {}",
