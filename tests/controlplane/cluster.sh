@@ -3,7 +3,8 @@
 # as plain processes on loopback, for the tests and the demo. No Docker, no kind, no kubelet:
 # pods are admitted (and mutated by webhooks) at CREATE and then stay Pending.
 #
-# Usage: tests/controlplane/cluster.sh up|down|status
+# Usage: tests/controlplane/cluster.sh up|down|status|restart-apiserver|restart-etcd
+#        tests/controlplane/cluster.sh stop-component|start-component NAME
 #
 #   up      Builds (or reuses) the binaries via build.sh, stops a previous cluster of the same
 #           cluster dir if there is one, then starts a fresh cluster in a new temporary state
@@ -26,6 +27,15 @@
 #           cluster.state-dir. Idempotent.
 #   status  Reports whether the cluster is up (all recorded pids alive and /readyz ok).
 #           Exit status 0 when up, 1 otherwise.
+#   restart-apiserver, restart-etcd
+#           Fault injection for tests: stops the component by its recorded pid and starts it
+#           again with the exact command line `up` recorded (NAME.cmdline in the state dir:
+#           same ports, certificates and data directory), then waits until it is healthy
+#           and the apiserver is ready again. The log is appended to; cluster.env gets the
+#           new pid.
+#   stop-component NAME, start-component NAME
+#           The two halves of a restart (NAME: etcd, kube-apiserver, kube-controller-manager),
+#           so a test can look at the world while the component is down.
 #
 # Environment:
 #   PULLSECRET_INJECTOR_CLUSTER_DIR      where kubeconfig/cluster.env/bin go (default
@@ -296,7 +306,14 @@ start() {
   local name=$1; shift
   local bin=$1; shift
   CURRENT=$name
-  : >"$STATE/$name.log"
+  if [ "${APPEND_LOG:-0}" = 1 ]; then
+    printf '\n---- restarted by cluster.sh at %s ----\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+      >>"$STATE/$name.log"
+  else
+    : >"$STATE/$name.log"
+  fi
+  # The exact command line, for restart-apiserver/restart-etcd.
+  printf '%q ' "$bin" "$@" >"$STATE/$name.cmdline"
   # The subshell execs setsid, which execs the binary (it is no group leader), so $! is the
   # daemon's pid. It runs in the state dir so it holds no reference to the caller's cwd.
   (cd "$STATE" && exec setsid "$bin" "$@") </dev/null >>"$STATE/$name.log" 2>&1 8>&- 9>&- &
@@ -579,6 +596,63 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
+# Fault injection: stop / start one component with its recorded command line
+
+component_state_dir() {
+  local name=$1 state_dir
+  case "$name" in
+    etcd | kube-apiserver | kube-controller-manager) ;;
+    *) die "unknown component '$name' (etcd, kube-apiserver or kube-controller-manager)" ;;
+  esac
+  state_dir=$(recorded_state_dir)
+  if [ -z "$state_dir" ] || [ ! -d "$state_dir" ]; then
+    die "no cluster recorded in $CLUSTER_DIR"
+  fi
+  [ -f "$state_dir/$name.cmdline" ] ||
+    die "no recorded command line for $name (cluster started by an older cluster.sh?)"
+  printf '%s' "$state_dir"
+}
+
+do_stop_component() {
+  local name=$1 state_dir pid
+  state_dir=$(component_state_dir "$name")
+  pid=$(cat "$state_dir/$name.pid")
+  stop_pid "$name" "$pid" "$state_dir" || die "could not stop $name (pid $pid)"
+}
+
+do_start_component() {
+  local name=$1 pid var
+  STATE=$(component_state_dir "$name")
+  pid=$(cat "$STATE/$name.pid")
+  if pid_is_ours "$pid" "$STATE"; then
+    die "$name is running (pid $pid); stop it first"
+  fi
+  # shellcheck disable=SC1090
+  . "$ENV_OUT"
+  local -a cmd
+  eval "cmd=($(cat "$STATE/$name.cmdline"))"
+  APPEND_LOG=1 start "$name" "${cmd[@]}"
+  case "$name" in
+    etcd) wait_for etcd "etcd healthy on 127.0.0.1:$ETCD_CLIENT_PORT" etcd_healthy ;;
+    kube-controller-manager) ;;
+    kube-apiserver) ;;
+  esac
+  # Whatever restarted, the cluster is back when the apiserver is ready again.
+  wait_for kube-apiserver "kube-apiserver ready on https://127.0.0.1:$APISERVER_PORT" \
+    apiserver_ready
+  case "$name" in
+    etcd) var=ETCD_PID ;;
+    kube-apiserver) var=APISERVER_PID ;;
+    kube-controller-manager) var=CONTROLLER_MANAGER_PID ;;
+  esac
+  sed -i "s/^export $var=.*/export $var=$(cat "$STATE/$name.pid")/" "$ENV_OUT"
+  CURRENT=""
+}
+
+do_restart() {
+  do_stop_component "$1"
+  do_start_component "$1"
+}
 
 with_lock() {
   mkdir -p "$CLUSTER_DIR"
@@ -593,8 +667,13 @@ case "${1:-}" in
   up) with_lock do_up ;;
   down) if [ -d "$CLUSTER_DIR" ]; then with_lock do_down; fi ;;
   status) do_status ;;
+  restart-apiserver) with_lock do_restart kube-apiserver ;;
+  restart-etcd) with_lock do_restart etcd ;;
+  stop-component) with_lock do_stop_component "${2:?component name}" ;;
+  start-component) with_lock do_start_component "${2:?component name}" ;;
   *)
-    echo "usage: $0 up|down|status   (see the header of this script for details)" >&2
+    echo "usage: $0 up|down|status|restart-apiserver|restart-etcd|stop-component NAME|start-component NAME" >&2
+    echo "       (see the header of this script for details)" >&2
     exit 2
     ;;
 esac

@@ -1278,3 +1278,37 @@ pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Access for the hardening scenarios (tests/e2e/hostile.rs, tests/e2e/faults.rs)
+
+impl Suite {
+    /// The webhook (HTTPS) address of the suite's serve process.
+    pub fn webhook_addr(&self) -> Result<SocketAddr> {
+        self.serve
+            .borrow()
+            .as_ref()
+            .map(|serve| serve.webhook)
+            .context("serve is not running")
+    }
+
+    /// The pid of the suite's serve process, and whether it is still running.
+    pub fn serve_pid_alive(&self) -> Result<(u32, bool)> {
+        let mut serve = self.serve.borrow_mut();
+        let serve = serve.as_mut().context("serve is not running")?;
+        Ok((serve.pid(), serve.try_wait()?.is_none()))
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn kubectl_path(&self) -> PathBuf {
+        self.bin_dir.join("kubectl")
+    }
+
+    /// A log of another serve process started by a scenario, for the leak check.
+    pub fn record_serve_log(&self, log: PathBuf) {
+        self.record.borrow_mut().serve_logs.push(log);
+    }
+}

@@ -17,7 +17,10 @@
 //! Output: one `ok NAME (1.2s)` / `FAILED NAME: reason` / `skipped NAME: reason` line per
 //! scenario and finally `N passed, M failed`. The exit status is 1 when anything failed.
 
+mod client;
+mod faults;
 mod harness;
+mod hostile;
 mod mappings;
 mod scenarios;
 
@@ -66,7 +69,7 @@ fn run(filters: &[String]) -> (usize, usize) {
     );
 
     let (mut passed, mut failed) = (0, 0);
-    for scenario in scenarios::ALL {
+    for scenario in ordered_scenarios() {
         if !filters.is_empty()
             && !filters
                 .iter()
@@ -111,6 +114,22 @@ fn run(filters: &[String]) -> (usize, usize) {
     drop(suite);
     drop(cluster);
     (passed, failed)
+}
+
+/// The suite's scenarios with the hardening ones placed around the scenario that stops the
+/// suite's webhook: hostile input while it runs, faults (with their own webhooks) after.
+fn ordered_scenarios() -> Vec<&'static scenarios::Scenario> {
+    let mut ordered = Vec::new();
+    for scenario in scenarios::ALL {
+        if scenario.name == "shutdown-and-webhook-down" {
+            ordered.extend(hostile::SCENARIOS);
+        }
+        ordered.push(scenario);
+        if scenario.name == "shutdown-and-webhook-down" {
+            ordered.extend(faults::SCENARIOS);
+        }
+    }
+    ordered
 }
 
 fn setup_failed(reason: &str) -> (usize, usize) {
