@@ -71,8 +71,8 @@ check() { attempt "$@" || true; }
 
 # check_rbac_exact NAMESPACE SERVICEACCOUNT: what the ServiceAccount may do on resources
 # (`kubectl auth can-i --list`), beyond what every ServiceAccount may (the namespace's
-# `default` one, which has no bindings, is the baseline), is exactly get/list/watch on secrets
-# and namespaces; and real calls outside that are denied.
+# `default` one, which has no bindings, is the baseline), is exactly get/list/watch on secrets,
+# namespaces and the two CRDs; and real calls outside that are denied.
 rbac_rows() {
   "$KUBECTL" auth can-i --list --as "$1" -n default | tail -n +2 | grep -E '^[^ ]' |
     sed -E 's/^([^ ]+) .*(\[[^]]*\]) *$/\1 \2/' | sort -u
@@ -86,10 +86,11 @@ check_rbac_exact() {
     return
   fi
   extra=$(comm -23 <(printf '%s\n' "$granted") <(printf '%s\n' "$baseline") | paste -sd ';' -)
-  if [ "$extra" = "namespaces [get list watch];secrets [get list watch]" ]; then
-    pass "RBAC: can-i --list adds exactly get/list/watch on secrets and namespaces"
+  local expected="clusterpullsecrets.pullsecret-injector.io [get list watch];namespaces [get list watch];pullsecretrules.pullsecret-injector.io [get list watch];secrets [get list watch]"
+  if [ "$extra" = "$expected" ]; then
+    pass "RBAC: can-i --list adds exactly get/list/watch on secrets, namespaces and the two CRDs"
   else
-    fail "RBAC: can-i --list adds exactly get/list/watch on secrets and namespaces" \
+    fail "RBAC: can-i --list adds exactly get/list/watch on secrets, namespaces and the two CRDs" \
       "beyond a plain ServiceAccount: ${extra:-<nothing>}"
   fi
   check "RBAC: listing secrets in all namespaces is allowed" \
