@@ -16,10 +16,14 @@ use crate::crd::RuleMode;
 use crate::pod::PodView;
 use crate::reference::ImageRef;
 use crate::state::{ClusterState, CredentialSource, INJECT_LABEL, NamespaceState, SecretUse};
-use crate::text::quote;
+use crate::text::{clip, quote};
 
 /// Pod annotation that lists what was injected, so `kubectl get pod -o yaml` explains itself.
 pub const INJECTED_ANNOTATION: &str = "pullsecret-injector.io/injected";
+/// Registries named per secret in the annotation; the rest are counted.
+const MAX_REGISTRIES_LISTED: usize = 3;
+/// Longest annotation (and audit annotation) value written.
+const MAX_DESCRIPTION_CHARS: usize = 2048;
 /// Warnings beyond this many are dropped: kubectl shows every one, and they must stay readable.
 const MAX_WARNINGS: usize = 8;
 
@@ -425,12 +429,24 @@ impl Warnings {
 }
 
 /// `name (registry, registry); name (registry)`: what the pod annotation and audit say.
+///
+/// Bounded, because a pod with thousands of containers must not grow an annotation past the
+/// apiserver's 256 KiB limit: at most [`MAX_REGISTRIES_LISTED`] registries per secret, and
+/// [`MAX_DESCRIPTION_CHARS`] in all.
 pub fn describe(injected: &[Injection]) -> String {
-    injected
+    let text = injected
         .iter()
-        .map(|injection| format!("{} ({})", injection.secret, injection.registries.join(", ")))
+        .map(|injection| {
+            let shown =
+                &injection.registries[..injection.registries.len().min(MAX_REGISTRIES_LISTED)];
+            match injection.registries.len() - shown.len() {
+                0 => format!("{} ({})", injection.secret, shown.join(", ")),
+                more => format!("{} ({}, +{more} more)", injection.secret, shown.join(", ")),
+            }
+        })
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    clip(&text, MAX_DESCRIPTION_CHARS).into_owned()
 }
 
 fn audit_annotations(injected: &[Injection]) -> BTreeMap<String, String> {
@@ -439,7 +455,10 @@ fn audit_annotations(injected: &[Injection]) -> BTreeMap<String, String> {
         .map(|injection| injection.secret.as_str())
         .collect();
     BTreeMap::from([
-        ("injected-secrets".to_owned(), names.join(",")),
+        (
+            "injected-secrets".to_owned(),
+            clip(&names.join(","), MAX_DESCRIPTION_CHARS).into_owned(),
+        ),
         ("injected-for".to_owned(), describe(injected)),
     ])
 }
@@ -467,7 +486,11 @@ fn patch_for(pod: &PodView, injected: &[Injection]) -> Patch {
     }
     // On reinvocation the annotation may exist already: extend it rather than lose the first pass.
     let annotation = match pod.annotation(INJECTED_ANNOTATION) {
-        Some(earlier) if !earlier.is_empty() => format!("{earlier}; {}", describe(injected)),
+        Some(earlier) if !earlier.is_empty() => clip(
+            &format!("{earlier}; {}", describe(injected)),
+            MAX_DESCRIPTION_CHARS,
+        )
+        .into_owned(),
         _ => describe(injected),
     };
     if pod.metadata.annotations.is_some() {

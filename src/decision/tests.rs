@@ -673,3 +673,25 @@ fn an_exclusive_rule_also_overrides_cluster_credentials() {
         ["team", "corp"]
     );
 }
+
+#[test]
+fn annotations_stay_bounded_for_pods_with_thousands_of_images() {
+    let documents = [secret("ns", "r", &["r.example.com"])];
+    let images: Vec<String> = (0..5000)
+        .map(|index| format!("r.example.com/app{index}"))
+        .collect();
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    let (view, value) = pod(pod_with_images(&images));
+    let decision = decide(&view, "ns", &state(&documents));
+    let result = patched(&value, &decision);
+    let annotation = result
+        .pointer("/metadata/annotations/pullsecret-injector.io~1injected")
+        .and_then(Value::as_str)
+        .expect("annotation");
+    assert_eq!(
+        annotation,
+        "r (r.example.com/app0, r.example.com/app1, r.example.com/app2, +4997 more)"
+    );
+    assert_eq!(decision.audit_annotations["injected-for"], annotation);
+    assert_eq!(pull_secret_names(&result), ["r"]);
+}
