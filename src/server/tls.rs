@@ -159,18 +159,25 @@ pub async fn watch_certificate(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    // A broken pair stays broken until someone fixes it: report it once, not every interval.
+    let mut reported: Option<String> = None;
     loop {
         ticker.tick().await;
         match store.reload(&provider) {
             Ok(false) => {}
             Ok(true) => {
+                reported = None;
                 metrics.observe_certificate_reload(true);
                 record_expiry(&store, &metrics);
                 tracing::info!(cert = %store.cert_path.display(), "serving certificate reloaded");
             }
             Err(error) => {
-                metrics.observe_certificate_reload(false);
-                tracing::warn!(%error, "serving certificate not reloaded; keeping the previous one");
+                let message = error.to_string();
+                if reported.as_deref() != Some(message.as_str()) {
+                    metrics.observe_certificate_reload(false);
+                    tracing::warn!(%error, "serving certificate not reloaded; keeping the previous one");
+                    reported = Some(message);
+                }
             }
         }
     }
