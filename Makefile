@@ -3,7 +3,9 @@
 #                      local control plane it starts and stops itself
 #   make demo          the product end to end on a local control plane (make demo-down)
 #   make cluster-up    a local control plane for your own experiments (make cluster-down)
-#   make bench         benchmarks; results go to BENCHMARKS.md
+#   make bench         benchmarks (decision, TLS load, scale, apiserver overhead; ~15 min);
+#                      results go to BENCHMARKS.md
+#   make bench-quick   a one-minute smoke run of the same; results in target/bench/report.md
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -11,7 +13,7 @@ CARGO ?= cargo
 BIN := target/release/pullsecret-injector
 
 .PHONY: all build test lint fmt-check clippy unit e2e tools control-plane cluster-up cluster-down \
-        cluster-status bench demo demo-down dockerfile-lint clean
+        cluster-status bench bench-quick demo demo-down dockerfile-lint clean
 
 all: build
 
@@ -58,8 +60,16 @@ cluster-down:
 cluster-status:
 	bash tests/controlplane/cluster.sh status
 
-bench:
-	$(CARGO) bench --locked --bench decision
+## Criterion decision benchmarks, then the load/scale/overhead bench (benches/load), which
+## starts its own control plane in target/bench-cluster and rewrites the generated section of
+## BENCHMARKS.md. Every process it starts is stopped by pid, also on failure or Ctrl-C.
+bench: control-plane
+	$(CARGO) bench --locked --bench decision -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench --locked --bench load -- --write BENCHMARKS.md
+
+bench-quick: control-plane
+	$(CARGO) bench --locked --bench decision -- --warm-up-time 0.2 --measurement-time 0.5
+	$(CARGO) bench --locked --bench load -- --quick
 
 demo:
 	bash hack/demo.sh up

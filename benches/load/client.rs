@@ -93,7 +93,9 @@ async fn post(
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// How one run drives the server.
@@ -191,8 +193,11 @@ pub async fn run(
                 Mode::NewConnection(_) => job.new_connections().await,
                 Mode::FixedRate { connections, rate } => {
                     let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
-                    job.fixed_rate(interval, interval.mul_f64(worker as f64 / connections as f64))
-                        .await
+                    job.fixed_rate(
+                        interval,
+                        interval.mul_f64(worker as f64 / connections as f64),
+                    )
+                    .await
                 }
             }
         }));

@@ -67,7 +67,8 @@ pub async fn create_namespaces(
         .await
 }
 
-pub fn pull_secret(namespace: &str, index: usize, generation: u64) -> Secret {
+/// Secret `index` of a set spread round-robin over `namespaces` namespaces.
+pub fn pull_secret(namespace: &str, index: usize, namespaces: usize, generation: u64) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(format!("secret-{index:05}")),
@@ -77,7 +78,11 @@ pub fn pull_secret(namespace: &str, index: usize, generation: u64) -> Secret {
         type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
         data: Some(BTreeMap::from([(
             ".dockerconfigjson".to_owned(),
-            ByteString(reviews::docker_config(index, generation)),
+            ByteString(reviews::docker_config(
+                index / namespaces,
+                index,
+                generation,
+            )),
         )])),
         ..Secret::default()
     }
@@ -97,7 +102,7 @@ pub async fn create_secrets(
         .map(|index| {
             let namespace = &namespaces[index % namespaces.len()];
             let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            let secret = pull_secret(namespace, index, 0);
+            let secret = pull_secret(namespace, index, namespaces.len(), 0);
             async move {
                 match api.create(&PostParams::default(), &secret).await {
                     Ok(_) => Ok(()),
@@ -133,10 +138,11 @@ pub async fn churn_secrets(
         serial += 1;
         let index = (serial as usize * 7919) % secrets;
         let namespace = namespaces[index % namespaces.len()].clone();
+        let slot = index / namespaces.len();
         let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
         let done = Arc::clone(&done);
         tasks.spawn(async move {
-            let data = reviews::docker_config(index, serial);
+            let data = reviews::docker_config(slot, index, serial);
             let patch = json!({ "data": { ".dockerconfigjson": ByteString(data) } });
             let name = format!("secret-{index:05}");
             if api
@@ -244,7 +250,10 @@ pub fn pod(namespace: &str, name: &str) -> Pod {
 pub async fn webhook_active(client: &Client, namespace: &str, probe: usize) -> Result<bool> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let created = api
-        .create(&PostParams::default(), &pod(namespace, &format!("probe-{probe}")))
+        .create(
+            &PostParams::default(),
+            &pod(namespace, &format!("probe-{probe}")),
+        )
         .await?;
     Ok(created
         .spec
@@ -286,4 +295,20 @@ pub async fn delete_namespaces(client: &Client, names: &[String]) {
     for name in names {
         let _ = api.delete(name, &DeleteParams::background()).await;
     }
+}
+
+/// The apiserver's own account of the webhook calls: (calls, mean seconds), from its metrics.
+pub async fn webhook_call_stats(client: &Client) -> Result<(f64, f64)> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let metric = "apiserver_admission_webhook_admission_duration_seconds";
+    let value = |suffix: &str| -> f64 {
+        text.lines()
+            .filter(|line| line.starts_with(&format!("{metric}_{suffix}{{")))
+            .filter(|line| line.contains(WEBHOOK_NAME))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (sum, count) = (value("sum"), value("count"));
+    Ok((count, if count > 0.0 { sum / count } else { 0.0 }))
 }

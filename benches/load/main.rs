@@ -38,6 +38,10 @@ struct Plan {
     scale_steps: Vec<usize>,
     scale_namespaces: usize,
     churn_seconds: u64,
+    /// Which phases run: `load`, `overhead`, `scale` (all by default).
+    phases: Vec<String>,
+    /// Extra `serve` flags, for experiments (`--serve-arg=--log-level=warn`).
+    serve_args: Vec<String>,
 }
 
 impl Plan {
@@ -52,6 +56,8 @@ impl Plan {
                 scale_steps: vec![1_000],
                 scale_namespaces: 100,
                 churn_seconds: 2,
+                phases: Vec::new(),
+                serve_args: Vec::new(),
             }
         } else {
             Plan {
@@ -63,8 +69,14 @@ impl Plan {
                 scale_steps: vec![1_000, 10_000, 50_000],
                 scale_namespaces: 1_000,
                 churn_seconds: 15,
+                phases: Vec::new(),
+                serve_args: Vec::new(),
             }
         }
+    }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.is_empty() || self.phases.iter().any(|p| p == phase)
     }
 }
 
@@ -76,9 +88,8 @@ fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(at) = args.iter().position(|a| a == "--baseline-server") {
         let arg = |i: usize| args.get(at + i).cloned().unwrap_or_default();
-        let result = (|| -> Result<()> {
-            baseline::main(arg(1).parse()?, arg(2).into(), arg(3).into())
-        })();
+        let result =
+            (|| -> Result<()> { baseline::main(arg(1).parse()?, arg(2).into(), arg(3).into()) })();
         return exit(result);
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -87,6 +98,14 @@ fn main() -> std::process::ExitCode {
         .position(|a| a == "--write")
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
+    let mut plan = Plan::new(quick);
+    for arg in &args {
+        if let Some(phases) = arg.strip_prefix("--phases=") {
+            plan.phases = phases.split(',').map(str::to_owned).collect();
+        } else if let Some(serve_arg) = arg.strip_prefix("--serve-arg=") {
+            plan.serve_args.push(serve_arg.to_owned());
+        }
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -98,7 +117,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         let work = async {
-            tokio::time::timeout(TOTAL_DEADLINE, run(Plan::new(quick)))
+            tokio::time::timeout(TOTAL_DEADLINE, run(plan))
                 .await
                 .context("the bench exceeded its overall time limit")?
         };
@@ -184,11 +203,16 @@ fn make_certs(dir: &Path) -> Result<Certs> {
 struct Serve {
     process: Process,
     webhook: SocketAddr,
-    admin: SocketAddr,
     ready_after: Duration,
 }
 
-async fn start_serve(work: &Path, certs: &Certs, kubeconfig: &Path, label: &str) -> Result<Serve> {
+async fn start_serve(
+    plan: &Plan,
+    work: &Path,
+    certs: &Certs,
+    kubeconfig: &Path,
+    label: &str,
+) -> Result<Serve> {
     let (webhook, admin) = (procs::free_addr()?, procs::free_addr()?);
     let mut command = Command::new(binary());
     command
@@ -199,18 +223,19 @@ async fn start_serve(work: &Path, certs: &Certs, kubeconfig: &Path, label: &str)
         .arg(&certs.cert)
         .arg("--tls-key-file")
         .arg(&certs.key)
-        // The chart's defaults: JSON logs at info.
-        .args(["--log-format", "json", "--log-level", "info"])
         .args(["--shutdown-delay", "0s", "--drain-timeout", "2s"])
+        .args(&plan.serve_args)
+        // The chart's defaults, JSON logs at info; flags in `serve_args` take precedence.
+        .env("PULLSECRET_INJECTOR_LOG_FORMAT", "json")
+        .env("PULLSECRET_INJECTOR_LOG_LEVEL", "info")
         .env("KUBECONFIG", kubeconfig);
     let log_file = work.join(format!("serve-{label}.log"));
     let mut process = Process::spawn("serve", command, &log_file)?;
-    let ready_after =
-        procs::wait_ready(&mut process, admin, Duration::from_secs(120)).await?;
+    log(format!("serve pid {}, webhook {webhook}", process.pid()));
+    let ready_after = procs::wait_ready(&mut process, admin, Duration::from_secs(120)).await?;
     Ok(Serve {
         process,
         webhook,
-        admin,
         ready_after,
     })
 }
@@ -229,23 +254,32 @@ async fn run(plan: Plan) -> Result<Results> {
     let kube = kubeops::client(&cluster.kubeconfig()).await?;
     let bench_ns = vec![BENCH_NAMESPACE.to_owned()];
     kubeops::create_namespaces(&kube, &bench_ns, &[]).await?;
-    kubeops::create_secrets(&kube, &bench_ns, 0..BENCH_SECRETS, 16, Duration::from_secs(60))
-        .await?;
+    kubeops::create_secrets(
+        &kube,
+        &bench_ns,
+        0..BENCH_SECRETS,
+        16,
+        Duration::from_secs(60),
+    )
+    .await?;
 
     log("starting serve");
-    let serve = start_serve(&work, &certs, &cluster.kubeconfig(), "load").await?;
+    let serve = start_serve(&plan, &work, &certs, &cluster.kubeconfig(), "load").await?;
     results.small_ready_ms = serve.ready_after.as_secs_f64() * 1e3;
     tokio::time::sleep(Duration::from_secs(2)).await;
     results.idle_rss_kib = serve.process.memory_kib()?.0;
 
-    load_phase(&plan, &work, &certs, &serve, &mut results).await?;
-    results.after_load_rss_kib = serve.process.memory_kib()?.0;
-
-    overhead_phase(&plan, &kube, &certs, &serve, &mut results).await?;
-    let _ = procs::http_status(serve.admin, "/readyz").await;
+    if plan.runs("load") {
+        load_phase(&plan, &work, &certs, &serve, &mut results).await?;
+        results.after_load_rss_kib = serve.process.memory_kib()?.0;
+    }
+    if plan.runs("overhead") {
+        overhead_phase(&plan, &kube, &certs, &serve, &mut results).await?;
+    }
     serve.process.stop();
-
-    scale_phase(&plan, &work, &certs, &cluster, &kube, &mut results).await?;
+    if plan.runs("scale") {
+        scale_phase(&plan, &work, &certs, &cluster, &kube, &mut results).await?;
+    }
 
     drop(kube);
     drop(cluster);
@@ -299,7 +333,8 @@ async fn load_phase(
         ] {
             log(format!("load: {name}, {}", mode.label()));
             let cpu_before = procs::cpu_seconds(pid)?;
-            let stats = client::run(target, mode, Arc::clone(&bodies), plan.warmup, measure).await?;
+            let stats =
+                client::run(target, mode, Arc::clone(&bodies), plan.warmup, measure).await?;
             let cpu = procs::cpu_seconds(pid)? - cpu_before;
             let total = (plan.warmup + measure).as_secs_f64() * stats.throughput;
             let cpu_us = if total > 0.0 { cpu * 1e6 / total } else { 0.0 };
@@ -327,9 +362,7 @@ async fn overhead_phase(
 ) -> Result<()> {
     // Rounds in A-B-B-A order so a drifting apiserver (a growing etcd) affects both alike.
     let rounds = [false, true, true, false];
-    let namespaces: Vec<String> = (0..rounds.len())
-        .map(|i| format!("overhead-{i}"))
-        .collect();
+    let namespaces: Vec<String> = (0..rounds.len()).map(|i| format!("overhead-{i}")).collect();
     kubeops::create_namespaces(kube, &namespaces, &[(kubeops::SELECT_LABEL, "on")]).await?;
     for namespace in &namespaces {
         let one = vec![namespace.clone()];
@@ -360,15 +393,27 @@ async fn overhead_phase(
         log(format!(
             "overhead round {round}: {} pods, webhook {}",
             plan.pods_per_round,
-            if with_webhook { "registered" } else { "not registered" }
+            if with_webhook {
+                "registered"
+            } else {
+                "not registered"
+            }
         ));
-        let (latencies, wall) = kubeops::create_pods(kube, namespace, plan.pods_per_round, 10).await?;
+        let (latencies, wall) =
+            kubeops::create_pods(kube, namespace, plan.pods_per_round, 10).await?;
         results.overhead.push(OverheadRun {
             with_webhook,
             latencies_us: latencies,
             seconds: wall.as_secs_f64(),
         });
     }
+    let (calls, mean) = kubeops::webhook_call_stats(kube).await?;
+    results.apiserver_webhook_calls = calls;
+    results.apiserver_webhook_mean_ms = mean * 1e3;
+    log(format!(
+        "apiserver: {calls} webhook calls, mean {:.2} ms",
+        mean * 1e3
+    ));
     kubeops::unregister_webhook(kube).await?;
     kubeops::delete_namespaces(kube, &namespaces).await;
     Ok(())
@@ -393,12 +438,24 @@ async fn scale_phase(
     let steps = plan.scale_steps.clone();
     for (step, &target) in steps.iter().enumerate() {
         log(format!("scale: creating secrets {have}..{target}"));
-        let took =
-            kubeops::create_secrets(kube, &namespaces, have..target, 48, Duration::from_secs(300))
-                .await?;
+        let took = kubeops::create_secrets(
+            kube,
+            &namespaces,
+            have..target,
+            48,
+            Duration::from_secs(300),
+        )
+        .await?;
         have = target;
         log(format!("scale: {target} secrets; starting serve"));
-        let mut serve = start_serve(work, certs, &cluster.kubeconfig(), &format!("scale-{target}")).await?;
+        let mut serve = start_serve(
+            plan,
+            work,
+            certs,
+            &cluster.kubeconfig(),
+            &format!("scale-{target}"),
+        )
+        .await?;
         let ready_ms = serve.ready_after.as_secs_f64() * 1e3;
         let hwm_at_ready = serve.process.memory_kib()?.1;
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -451,7 +508,9 @@ async fn scale_phase(
         churn_rate,
         until,
     ));
-    log(format!("churn: {rate} reviews/s with {churn_rate} secret updates/s"));
+    log(format!(
+        "churn: {rate} reviews/s with {churn_rate} secret updates/s"
+    ));
     let churning = client::run(&target, mode, bodies, warmup, duration).await?;
     let updates = churn.await?;
     results.churn = Some(report::ChurnRow {
@@ -465,4 +524,3 @@ async fn scale_phase(
     serve.process.stop();
     Ok(())
 }
-

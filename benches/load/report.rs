@@ -21,6 +21,9 @@ pub struct Results {
     pub after_load_rss_kib: u64,
     pub load: Vec<LoadRow>,
     pub overhead: Vec<OverheadRun>,
+    /// The apiserver's metric for the bench webhook: calls and mean call duration.
+    pub apiserver_webhook_calls: f64,
+    pub apiserver_webhook_mean_ms: f64,
     pub namespaces_create_seconds: f64,
     pub scale: Vec<ScaleRow>,
     pub churn: Option<ChurnRow>,
@@ -238,7 +241,11 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
         "Run of {}{} — {} cores ({}), {:.0} GiB, Linux {}, {}; load average before the run: {}. \
          Whole run: {:.0} s.",
         m.date,
-        if results.quick { " (**quick smoke run, not representative**)" } else { "" },
+        if results.quick {
+            " (**quick smoke run, not representative**)"
+        } else {
+            ""
+        },
         m.cores,
         m.cpu,
         m.memory_gib,
@@ -291,7 +298,11 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
             us(b.p50_us),
             us(b.p99_us),
             us(row.baseline_cpu_us),
-            if b.throughput > 0.0 { w.throughput / b.throughput } else { 0.0 },
+            if b.throughput > 0.0 {
+                w.throughput / b.throughput
+            } else {
+                0.0
+            },
             w.errors + b.errors,
         ));
     }
@@ -313,8 +324,8 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
     line("| pull secrets | creating them | start → /readyz 200 | resident after sync | peak resident | per secret over idle | apiserver resident |".to_owned());
     line("|---|---|---|---|---|---|---|".to_owned());
     for row in &results.scale {
-        let per_secret = (row.rss_kib as f64 - results.idle_rss_kib as f64) * 1024.0
-            / row.secrets as f64;
+        let per_secret =
+            (row.rss_kib as f64 - results.idle_rss_kib as f64) * 1024.0 / row.secrets as f64;
         line(format!(
             "| {} | {:.1} s (cumulative step) | {:.0} ms | {} | {} | {:.0} B | {} |",
             row.secrets,
@@ -372,6 +383,11 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
                 us(o.p99)
             ));
         }
+        line(format!(
+            "\nThe apiserver's `apiserver_admission_webhook_admission_duration_seconds` for the \
+             bench webhook: {:.0} calls, mean {:.2} ms.",
+            results.apiserver_webhook_calls, results.apiserver_webhook_mean_ms
+        ));
         line(format!(
             "\nWith ÷ without: median latency {:.2}×, p99 {:.2}×, throughput {:.2}×.",
             with.p50 / without.p50,

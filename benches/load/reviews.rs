@@ -4,22 +4,24 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-/// The `auths` key of bench secret `index`: exact hosts, ports with `/v2/`, globs, path prefixes.
-pub fn secret_key(index: usize) -> String {
-    match index % 5 {
-        0 => format!("registry{}.example.com", index % 10),
-        1 => format!("https://registry{}.example.com:5000/v2/", index % 10),
-        2 => format!("*.team{}.example.com", index % 10),
-        3 => format!("quay.io/org{}/", index % 10),
-        _ => format!("ghcr.io/org{}", index % 10),
+/// The `auths` key of the `slot`-th secret of a namespace: exact hosts, ports with `/v2/`, host
+/// globs, path prefixes, each registry in one secret. Slots 0-4 are the registries the review
+/// images use, so a pod matches one secret per private image, as in a tidy namespace.
+pub fn secret_key(slot: usize) -> String {
+    match slot % 5 {
+        0 => format!("registry{slot}.example.com"),
+        1 => format!("https://registry{slot}.example.com:5000/v2/"),
+        2 => format!("*.team{slot}.example.com"),
+        3 => format!("quay.io/org{slot}/"),
+        _ => format!("ghcr.io/org{slot}"),
     }
 }
 
 /// A `.dockerconfigjson` payload like `kubectl create secret docker-registry` writes.
-pub fn docker_config(index: usize, generation: u64) -> Vec<u8> {
+pub fn docker_config(slot: usize, index: usize, generation: u64) -> Vec<u8> {
     let auth = format!("user{index}:token-{generation:016x}-{index:08}");
     let encoded = base64_encode(auth.as_bytes());
-    json!({ "auths": { secret_key(index): {
+    json!({ "auths": { secret_key(slot): {
         "username": format!("user{index}"),
         "password": format!("token-{generation:016x}-{index:08}"),
         "email": "ci@example.com",
@@ -138,7 +140,10 @@ fn variant(kind: usize, namespace: &str) -> (Value, &'static str) {
                                       "f:spec": { "f:containers": { "k:{\"name\":\"app\"}": { ".": {} }, "k:{\"name\":\"log-shipper\"}": { ".": {} } } } } }] },
                 "spec": defaulted_spec(containers, init),
                 "status": { "phase": "Pending", "qosClass": "Burstable" } });
-            (object, "system:serviceaccount:kube-system:replicaset-controller")
+            (
+                object,
+                "system:serviceaccount:kube-system:replicaset-controller",
+            )
         }
         // kubectl run: one container, a `run` label, nothing else.
         2 => {
