@@ -3,7 +3,9 @@
 #                      local control plane it starts and stops itself
 #   make demo          the product end to end on a local control plane (make demo-down)
 #   make cluster-up    a local control plane for your own experiments (make cluster-down)
-#   make bench         benchmarks; results go to BENCHMARKS.md
+#   make bench         benchmarks (decision, TLS load, scale, apiserver overhead; ~15 min);
+#                      results go to BENCHMARKS.md
+#   make bench-quick   a one-minute smoke run of the same; results in target/bench/report.md
 #   make crds          regenerate charts/pullsecret-injector/crds/ from src/crd.rs
 #   make fuzz          a long property-based fuzzing campaign (docs/fuzzing.md)
 
@@ -13,7 +15,7 @@ CARGO ?= cargo
 BIN := target/release/pullsecret-injector
 
 .PHONY: all build test lint fmt-check clippy deny unit e2e fuzz tools control-plane cluster-up \
-        cluster-down cluster-status bench demo demo-down dockerfile-lint clean crds
+        cluster-down cluster-status bench bench-quick demo demo-down dockerfile-lint clean crds
 
 all: build
 
@@ -76,8 +78,16 @@ cluster-status:
 crds:
 	$(CARGO) run --locked --quiet -- crds --out-dir charts/pullsecret-injector/crds
 
-bench:
-	$(CARGO) bench --locked --bench decision
+## Criterion decision benchmarks, then the load/scale/overhead bench (benches/load), which
+## starts its own control plane in target/bench-cluster and rewrites the generated section of
+## BENCHMARKS.md. Every process it starts is stopped by pid, also on failure or Ctrl-C.
+bench: control-plane
+	$(CARGO) bench --locked --bench decision -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench --locked --bench load -- --write BENCHMARKS.md
+
+bench-quick: control-plane
+	$(CARGO) bench --locked --bench decision -- --warm-up-time 0.2 --measurement-time 0.5
+	$(CARGO) bench --locked --bench load -- --quick
 
 demo:
 	bash hack/demo.sh up

@@ -11,8 +11,8 @@ use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{NamespaceResourceScope, Resource};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::{NamespaceResourceScope, Resource, TypeMeta};
 use serde::de::{Deserialize, Deserializer, IgnoredAny};
 use serde::{Serialize, Serializer};
 
@@ -84,14 +84,13 @@ pub struct Reviewed {
 
 /// Answers one AdmissionReview body against a snapshot of the cluster.
 pub fn review(body: &[u8], state: &ClusterState) -> Result<Reviewed, ReviewError> {
-    match serde_json::from_slice::<AdmissionReview<Object<PodView>>>(body) {
+    match serde_json::from_slice::<Envelope<PodView>>(body) {
         Ok(envelope) => {
             let request = into_request(envelope)?;
             Ok(review_pod(request, state))
         }
         // The envelope may be fine while the object is not a readable pod: still answer the uid.
-        Err(pod_error) => match serde_json::from_slice::<AdmissionReview<Object<IgnoredAny>>>(body)
-        {
+        Err(pod_error) => match serde_json::from_slice::<Envelope<IgnoredAny>>(body) {
             Ok(envelope) => {
                 let request = into_request(envelope)?;
                 Ok(unreadable_object(request, &pod_error))
@@ -103,14 +102,31 @@ pub fn review(body: &[u8], state: &ClusterState) -> Result<Reviewed, ReviewError
     }
 }
 
-fn into_request<P>(
-    envelope: AdmissionReview<Object<P>>,
-) -> Result<AdmissionRequest<Object<P>>, ReviewError> {
-    if envelope.types.api_version != REVIEW_API_VERSION || envelope.types.kind != REVIEW_KIND {
-        let found = format!("{}/{}", envelope.types.api_version, envelope.types.kind);
+/// The `AdmissionReview` envelope, read in one pass.
+///
+/// kube's `AdmissionReview` flattens its `TypeMeta`, which makes serde buffer the whole body
+/// (the pod included) into an intermediate tree before reading it again; naming the two type
+/// fields here reads the body straight into the request, which is most of the parse cost.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<P> {
+    api_version: String,
+    kind: String,
+    #[serde(bound(deserialize = "P: Deserialize<'de>"))]
+    request: Option<AdmissionRequest<Object<P>>>,
+}
+
+fn into_request<P>(envelope: Envelope<P>) -> Result<AdmissionRequest<Object<P>>, ReviewError> {
+    if envelope.api_version != REVIEW_API_VERSION || envelope.kind != REVIEW_KIND {
+        let found = format!("{}/{}", envelope.api_version, envelope.kind);
         return Err(ReviewError::Unsupported(clip(&found, 100).into_owned()));
     }
-    envelope.try_into().map_err(|_| ReviewError::MissingRequest)
+    let mut request = envelope.request.ok_or(ReviewError::MissingRequest)?;
+    request.types = TypeMeta {
+        api_version: envelope.api_version,
+        kind: envelope.kind,
+    };
+    Ok(request)
 }
 
 fn is_pod_create<P>(request: &AdmissionRequest<Object<P>>) -> bool {

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prometheus_client::registry::Registry;
-use tracing::field::Empty;
 
 use super::Health;
 use crate::admission::{self, Outcome};
@@ -71,19 +70,12 @@ async fn mutate(State(app): State<AppState>, request: Request) -> Response {
         }
     };
     let started = Instant::now();
-    let span = tracing::info_span!(
-        "review",
-        uid = Empty,
-        namespace = Empty,
-        pod = Empty,
-        operation = Empty
-    );
-    let _entered = span.enter();
     let snapshot = app.cache.snapshot();
     let reviewed = match admission::review(&body, &snapshot) {
         Ok(reviewed) => reviewed,
         Err(error) => {
             app.metrics.observe_rejected(error.metric_label());
+            let _entered = tracing::info_span!("review").entered();
             tracing::info!(%error, "unreadable admission review");
             return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
         }
@@ -91,10 +83,16 @@ async fn mutate(State(app): State<AppState>, request: Request) -> Response {
     let encoded = serde_json::to_vec(&reviewed.response);
     app.metrics
         .observe_review(&reviewed, started.elapsed().as_secs_f64());
-    span.record("uid", reviewed.uid.as_str());
-    span.record("namespace", reviewed.namespace.as_str());
-    span.record("pod", reviewed.pod.as_str());
-    span.record("operation", reviewed.operation);
+    // Opened once the review is read, with every field at once: recording fields one by one
+    // into an open span makes the JSON formatter re-render the span on each call.
+    let span = tracing::info_span!(
+        "review",
+        uid = reviewed.uid.as_str(),
+        namespace = reviewed.namespace.as_str(),
+        pod = reviewed.pod.as_str(),
+        operation = reviewed.operation
+    );
+    let _entered = span.enter();
     let injected: Vec<&str> = reviewed.decision.injected_names().collect();
     match reviewed.outcome {
         Outcome::Injected => {

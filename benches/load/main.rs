@@ -1,0 +1,526 @@
+//! Webhook load, scale and overhead benchmarks against a real local control plane.
+//!
+//! `cargo bench --bench load -- [--quick] [--write FILE]` (see `make bench`):
+//! 1. TLS load on loopback: `serve` and a same-stack baseline, keep-alive (1/25/100
+//!    connections), a new TLS connection per request, and a fixed 2,000 reviews/s.
+//! 2. Pod-create latency through kube-apiserver with the webhook registered and not.
+//! 3. Memory and start-up with 1k/10k/50k pull secrets over 1k namespaces, and admission
+//!    latency while secrets churn.
+//!
+//! Traffic goes to 127.0.0.1 only; every process started here is stopped by its pid.
+
+mod baseline;
+mod client;
+mod kubeops;
+mod procs;
+mod report;
+mod reviews;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use client::{Mode, Target};
+use procs::{Cluster, Process};
+use report::{LoadRow, OverheadRun, Results, ScaleRow};
+
+/// How big and how long; `--quick` is a smoke run of every phase.
+#[derive(Debug, Clone)]
+struct Plan {
+    quick: bool,
+    warmup: Duration,
+    measure: Duration,
+    fixed_measure: Duration,
+    pods_per_round: usize,
+    scale_steps: Vec<usize>,
+    scale_namespaces: usize,
+    churn_seconds: u64,
+    /// Which phases run: `load`, `overhead`, `scale` (all by default).
+    phases: Vec<String>,
+    /// Extra `serve` flags, for experiments (`--serve-arg=--log-level=warn`).
+    serve_args: Vec<String>,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                warmup: Duration::from_millis(300),
+                measure: Duration::from_secs(1),
+                fixed_measure: Duration::from_secs(2),
+                pods_per_round: 20,
+                scale_steps: vec![1_000],
+                scale_namespaces: 100,
+                churn_seconds: 2,
+                phases: Vec::new(),
+                serve_args: Vec::new(),
+            }
+        } else {
+            Plan {
+                quick,
+                warmup: Duration::from_secs(1),
+                measure: Duration::from_secs(8),
+                fixed_measure: Duration::from_secs(15),
+                pods_per_round: 250,
+                scale_steps: vec![1_000, 10_000, 50_000],
+                scale_namespaces: 1_000,
+                churn_seconds: 15,
+                phases: Vec::new(),
+                serve_args: Vec::new(),
+            }
+        }
+    }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.is_empty() || self.phases.iter().any(|p| p == phase)
+    }
+}
+
+const BENCH_NAMESPACE: &str = "bench";
+const BENCH_SECRETS: usize = 50;
+const TOTAL_DEADLINE: Duration = Duration::from_secs(25 * 60);
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--baseline-server") {
+        let arg = |i: usize| args.get(at + i).cloned().unwrap_or_default();
+        let result =
+            (|| -> Result<()> { baseline::main(arg(1).parse()?, arg(2).into(), arg(3).into()) })();
+        return exit(result);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let write = args
+        .iter()
+        .position(|a| a == "--write")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let mut plan = Plan::new(quick);
+    for arg in &args {
+        if let Some(phases) = arg.strip_prefix("--phases=") {
+            plan.phases = phases.split(',').map(str::to_owned).collect();
+        } else if let Some(serve_arg) = arg.strip_prefix("--serve-arg=") {
+            plan.serve_args.push(serve_arg.to_owned());
+        }
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return exit(Err(error.into())),
+    };
+    let result = runtime.block_on(async {
+        let work = async {
+            tokio::time::timeout(TOTAL_DEADLINE, run(plan))
+                .await
+                .context("the bench exceeded its overall time limit")?
+        };
+        tokio::select! {
+            result = work => result,
+            _ = interrupted() => bail!("interrupted; stopped every process the bench started"),
+        }
+    });
+    let result = result.and_then(|results| {
+        let repo = repo_root();
+        let json = repo.join("target/bench/results.json");
+        std::fs::write(&json, serde_json::to_vec_pretty(&results)?)?;
+        let decision = report::criterion_medians(&repo.join("target/criterion"));
+        let markdown = report::render(&results, &decision);
+        let out = write.unwrap_or_else(|| repo.join("target/bench/report.md"));
+        report::write_generated(&out, &markdown)?;
+        println!("{markdown}");
+        eprintln!("[bench] wrote {} and {}", out.display(), json.display());
+        Ok(())
+    });
+    exit(result)
+}
+
+fn exit(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("[bench] error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pullsecret-injector"))
+}
+
+fn log(message: impl AsRef<str>) {
+    eprintln!("[bench] {}", message.as_ref());
+}
+
+struct Certs {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_certs(dir: &Path) -> Result<Certs> {
+    let status = Command::new(binary())
+        .args(["certs", "--ip", "127.0.0.1", "--out-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("pullsecret-injector certs failed: {status}");
+    }
+    Ok(Certs {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    })
+}
+
+/// A running `serve` with its two addresses.
+struct Serve {
+    process: Process,
+    webhook: SocketAddr,
+    ready_after: Duration,
+}
+
+async fn start_serve(
+    plan: &Plan,
+    work: &Path,
+    certs: &Certs,
+    kubeconfig: &Path,
+    label: &str,
+) -> Result<Serve> {
+    let (webhook, admin) = (procs::free_addr()?, procs::free_addr()?);
+    let mut command = Command::new(binary());
+    command
+        .arg("serve")
+        .args(["--listen", &webhook.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .arg("--tls-cert-file")
+        .arg(&certs.cert)
+        .arg("--tls-key-file")
+        .arg(&certs.key)
+        .args(["--shutdown-delay", "0s", "--drain-timeout", "2s"])
+        .args(&plan.serve_args)
+        // The chart's defaults, JSON logs at info; flags in `serve_args` take precedence.
+        .env("PULLSECRET_INJECTOR_LOG_FORMAT", "json")
+        .env("PULLSECRET_INJECTOR_LOG_LEVEL", "info")
+        .env("KUBECONFIG", kubeconfig);
+    let log_file = work.join(format!("serve-{label}.log"));
+    let mut process = Process::spawn("serve", command, &log_file)?;
+    log(format!("serve pid {}, webhook {webhook}", process.pid()));
+    let ready_after = procs::wait_ready(&mut process, admin, Duration::from_secs(120)).await?;
+    Ok(Serve {
+        process,
+        webhook,
+        ready_after,
+    })
+}
+
+async fn run(plan: Plan) -> Result<Results> {
+    let started = Instant::now();
+    let repo = repo_root();
+    let work = repo.join("target/bench");
+    std::fs::create_dir_all(&work)?;
+    let mut results = Results::new(plan.quick);
+    results.review_sizes = reviews::variant_sizes();
+
+    let certs = make_certs(&work.join("certs"))?;
+    log("starting the control plane");
+    let cluster = Cluster::up(&repo, repo.join("target/bench-cluster"))?;
+    let kube = kubeops::client(&cluster.kubeconfig()).await?;
+    let bench_ns = vec![BENCH_NAMESPACE.to_owned()];
+    kubeops::create_namespaces(&kube, &bench_ns, &[]).await?;
+    kubeops::create_secrets(
+        &kube,
+        &bench_ns,
+        0..BENCH_SECRETS,
+        16,
+        Duration::from_secs(60),
+    )
+    .await?;
+
+    log("starting serve");
+    let serve = start_serve(&plan, &work, &certs, &cluster.kubeconfig(), "load").await?;
+    results.small_ready_ms = serve.ready_after.as_secs_f64() * 1e3;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    results.idle_rss_kib = serve.process.memory_kib()?.0;
+
+    if plan.runs("load") {
+        load_phase(&plan, &work, &certs, &serve, &mut results).await?;
+        results.after_load_rss_kib = serve.process.memory_kib()?.0;
+    }
+    if plan.runs("overhead") {
+        overhead_phase(&plan, &kube, &certs, &serve, &mut results).await?;
+    }
+    serve.process.stop();
+    if plan.runs("scale") {
+        scale_phase(&plan, &work, &certs, &cluster, &kube, &mut results).await?;
+    }
+
+    drop(kube);
+    drop(cluster);
+    results.total_seconds = started.elapsed().as_secs_f64();
+    Ok(results)
+}
+
+async fn load_phase(
+    plan: &Plan,
+    work: &Path,
+    certs: &Certs,
+    serve: &Serve,
+    results: &mut Results,
+) -> Result<()> {
+    let baseline_addr = procs::free_addr()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("--baseline-server")
+        .arg(baseline_addr.to_string())
+        .arg(&certs.cert)
+        .arg(&certs.key);
+    let mut baseline = Process::spawn("baseline", command, &work.join("baseline.log"))?;
+    procs::wait_listening(&mut baseline, baseline_addr).await?;
+
+    let webhook = Target::new(serve.webhook, &certs.ca)?;
+    let base = Target::new(baseline_addr, &certs.ca)?;
+    let bodies = Arc::new(reviews::bodies(256, &[BENCH_NAMESPACE.to_owned()]));
+    let modes = [
+        Mode::KeepAlive(1),
+        Mode::KeepAlive(25),
+        Mode::KeepAlive(100),
+        Mode::NewConnection(25),
+        Mode::FixedRate {
+            connections: 25,
+            rate: 2_000,
+        },
+    ];
+    for mode in modes {
+        let measure = match mode {
+            Mode::FixedRate { .. } => plan.fixed_measure,
+            _ => plan.measure,
+        };
+        let mut row = LoadRow {
+            mode: mode.label(),
+            ..LoadRow::default()
+        };
+        // The two servers take turns, so drifting background load touches both alike.
+        for (name, target, pid) in [
+            ("webhook", &webhook, serve.process.pid()),
+            ("baseline", &base, baseline.pid()),
+        ] {
+            log(format!("load: {name}, {}", mode.label()));
+            let cpu_before = procs::cpu_seconds(pid)?;
+            let stats =
+                client::run(target, mode, Arc::clone(&bodies), plan.warmup, measure).await?;
+            let cpu = procs::cpu_seconds(pid)? - cpu_before;
+            let total = (plan.warmup + measure).as_secs_f64() * stats.throughput;
+            let cpu_us = if total > 0.0 { cpu * 1e6 / total } else { 0.0 };
+            log(format!(
+                "  {:.0}/s p50 {:.0}µs p99 {:.0}µs errors {}",
+                stats.throughput, stats.p50_us, stats.p99_us, stats.errors
+            ));
+            match name {
+                "webhook" => (row.webhook, row.webhook_cpu_us) = (stats, cpu_us),
+                _ => (row.baseline, row.baseline_cpu_us) = (stats, cpu_us),
+            }
+        }
+        results.load.push(row);
+    }
+    baseline.stop();
+    Ok(())
+}
+
+async fn overhead_phase(
+    plan: &Plan,
+    kube: &kube::Client,
+    certs: &Certs,
+    serve: &Serve,
+    results: &mut Results,
+) -> Result<()> {
+    // Rounds in A-B-B-A order so a drifting apiserver (a growing etcd) affects both alike.
+    let rounds = [false, true, true, false];
+    let namespaces: Vec<String> = (0..rounds.len()).map(|i| format!("overhead-{i}")).collect();
+    kubeops::create_namespaces(kube, &namespaces, &[(kubeops::SELECT_LABEL, "on")]).await?;
+    for namespace in &namespaces {
+        let one = vec![namespace.clone()];
+        kubeops::create_secrets(kube, &one, 0..10, 10, Duration::from_secs(60)).await?;
+        kubeops::wait_service_account(kube, namespace).await?;
+    }
+    let url = format!("https://{}/mutate", serve.webhook);
+    let ca = std::fs::read(&certs.ca)?;
+    let mut probe = 0;
+    for (round, (&with_webhook, namespace)) in rounds.iter().zip(&namespaces).enumerate() {
+        kubeops::unregister_webhook(kube).await?;
+        if with_webhook {
+            kubeops::register_webhook(kube, &url, &ca).await?;
+        }
+        // The apiserver picks up webhook configurations asynchronously: wait until a probe
+        // pod shows the expected behaviour.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            probe += 1;
+            if kubeops::webhook_active(kube, namespace, probe).await? == with_webhook {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the apiserver did not apply the webhook registration change");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        log(format!(
+            "overhead round {round}: {} pods, webhook {}",
+            plan.pods_per_round,
+            if with_webhook {
+                "registered"
+            } else {
+                "not registered"
+            }
+        ));
+        let (latencies, wall) =
+            kubeops::create_pods(kube, namespace, plan.pods_per_round, 10).await?;
+        results.overhead.push(OverheadRun {
+            with_webhook,
+            latencies_us: latencies,
+            seconds: wall.as_secs_f64(),
+        });
+    }
+    let (calls, mean) = kubeops::webhook_call_stats(kube).await?;
+    results.apiserver_webhook_calls = calls;
+    results.apiserver_webhook_mean_ms = mean * 1e3;
+    log(format!(
+        "apiserver: {calls} webhook calls, mean {:.2} ms",
+        mean * 1e3
+    ));
+    kubeops::unregister_webhook(kube).await?;
+    kubeops::delete_namespaces(kube, &namespaces).await;
+    Ok(())
+}
+
+async fn scale_phase(
+    plan: &Plan,
+    work: &Path,
+    certs: &Certs,
+    cluster: &Cluster,
+    kube: &kube::Client,
+    results: &mut Results,
+) -> Result<()> {
+    let namespaces: Vec<String> = (0..plan.scale_namespaces)
+        .map(|i| format!("scale-{i:04}"))
+        .collect();
+    let created = Instant::now();
+    kubeops::create_namespaces(kube, &namespaces, &[]).await?;
+    results.namespaces_create_seconds = created.elapsed().as_secs_f64();
+    let mut have = 0;
+    let mut last_serve = None;
+    let steps = plan.scale_steps.clone();
+    for (step, &target) in steps.iter().enumerate() {
+        log(format!("scale: creating secrets {have}..{target}"));
+        let took = kubeops::create_secrets(
+            kube,
+            &namespaces,
+            have..target,
+            48,
+            Duration::from_secs(300),
+        )
+        .await?;
+        have = target;
+        log(format!("scale: {target} secrets; starting serve"));
+        let mut serve = start_serve(
+            plan,
+            work,
+            certs,
+            &cluster.kubeconfig(),
+            &format!("scale-{target}"),
+        )
+        .await?;
+        let ready_ms = serve.ready_after.as_secs_f64() * 1e3;
+        let hwm_at_ready = serve.process.memory_kib()?.1;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        serve.process.check_alive()?;
+        let (rss, hwm) = serve.process.memory_kib()?;
+        let apiserver_rss = cluster
+            .pid("APISERVER_PID")
+            .and_then(|pid| procs::memory_kib(pid).ok())
+            .map(|(rss, _)| rss);
+        log(format!(
+            "  ready {ready_ms:.0} ms, rss {rss} KiB, peak {hwm} KiB"
+        ));
+        results.scale.push(ScaleRow {
+            secrets: target,
+            namespaces: plan.scale_namespaces,
+            create_seconds: took.as_secs_f64(),
+            ready_ms,
+            rss_kib: rss,
+            peak_kib: hwm.max(hwm_at_ready),
+            apiserver_rss_kib: apiserver_rss.unwrap_or_default(),
+        });
+        if step + 1 == steps.len() {
+            last_serve = Some(serve);
+        } else {
+            serve.process.stop();
+        }
+    }
+    let Some(serve) = last_serve else {
+        return Ok(());
+    };
+
+    // Admission latency while secrets churn: a steady review rate into the scale namespaces
+    // while a background task rewrites credentials.
+    let rate = if plan.quick { 200 } else { 1_000 };
+    let churn_rate = if plan.quick { 20 } else { 50 };
+    let target = Target::new(serve.webhook, &certs.ca)?;
+    let bodies = Arc::new(reviews::bodies(1_024, &namespaces));
+    let duration = Duration::from_secs(plan.churn_seconds);
+    let warmup = Duration::from_secs(1);
+    let mode = Mode::FixedRate {
+        connections: 25,
+        rate,
+    };
+    let quiet = client::run(&target, mode, Arc::clone(&bodies), warmup, duration).await?;
+    let until = Instant::now() + warmup + duration;
+    let churn = tokio::spawn(kubeops::churn_secrets(
+        kube.clone(),
+        Arc::new(namespaces.clone()),
+        have,
+        churn_rate,
+        until,
+    ));
+    log(format!(
+        "churn: {rate} reviews/s with {churn_rate} secret updates/s"
+    ));
+    let churning = client::run(&target, mode, bodies, warmup, duration).await?;
+    let updates = churn.await?;
+    results.churn = Some(report::ChurnRow {
+        secrets: have,
+        review_rate: rate,
+        updates_per_second: updates as f64 / (warmup + duration).as_secs_f64(),
+        quiet,
+        churning,
+        rss_after_kib: serve.process.memory_kib()?.0,
+    });
+    serve.process.stop();
+    Ok(())
+}
