@@ -175,7 +175,7 @@ pub struct NamespaceState {
     labels: Option<BTreeMap<String, String>>,
     terminating: bool,
     rules: Vec<Arc<Rule>>,
-    secrets: BTreeMap<String, PullSecret>,
+    secrets: Arc<BTreeMap<String, PullSecret>>,
     keyring: Keyring<SecretName>,
     undecodable: Keyring<SecretName>,
     undecodable_unknown_registries: Vec<SecretName>,
@@ -183,7 +183,7 @@ pub struct NamespaceState {
 
 impl NamespaceState {
     fn build(entry: &NamespaceEntry) -> NamespaceState {
-        let secrets = entry.secrets.clone();
+        let secrets = Arc::clone(&entry.secrets);
         // Candidates in name order: a stable, documented order for what gets appended.
         let (usable, broken): (Vec<&PullSecret>, Vec<&PullSecret>) =
             secrets.values().partition(|secret| secret.is_usable());
@@ -406,7 +406,9 @@ struct NamespaceEntry {
     labels: BTreeMap<String, String>,
     terminating: bool,
     rules: BTreeMap<String, Arc<Rule>>,
-    secrets: BTreeMap<String, PullSecret>,
+    /// Shared with the published `NamespaceState` until the next change (copy on write), so
+    /// a cached secret is held once, not once here and once per snapshot.
+    secrets: Arc<BTreeMap<String, PullSecret>>,
 }
 
 impl NamespaceEntry {
@@ -527,12 +529,13 @@ impl StateBuilder {
                 if entry.secrets.get(name) == Some(&pull_secret) {
                     return;
                 }
-                entry.secrets.insert(name.clone(), pull_secret);
+                Arc::make_mut(&mut entry.secrets).insert(name.clone(), pull_secret);
             }
             None => {
-                if entry.secrets.remove(name).is_none() {
+                if !entry.secrets.contains_key(name) {
                     return;
                 }
+                Arc::make_mut(&mut entry.secrets).remove(name);
             }
         }
         self.dirty.insert(namespace.clone());
@@ -540,8 +543,9 @@ impl StateBuilder {
 
     pub fn delete_secret(&mut self, namespace: &str, name: &str) {
         if let Some(entry) = self.namespaces.get_mut(namespace)
-            && entry.secrets.remove(name).is_some()
+            && entry.secrets.contains_key(name)
         {
+            Arc::make_mut(&mut entry.secrets).remove(name);
             self.dirty.insert(namespace.to_owned());
         }
     }
@@ -582,13 +586,12 @@ impl StateBuilder {
     /// a relist, which drops what was deleted while the watch was down.
     pub fn retain_secrets(&mut self, secret_type: &str, mut keep: impl FnMut(&str, &str) -> bool) {
         for (namespace, entry) in &mut self.namespaces {
-            let before = entry.secrets.len();
-            entry
-                .secrets
-                .retain(|name, secret| secret.secret_type != secret_type || keep(namespace, name));
-            if entry.secrets.len() != before {
-                self.dirty.insert(namespace.clone());
+            let mut kept = |name: &str, secret: &PullSecret| secret.secret_type != secret_type || keep(namespace, name);
+            if entry.secrets.iter().all(|(name, secret)| kept(name, secret)) {
+                continue;
             }
+            Arc::make_mut(&mut entry.secrets).retain(|name, secret| kept(name, secret));
+            self.dirty.insert(namespace.clone());
         }
     }
 
