@@ -586,8 +586,14 @@ impl StateBuilder {
     /// a relist, which drops what was deleted while the watch was down.
     pub fn retain_secrets(&mut self, secret_type: &str, mut keep: impl FnMut(&str, &str) -> bool) {
         for (namespace, entry) in &mut self.namespaces {
-            let mut kept = |name: &str, secret: &PullSecret| secret.secret_type != secret_type || keep(namespace, name);
-            if entry.secrets.iter().all(|(name, secret)| kept(name, secret)) {
+            let mut kept = |name: &str, secret: &PullSecret| {
+                secret.secret_type != secret_type || keep(namespace, name)
+            };
+            if entry
+                .secrets
+                .iter()
+                .all(|(name, secret)| kept(name, secret))
+            {
                 continue;
             }
             Arc::make_mut(&mut entry.secrets).retain(|name, secret| kept(name, secret));

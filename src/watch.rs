@@ -195,7 +195,9 @@ async fn apply_changes(
                 }
             }
         }
+        // Publish first, so a gauge never reports state that handlers cannot see yet.
         let snapshot = builder.snapshot();
+        cache.snapshot.store(Arc::clone(&snapshot));
         metrics.cached_secrets.set(snapshot.secret_count() as i64);
         metrics
             .cached_namespaces
@@ -203,7 +205,6 @@ async fn apply_changes(
         metrics
             .undecodable_secrets
             .set(snapshot.undecodable_secret_count() as i64);
-        cache.snapshot.store(snapshot);
         if builder.take_namespace_changes() {
             cache.namespace_changes.send_modify(|count| *count += 1);
         }
@@ -213,7 +214,9 @@ async fn apply_changes(
 fn is_not_found(error: &watcher::Error) -> bool {
     match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.is_not_found(),
+        // An API group that is not installed answers a plain-text 404, which kube reports with
+        // code 404 but a made-up reason, so the code decides.
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
         _ => false,
     }
 }
@@ -353,5 +356,30 @@ impl Relist {
             Event::Apply(namespace) => builder.apply_namespace(&namespace),
             Event::Delete(namespace) => builder.delete_namespace(&namespace.name_any()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api_error(code: u16, reason: &str) -> watcher::Error {
+        let status = Status {
+            code,
+            reason: reason.to_owned(),
+            ..Status::default()
+        };
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn a_missing_api_group_counts_as_not_found() {
+        // What kube reports for the apiserver's plain-text "404 page not found".
+        assert!(is_not_found(&api_error(404, "Failed to parse error data")));
+        assert!(is_not_found(&api_error(404, "NotFound")));
+        assert!(!is_not_found(&api_error(403, "Forbidden")));
+        assert!(!is_not_found(&api_error(500, "InternalError")));
     }
 }
