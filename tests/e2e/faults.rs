@@ -26,7 +26,9 @@ use crate::client::{
     WebhookClient, expect_allowed, peer_leaf, pod_review, read_response, serial_and_expiry,
     write_request,
 };
-use crate::harness::{Suite, http_get, metric, poll, pull_secrets, tail};
+use crate::harness::{
+    Suite, http_get, metric, poll, pull_secrets, serve_command, shutdown_timing, tail,
+};
 use crate::scenarios::{Outcome, Scenario};
 
 /// Run after `shutdown-and-webhook-down` (the suite's webhook is gone by then).
@@ -82,22 +84,9 @@ impl ExtraServe {
         let (webhook, admin) = (free_port()?, free_port()?);
         let log = s.work_path().join(format!("serve-{name}.log"));
         let out = File::create(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
-            .arg("serve")
-            .args(["--listen", &webhook.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .arg("--tls-cert-file")
-            .arg(cert_dir.join("tls.crt"))
-            .arg("--tls-key-file")
-            .arg(cert_dir.join("tls.key"))
-            .args(["--tls-reload-interval", "1s"])
-            .args([
-                "--shutdown-delay",
-                &format!("{}s", SHUTDOWN_DELAY.as_secs()),
-            ])
-            .args(["--drain-timeout", &format!("{}s", DRAIN_TIMEOUT.as_secs())])
+        let child = serve_command(cert_dir, webhook, admin, s.kubeconfig_path())
+            .args(shutdown_timing(SHUTDOWN_DELAY, DRAIN_TIMEOUT))
             .args(extra)
-            .env("KUBECONFIG", s.kubeconfig_path())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -131,6 +131,38 @@ impl Drop for Cluster {
 // ---------------------------------------------------------------------------------------------
 // The serve process
 
+/// `pullsecret-injector serve` on `webhook`/`admin` with the certificate in `cert_dir` and quick
+/// certificate reloads; callers add shutdown timing, logging and extra flags.
+pub fn serve_command(
+    cert_dir: &Path,
+    webhook: SocketAddr,
+    admin: SocketAddr,
+    kubeconfig: &Path,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"));
+    command
+        .arg("serve")
+        .args(["--listen", &webhook.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .arg("--tls-cert-file")
+        .arg(cert_dir.join("tls.crt"))
+        .arg("--tls-key-file")
+        .arg(cert_dir.join("tls.key"))
+        .args(["--tls-reload-interval", "1s"])
+        .env("KUBECONFIG", kubeconfig);
+    command
+}
+
+/// The `--shutdown-delay` and `--drain-timeout` flags for these durations.
+pub fn shutdown_timing(delay: Duration, drain: Duration) -> [String; 4] {
+    [
+        "--shutdown-delay".to_owned(),
+        format!("{}s", delay.as_secs()),
+        "--drain-timeout".to_owned(),
+        format!("{}s", drain.as_secs()),
+    ]
+}
+
 pub struct Serve {
     child: Child,
     pub admin: SocketAddr,
@@ -150,24 +182,10 @@ impl Serve {
         let admin = free_port()?;
         let log = work.join(format!("{name}-{attempt}.log"));
         let log_file = File::create(&log)?;
-        let certs = work.join("certs");
-        let child = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
-            .arg("serve")
-            .args(["--listen", &webhook.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .arg("--tls-cert-file")
-            .arg(certs.join("tls.crt"))
-            .arg("--tls-key-file")
-            .arg(certs.join("tls.key"))
-            .args(["--tls-reload-interval", "1s"])
-            .args([
-                "--shutdown-delay",
-                &format!("{}s", SHUTDOWN_DELAY.as_secs()),
-            ])
-            .args(["--drain-timeout", &format!("{}s", DRAIN_TIMEOUT.as_secs())])
+        let child = serve_command(&work.join("certs"), webhook, admin, kubeconfig)
+            .args(shutdown_timing(SHUTDOWN_DELAY, DRAIN_TIMEOUT))
             .args(["--log-format", "json", "--log-level", "debug"])
             .args(extra)
-            .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
