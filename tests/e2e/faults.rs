@@ -18,8 +18,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
 use crate::client::{
@@ -28,6 +26,7 @@ use crate::client::{
 };
 use crate::harness::{
     Suite, http_get, metric, poll, pull_secrets, serve_command, shutdown_timing, tail,
+    webhook_manifest,
 };
 use crate::scenarios::{Outcome, Scenario};
 
@@ -188,32 +187,13 @@ impl<'a> Registration<'a> {
     ) -> Result<Registration<'a>> {
         let name = format!("pullsecret-injector-e2e-{value}");
         let ca = std::fs::read(s.cert_path("ca.crt"))?;
-        s.apply(&format!(
-            r#"apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: {name}
-webhooks:
-  - name: inject.pullsecret-injector.io
-    admissionReviewVersions: ["v1"]
-    sideEffects: None
-    failurePolicy: {failure_policy}
-    timeoutSeconds: 5
-    clientConfig:
-      url: https://{webhook}/mutate
-      caBundle: {ca}
-    rules:
-      - operations: ["CREATE"]
-        apiGroups: [""]
-        apiVersions: ["v1"]
-        resources: ["pods"]
-        scope: Namespaced
-    namespaceSelector:
-      matchLabels:
-        {FAULT_LABEL}: "{value}"
-"#,
-            webhook = serve.webhook,
-            ca = BASE64.encode(ca),
+        let selector = format!("      matchLabels:\n        {FAULT_LABEL}: \"{value}\"\n");
+        s.apply(&webhook_manifest(
+            &name,
+            serve.webhook,
+            &ca,
+            failure_policy,
+            &selector,
         ))?;
         Ok(Registration { s, name })
     }

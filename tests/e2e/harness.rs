@@ -153,6 +153,42 @@ pub fn serve_command(
     command
 }
 
+/// A MutatingWebhookConfiguration named `name` that sends pod CREATEs in the namespaces
+/// `namespace_selector` (YAML lines indented for the selector's body) to `serve` at `webhook`.
+pub fn webhook_manifest(
+    name: &str,
+    webhook: SocketAddr,
+    ca_pem: &[u8],
+    failure_policy: &str,
+    namespace_selector: &str,
+) -> String {
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: {name}
+webhooks:
+  - name: inject.pullsecret-injector.io
+    admissionReviewVersions: ["v1"]
+    sideEffects: None
+    failurePolicy: {failure_policy}
+    reinvocationPolicy: IfNeeded
+    timeoutSeconds: 5
+    clientConfig:
+      url: https://{webhook}/mutate
+      caBundle: {ca}
+    rules:
+      - operations: ["CREATE"]
+        apiGroups: [""]
+        apiVersions: ["v1"]
+        resources: ["pods"]
+        scope: Namespaced
+    namespaceSelector:
+{namespace_selector}"#,
+        ca = BASE64.encode(ca_pem),
+    )
+}
+
 /// The `--shutdown-delay` and `--drain-timeout` flags for these durations.
 pub fn shutdown_timing(delay: Duration, drain: Duration) -> [String; 4] {
     [
@@ -691,39 +727,17 @@ current-context: e2e
             .map(|serve| serve.webhook)
             .context("serve not running")?;
         let ca = std::fs::read(self.cert_path("ca.crt"))?;
-        let manifest = format!(
-            r#"apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: {name}
-webhooks:
-  - name: inject.pullsecret-injector.io
-    admissionReviewVersions: ["v1"]
-    sideEffects: None
-    failurePolicy: Ignore
-    reinvocationPolicy: IfNeeded
-    timeoutSeconds: 5
-    clientConfig:
-      url: https://{webhook}/mutate
-      caBundle: {ca}
-    rules:
-      - operations: ["CREATE"]
-        apiGroups: [""]
-        apiVersions: ["v1"]
-        resources: ["pods"]
-        scope: Namespaced
-    namespaceSelector:
-      matchLabels:
+        let selector = format!(
+            r#"      matchLabels:
         {SUITE_LABEL}: "{run}"
       matchExpressions:
         - key: {INJECT_LABEL}
           operator: NotIn
           values: ["false"]
 "#,
-            name = self.webhook_name,
-            ca = BASE64.encode(ca),
             run = self.run_id,
         );
+        let manifest = webhook_manifest(&self.webhook_name, webhook, &ca, "Ignore", &selector);
         self.apply(&manifest)?;
         Ok(())
     }
