@@ -6,11 +6,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use prometheus_client::registry::Registry;
 use pullsecret_injector::admission::review;
 use pullsecret_injector::decision::decide;
 use pullsecret_injector::pod::PodView;
+use pullsecret_injector::server::answer;
 use pullsecret_injector::state::ClusterState;
 use pullsecret_injector::statefile::state_from_str;
+use pullsecret_injector::telemetry::{self, LogFormat, Metrics};
 use serde_json::{Value, json};
 
 /// `count` secrets over a mix of registry key shapes, like a real namespace accumulates.
@@ -128,5 +131,20 @@ fn whole_review(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, decision, whole_review);
+/// What the webhook does per request once the body is read: the review, metrics, the info log
+/// line of an injection (JSON, written to /dev/null: a file costs the same here) and the encoding.
+fn handler(c: &mut Criterion) {
+    let log = std::fs::File::create("/dev/null").expect("open /dev/null");
+    telemetry::init_logging_to(LogFormat::Json, "info", Arc::new(log), false)
+        .expect("install the logger");
+    let metrics = Metrics::new(&mut Registry::default());
+    let state = namespace_state(50);
+    let body = review_body();
+    c.bench_function(
+        &format!("handler/{}-byte-pod-create/50-secrets", body.len()),
+        |b| b.iter(|| answer(black_box(&body), &state, &metrics).expect("answer")),
+    );
+}
+
+criterion_group!(benches, decision, whole_review, handler);
 criterion_main!(benches);

@@ -5,15 +5,13 @@
 //! body that is not an AdmissionReview at all is an error (the server turns it into HTTP 400).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
-use kube::core::{NamespaceResourceScope, Resource, TypeMeta};
-use serde::de::{Deserialize, Deserializer, IgnoredAny};
+use kube::core::admission::Operation;
+use serde::de::{Deserialize, IgnoredAny};
 use serde::{Serialize, Serializer};
 
 use crate::decision::{self, Decision};
@@ -84,13 +82,13 @@ pub struct Reviewed {
 
 /// Answers one AdmissionReview body against a snapshot of the cluster.
 pub fn review(body: &[u8], state: &ClusterState) -> Result<Reviewed, ReviewError> {
-    match serde_json::from_slice::<Envelope<PodView>>(body) {
+    match serde_json::from_slice::<Envelope<'_, PodView>>(body) {
         Ok(envelope) => {
             let request = into_request(envelope)?;
             Ok(review_pod(request, state))
         }
         // The envelope may be fine while the object is not a readable pod: still answer the uid.
-        Err(pod_error) => match serde_json::from_slice::<Envelope<IgnoredAny>>(body) {
+        Err(pod_error) => match serde_json::from_slice::<Envelope<'_, IgnoredAny>>(body) {
             Ok(envelope) => {
                 let request = into_request(envelope)?;
                 Ok(unreadable_object(request, &pod_error))
@@ -104,32 +102,71 @@ pub fn review(body: &[u8], state: &ClusterState) -> Result<Reviewed, ReviewError
 
 /// The `AdmissionReview` envelope, read in one pass.
 ///
-/// kube's `AdmissionReview` flattens its `TypeMeta`, which makes serde buffer the whole body
-/// (the pod included) into an intermediate tree before reading it again; naming the two type
-/// fields here reads the body straight into the request, which is most of the parse cost.
+/// Local types rather than kube's `AdmissionReview`: that one flattens its `TypeMeta` (serde
+/// then buffers the whole body into an intermediate tree and reads it twice) and builds what
+/// this webhook never reads (`userInfo`, `options`, `oldObject`). Short strings are borrowed
+/// from the body. Required fields are those kube requires, so the same bodies are refused.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope<P> {
-    api_version: String,
-    kind: String,
-    #[serde(bound(deserialize = "P: Deserialize<'de>"))]
-    request: Option<AdmissionRequest<Object<P>>>,
+struct Envelope<'a, P> {
+    #[serde(borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, bound(deserialize = "P: Deserialize<'de>"))]
+    request: Option<Request<'a, P>>,
 }
 
-fn into_request<P>(envelope: Envelope<P>) -> Result<AdmissionRequest<Object<P>>, ReviewError> {
+/// The fields of an `AdmissionRequest` the webhook reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", bound(deserialize = "P: Deserialize<'de>"))]
+struct Request<'a, P> {
+    uid: String,
+    #[serde(borrow)]
+    kind: Kind<'a>,
+    #[serde(borrow)]
+    resource: Resource<'a>,
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    operation: Operation,
+    /// Required (the apiserver always sends it), never read.
+    #[serde(rename = "userInfo")]
+    _user_info: IgnoredAny,
+    /// A missing `object` reads as `None`, as with every `Option` field.
+    object: Option<P>,
+}
+
+#[derive(serde::Deserialize)]
+struct Kind<'a> {
+    #[serde(borrow)]
+    group: Cow<'a, str>,
+    #[serde(rename = "version")]
+    _version: IgnoredAny,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+struct Resource<'a> {
+    #[serde(rename = "group")]
+    _group: IgnoredAny,
+    #[serde(rename = "version")]
+    _version: IgnoredAny,
+    #[serde(borrow)]
+    resource: Cow<'a, str>,
+}
+
+fn into_request<'a, P>(envelope: Envelope<'a, P>) -> Result<Request<'a, P>, ReviewError> {
     if envelope.api_version != REVIEW_API_VERSION || envelope.kind != REVIEW_KIND {
         let found = format!("{}/{}", envelope.api_version, envelope.kind);
         return Err(ReviewError::Unsupported(clip(&found, 100).into_owned()));
     }
-    let mut request = envelope.request.ok_or(ReviewError::MissingRequest)?;
-    request.types = TypeMeta {
-        api_version: envelope.api_version,
-        kind: envelope.kind,
-    };
-    Ok(request)
+    envelope.request.ok_or(ReviewError::MissingRequest)
 }
 
-fn is_pod_create<P>(request: &AdmissionRequest<Object<P>>) -> bool {
+fn is_pod_create<P>(request: &Request<'_, P>) -> bool {
     request.kind.group.is_empty()
         && request.kind.kind == "Pod"
         && request.resource.resource == "pods"
@@ -141,13 +178,8 @@ fn is_pod_create<P>(request: &AdmissionRequest<Object<P>>) -> bool {
         && request.operation == Operation::Create
 }
 
-fn review_pod(request: AdmissionRequest<Object<PodView>>, state: &ClusterState) -> Reviewed {
-    let Some(pod) = request
-        .object
-        .as_ref()
-        .map(|object| &object.inner)
-        .filter(|_| is_pod_create(&request))
-    else {
+fn review_pod(request: Request<'_, PodView>, state: &ClusterState) -> Reviewed {
+    let Some(pod) = request.object.as_ref().filter(|_| is_pod_create(&request)) else {
         return unchanged(&request, Outcome::NotApplicable, Decision::default(), "");
     };
     let namespace = pod
@@ -165,20 +197,16 @@ fn review_pod(request: AdmissionRequest<Object<PodView>>, state: &ClusterState) 
         (None, true) => Outcome::Unchanged,
         (None, false) => Outcome::Injected,
     };
-    let mut response = AdmissionResponse::from(&request);
-    if !decision.warnings.is_empty() {
-        response.warnings = Some(decision.warnings.clone());
-    }
-    if outcome == Outcome::Injected {
-        response.audit_annotations = decision.audit_annotations.clone().into_iter().collect();
-        response = match response.with_patch(decision.patch.clone()) {
-            Ok(response) => response,
-            // Serializing our own patch cannot fail; if it ever did, admit the pod untouched.
-            Err(_) => AdmissionResponse::from(&request),
-        };
+    let mut response = ResponseReview::allowed(&request.uid, &decision.warnings);
+    // Serializing our own patch cannot fail; if it ever did, the pod is admitted untouched.
+    if outcome == Outcome::Injected
+        && let Ok(patch) = serde_json::to_vec(&decision.patch)
+    {
+        response.patch = Some(patch);
+        response.audit_annotations = decision.audit_annotations.clone();
     }
     Reviewed {
-        response: ResponseReview(response),
+        response,
         uid: request.uid,
         namespace,
         pod: pod_name,
@@ -188,10 +216,7 @@ fn review_pod(request: AdmissionRequest<Object<PodView>>, state: &ClusterState) 
     }
 }
 
-fn unreadable_object(
-    request: AdmissionRequest<Object<IgnoredAny>>,
-    error: &serde_json::Error,
-) -> Reviewed {
+fn unreadable_object(request: Request<'_, IgnoredAny>, error: &serde_json::Error) -> Reviewed {
     if !is_pod_create(&request) {
         return unchanged(&request, Outcome::NotApplicable, Decision::default(), "");
     }
@@ -207,19 +232,15 @@ fn unreadable_object(
 }
 
 fn unchanged<P>(
-    request: &AdmissionRequest<Object<P>>,
+    request: &Request<'_, P>,
     outcome: Outcome,
     decision: Decision,
     pod: &str,
 ) -> Reviewed {
-    let mut response = AdmissionResponse::from(request);
-    if !decision.warnings.is_empty() {
-        response.warnings = Some(decision.warnings.clone());
-    }
     Reviewed {
-        response: ResponseReview(response),
+        response: ResponseReview::allowed(&request.uid, &decision.warnings),
         uid: request.uid.clone(),
-        namespace: request.namespace.clone().unwrap_or_default(),
+        namespace: request.namespace.as_deref().unwrap_or_default().to_owned(),
         pod: pod.to_owned(),
         operation: operation_name(&request.operation),
         outcome,
@@ -236,12 +257,28 @@ fn operation_name(operation: &Operation) -> &'static str {
     }
 }
 
-/// The response AdmissionReview as it goes on the wire.
-///
-/// kube's `AdmissionResponse` serializes `patch` as an array of numbers; the API documents it
-/// as base64 bytes, which is what every client (and a human reading `review` output) expects.
-#[derive(Debug)]
-pub struct ResponseReview(pub AdmissionResponse);
+/// The response AdmissionReview. Every answer allows the request; `patch` is the JSON patch,
+/// base64-encoded on the wire as the API documents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseReview {
+    pub uid: String,
+    pub allowed: bool,
+    pub patch: Option<Vec<u8>>,
+    pub audit_annotations: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+impl ResponseReview {
+    fn allowed(uid: &str, warnings: &[String]) -> ResponseReview {
+        ResponseReview {
+            uid: uid.to_owned(),
+            allowed: true,
+            patch: None,
+            audit_annotations: BTreeMap::new(),
+            warnings: warnings.to_vec(),
+        }
+    }
+}
 
 impl Serialize for ResponseReview {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -261,73 +298,28 @@ impl Serialize for ResponseReview {
             patch: Option<String>,
             #[serde(skip_serializing_if = "Option::is_none")]
             patch_type: Option<&'static str>,
-            #[serde(skip_serializing_if = "HashMap::is_empty")]
-            audit_annotations: &'a HashMap<String, String>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            warnings: Option<&'a Vec<String>>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            audit_annotations: &'a BTreeMap<String, String>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            warnings: &'a [String],
         }
-        let response = &self.0;
-        let patch = response
+        let patch = self
             .patch
             .as_deref()
             .map(|bytes| BASE64_STANDARD.encode(bytes));
         Wire {
-            api_version: &response.types.api_version,
-            kind: &response.types.kind,
+            api_version: REVIEW_API_VERSION,
+            kind: REVIEW_KIND,
             response: WireResponse {
-                uid: &response.uid,
-                allowed: response.allowed,
+                uid: &self.uid,
+                allowed: self.allowed,
                 patch_type: patch.as_ref().map(|_| "JSONPatch"),
                 patch,
-                audit_annotations: &response.audit_annotations,
-                warnings: response.warnings.as_ref(),
+                audit_annotations: &self.audit_annotations,
+                warnings: &self.warnings,
             },
         }
         .serialize(serializer)
-    }
-}
-
-/// The reviewed object, typed as `P`, inside kube's generic envelope.
-///
-/// kube's `AdmissionReview<T>` wants a `Resource`; reading only the fields the decision needs
-/// (instead of a whole `k8s_openapi` Pod) keeps parsing cheap, so this wrapper carries an empty
-/// `ObjectMeta` just to satisfy the trait.
-#[derive(Debug)]
-pub struct Object<P> {
-    pub inner: P,
-    meta: ObjectMeta,
-}
-
-impl<'de, P: Deserialize<'de>> Deserialize<'de> for Object<P> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        P::deserialize(deserializer).map(|inner| Object {
-            inner,
-            meta: ObjectMeta::default(),
-        })
-    }
-}
-
-impl<P> Resource for Object<P> {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Pod".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "pods".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.meta
     }
 }
 

@@ -3,9 +3,15 @@
 //! Deserializing only these, instead of a full `k8s_openapi` Pod, keeps the admission hot path
 //! cheap: serde skips everything else (managedFields, volumes, ...) without building it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::decision::INJECTED_ANNOTATION;
+use crate::state::INJECT_LABEL;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,11 +31,84 @@ pub struct PodMeta {
     pub generate_name: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
+    /// Only the labels the decision reads (the opt-out label).
+    #[serde(default, deserialize_with = "read_labels")]
     pub labels: Option<BTreeMap<String, String>>,
-    /// `None` when the field is absent or null: the patch must then create the map.
-    #[serde(default)]
+    /// Only the annotations the decision reads; `None` when the field is absent or null: the
+    /// patch must then create the map.
+    #[serde(default, deserialize_with = "read_annotations")]
     pub annotations: Option<BTreeMap<String, String>>,
+}
+
+fn read_labels<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    deserializer.deserialize_option(Kept(&[INJECT_LABEL]))
+}
+
+fn read_annotations<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    deserializer.deserialize_option(Kept(&[INJECTED_ANNOTATION]))
+}
+
+/// Reads a string map keeping only the listed keys. A `kubectl apply`-made pod carries its
+/// whole manifest in the `last-applied-configuration` annotation; skipping such values instead
+/// of copying them is a large share of the parse.
+struct Kept(&'static [&'static str]);
+
+impl<'de> Visitor<'de> for Kept {
+    type Value = Option<BTreeMap<String, String>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a map of strings")
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut kept = BTreeMap::new();
+        while let Some(Key(key)) = map.next_key()? {
+            if self.0.contains(&key.as_ref()) {
+                kept.insert(key.into_owned(), map.next_value::<String>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Some(kept))
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -109,5 +188,71 @@ impl PodView {
             (_, Some(prefix)) => format!("{prefix}*"),
             _ => String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn meta(value: serde_json::Value) -> PodMeta {
+        let text = value.to_string();
+        serde_json::from_str::<PodView>(&text)
+            .expect("from bytes")
+            .metadata
+    }
+
+    #[test]
+    fn only_the_entries_the_decision_reads_are_kept() {
+        let metadata = meta(json!({"metadata": {
+            "labels": {"app": "web", INJECT_LABEL: "false", "odd": 42},
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"Pod\"}",
+                INJECTED_ANNOTATION: "earlier",
+                "nested": {"not": "a string"},
+            },
+        }}));
+        assert_eq!(
+            metadata.labels,
+            Some(BTreeMap::from([(
+                INJECT_LABEL.to_owned(),
+                "false".to_owned()
+            )]))
+        );
+        assert_eq!(
+            metadata.annotations,
+            Some(BTreeMap::from([(
+                INJECTED_ANNOTATION.to_owned(),
+                "earlier".to_owned()
+            )]))
+        );
+    }
+
+    #[test]
+    fn an_absent_or_null_map_differs_from_an_empty_one() {
+        assert_eq!(meta(json!({"metadata": {}})).annotations, None);
+        assert_eq!(
+            meta(json!({"metadata": {"annotations": null}})).annotations,
+            None
+        );
+        assert_eq!(
+            meta(json!({"metadata": {"annotations": {"other": "x"}}})).annotations,
+            Some(BTreeMap::new())
+        );
+    }
+
+    #[test]
+    fn escaped_keys_and_values_are_read_and_kept_values_must_be_strings() {
+        let escaped = r#"{"metadata":{"labels":{"pullsecret-injector.io\/inject":"f\u0061lse"}}}"#;
+        let pod: PodView = serde_json::from_str(escaped).expect("parses");
+        assert_eq!(pod.label(INJECT_LABEL), Some("false"));
+        let wrong = r#"{"metadata":{"labels":{"pullsecret-injector.io/inject":false}}}"#;
+        assert!(serde_json::from_str::<PodView>(wrong).is_err());
+        // From a manifest already parsed (the `apply` command).
+        let value = json!({"metadata": {"annotations": {INJECTED_ANNOTATION: "x", "y": 1}}});
+        let pod = PodView::deserialize(&value).expect("from a value");
+        assert_eq!(pod.annotation(INJECTED_ANNOTATION), Some("x"));
     }
 }

@@ -12,8 +12,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::admission::{Outcome, Reviewed};
+
+mod json;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -22,21 +25,35 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber. `level` is an env-filter directive such as `info`
-/// or `pullsecret_injector=debug,kube=info`.
+/// Installs the global tracing subscriber, writing to stderr. `level` is an env-filter
+/// directive such as `info` or `pullsecret_injector=debug,kube=info`.
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    // Colour only for a person at a terminal, never into files or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_logging_to(format, level, std::io::stderr, ansi)
+}
+
+/// [`init_logging`] into another writer (benchmarks log into a file, as a container runtime
+/// would).
+pub fn init_logging_to<W>(
+    format: LogFormat,
+    level: &str,
+    writer: W,
+    ansi: bool,
+) -> anyhow::Result<()>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal, never into files or log collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_writer(writer)
+        .with_ansi(ansi);
     let result = match format {
         LogFormat::Plain => builder.try_init(),
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+            .fmt_fields(json::JsonFields)
+            .event_format(json::JsonLines)
             .try_init(),
     };
     result.map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))

@@ -392,7 +392,7 @@ fn check_review(body: &[u8], original: Option<&Value>) -> Result<(), TestCaseErr
     let Ok(reviewed) = review(body, fuzz_state()) else {
         return Ok(());
     };
-    let response = &reviewed.response.0;
+    let response = &reviewed.response;
     prop_assert!(response.allowed, "never denies");
     prop_assert_eq!(&response.uid, &reviewed.uid);
     let wire = serde_json::to_string(&reviewed.response).expect("response encodes");

@@ -42,6 +42,9 @@ struct Plan {
     phases: Vec<String>,
     /// Extra `serve` flags, for experiments (`--serve-arg=--log-level=warn`).
     serve_args: Vec<String>,
+    /// Load modes to run, by a piece of their label, `;`-separated (`--modes=25 conn`); all by
+    /// default.
+    modes: Vec<String>,
 }
 
 impl Plan {
@@ -58,6 +61,7 @@ impl Plan {
                 churn_seconds: 2,
                 phases: Vec::new(),
                 serve_args: Vec::new(),
+                modes: Vec::new(),
             }
         } else {
             Plan {
@@ -71,6 +75,7 @@ impl Plan {
                 churn_seconds: 15,
                 phases: Vec::new(),
                 serve_args: Vec::new(),
+                modes: Vec::new(),
             }
         }
     }
@@ -104,6 +109,8 @@ fn main() -> std::process::ExitCode {
             plan.phases = phases.split(',').map(str::to_owned).collect();
         } else if let Some(serve_arg) = arg.strip_prefix("--serve-arg=") {
             plan.serve_args.push(serve_arg.to_owned());
+        } else if let Some(modes) = arg.strip_prefix("--modes=") {
+            plan.modes = modes.split(';').map(str::to_owned).collect();
         }
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -317,7 +324,10 @@ async fn load_phase(
             rate: 2_000,
         },
     ];
-    for mode in modes {
+    let selected = |mode: &Mode| {
+        plan.modes.is_empty() || plan.modes.iter().any(|m| mode.label().contains(m.as_str()))
+    };
+    for mode in modes.into_iter().filter(selected) {
         let measure = match mode {
             Mode::FixedRate { .. } => plan.fixed_measure,
             _ => plan.measure,

@@ -24,7 +24,7 @@ use crate::telemetry::{LogFormat, Metrics};
 use crate::watch::ClusterCache;
 
 pub use listener::ConnectionLimits;
-pub use webhook::{AppState, admin_router, webhook_router};
+pub use webhook::{AppState, admin_router, answer, webhook_router};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {

@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 
 use super::Health;
 use crate::admission::{self, Outcome};
+use crate::state::ClusterState;
 use crate::telemetry::Metrics;
 use crate::watch::ClusterCache;
 
@@ -25,8 +26,11 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// A client trickling its body is cut off after this.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Shared by every request; axum clones the state per request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+struct Shared {
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     registry: Arc<Registry>,
@@ -40,12 +44,12 @@ impl AppState {
         registry: Arc<Registry>,
         health: Arc<Health>,
     ) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             cache,
             metrics,
             registry,
             health,
-        }
+        }))
     }
 }
 
@@ -65,26 +69,37 @@ async fn mutate(State(app): State<AppState>, request: Request) -> Response {
     let body = match read_body(request).await {
         Ok(body) => body,
         Err((status, reason, label)) => {
-            app.metrics.observe_rejected(label);
+            app.0.metrics.observe_rejected(label);
             return (status, format!("{reason}\n")).into_response();
         }
     };
+    match answer(&body, &app.0.cache.snapshot(), &app.0.metrics) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err((status, message)) => (status, message).into_response(),
+    }
+}
+
+/// Everything the webhook does with a body once it is read: the review, its metrics and its
+/// log lines, and the encoded answer — or the status and text to refuse the request with.
+pub fn answer(
+    body: &[u8],
+    snapshot: &ClusterState,
+    metrics: &Metrics,
+) -> Result<Vec<u8>, (StatusCode, String)> {
     let started = Instant::now();
-    let snapshot = app.cache.snapshot();
-    let reviewed = match admission::review(&body, &snapshot) {
+    let reviewed = match admission::review(body, snapshot) {
         Ok(reviewed) => reviewed,
         Err(error) => {
-            app.metrics.observe_rejected(error.metric_label());
+            metrics.observe_rejected(error.metric_label());
             let _entered = tracing::info_span!("review").entered();
             tracing::info!(%error, "unreadable admission review");
-            return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
+            return Err((StatusCode::BAD_REQUEST, format!("{error}\n")));
         }
     };
     let encoded = serde_json::to_vec(&reviewed.response);
-    app.metrics
-        .observe_review(&reviewed, started.elapsed().as_secs_f64());
+    metrics.observe_review(&reviewed, started.elapsed().as_secs_f64());
     // Opened once the review is read, with every field at once: recording fields one by one
-    // into an open span makes the JSON formatter re-render the span on each call.
+    // into an open span makes a formatter render the span again on each call.
     let span = tracing::info_span!(
         "review",
         uid = reviewed.uid.as_str(),
@@ -93,9 +108,9 @@ async fn mutate(State(app): State<AppState>, request: Request) -> Response {
         operation = reviewed.operation
     );
     let _entered = span.enter();
-    let injected: Vec<&str> = reviewed.decision.injected_names().collect();
     match reviewed.outcome {
         Outcome::Injected => {
+            let injected: Vec<&str> = reviewed.decision.injected_names().collect();
             tracing::info!(injected = ?injected, warnings = reviewed.decision.warnings.len(), "injected pull secrets")
         }
         Outcome::UnreadablePod => {
@@ -110,17 +125,13 @@ async fn mutate(State(app): State<AppState>, request: Request) -> Response {
     for warning in &reviewed.decision.warnings {
         tracing::info!(%warning, "warning returned to the client");
     }
-    match encoded {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "cannot encode the admission response");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot encode the admission response\n",
-            )
-                .into_response()
-        }
-    }
+    encoded.map_err(|error| {
+        tracing::error!(%error, "cannot encode the admission response");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the admission response\n".to_owned(),
+        )
+    })
 }
 
 type Rejection = (StatusCode, &'static str, &'static str);
@@ -185,7 +196,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
-    match app.health.readiness() {
+    match app.0.health.readiness() {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -196,11 +207,12 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
-    app.metrics
+    app.0
+        .metrics
         .ready
-        .set(i64::from(app.health.readiness().is_ok()));
+        .set(i64::from(app.0.health.readiness().is_ok()));
     let mut text = String::new();
-    if prometheus_client::encoding::text::encode(&mut text, &app.registry).is_err() {
+    if prometheus_client::encoding::text::encode(&mut text, &app.0.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     Response::builder()
