@@ -3,8 +3,8 @@
 #                      local control plane it starts and stops itself
 #   make demo          the product end to end on a local control plane (make demo-down)
 #   make cluster-up    a local control plane for your own experiments (make cluster-down)
-#   make bench         benchmarks (decision, TLS load, scale, apiserver overhead; ~15 min);
-#                      results go to BENCHMARKS.md
+#   make bench         benchmarks (decision, heap per secret, TLS load, scale, apiserver
+#                      overhead; ~15 min); results go to BENCHMARKS.md
 #   make bench-quick   a one-minute smoke run of the same; results in target/bench/report.md
 #   make crds          regenerate charts/pullsecret-injector/crds/ from src/crd.rs
 #   make fuzz          a long property-based fuzzing campaign (docs/fuzzing.md)
@@ -78,15 +78,18 @@ cluster-status:
 crds:
 	$(CARGO) run --locked --quiet -- crds --out-dir charts/pullsecret-injector/crds
 
-## Criterion decision benchmarks, then the load/scale/overhead bench (benches/load), which
+## Criterion decision benchmarks, the heap held per cached secret (benches/memory, no cluster),
+## then the load/scale/overhead bench (benches/load), which
 ## starts its own control plane in target/bench-cluster and rewrites the generated section of
 ## BENCHMARKS.md. Every process it starts is stopped by pid, also on failure or Ctrl-C.
 bench: control-plane
 	$(CARGO) bench --locked --bench decision -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench --locked --bench memory
 	$(CARGO) bench --locked --bench load -- --write BENCHMARKS.md
 
 bench-quick: control-plane
 	$(CARGO) bench --locked --bench decision -- --warm-up-time 0.2 --measurement-time 0.5
+	$(CARGO) bench --locked --bench memory
 	$(CARGO) bench --locked --bench load -- --quick
 
 demo:

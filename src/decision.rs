@@ -234,7 +234,10 @@ impl Choice {
     /// A secret a rule names: injected only when it exists and the kubelet can decode it.
     fn add_named(&mut self, ns: Option<&NamespaceState>, rule: &crate::state::Rule) {
         for secret in &rule.secrets {
-            match ns.and_then(|ns| ns.secrets().get(secret)).map(|s| &s.usage) {
+            match ns
+                .and_then(|ns| ns.secrets().get(secret.as_str()))
+                .map(|s| &s.usage)
+            {
                 Some(SecretUse::Registries(_)) => self.add(
                     secret,
                     Origin::Rule {
@@ -309,7 +312,7 @@ pub fn choose(
                 }
                 // A Secret of that name the controller does not manage for this credential is
                 // never overwritten, so the credential cannot count on it.
-                let existing = ns.and_then(|ns| ns.secrets().get(&credential.target_name));
+                let existing = ns.and_then(|ns| ns.secrets().get(credential.target_name.as_str()));
                 if existing
                     .is_some_and(|s| s.managed_for.as_deref() != Some(credential.name.as_str()))
                 {

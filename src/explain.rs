@@ -131,16 +131,16 @@ pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> Imag
     let lookup = reference.lookup_key();
     explanation.reference = Some(reference.to_string());
     if let Some(ns) = ns {
-        for secret in ns.secrets().values() {
+        for (name, secret) in ns.secrets() {
             match &secret.usage {
                 SecretUse::Registries(keys) => {
                     explanation
                         .keys
-                        .extend(keys.iter().map(|key| verdict(&secret.name, key, &lookup)));
+                        .extend(keys.iter().map(|key| verdict(name, key, &lookup)));
                 }
                 SecretUse::Undecodable { reason, .. } => {
                     explanation.undecodable.push(UndecodableSecret {
-                        secret: secret.name.clone(),
+                        secret: name.to_string(),
                         reason: reason.to_string(),
                     })
                 }

@@ -141,12 +141,15 @@ impl std::error::Error for BadPattern {}
 /// Built once from all pull secrets of a pod, in `imagePullSecrets` order; every index key is
 /// parsed and its host labels compiled at construction, so a lookup parses only the lookup
 /// string and allocates nothing but its result.
+///
+/// The server keeps one keyring per namespace over every cached secret, so an index key is
+/// laid out to take one allocation in the usual case (see [`IndexedKey`]).
 #[derive(Debug, Clone)]
 pub struct Keyring<T> {
     /// Distinct owners, first occurrence first.
-    owners: Vec<T>,
+    owners: Box<[T]>,
     /// Distinct index keys in reverse byte-wise order, the order the kubelet tries them.
-    keys: Vec<IndexedKey>,
+    keys: Box<[IndexedKey]>,
     /// Position in `keys` of the exact key `index.docker.io`.
     docker_hub: Option<usize>,
 }
@@ -224,14 +227,14 @@ impl<T: Clone + PartialEq> Keyring<T> {
                 }
             }
         }
-        let keys: Vec<IndexedKey> = by_key
+        let keys: Box<[IndexedKey]> = by_key
             .into_iter()
             .rev()
             .map(|(key, owners)| IndexedKey::new(key, owners))
             .collect();
         let docker_hub = keys.iter().position(|k| *k.key == *DOCKER_HUB_KEY);
         Keyring {
-            owners: distinct,
+            owners: distinct.into(),
             keys,
             docker_hub,
         }
@@ -249,8 +252,8 @@ impl<T: Clone + PartialEq> Keyring<T> {
         let mut keys = Vec::with_capacity(self.keys.len());
         let (owners, docker_hub) = self.walk(lookup, |key, image, outcome| {
             keys.push(KeyVerdict {
-                index_key: &key.display,
-                owners: key.owners.iter().map(|&id| &self.owners[id]).collect(),
+                index_key: key.display(),
+                owners: key.owners().iter().map(|&id| &self.owners[id]).collect(),
                 verdict: key.verdict(image, outcome),
             });
         });
@@ -268,7 +271,7 @@ impl<T: Clone + PartialEq> Keyring<T> {
 
     /// The index keys in the order the kubelet tries them (lossy where not UTF-8).
     pub fn index_keys(&self) -> impl Iterator<Item = &str> + '_ {
-        self.keys.iter().map(|k| &*k.display)
+        self.keys.iter().map(IndexedKey::display)
     }
 
     /// `BasicDockerKeyring.Lookup`: tries every key in order, calling `visit` with each outcome.
@@ -282,9 +285,9 @@ impl<T: Clone + PartialEq> Keyring<T> {
         let mut seen = OwnerSet::new(self.owners.len());
         let mut matched = false;
         for key in &self.keys {
-            let outcome = match (&key.pattern, &image) {
-                (Some(pattern), Some(image)) => pattern.check(image),
-                _ => Outcome::Unparseable,
+            let outcome = match &image {
+                Some(image) => key.check(image),
+                None => Outcome::Unparseable,
             };
             visit(key, image.as_ref(), outcome);
             if outcome == Outcome::Matched {
@@ -306,7 +309,7 @@ impl<T: Clone + PartialEq> Keyring<T> {
     }
 
     fn collect<'s>(&'s self, key: &IndexedKey, seen: &mut OwnerSet, found: &mut Vec<&'s T>) {
-        for &id in &key.owners {
+        for &id in key.owners() {
             if seen.insert(id) {
                 found.push(&self.owners[id]);
             }
@@ -344,23 +347,207 @@ impl OwnerSet {
 }
 
 /// One index key with its owners and its pre-parsed form.
+///
+/// A plain key (UTF-8, no glob, parsing back to itself) costs one allocation, its bytes:
+/// the parsed parts are ranges into them and a single owner is held inline. What only unusual
+/// keys need lives out of line in [`KeyExtras`].
 #[derive(Debug, Clone)]
 struct IndexedKey {
     key: Box<[u8]>,
-    display: Box<str>,
-    owners: Box<[usize]>,
+    owners: Owners,
     /// None when `https://` + key does not parse: the key then never matches.
     pattern: Option<KeyPattern>,
+    extras: Option<Box<KeyExtras>>,
+}
+
+/// Owner ids of one index key, first occurrence first; nearly always just one.
+#[derive(Debug, Clone)]
+enum Owners {
+    One(usize),
+    Many(Box<[usize]>),
+}
+
+/// The parts of an index key that are not needed for most keys.
+#[derive(Debug, Clone, Default)]
+struct KeyExtras {
+    /// The key as shown, when it is not UTF-8 (invalid bytes as U+FFFD).
+    display: Option<Box<str>>,
+    /// Host then path as `https://` + key parses, when they are not the key's own bytes
+    /// (the key's path holds an escape, a `?` or a `#`).
+    parsed: Option<Box<[u8]>>,
+    /// The host labels holding glob metacharacters, compiled, in label order.
+    globs: Box<[LabelGlob]>,
+}
+
+/// A host label with glob metacharacters; every other label is matched by byte equality.
+#[derive(Debug, Clone)]
+struct LabelGlob {
+    label: u32,
+    glob: Glob,
+}
+
+/// An index key as `URLsMatch` reads it, parsed once: byte ranges of the parsed host then
+/// path (the key itself, or `KeyExtras::parsed`).
+#[derive(Debug, Clone, Copy)]
+struct KeyPattern {
+    /// Where the host ends and the path begins.
+    path_start: u32,
+    /// The host without brackets or port, as `net.SplitHostPort` leaves it.
+    name_start: u32,
+    name_end: u32,
+    /// Where the port begins; it ends with the host ("" when there is none).
+    port_start: u32,
+    /// How many `.`-separated labels the name has.
+    labels: u32,
+}
+
+/// A position in an index key. Keys come from Kubernetes objects, which are far smaller
+/// than 4 GiB.
+fn offset(position: usize) -> u32 {
+    u32::try_from(position).expect("index key longer than 4 GiB")
 }
 
 impl IndexedKey {
     fn new(key: Vec<u8>, owners: Vec<usize>) -> Self {
-        IndexedKey {
-            display: lossy(&key).into(),
-            owners: owners.into(),
-            pattern: KeyPattern::compile(&key),
-            key: key.into(),
+        let mut extras = KeyExtras::default();
+        if std::str::from_utf8(&key).is_err() {
+            extras.display = Some(lossy(&key).into());
         }
+        let pattern = SplitUrl::parse(&key).map(|parsed| {
+            let (host, path) = (&*parsed.host, &*parsed.path);
+            if !(key.len() == host.len() + path.len()
+                && key.starts_with(host)
+                && key.ends_with(path))
+            {
+                extras.parsed = Some([host, path].concat().into());
+            }
+            extras.globs = parsed
+                .name()
+                .split(|&b| b == b'.')
+                .enumerate()
+                .filter(|(_, label)| {
+                    label
+                        .iter()
+                        .any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'))
+                })
+                .map(|(label, pattern)| LabelGlob {
+                    label: offset(label),
+                    glob: Glob::compile(pattern),
+                })
+                .collect();
+            KeyPattern {
+                path_start: offset(host.len()),
+                name_start: offset(parsed.name.start),
+                name_end: offset(parsed.name.end),
+                port_start: offset(parsed.port_start),
+                labels: offset(parsed.labels),
+            }
+        });
+        let has_extras =
+            extras.display.is_some() || extras.parsed.is_some() || !extras.globs.is_empty();
+        IndexedKey {
+            key: key.into(),
+            owners: match *owners {
+                [one] => Owners::One(one),
+                _ => Owners::Many(owners.into()),
+            },
+            pattern,
+            extras: has_extras.then(|| Box::new(extras)),
+        }
+    }
+
+    /// The index key, lossy where it is not UTF-8.
+    fn display(&self) -> &str {
+        match self
+            .extras
+            .as_ref()
+            .and_then(|extras| extras.display.as_deref())
+        {
+            Some(display) => display,
+            // Without a display form in the extras, the key is UTF-8.
+            None => std::str::from_utf8(&self.key).unwrap_or_default(),
+        }
+    }
+
+    fn owners(&self) -> &[usize] {
+        match &self.owners {
+            Owners::One(id) => std::slice::from_ref(id),
+            Owners::Many(ids) => ids,
+        }
+    }
+
+    /// The parsed host then path that the pattern's ranges index.
+    fn parsed(&self) -> &[u8] {
+        match self.extras.as_deref() {
+            Some(KeyExtras {
+                parsed: Some(parsed),
+                ..
+            }) => parsed,
+            _ => &self.key,
+        }
+    }
+
+    fn globs(&self) -> &[LabelGlob] {
+        self.extras.as_deref().map_or(&[], |extras| &extras.globs)
+    }
+
+    fn port(&self, pattern: &KeyPattern) -> &[u8] {
+        &self.parsed()[pattern.port_start as usize..pattern.path_start as usize]
+    }
+
+    fn path(&self, pattern: &KeyPattern) -> &[u8] {
+        &self.parsed()[pattern.path_start as usize..]
+    }
+
+    fn name(&self, pattern: &KeyPattern) -> &[u8] {
+        &self.parsed()[pattern.name_start as usize..pattern.name_end as usize]
+    }
+
+    /// `URLsMatch`, step by step. The port and the label count, which turn most keys away,
+    /// are checked inline in the lookup loop; the rest out of line.
+    #[inline]
+    fn check(&self, image: &SplitUrl<'_>) -> Outcome {
+        let Some(pattern) = &self.pattern else {
+            return Outcome::Unparseable;
+        };
+        if !same(self.port(pattern), image.port()) {
+            return Outcome::PortDiffers;
+        }
+        if pattern.labels as usize != image.labels {
+            return Outcome::LabelCount;
+        }
+        self.check_path_and_labels(pattern, image)
+    }
+
+    #[inline(never)]
+    fn check_path_and_labels(&self, pattern: &KeyPattern, image: &SplitUrl<'_>) -> Outcome {
+        let path = self.path(pattern);
+        if !image.path.get(..path.len()).is_some_and(|p| same(p, path)) {
+            return Outcome::PathPrefix;
+        }
+        let (name, image_name) = (self.name(pattern), image.name());
+        let globs = self.globs();
+        // Same label count: all labels equal exactly when the names are.
+        if globs.is_empty() && same(name, image_name) {
+            return Outcome::Matched;
+        }
+        let mut globs = globs.iter().peekable();
+        let labels = name
+            .split(|&b| b == b'.')
+            .zip(image_name.split(|&b| b == b'.'));
+        for (i, (label, image_label)) in labels.enumerate() {
+            let matched = match globs.next_if(|glob| glob.label as usize == i) {
+                None => same(label, image_label),
+                Some(LabelGlob { glob, .. }) => match glob.matches(image_label) {
+                    Ok(matched) => matched,
+                    Err(BadPattern) => return Outcome::BadGlob(i),
+                },
+            };
+            if !matched {
+                return Outcome::LabelMismatch(i);
+            }
+        }
+        Outcome::Matched
     }
 
     fn verdict(&self, image: Option<&SplitUrl<'_>>, outcome: Outcome) -> KeyMatch {
@@ -371,15 +558,15 @@ impl IndexedKey {
             Outcome::Matched => KeyMatch::Matched,
             Outcome::Unparseable => KeyMatch::Unparseable,
             Outcome::PortDiffers => KeyMatch::PortDiffers {
-                key_port: lossy(&pattern.port),
+                key_port: lossy(self.port(pattern)),
                 image_port: lossy(image.port()),
             },
             Outcome::LabelCount => KeyMatch::LabelCount {
-                key: pattern.labels.len(),
+                key: pattern.labels as usize,
                 image: image.labels,
             },
             Outcome::PathPrefix => KeyMatch::PathPrefix {
-                key_path: lossy(&pattern.path),
+                key_path: lossy(self.path(pattern)),
             },
             Outcome::LabelMismatch(label) => KeyMatch::LabelMismatch { label },
             Outcome::BadGlob(label) => KeyMatch::BadGlob { label },
@@ -397,77 +584,6 @@ enum Outcome {
     PathPrefix,
     LabelMismatch(usize),
     BadGlob(usize),
-}
-
-/// An index key as `URLsMatch` reads it, parsed once.
-#[derive(Debug, Clone)]
-struct KeyPattern {
-    port: Box<[u8]>,
-    path: Box<[u8]>,
-    labels: Box<[Label]>,
-}
-
-#[derive(Debug, Clone)]
-enum Label {
-    /// No glob metacharacter: `filepath.Match` is byte equality.
-    Literal(Box<[u8]>),
-    Glob(Glob),
-}
-
-impl KeyPattern {
-    fn compile(key: &[u8]) -> Option<Self> {
-        let parsed = SplitUrl::parse(key)?;
-        let labels = parsed
-            .name()
-            .split(|&b| b == b'.')
-            .map(|label| {
-                if label
-                    .iter()
-                    .any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'))
-                {
-                    Label::Glob(Glob::compile(label))
-                } else {
-                    Label::Literal(label.into())
-                }
-            })
-            .collect();
-        Some(KeyPattern {
-            port: parsed.port().into(),
-            path: parsed.path.as_ref().into(),
-            labels,
-        })
-    }
-
-    /// `URLsMatch`, step by step.
-    fn check(&self, image: &SplitUrl<'_>) -> Outcome {
-        if !same(&self.port, image.port()) {
-            return Outcome::PortDiffers;
-        }
-        if self.labels.len() != image.labels {
-            return Outcome::LabelCount;
-        }
-        if !image
-            .path
-            .get(..self.path.len())
-            .is_some_and(|p| same(p, &self.path))
-        {
-            return Outcome::PathPrefix;
-        }
-        let names = image.name().split(|&b| b == b'.');
-        for (i, (label, name)) in self.labels.iter().zip(names).enumerate() {
-            let matched = match label {
-                Label::Literal(text) => same(text, name),
-                Label::Glob(glob) => match glob.matches(name) {
-                    Ok(matched) => matched,
-                    Err(BadPattern) => return Outcome::BadGlob(i),
-                },
-            };
-            if !matched {
-                return Outcome::LabelMismatch(i);
-            }
-        }
-        Outcome::Matched
-    }
 }
 
 /// Byte equality. Ports, labels and key paths are short, and a byte loop beats a call to the
@@ -529,16 +645,19 @@ const SHIFT_AND_MIN_TOKENS: usize = 16;
 /// A glob compiled into the chunks `filepath.Match` walks through.
 #[derive(Debug, Clone)]
 struct Glob {
-    chunks: Box<[Chunk]>,
+    chunks: Box<[TokenChunk]>,
+    /// What follows the chunks (a lone `*` has no chunk at all, so it takes no allocation).
+    end: GlobEnd,
 }
 
-#[derive(Debug, Clone)]
-enum Chunk {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobEnd {
+    /// The pattern ends after the chunks: the name must be used up.
+    Exact,
     /// `*` at the end of the pattern: matches any rest without `/`.
     TrailingStar,
     /// A chunk `matchChunk` rejects: reaching it makes `Match` fail with `ErrBadPattern`.
     Malformed,
-    Tokens(TokenChunk),
 }
 
 /// Single-character operators, possibly preceded by a `*`.
@@ -571,28 +690,30 @@ struct Class {
 impl Glob {
     fn compile(pattern: &[u8]) -> Self {
         let mut chunks = Vec::new();
+        let mut end = GlobEnd::Exact;
         let mut rest = pattern;
         while !rest.is_empty() {
             let (star, chunk, tail) = scan_chunk(rest);
             rest = tail;
             if star && chunk.is_empty() {
-                chunks.push(Chunk::TrailingStar);
+                end = GlobEnd::TrailingStar;
                 break;
             }
             let Ok(tokens) = tokenize(chunk) else {
                 // Match returns the error as soon as it reaches this chunk; nothing after it counts.
-                chunks.push(Chunk::Malformed);
+                end = GlobEnd::Malformed;
                 break;
             };
             let shift_and = (tokens.len() >= SHIFT_AND_MIN_TOKENS).then(|| ShiftAnd::new(&tokens));
-            chunks.push(Chunk::Tokens(TokenChunk {
+            chunks.push(TokenChunk {
                 star,
                 tokens: tokens.into(),
                 shift_and,
-            }));
+            });
         }
         Glob {
             chunks: chunks.into(),
+            end,
         }
     }
 
@@ -600,17 +721,17 @@ impl Glob {
     fn matches(&self, mut name: &[u8]) -> Result<bool, BadPattern> {
         let ascii = name.is_ascii();
         for (i, chunk) in self.chunks.iter().enumerate() {
-            let last = i + 1 == self.chunks.len();
-            match chunk {
-                Chunk::TrailingStar => return Ok(!name.contains(&b'/')),
-                Chunk::Malformed => return Err(BadPattern),
-                Chunk::Tokens(chunk) => match chunk.find(name, last, ascii) {
-                    Some(rest) => name = rest,
-                    None => return Ok(false),
-                },
+            let last = i + 1 == self.chunks.len() && self.end == GlobEnd::Exact;
+            match chunk.find(name, last, ascii) {
+                Some(rest) => name = rest,
+                None => return Ok(false),
             }
         }
-        Ok(name.is_empty())
+        match self.end {
+            GlobEnd::Exact => Ok(name.is_empty()),
+            GlobEnd::TrailingStar => Ok(!name.contains(&b'/')),
+            GlobEnd::Malformed => Err(BadPattern),
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! write into, and it republishes only the namespaces that changed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -28,36 +30,103 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretUse {
     /// Decodable: the raw `auths` keys. Credentials themselves are never kept.
-    Registries(Vec<String>),
+    Registries(RegistryKeys),
     /// The kubelet fails to decode it, so it must never be injected. `suspected_registries`
     /// are the keys a lenient reading still finds, to tell users which images it was meant for.
     Undecodable {
-        reason: DecodeError,
-        suspected_registries: Vec<String>,
+        /// Boxed: rare, and larger than everything else a secret keeps.
+        reason: Box<DecodeError>,
+        suspected_registries: RegistryKeys,
     },
 }
 
-/// A registry-credential Secret, reduced to what the decision needs.
+/// Raw `auths` keys in their order; the usual single key takes one allocation.
+#[derive(Clone, Eq)]
+pub struct RegistryKeys(KeyList);
+
+#[derive(Clone, Eq, PartialEq)]
+enum KeyList {
+    One(Box<str>),
+    /// No key, or several.
+    Other(Box<[Box<str>]>),
+}
+
+impl From<Vec<String>> for RegistryKeys {
+    fn from(keys: Vec<String>) -> Self {
+        RegistryKeys(match <[String; 1]>::try_from(keys) {
+            Ok([key]) => KeyList::One(key.into()),
+            Err(keys) => KeyList::Other(keys.into_iter().map(Box::from).collect()),
+        })
+    }
+}
+
+impl Deref for RegistryKeys {
+    type Target = [Box<str>];
+
+    fn deref(&self) -> &[Box<str>] {
+        match &self.0 {
+            KeyList::One(key) => std::slice::from_ref(key),
+            KeyList::Other(keys) => keys,
+        }
+    }
+}
+
+impl PartialEq for RegistryKeys {
+    fn eq(&self, other: &RegistryKeys) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for RegistryKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The types of registry-credential Secrets the kubelet reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretType {
+    /// `kubernetes.io/dockerconfigjson`
+    DockerConfigJson,
+    /// `kubernetes.io/dockercfg`
+    DockerCfg,
+}
+
+impl SecretType {
+    pub fn from_name(name: &str) -> Option<SecretType> {
+        match name {
+            dockerconfig::DOCKER_CONFIG_JSON_TYPE => Some(SecretType::DockerConfigJson),
+            dockerconfig::DOCKERCFG_TYPE => Some(SecretType::DockerCfg),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::DockerConfigJson => dockerconfig::DOCKER_CONFIG_JSON_TYPE,
+            SecretType::DockerCfg => dockerconfig::DOCKERCFG_TYPE,
+        }
+    }
+}
+
+/// A registry-credential Secret, reduced to what the decision needs. Its name is the key it
+/// is kept under in [`NamespaceState::secrets`].
+///
+/// The server keeps one per cached Secret, so it is kept small: no name, a boxed decode error,
+/// a single registry key in one allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullSecret {
-    pub name: String,
-    /// The Secret's type: `kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg`.
-    pub secret_type: &'static str,
+    pub secret_type: SecretType,
     pub usage: SecretUse,
     /// The ClusterPullSecret this Secret is a managed copy of, if any.
-    pub managed_for: Option<String>,
+    pub managed_for: Option<Box<str>>,
 }
 
 impl PullSecret {
     /// Reads a Secret as the kubelet would; `None` when the kubelet ignores it altogether
     /// (not a registry-credential type, or its data key missing or empty).
     pub fn from_secret(secret: &Secret) -> Option<PullSecret> {
-        let name = secret.metadata.name.clone()?;
-        let secret_type = match secret.type_.as_deref()? {
-            dockerconfig::DOCKER_CONFIG_JSON_TYPE => dockerconfig::DOCKER_CONFIG_JSON_TYPE,
-            dockerconfig::DOCKERCFG_TYPE => dockerconfig::DOCKERCFG_TYPE,
-            _ => return None,
-        };
+        let secret_type = SecretType::from_name(secret.type_.as_deref()?)?;
         let mut data: BTreeMap<String, Vec<u8>> = secret
             .data
             .iter()
@@ -68,12 +137,12 @@ impl PullSecret {
         for (key, value) in secret.string_data.iter().flatten() {
             data.insert(key.clone(), value.clone().into_bytes());
         }
-        let usage = match dockerconfig::registry_keys(secret_type, &data) {
+        let usage = match dockerconfig::registry_keys(secret_type.as_str(), &data) {
             Ok(None) => return None,
-            Ok(Some(keys)) => SecretUse::Registries(keys),
+            Ok(Some(keys)) => SecretUse::Registries(keys.into()),
             Err(reason) => SecretUse::Undecodable {
-                suspected_registries: suspected_registries(secret_type, &data),
-                reason,
+                suspected_registries: suspected_registries(secret_type, &data).into(),
+                reason: Box::new(reason),
             },
         };
         let labels = secret.metadata.labels.as_ref();
@@ -81,16 +150,16 @@ impl PullSecret {
             .filter(|labels| {
                 labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
             })
-            .and_then(|labels| labels.get(OWNER_LABEL).cloned());
+            .and_then(|labels| labels.get(OWNER_LABEL))
+            .map(|owner| owner.as_str().into());
         Some(PullSecret {
-            name,
             secret_type,
             usage,
             managed_for,
         })
     }
 
-    pub fn registries(&self) -> &[String] {
+    pub fn registries(&self) -> &[Box<str>] {
         match &self.usage {
             SecretUse::Registries(keys) => keys,
             SecretUse::Undecodable {
@@ -106,12 +175,10 @@ impl PullSecret {
 }
 
 /// Registry keys of a secret the kubelet rejects, read leniently (only key names, never values).
-fn suspected_registries(secret_type: &str, data: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+fn suspected_registries(secret_type: SecretType, data: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     let (payload, nested) = match secret_type {
-        dockerconfig::DOCKER_CONFIG_JSON_TYPE => {
-            (data.get(dockerconfig::DOCKER_CONFIG_JSON_KEY), true)
-        }
-        _ => (data.get(dockerconfig::DOCKERCFG_KEY), false),
+        SecretType::DockerConfigJson => (data.get(dockerconfig::DOCKER_CONFIG_JSON_KEY), true),
+        SecretType::DockerCfg => (data.get(dockerconfig::DOCKERCFG_KEY), false),
     };
     let Some(Ok(serde_json::Value::Object(top))) =
         payload.map(|bytes| serde_json::from_slice::<serde_json::Value>(bytes))
@@ -167,15 +234,19 @@ impl PartialEq for Rule {
     }
 }
 
+/// A namespace's registry-credential secrets by name. The names are shared with the
+/// namespace's keyrings.
+pub type SecretMap = BTreeMap<SecretName, PullSecret>;
+
 /// Everything known about one namespace.
 #[derive(Debug, Clone)]
 pub struct NamespaceState {
     opted_out: bool,
     /// Labels, when the namespace watch has delivered the namespace.
-    labels: Option<BTreeMap<String, String>>,
+    labels: Option<Arc<BTreeMap<String, String>>>,
     terminating: bool,
     rules: Vec<Arc<Rule>>,
-    secrets: Arc<BTreeMap<String, PullSecret>>,
+    secrets: Arc<SecretMap>,
     keyring: Keyring<SecretName>,
     undecodable: Keyring<SecretName>,
     undecodable_unknown_registries: Vec<SecretName>,
@@ -184,27 +255,26 @@ pub struct NamespaceState {
 impl NamespaceState {
     fn build(entry: &NamespaceEntry) -> NamespaceState {
         let secrets = Arc::clone(&entry.secrets);
-        // Candidates in name order: a stable, documented order for what gets appended.
-        let (usable, broken): (Vec<&PullSecret>, Vec<&PullSecret>) =
-            secrets.values().partition(|secret| secret.is_usable());
-        let keyring_of = |secrets: &[&PullSecret]| {
-            Keyring::new(secrets.iter().map(|secret| {
-                (
-                    SecretName::from(secret.name.as_str()),
-                    secret.registries().to_vec(),
-                )
-            }))
+        // Candidates in name order: a stable, documented order for what gets appended. The
+        // keyrings share the map's names.
+        let keyring_of = |usable: bool| {
+            Keyring::new(
+                secrets
+                    .iter()
+                    .filter(|(_, secret)| secret.is_usable() == usable)
+                    .map(|(name, secret)| (SecretName::clone(name), secret.registries())),
+            )
         };
-        let keyring = keyring_of(&usable);
-        let undecodable = keyring_of(&broken);
-        let undecodable_unknown_registries = broken
+        let keyring = keyring_of(true);
+        let undecodable = keyring_of(false);
+        let undecodable_unknown_registries = secrets
             .iter()
-            .filter(|secret| secret.registries().is_empty())
-            .map(|secret| SecretName::from(secret.name.as_str()))
+            .filter(|(_, secret)| !secret.is_usable() && secret.registries().is_empty())
+            .map(|(name, _)| SecretName::clone(name))
             .collect();
         NamespaceState {
             opted_out: entry.opted_out,
-            labels: entry.labels_known.then(|| entry.labels.clone()),
+            labels: entry.labels.clone(),
             terminating: entry.terminating,
             rules: entry.rules.values().cloned().collect(),
             secrets,
@@ -221,7 +291,7 @@ impl NamespaceState {
 
     /// The namespace's labels; `None` when the namespace itself is not known (yet).
     pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
-        self.labels.as_ref()
+        self.labels.as_deref()
     }
 
     /// Whether the namespace exists as far as the namespace watch knows.
@@ -239,7 +309,7 @@ impl NamespaceState {
     }
 
     /// Every registry-credential secret of the namespace, by name.
-    pub fn secrets(&self) -> &BTreeMap<String, PullSecret> {
+    pub fn secrets(&self) -> &SecretMap {
         &self.secrets
     }
 
@@ -287,7 +357,7 @@ impl ClusterCredential {
         let spec = &resource.spec;
         let source = state
             .namespace(&spec.source.namespace)
-            .and_then(|ns| ns.secrets().get(&spec.source.name))
+            .and_then(|ns| ns.secrets().get(spec.source.name.as_str()))
             .map_or(CredentialSource::Missing, |secret| {
                 CredentialSource::Found(secret.clone())
             });
@@ -401,19 +471,20 @@ impl ClusterState {
 
 #[derive(Debug, Default)]
 struct NamespaceEntry {
-    labels_known: bool,
+    /// Labels, once the namespace watch has delivered the namespace. Shared with the
+    /// published `NamespaceState`, like `secrets`.
+    labels: Option<Arc<BTreeMap<String, String>>>,
     opted_out: bool,
-    labels: BTreeMap<String, String>,
     terminating: bool,
     rules: BTreeMap<String, Arc<Rule>>,
     /// Shared with the published `NamespaceState` until the next change (copy on write), so
     /// a cached secret is held once, not once here and once per snapshot.
-    secrets: Arc<BTreeMap<String, PullSecret>>,
+    secrets: Arc<SecretMap>,
 }
 
 impl NamespaceEntry {
     fn is_empty(&self) -> bool {
-        !self.labels_known && self.secrets.is_empty() && self.rules.is_empty()
+        self.labels.is_none() && self.secrets.is_empty() && self.rules.is_empty()
     }
 }
 
@@ -526,16 +597,23 @@ impl StateBuilder {
         let entry = self.namespaces.entry(namespace.clone()).or_default();
         match PullSecret::from_secret(secret) {
             Some(pull_secret) => {
-                if entry.secrets.get(name) == Some(&pull_secret) {
+                if entry.secrets.get(name.as_str()) == Some(&pull_secret) {
                     return;
                 }
-                Arc::make_mut(&mut entry.secrets).insert(name.clone(), pull_secret);
+                let secrets = Arc::make_mut(&mut entry.secrets);
+                match secrets.get_mut(name.as_str()) {
+                    // Keeps the name the published keyrings share.
+                    Some(known) => *known = pull_secret,
+                    None => {
+                        secrets.insert(SecretName::from(name.as_str()), pull_secret);
+                    }
+                }
             }
             None => {
-                if !entry.secrets.contains_key(name) {
+                if !entry.secrets.contains_key(name.as_str()) {
                     return;
                 }
-                Arc::make_mut(&mut entry.secrets).remove(name);
+                Arc::make_mut(&mut entry.secrets).remove(name.as_str());
             }
         }
         self.dirty.insert(namespace.clone());
@@ -560,12 +638,11 @@ impl StateBuilder {
             .is_some_and(|value| value == "false");
         let terminating = namespace.metadata.deletion_timestamp.is_some();
         let entry = self.namespaces.entry(name.clone()).or_default();
-        if entry.labels_known && entry.labels == labels && entry.terminating == terminating {
+        if entry.labels.as_deref() == Some(&labels) && entry.terminating == terminating {
             return;
         }
-        entry.labels_known = true;
+        entry.labels = Some(Arc::new(labels));
         entry.opted_out = opted_out;
-        entry.labels = labels;
         entry.terminating = terminating;
         self.dirty.insert(name.clone());
         self.namespaces_changed = true;
@@ -573,9 +650,8 @@ impl StateBuilder {
 
     pub fn delete_namespace(&mut self, name: &str) {
         if let Some(entry) = self.namespaces.get_mut(name) {
-            entry.labels_known = false;
+            entry.labels = None;
             entry.opted_out = false;
-            entry.labels.clear();
             entry.terminating = false;
             self.dirty.insert(name.to_owned());
             self.namespaces_changed = true;
@@ -587,7 +663,7 @@ impl StateBuilder {
     pub fn retain_secrets(&mut self, secret_type: &str, mut keep: impl FnMut(&str, &str) -> bool) {
         for (namespace, entry) in &mut self.namespaces {
             let mut kept = |name: &str, secret: &PullSecret| {
-                secret.secret_type != secret_type || keep(namespace, name)
+                secret.secret_type.as_str() != secret_type || keep(namespace, name)
             };
             if entry
                 .secrets
@@ -606,7 +682,7 @@ impl StateBuilder {
         let gone: Vec<String> = self
             .namespaces
             .iter()
-            .filter(|(name, entry)| entry.labels_known && !keep(name))
+            .filter(|(name, entry)| entry.labels.is_some() && !keep(name))
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
@@ -651,5 +727,67 @@ impl StateBuilder {
         }
         self.published = Arc::new(state);
         Arc::clone(&self.published)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn secret(name: &str, config: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some("ns".to_owned()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(dockerconfig::DOCKER_CONFIG_JSON_TYPE.to_owned()),
+            data: Some(BTreeMap::from([(
+                dockerconfig::DOCKER_CONFIG_JSON_KEY.to_owned(),
+                ByteString(config.as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn registry_keys_keep_their_order_whatever_their_number() {
+        for keys in [vec![], vec!["a.io"], vec!["b.io", "a.io", "c.io"]] {
+            let owned: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
+            let registry_keys = RegistryKeys::from(owned.clone());
+            assert_eq!(
+                registry_keys.iter().map(|key| &**key).collect::<Vec<_>>(),
+                keys
+            );
+            assert_eq!(registry_keys, RegistryKeys::from(owned));
+            assert_eq!(format!("{registry_keys:?}"), format!("{keys:?}"));
+        }
+        assert_ne!(
+            RegistryKeys::from(vec!["a.io".to_owned()]),
+            RegistryKeys::from(vec!["a.io".to_owned(), "b.io".to_owned()])
+        );
+    }
+
+    #[test]
+    fn keyring_shares_the_names_of_the_secret_map() {
+        let mut builder = StateBuilder::new();
+        builder.apply_secret(&secret("a", r#"{"auths":{"a.io":{}}}"#));
+        let before = builder.snapshot();
+        // A changed secret keeps the name the published keyring already holds.
+        builder.apply_secret(&secret("a", r#"{"auths":{"b.io":{}}}"#));
+        let after = builder.snapshot();
+        let shared_name = |state: &ClusterState, lookup: &str| {
+            let ns = state.namespace("ns").expect("namespace");
+            let name = ns.secrets().keys().next().expect("secret");
+            let found = ns.keyring().lookup(lookup);
+            assert!(Arc::ptr_eq(name, found[0]), "{lookup}");
+            Arc::clone(name)
+        };
+        let name_before = shared_name(&before, "a.io/x");
+        let name_after = shared_name(&after, "b.io/x");
+        assert!(Arc::ptr_eq(&name_before, &name_after));
     }
 }

@@ -278,8 +278,8 @@ fn match_key_table() {
 fn preparsed_keys_agree_with_match_key_table() {
     for (key, lookup, want) in match_table() {
         let keyring = Keyring {
-            owners: vec!["owner"],
-            keys: vec![IndexedKey::new(key.as_bytes().to_vec(), vec![0])],
+            owners: Box::new(["owner"]),
+            keys: Box::new([IndexedKey::new(key.as_bytes().to_vec(), vec![0])]),
             docker_hub: None,
         };
         let explanation = keyring.explain(lookup);
@@ -683,6 +683,36 @@ fn repeated_owner_counts_once_at_first_position() {
     ]);
     assert_eq!(keyring.lookup("y.io/x"), [&"a", &"b"]);
     assert_eq!(keyring.explain("y.io/x").keys[0].owners, [&"a"]);
+}
+
+#[test]
+fn keys_stored_apart_from_their_parse() {
+    // `%FF` leaves a key that is not UTF-8; `%3F` leaves a `?` that cuts the key's path when
+    // the key is parsed again; `*` is a glob label.
+    let keyring = Keyring::new([
+        ("a", ["reg.io/%FF"]),
+        ("b", ["reg.io/x%3Fy"]),
+        ("c", ["*.reg.io:5000/p"]),
+    ]);
+    assert_eq!(
+        keyring.index_keys().collect::<Vec<_>>(),
+        ["reg.io/\u{FFFD}", "reg.io/x?y", "*.reg.io:5000/p"]
+    );
+    assert_eq!(keyring.lookup("reg.io/x/z"), [&"b"]);
+    assert_eq!(keyring.lookup("a.reg.io:5000/p/q"), [&"c"]);
+    let explanation = keyring.explain("reg.io/y");
+    assert_eq!(
+        explanation.keys[0].verdict,
+        KeyMatch::PathPrefix {
+            key_path: "/\u{FFFD}".to_owned()
+        }
+    );
+    assert_eq!(
+        explanation.keys[1].verdict,
+        KeyMatch::PathPrefix {
+            key_path: "/x".to_owned()
+        }
+    );
 }
 
 #[test]

@@ -1,0 +1,230 @@
+//! Heap held per cached pull secret, without a cluster.
+//!
+//! Feeds a `StateBuilder` the objects of the scale benchmark (benches/load: 1,000 namespaces,
+//! 50,000 `kubernetes.io/dockerconfigjson` Secrets with one `auths` key each, spread round-robin)
+//! the way the watch does (apiserver list order, a snapshot per batch), then reports the heap
+//! the final snapshot keeps alive, per secret: bytes requested, bytes glibc malloc spends on
+//! them (its chunk sizes), and allocation count.
+//!
+//! `cargo bench --bench memory` (`-- --secrets N --namespaces N` to change the shape).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use pullsecret_injector::state::StateBuilder;
+use serde_json::json;
+
+/// Counts live allocations and their bytes on top of the system allocator.
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static LIVE_CHUNK_BYTES: AtomicIsize = AtomicIsize::new(0);
+static LIVE_ALLOCATIONS: AtomicIsize = AtomicIsize::new(0);
+
+/// What glibc malloc takes for a request on 64-bit: 8 bytes of header, 16-byte granules, at
+/// least 32 bytes.
+fn chunk_size(size: usize) -> isize {
+    ((size + 8).next_multiple_of(16)).max(32) as isize
+}
+
+fn record(size: usize, sign: isize) {
+    LIVE_BYTES.fetch_add(sign * size as isize, Ordering::Relaxed);
+    LIVE_CHUNK_BYTES.fetch_add(sign * chunk_size(size), Ordering::Relaxed);
+    LIVE_ALLOCATIONS.fetch_add(sign, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            record(layout.size(), 1);
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            record(layout.size(), 1);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) };
+        record(layout.size(), -1);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            record(layout.size(), -1);
+            record(new_size, 1);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[derive(Clone, Copy)]
+struct Heap {
+    bytes: isize,
+    chunk_bytes: isize,
+    allocations: isize,
+}
+
+impl Heap {
+    fn now() -> Heap {
+        Heap {
+            bytes: LIVE_BYTES.load(Ordering::Relaxed),
+            chunk_bytes: LIVE_CHUNK_BYTES.load(Ordering::Relaxed),
+            allocations: LIVE_ALLOCATIONS.load(Ordering::Relaxed),
+        }
+    }
+
+    fn since(self, before: Heap) -> Heap {
+        Heap {
+            bytes: self.bytes - before.bytes,
+            chunk_bytes: self.chunk_bytes - before.chunk_bytes,
+            allocations: self.allocations - before.allocations,
+        }
+    }
+
+    fn report(self, what: &str, secrets: usize) {
+        let per = |value: isize| value as f64 / secrets as f64;
+        println!(
+            "{what:<34} {:>8.1} B/secret requested  {:>8.1} B/secret malloc  {:>6.2} allocations/secret",
+            per(self.bytes),
+            per(self.chunk_bytes),
+            per(self.allocations),
+        );
+    }
+}
+
+/// The `auths` key of the `slot`-th secret of a namespace (`secret_key` in benches/load).
+fn secret_key(slot: usize) -> String {
+    match slot % 5 {
+        0 => format!("registry{slot}.example.com"),
+        1 => format!("https://registry{slot}.example.com:5000/v2/"),
+        2 => format!("*.team{slot}.example.com"),
+        3 => format!("quay.io/org{slot}/"),
+        _ => format!("ghcr.io/org{slot}"),
+    }
+}
+
+/// Secret `index` of the scale benchmark (`pull_secret` in benches/load), credentials included.
+fn pull_secret(namespace: &str, index: usize, namespaces: usize) -> Secret {
+    let slot = index / namespaces;
+    let auth = format!("user{index}:token-{:016x}-{index:08}", 0);
+    let config = json!({ "auths": { secret_key(slot): {
+        "username": format!("user{index}"),
+        "password": format!("token-{:016x}-{index:08}", 0),
+        "email": "ci@example.com",
+        "auth": base64_encode(auth.as_bytes()),
+    } } });
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("secret-{index:05}")),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
+        data: Some(BTreeMap::from([(
+            ".dockerconfigjson".to_owned(),
+            ByteString(config.to_string().into_bytes()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A namespace as the apiserver returns it: only the label it gives every namespace.
+fn namespace(name: &str) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                name.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+/// Events the watch applies between two snapshots (its `ready_chunks`).
+const BATCH: usize = 512;
+
+fn main() {
+    let mut secrets = 50_000;
+    let mut namespaces = 1_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || -> usize {
+            args.next()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or_else(|| panic!("{arg} needs a number"))
+        };
+        match arg.as_str() {
+            "--secrets" => secrets = value(),
+            "--namespaces" => namespaces = value(),
+            // What `cargo bench` passes to every bench binary.
+            "--bench" => {}
+            _ => panic!("unknown argument {arg}; use --secrets N --namespaces N"),
+        }
+    }
+    let names: Vec<String> = (0..namespaces).map(|i| format!("scale-{i:04}")).collect();
+
+    let empty = Heap::now();
+    let mut builder = StateBuilder::new();
+    for name in &names {
+        builder.apply_namespace(&namespace(name));
+    }
+    builder.snapshot();
+    let with_namespaces = Heap::now();
+
+    // A list returns objects in key order: by namespace, then by name.
+    let started = std::time::Instant::now();
+    let mut pending = 0;
+    for (ns_index, name) in names.iter().enumerate() {
+        for index in (ns_index..secrets).step_by(namespaces) {
+            builder.apply_secret(&pull_secret(name, index, namespaces));
+            pending += 1;
+            if pending == BATCH {
+                // The builder keeps the published snapshot, as the server's cache does.
+                builder.snapshot();
+                pending = 0;
+            }
+        }
+    }
+    let snapshot = builder.snapshot();
+    let elapsed = started.elapsed();
+    let synced = Heap::now();
+    assert_eq!(snapshot.secret_count(), secrets);
+
+    println!(
+        "{secrets} secrets over {namespaces} namespaces, built in {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    synced
+        .since(with_namespaces)
+        .report("secrets (namespaces already known)", secrets);
+    synced.since(empty).report("namespaces + secrets", secrets);
+    drop(snapshot);
+}
