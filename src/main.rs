@@ -3,12 +3,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pullsecret_injector::{certs, cli, crd, server, telemetry};
 
-/// mimalloc instead of glibc malloc: a review allocates and frees many small objects, often on
-/// another worker thread than the one that allocated them, and the pre-parsed keyrings are
-/// thousands of small allocations that glibc pads to 32 bytes each (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Injects the imagePullSecrets the kubelet would use into every Pod, at admission time.
 ///
 /// `serve` runs the webhook. `review`, `apply` and `explain` answer offline from state files
