@@ -281,7 +281,7 @@ async fn run(plan: Plan) -> Result<Results> {
         results.after_load_rss_kib = serve.process.memory_kib()?.0;
     }
     if plan.runs("overhead") {
-        overhead_phase(&plan, &kube, &certs, &serve, &mut results).await?;
+        overhead_phase(&plan, &work, &kube, &certs, &serve, &mut results).await?;
     }
     serve.process.stop();
     if plan.runs("scale") {
@@ -301,15 +301,7 @@ async fn load_phase(
     serve: &Serve,
     results: &mut Results,
 ) -> Result<()> {
-    let baseline_addr = procs::free_addr()?;
-    let mut command = Command::new(std::env::current_exe()?);
-    command
-        .arg("--baseline-server")
-        .arg(baseline_addr.to_string())
-        .arg(&certs.cert)
-        .arg(&certs.key);
-    let mut baseline = Process::spawn("baseline", command, &work.join("baseline.log"))?;
-    procs::wait_listening(&mut baseline, baseline_addr).await?;
+    let (baseline, baseline_addr) = start_baseline(work, certs, "baseline").await?;
 
     let webhook = Target::new(serve.webhook, &certs.ca)?;
     let base = Target::new(baseline_addr, &certs.ca)?;
@@ -363,15 +355,46 @@ async fn load_phase(
     Ok(())
 }
 
+/// The same-stack baseline server (see `baseline.rs`), as a child process.
+async fn start_baseline(work: &Path, certs: &Certs, label: &str) -> Result<(Process, SocketAddr)> {
+    let addr = procs::free_addr()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("--baseline-server")
+        .arg(addr.to_string())
+        .arg(&certs.cert)
+        .arg(&certs.key);
+    let mut process = Process::spawn("baseline", command, &work.join(format!("{label}.log")))?;
+    procs::wait_listening(&mut process, addr).await?;
+    Ok((process, addr))
+}
+
 async fn overhead_phase(
     plan: &Plan,
+    work: &Path,
     kube: &kube::Client,
     certs: &Certs,
     serve: &Serve,
     results: &mut Results,
 ) -> Result<()> {
-    // Rounds in A-B-B-A order so a drifting apiserver (a growing etcd) affects both alike.
-    let rounds = [false, true, true, false];
+    use report::Registered::{Baseline, Nothing, Webhook};
+    let (baseline, baseline_addr) = start_baseline(work, certs, "baseline-overhead").await?;
+    // Rounds in A-B-C-C-B-A order so a drifting apiserver (a growing etcd) affects all alike;
+    // one pod at a time for latency, then 10 at a time for throughput (the apiserver saturates
+    // the two cores there, so latency at 10 measures CPU cost, not delay). The baseline server
+    // registered in place of the webhook shows what calling any webhook costs.
+    let rounds = [
+        (Nothing, 1),
+        (Webhook, 1),
+        (Baseline, 1),
+        (Baseline, 1),
+        (Webhook, 1),
+        (Nothing, 1),
+        (Nothing, 10),
+        (Webhook, 10),
+        (Webhook, 10),
+        (Nothing, 10),
+    ];
     let namespaces: Vec<String> = (0..rounds.len()).map(|i| format!("overhead-{i}")).collect();
     kubeops::create_namespaces(kube, &namespaces, &[(kubeops::SELECT_LABEL, "on")]).await?;
     for namespace in &namespaces {
@@ -379,13 +402,24 @@ async fn overhead_phase(
         kubeops::create_secrets(kube, &one, 0..10, 10, Duration::from_secs(60)).await?;
         kubeops::wait_service_account(kube, namespace).await?;
     }
-    let url = format!("https://{}/mutate", serve.webhook);
     let ca = std::fs::read(&certs.ca)?;
     let mut probe = 0;
-    for (round, (&with_webhook, namespace)) in rounds.iter().zip(&namespaces).enumerate() {
-        kubeops::unregister_webhook(kube).await?;
-        if with_webhook {
-            kubeops::register_webhook(kube, &url, &ca).await?;
+    let mut current = None;
+    for (round, (&(registered, concurrency), namespace)) in
+        rounds.iter().zip(&namespaces).enumerate()
+    {
+        let with_webhook = registered != Nothing;
+        if current != Some(registered) {
+            kubeops::unregister_webhook(kube).await?;
+            let addr = match registered {
+                Nothing => None,
+                Webhook => Some(serve.webhook),
+                Baseline => Some(baseline_addr),
+            };
+            if let Some(addr) = addr {
+                kubeops::register_webhook(kube, &format!("https://{addr}/mutate"), &ca).await?;
+            }
+            current = Some(registered);
         }
         // The apiserver picks up webhook configurations asynchronously: wait until a probe
         // pod shows the expected behaviour.
@@ -400,19 +434,19 @@ async fn overhead_phase(
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let pods = if concurrency == 1 {
+            plan.pods_per_round / 2
+        } else {
+            plan.pods_per_round
+        };
         log(format!(
-            "overhead round {round}: {} pods, webhook {}",
-            plan.pods_per_round,
-            if with_webhook {
-                "registered"
-            } else {
-                "not registered"
-            }
+            "overhead round {round}: {pods} pods, {concurrency} in flight, registered: {}",
+            registered.label()
         ));
-        let (latencies, wall) =
-            kubeops::create_pods(kube, namespace, plan.pods_per_round, 10).await?;
+        let (latencies, wall) = kubeops::create_pods(kube, namespace, pods, concurrency).await?;
         results.overhead.push(OverheadRun {
-            with_webhook,
+            registered,
+            concurrency,
             latencies_us: latencies,
             seconds: wall.as_secs_f64(),
         });
@@ -425,6 +459,7 @@ async fn overhead_phase(
         mean * 1e3
     ));
     kubeops::unregister_webhook(kube).await?;
+    baseline.stop();
     kubeops::delete_namespaces(kube, &namespaces).await;
     Ok(())
 }

@@ -223,14 +223,19 @@ pub fn variant_sizes() -> Vec<usize> {
 
 /// A canned answer the baseline returns without reading the request: the size and shape of a
 /// real response that injects two secrets.
+/// Replaced by the request's uid in every canned answer.
+pub const CANNED_UID: &str = "705ab4f5-6393-11e8-b7cc-000000000000";
+
+/// The baseline's answer: allowed, with a patch like the webhook's (valid for the pods the
+/// overhead phase creates), and `CANNED_UID` where the request's uid goes.
 pub fn canned_response() -> Bytes {
     let patch = json!([
         { "op": "add", "path": "/spec/imagePullSecrets", "value": [{ "name": "secret-0000" }, { "name": "secret-0003" }] },
-        { "op": "add", "path": "/metadata/annotations/pullsecret-injector.io~1injected", "value": "secret-0000,secret-0003" }
+        { "op": "add", "path": "/metadata/annotations", "value": { "pullsecret-injector.io/injected": "secret-0000,secret-0003" } }
     ]);
     Bytes::from(
         json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {
-            "uid": "705ab4f5-6393-11e8-b7cc-000000000000", "allowed": true,
+            "uid": CANNED_UID, "allowed": true,
             "patch": base64_encode(patch.to_string().as_bytes()), "patchType": "JSONPatch",
             "auditAnnotations": { "injected": "secret-0000,secret-0003" } } })
         .to_string(),
