@@ -8,15 +8,18 @@
 //!
 //! `cargo bench --bench memory` (`-- --secrets N --namespaces N` to change the shape).
 
+/// The load benchmark's objects, so both measure the same secrets.
+#[path = "load/reviews.rs"]
+#[allow(dead_code)]
+mod reviews;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use pullsecret_injector::state::StateBuilder;
-use serde_json::json;
 
 /// Counts live allocations and their bytes on top of the system allocator.
 struct Counting;
@@ -112,47 +115,6 @@ impl Heap {
     }
 }
 
-/// The `auths` key of the `slot`-th secret of a namespace (`secret_key` in benches/load).
-fn secret_key(slot: usize) -> String {
-    match slot % 5 {
-        0 => format!("registry{slot}.example.com"),
-        1 => format!("https://registry{slot}.example.com:5000/v2/"),
-        2 => format!("*.team{slot}.example.com"),
-        3 => format!("quay.io/org{slot}/"),
-        _ => format!("ghcr.io/org{slot}"),
-    }
-}
-
-/// Secret `index` of the scale benchmark (`pull_secret` in benches/load), credentials included.
-fn pull_secret(namespace: &str, index: usize, namespaces: usize) -> Secret {
-    let slot = index / namespaces;
-    let auth = format!("user{index}:token-{:016x}-{index:08}", 0);
-    let config = json!({ "auths": { secret_key(slot): {
-        "username": format!("user{index}"),
-        "password": format!("token-{:016x}-{index:08}", 0),
-        "email": "ci@example.com",
-        "auth": base64_encode(auth.as_bytes()),
-    } } });
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(format!("secret-{index:05}")),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
-        data: Some(BTreeMap::from([(
-            ".dockerconfigjson".to_owned(),
-            ByteString(config.to_string().into_bytes()),
-        )])),
-        ..Secret::default()
-    }
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// A namespace as the apiserver returns it: only the label it gives every namespace.
 fn namespace(name: &str) -> Namespace {
     Namespace {
@@ -204,7 +166,7 @@ fn main() {
     let mut pending = 0;
     for (ns_index, name) in names.iter().enumerate() {
         for index in (ns_index..secrets).step_by(namespaces) {
-            builder.apply_secret(&pull_secret(name, index, namespaces));
+            builder.apply_secret(&reviews::pull_secret(name, index, namespaces, 0));
             pending += 1;
             if pending == BATCH {
                 // The builder keeps the published snapshot, as the server's cache does.

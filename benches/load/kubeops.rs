@@ -67,27 +67,6 @@ pub async fn create_namespaces(
         .await
 }
 
-/// Secret `index` of a set spread round-robin over `namespaces` namespaces.
-pub fn pull_secret(namespace: &str, index: usize, namespaces: usize, generation: u64) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(format!("secret-{index:05}")),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
-        data: Some(BTreeMap::from([(
-            ".dockerconfigjson".to_owned(),
-            ByteString(reviews::docker_config(
-                index / namespaces,
-                index,
-                generation,
-            )),
-        )])),
-        ..Secret::default()
-    }
-}
-
 /// Creates secrets `range` spread round-robin over `namespaces`, `concurrency` at a time, and
 /// gives up after `deadline`.
 pub async fn create_secrets(
@@ -102,7 +81,7 @@ pub async fn create_secrets(
         .map(|index| {
             let namespace = &namespaces[index % namespaces.len()];
             let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            let secret = pull_secret(namespace, index, namespaces.len(), 0);
+            let secret = reviews::pull_secret(namespace, index, namespaces.len(), 0);
             async move {
                 match api.create(&PostParams::default(), &secret).await {
                     Ok(_) => Ok(()),

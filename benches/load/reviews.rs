@@ -1,7 +1,12 @@
 //! Realistic Pod CREATE AdmissionReviews, shaped like those the apiserver sends for pods made by
 //! `kubectl apply`, `kubectl run`, the ReplicaSet controller and a Job with sidecars.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
 /// The `auths` key of the `slot`-th secret of a namespace: exact hosts, ports with `/v2/`, host
@@ -29,6 +34,23 @@ pub fn docker_config(slot: usize, index: usize, generation: u64) -> Vec<u8> {
     } } })
     .to_string()
     .into_bytes()
+}
+
+/// Secret `index` of a set spread round-robin over `namespaces` namespaces.
+pub fn pull_secret(namespace: &str, index: usize, namespaces: usize, generation: u64) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("secret-{index:05}")),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
+        data: Some(BTreeMap::from([(
+            ".dockerconfigjson".to_owned(),
+            ByteString(docker_config(index / namespaces, index, generation)),
+        )])),
+        ..Secret::default()
+    }
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
