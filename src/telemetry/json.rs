@@ -6,8 +6,8 @@
 //! ready-to-splice fragment (`"uid":"…","namespace":"…"`), and an event only copies it.
 //!
 //! A line: `{"timestamp":…,"level":"INFO","target":…,"message":…,<event fields>,
-//! "span":{"name":"review",<span fields>}}`. `span` is the innermost span and is absent outside
-//! one.
+//! "span":{"name":"review",<span fields>}}`. `span` is the innermost span, absent outside one;
+//! `parents` lists the spans around it, outermost first, when there are any.
 
 use std::fmt::{self, Write};
 
@@ -18,7 +18,7 @@ use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 /// The event format: see the module docs.
 #[derive(Debug, Default, Clone, Copy)]
@@ -67,20 +67,47 @@ where
         let mut members = Members::new(&mut writer, false);
         event.record(&mut members);
         members.result?;
-        if let Some(span) = ctx.event_scope().and_then(|mut scope| scope.next()) {
-            writer.write_str(",\"span\":{\"name\":")?;
-            write_string(&mut writer, span.name())?;
-            let extensions = span.extensions();
-            if let Some(fields) = extensions.get::<FormattedFields<JsonFields>>()
-                && !fields.fields.is_empty()
-            {
-                writer.write_char(',')?;
-                writer.write_str(&fields.fields)?;
+        if let Some(scope) = ctx.event_scope() {
+            let mut spans = scope.from_root().peekable();
+            let mut outer = Vec::new();
+            while let Some(span) = spans.next() {
+                if spans.peek().is_some() {
+                    outer.push(span);
+                    continue;
+                }
+                writer.write_str(",\"span\":")?;
+                write_span(&mut writer, &span)?;
             }
-            writer.write_char('}')?;
+            if !outer.is_empty() {
+                writer.write_str(",\"parents\":[")?;
+                for (i, span) in outer.iter().enumerate() {
+                    if i > 0 {
+                        writer.write_char(',')?;
+                    }
+                    write_span(&mut writer, span)?;
+                }
+                writer.write_char(']')?;
+            }
         }
         writer.write_str("}\n")
     }
+}
+
+/// `{"name":…,<fields>}` from the fragment rendered when the span opened.
+fn write_span<S>(writer: &mut Writer<'_>, span: &SpanRef<'_, S>) -> fmt::Result
+where
+    S: for<'lookup> LookupSpan<'lookup>,
+{
+    writer.write_str("{\"name\":")?;
+    write_string(writer, span.name())?;
+    let extensions = span.extensions();
+    if let Some(fields) = extensions.get::<FormattedFields<JsonFields>>()
+        && !fields.fields.is_empty()
+    {
+        writer.write_char(',')?;
+        writer.write_str(&fields.fields)?;
+    }
+    writer.write_char('}')
 }
 
 /// Writes visited fields as JSON object members; the first error stops the rest.
@@ -259,6 +286,7 @@ mod tests {
             line["span"],
             serde_json::json!({"name": "review", "uid": "u-1", "namespace": "shop"})
         );
+        assert!(line.get("parents").is_none());
         let timestamp = line["timestamp"].as_str().unwrap();
         assert!(
             timestamp.ends_with('Z') && timestamp.contains('T'),
@@ -271,6 +299,25 @@ mod tests {
         let found = lines(|| tracing::warn!(count = -3_i64, "plain"));
         assert_eq!(found[0]["count"], -3);
         assert!(found[0].get("span").is_none());
+        assert!(found[0].get("parents").is_none());
+    }
+
+    #[test]
+    fn outer_spans_are_listed_outermost_first() {
+        let found = lines(|| {
+            let _outer = tracing::info_span!("controller", kind = "ClusterPullSecret").entered();
+            let _middle = tracing::info_span!("reconcile", object = "shared").entered();
+            let _inner = tracing::info_span!("write").entered();
+            tracing::info!("nested");
+        });
+        assert_eq!(found[0]["span"], serde_json::json!({"name": "write"}));
+        assert_eq!(
+            found[0]["parents"],
+            serde_json::json!([
+                {"name": "controller", "kind": "ClusterPullSecret"},
+                {"name": "reconcile", "object": "shared"},
+            ])
+        );
     }
 
     #[test]
