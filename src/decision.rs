@@ -109,8 +109,10 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
     decision.undecodable_secrets = warnings.undecodable_seen.len();
     decision.warnings = warnings.into_list();
     if !decision.injected.is_empty() {
-        decision.patch = patch_for(pod, &decision.injected);
-        decision.audit_annotations = audit_annotations(&decision.injected);
+        // One description for the pod annotation and the audit annotation alike.
+        let description = describe(&decision.injected);
+        decision.patch = patch_for(pod, &decision.injected, &description);
+        decision.audit_annotations = audit_annotations(&decision.injected, description);
     }
     decision
 }
@@ -452,7 +454,7 @@ pub fn describe(injected: &[Injection]) -> String {
     clip(&text, MAX_DESCRIPTION_CHARS).into_owned()
 }
 
-fn audit_annotations(injected: &[Injection]) -> BTreeMap<String, String> {
+fn audit_annotations(injected: &[Injection], description: String) -> BTreeMap<String, String> {
     let names: Vec<&str> = injected
         .iter()
         .map(|injection| injection.secret.as_str())
@@ -462,12 +464,12 @@ fn audit_annotations(injected: &[Injection]) -> BTreeMap<String, String> {
             "injected-secrets".to_owned(),
             clip(&names.join(","), MAX_DESCRIPTION_CHARS).into_owned(),
         ),
-        ("injected-for".to_owned(), describe(injected)),
+        ("injected-for".to_owned(), description),
     ])
 }
 
 /// Appends the secrets and records them in the annotation; never removes or reorders.
-fn patch_for(pod: &PodView, injected: &[Injection]) -> Patch {
+fn patch_for(pod: &PodView, injected: &[Injection], description: &str) -> Patch {
     let mut operations = Vec::with_capacity(injected.len() + 1);
     let reference = |name: &str| json!({ "name": name });
     if pod.has_pull_secret_list() {
@@ -490,11 +492,11 @@ fn patch_for(pod: &PodView, injected: &[Injection]) -> Patch {
     // On reinvocation the annotation may exist already: extend it rather than lose the first pass.
     let annotation = match pod.annotation(INJECTED_ANNOTATION) {
         Some(earlier) if !earlier.is_empty() => clip(
-            &format!("{earlier}; {}", describe(injected)),
+            &format!("{earlier}; {description}"),
             MAX_DESCRIPTION_CHARS,
         )
         .into_owned(),
-        _ => describe(injected),
+        _ => description.to_owned(),
     };
     if pod.metadata.annotations.is_some() {
         operations.push(add(

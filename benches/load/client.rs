@@ -228,6 +228,25 @@ impl Job {
         self.bodies[(self.worker * 7919 + serial) % self.bodies.len()].clone()
     }
 
+    /// The open keep-alive connection, or a new one; `None` (the failure counted, after a
+    /// short pause) when connecting fails.
+    async fn kept_connection<'a>(
+        &self,
+        sender: &'a mut Option<SendRequest<Full<Bytes>>>,
+    ) -> Option<&'a mut SendRequest<Full<Bytes>>> {
+        if sender.is_none() {
+            match self.target.connect(false).await {
+                Ok(connection) => *sender = Some(connection),
+                Err(_) => {
+                    self.failed();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return None;
+                }
+            }
+        }
+        sender.as_mut()
+    }
+
     fn failed(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -245,16 +264,8 @@ impl Job {
         let mut sender = None;
         let mut serial = 0;
         while Instant::now() < self.end {
-            let connection = match sender.as_mut() {
-                Some(connection) => connection,
-                None => match self.target.connect(false).await {
-                    Ok(connection) => sender.insert(connection),
-                    Err(_) => {
-                        self.failed();
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
+            let Some(connection) = self.kept_connection(&mut sender).await else {
+                continue;
             };
             serial += 1;
             let started = Instant::now();
@@ -295,16 +306,8 @@ impl Job {
         let mut scheduled = self.record_from - Duration::from_secs(1).min(interval * 50) + offset;
         let mut last_done = Instant::now();
         while scheduled < self.end {
-            let connection = match sender.as_mut() {
-                Some(connection) => connection,
-                None => match self.target.connect(false).await {
-                    Ok(connection) => sender.insert(connection),
-                    Err(_) => {
-                        self.failed();
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
+            let Some(connection) = self.kept_connection(&mut sender).await else {
+                continue;
             };
             // Behind schedule: the wait since the scheduled time is part of the latency. On
             // time: measure from the actual send, so timer granularity does not count.

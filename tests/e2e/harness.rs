@@ -751,19 +751,8 @@ current-context: e2e
             "the webhook to mutate a dry-run probe pod",
             Duration::from_secs(60),
             || {
-                let out = self.kubectl(&[
-                    "run",
-                    "probe",
-                    "-n",
-                    &ns,
-                    "--image=probe.e2e.example:5000/probe:1",
-                    "--restart=Never",
-                    "--dry-run=server",
-                    "-o",
-                    "json",
-                ])?;
-                let pod: Value = serde_json::from_str(&out.stdout)?;
-                Ok((pull_secrets(&pod) == ["probe-cred"]).then_some(()))
+                let injected = self.dry_run_pull_secrets(&ns, "probe.e2e.example:5000/probe:1")?;
+                Ok((injected == ["probe-cred"]).then_some(()))
             },
         )
     }
@@ -1067,6 +1056,13 @@ current-context: e2e
         let mut args = vec!["run", name, "-n", ns, image_arg.as_str(), "--restart=Never"];
         args.extend_from_slice(extra);
         self.kubectl(&args)
+    }
+
+    /// The imagePullSecrets a server-side dry-run pod named `probe` with `image` gets.
+    pub fn dry_run_pull_secrets(&self, ns: &str, image: &str) -> Result<Vec<String>> {
+        let out = self.run_pod(ns, "probe", image, &["--dry-run=server", "-o", "json"])?;
+        let pod: Value = serde_json::from_str(&out.stdout)?;
+        Ok(pull_secrets(&pod))
     }
 
     pub fn pod(&self, ns: &str, name: &str) -> Result<Value> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll, pull_secrets};
+use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll};
 use crate::scenarios::Outcome;
 
 /// Within how long the controller must have acted on a change.
@@ -65,21 +65,7 @@ fn wait_injection(s: &Suite, ns: &str, image: &str, expected: &[&str]) -> Result
     poll(
         &format!("the webhook to inject {expected:?} for {image} in {ns}"),
         CONVERGENCE,
-        || {
-            let out = s.kubectl(&[
-                "run",
-                "probe",
-                "-n",
-                ns,
-                &format!("--image={image}"),
-                "--restart=Never",
-                "--dry-run=server",
-                "-o",
-                "json",
-            ])?;
-            let pod: Value = serde_json::from_str(&out.stdout)?;
-            Ok((pull_secrets(&pod) == expected).then_some(()))
-        },
+        || Ok((s.dry_run_pull_secrets(ns, image)? == expected).then_some(())),
     )
 }
 
