@@ -491,11 +491,9 @@ fn patch_for(pod: &PodView, injected: &[Injection], description: &str) -> Patch 
     }
     // On reinvocation the annotation may exist already: extend it rather than lose the first pass.
     let annotation = match pod.annotation(INJECTED_ANNOTATION) {
-        Some(earlier) if !earlier.is_empty() => clip(
-            &format!("{earlier}; {description}"),
-            MAX_DESCRIPTION_CHARS,
-        )
-        .into_owned(),
+        Some(earlier) if !earlier.is_empty() => {
+            clip(&format!("{earlier}; {description}"), MAX_DESCRIPTION_CHARS).into_owned()
+        }
         _ => description.to_owned(),
     };
     if pod.metadata.annotations.is_some() {
