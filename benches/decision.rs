@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use prometheus_client::registry::Registry;
-use pullsecret_injector::admission::review;
-use pullsecret_injector::decision::decide;
-use pullsecret_injector::pod::PodView;
+use pullsecret_injector::admission::decision::decide;
+use pullsecret_injector::admission::pod::PodView;
+use pullsecret_injector::admission::review::review;
+use pullsecret_injector::cluster::statefile::state_from_str;
 use pullsecret_injector::server::answer;
-use pullsecret_injector::state::ClusterState;
-use pullsecret_injector::statefile::state_from_str;
+use pullsecret_injector::state::snapshot::ClusterState;
 use pullsecret_injector::telemetry::{self, LogFormat, Metrics};
 use serde_json::{Value, json};
 

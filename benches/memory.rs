@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use pullsecret_injector::state::StateBuilder;
+use pullsecret_injector::state::snapshot::StateBuilder;
 
 /// Counts live allocations and their bytes on top of the system allocator.
 struct Counting;

@@ -8,20 +8,11 @@
 //! [`controller`] writes copies on the replica the [`leader`] election picks.
 
 pub mod admission;
-pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod controller;
-pub mod crd;
-pub mod decision;
-pub mod dockerconfig;
-pub mod explain;
-pub mod keyring;
-pub mod leader;
-pub mod pod;
-pub mod reference;
+pub mod kubelet;
 pub mod server;
 pub mod state;
-pub mod statefile;
 pub mod telemetry;
 pub mod text;
-pub mod watch;

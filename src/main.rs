@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pullsecret_injector::{certs, cli, crd, server, telemetry};
+use pullsecret_injector::cli::{certs, commands};
+use pullsecret_injector::state::crd;
+use pullsecret_injector::{server, telemetry};
 
 /// Injects the imagePullSecrets the kubelet would use into every Pod, at admission time.
 ///
@@ -19,11 +21,11 @@ enum Command {
     /// Run the HTTPS admission webhook (POST /mutate) and the admin listener.
     Serve(Box<server::ServeArgs>),
     /// Answer one AdmissionReview from stdin, exactly as the webhook would, on stdout.
-    Review(cli::ReviewArgs),
+    Review(commands::ReviewArgs),
     /// Print manifests (Pods and workload pod templates) with the injection applied.
-    Apply(cli::ApplyArgs),
+    Apply(commands::ApplyArgs),
     /// Show, for each image, which secrets and keys match and why, in kubelet order.
-    Explain(cli::ExplainArgs),
+    Explain(commands::ExplainArgs),
     /// Write a development CA and serving certificate (ECDSA P-256).
     Certs(certs::CertsArgs),
     /// Write the CustomResourceDefinitions (PullSecretRule, ClusterPullSecret) as YAML.
@@ -41,9 +43,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Review(args) => offline(cli::review(&args)),
-        Command::Apply(args) => offline(cli::apply(&args)),
-        Command::Explain(args) => offline(cli::explain(&args)),
+        Command::Review(args) => offline(commands::review(&args)),
+        Command::Apply(args) => offline(commands::apply(&args)),
+        Command::Explain(args) => offline(commands::explain(&args)),
         Command::Crds(args) => match write_crds(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(&error, 1),
@@ -105,7 +107,7 @@ fn write_crds(args: &CrdsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn offline(result: Result<(), cli::CommandError>) -> ExitCode {
+fn offline(result: Result<(), commands::CommandError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error, error.exit_code()),

@@ -13,13 +13,13 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
 
-use pullsecret_injector::admission::review;
-use pullsecret_injector::dockerconfig::{
+use pullsecret_injector::admission::review::review;
+use pullsecret_injector::cluster::statefile::state_from_str;
+use pullsecret_injector::kubelet::dockerconfig::{
     DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_KEY, DOCKERCFG_TYPE, registry_keys,
 };
-use pullsecret_injector::reference::ImageRef;
-use pullsecret_injector::state::ClusterState;
-use pullsecret_injector::statefile::state_from_str;
+use pullsecret_injector::kubelet::reference::ImageRef;
+use pullsecret_injector::state::snapshot::ClusterState;
 
 /// proptest's defaults, which already honour `PROPTEST_CASES`; failure persistence off, since
 /// integration tests have no source file next to them to keep regressions in.

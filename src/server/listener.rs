@@ -221,7 +221,7 @@ mod tests {
     use tokio::net::TcpStream;
 
     use super::*;
-    use crate::certs::{CertsArgs, generate};
+    use crate::cli::certs::{CertsArgs, generate};
     use crate::server::tls::{CertificateStore, server_config};
 
     struct Server {

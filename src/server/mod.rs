@@ -20,8 +20,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::watch::ClusterCache;
 use crate::telemetry::{LogFormat, Metrics};
-use crate::watch::ClusterCache;
 
 pub use listener::ConnectionLimits;
 pub use webhook::{AppState, admin_router, answer, webhook_router};
@@ -119,7 +119,7 @@ pub struct ControllerArgs {
 }
 
 impl ControllerArgs {
-    fn lease(&self, own_namespace: Option<&str>) -> crate::leader::LeaseConfig {
+    fn lease(&self, own_namespace: Option<&str>) -> crate::controller::leader::LeaseConfig {
         let identity = self.lease_identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname")
                 .ok()
@@ -129,7 +129,7 @@ impl ControllerArgs {
             format!("{host}-{}", std::process::id())
         });
         let lease_duration = self.lease_duration.max(Duration::from_secs(1));
-        crate::leader::LeaseConfig {
+        crate::controller::leader::LeaseConfig {
             namespace: self
                 .lease_namespace
                 .clone()
@@ -232,7 +232,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
     tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
 
-    tokio::spawn(crate::watch::run(
+    tokio::spawn(crate::cluster::watch::run(
         client.clone(),
         Arc::clone(&cache),
         metrics.clone(),
@@ -241,7 +241,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let controller = args.controller.enable_controller.then(|| {
         let lease = args.controller.lease(own_namespace.as_deref());
         tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "ClusterPullSecret controller enabled; competing for the lease");
-        tokio::spawn(crate::controller::run(
+        tokio::spawn(crate::controller::cluster_pull_secret::run(
             client,
             Arc::clone(&cache),
             metrics.clone(),

@@ -194,7 +194,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
-    use crate::certs::{CertsArgs, generate};
+    use crate::cli::certs::{CertsArgs, generate};
 
     /// A directory laid out like a mounted Secret: `tls.crt -> ..data/tls.crt`,
     /// `..data -> ..<timestamp>`; `publish` swaps `..data` atomically as the kubelet does.

@@ -1,6 +1,6 @@
 //! HTTP handlers: `POST /mutate` on the webhook port; probes and metrics on the admin port.
 //!
-//! Thin on purpose: read the body within limits, hand it to [`admission::review`] with the
+//! Thin on purpose: read the body within limits, hand it to [`review::review`] with the
 //! current snapshot, and encode the answer. Nothing here talks to the API server.
 
 use std::sync::Arc;
@@ -16,10 +16,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prometheus_client::registry::Registry;
 
 use super::Health;
-use crate::admission::{self, Outcome};
-use crate::state::ClusterState;
+use crate::admission::review::{self, Outcome};
+use crate::cluster::watch::ClusterCache;
+use crate::state::snapshot::ClusterState;
 use crate::telemetry::Metrics;
-use crate::watch::ClusterCache;
 
 /// The apiserver never sends more than 3 MiB; anything larger is refused unread.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -87,7 +87,7 @@ pub fn answer(
     metrics: &Metrics,
 ) -> Result<Vec<u8>, (StatusCode, String)> {
     let started = Instant::now();
-    let reviewed = match admission::review(body, snapshot) {
+    let reviewed = match review::review(body, snapshot) {
         Ok(reviewed) => reviewed,
         Err(error) => {
             metrics.observe_rejected(error.metric_label());

@@ -10,12 +10,12 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::admission;
-use crate::decision::decide;
-use crate::explain::{self, ImageExplanation};
-use crate::pod::PodView;
-use crate::state::ClusterState;
-use crate::statefile::{self, InputError, Source};
+use crate::admission::decision::decide;
+use crate::admission::pod::PodView;
+use crate::admission::review::{self, ReviewError};
+use crate::cli::explain::{self, ImageExplanation};
+use crate::cluster::statefile::{self, InputError, Source};
+use crate::state::snapshot::ClusterState;
 
 /// Failures of an offline command; `exit_code` is what the process returns.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,7 @@ pub enum CommandError {
     #[error(transparent)]
     Input(#[from] InputError),
     #[error("{0}")]
-    Review(#[from] admission::ReviewError),
+    Review(#[from] ReviewError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     #[error("cannot encode output: {0}")]
@@ -97,7 +97,7 @@ pub fn review(args: &ReviewArgs) -> Result<(), CommandError> {
             source_name: "<stdin>".to_owned(),
             reason: error.to_string(),
         })?;
-    let reviewed = admission::review(&body, &state)?;
+    let reviewed = review::review(&body, &state)?;
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &reviewed.response)
         .map_err(|e| CommandError::Encode(e.to_string()))?;

@@ -30,15 +30,15 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::crd::{
+use crate::cluster::watch::ClusterCache;
+use crate::controller::leader::{Elector, LeaseConfig};
+use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
+use crate::state::crd::{
     ClusterPullSecret, ClusterPullSecretStatus, Condition, Conflict, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, OWNER_LABEL,
 };
-use crate::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
-use crate::leader::{Elector, LeaseConfig};
-use crate::state::ClusterState;
+use crate::state::snapshot::ClusterState;
 use crate::telemetry::Metrics;
-use crate::watch::ClusterCache;
 
 const FINALIZER: &str = "pullsecret-injector.io/copies";
 const FIELD_MANAGER: &str = "pullsecret-injector";

@@ -17,9 +17,9 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 
-use crate::crd::{ClusterPullSecret, PullSecretRule};
-use crate::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
-use crate::state::{ClusterState, StateBuilder};
+use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
+use crate::state::crd::{ClusterPullSecret, PullSecretRule};
+use crate::state::snapshot::{ClusterState, StateBuilder};
 use crate::telemetry::Metrics;
 
 /// The watches the server runs; each reports ready after its first complete list.

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 
-use crate::crd::{
+use crate::kubelet::dockerconfig::{self, DecodeError};
+use crate::kubelet::keyring::Keyring;
+use crate::state::crd::{
     ClusterPullSecret, LabelSelector, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL,
     PullSecretRule, RuleMode, SYSTEM_NAMESPACES,
 };
-use crate::dockerconfig::{self, DecodeError};
-use crate::keyring::Keyring;
 
 /// Label on a Pod or Namespace that turns injection off when set to `"false"`.
 pub const INJECT_LABEL: &str = "pullsecret-injector.io/inject";

@@ -8,10 +8,10 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::decision::{self, Origin};
-use crate::keyring::{self, KeyMatch};
-use crate::reference::ImageRef;
-use crate::state::{ClusterState, SecretUse};
+use crate::admission::decision::{self, Origin};
+use crate::kubelet::keyring::{self, KeyMatch};
+use crate::kubelet::reference::ImageRef;
+use crate::state::snapshot::{ClusterState, SecretUse};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -371,7 +371,7 @@ impl fmt::Display for ImageExplanation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::statefile::state_from_str;
+    use crate::cluster::statefile::state_from_str;
 
     const STATE: &str = r#"
 apiVersion: v1

@@ -123,11 +123,11 @@ fn an_invalid_custom_resource_names_its_kind() {
 
 #[test]
 fn namespace_label_changes_reselect_and_notify() {
-    use crate::state::StateBuilder;
+    use crate::state::snapshot::StateBuilder;
     let ns = |labels: &str| -> k8s_openapi::api::core::v1::Namespace {
         serde_yaml::from_str(&format!("metadata: {{name: apps, labels: {labels}}}")).unwrap()
     };
-    let cps: crate::crd::ClusterPullSecret = serde_yaml::from_str(
+    let cps: crate::state::crd::ClusterPullSecret = serde_yaml::from_str(
         "apiVersion: pullsecret-injector.io/v1alpha1\nkind: ClusterPullSecret\nmetadata: {name: c}\nspec: {source: {namespace: infra, name: corp}, namespaceSelector: {matchLabels: {corp: 'true'}}}",
     )
     .unwrap();

@@ -10,8 +10,10 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::decision::INJECTED_ANNOTATION;
-use crate::state::INJECT_LABEL;
+use crate::state::snapshot::INJECT_LABEL;
+
+/// Pod annotation that lists what was injected, so `kubectl get pod -o yaml` explains itself.
+pub const INJECTED_ANNOTATION: &str = "pullsecret-injector.io/injected";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]

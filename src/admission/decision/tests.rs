@@ -3,7 +3,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::statefile::state_from_str;
+use crate::cluster::statefile::state_from_str;
 
 const AUTH: &str = "dXNlcjpwYXNz"; // base64("user:pass")
 
@@ -561,7 +561,7 @@ fn an_empty_selector_serves_every_namespace_but_the_system_ones() {
     }
     // The injector's own namespace is excluded as well.
     assert!(state.selects(&Default::default(), "injector"));
-    let own = crate::statefile::load_state(&[], Some("injector")).unwrap();
+    let own = crate::cluster::statefile::load_state(&[], Some("injector")).unwrap();
     assert!(!own.selects(&Default::default(), "injector"));
 }
 

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::crd::{ClusterPullSecret, GROUP, PullSecretRule};
-use crate::state::{ClusterState, StateBuilder};
+use crate::state::crd::{ClusterPullSecret, GROUP, PullSecretRule};
+use crate::state::snapshot::{ClusterState, StateBuilder};
 use crate::text::clip;
 
 #[derive(Debug, thiserror::Error)]

@@ -12,14 +12,14 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
 
-use crate::crd::RuleMode;
-use crate::pod::PodView;
-use crate::reference::ImageRef;
-use crate::state::{ClusterState, CredentialSource, INJECT_LABEL, NamespaceState, SecretUse};
+use crate::admission::pod::{INJECTED_ANNOTATION, PodView};
+use crate::kubelet::reference::ImageRef;
+use crate::state::crd::RuleMode;
+use crate::state::snapshot::{
+    ClusterState, CredentialSource, INJECT_LABEL, NamespaceState, SecretUse,
+};
 use crate::text::{clip, quote};
 
-/// Pod annotation that lists what was injected, so `kubectl get pod -o yaml` explains itself.
-pub const INJECTED_ANNOTATION: &str = "pullsecret-injector.io/injected";
 /// Registries named per secret in the annotation; the rest are counted.
 const MAX_REGISTRIES_LISTED: usize = 3;
 /// Longest annotation (and audit annotation) value written.
@@ -234,7 +234,7 @@ impl Choice {
     }
 
     /// A secret a rule names: injected only when it exists and the kubelet can decode it.
-    fn add_named(&mut self, ns: Option<&NamespaceState>, rule: &crate::state::Rule) {
+    fn add_named(&mut self, ns: Option<&NamespaceState>, rule: &crate::state::snapshot::Rule) {
         for secret in &rule.secrets {
             match ns
                 .and_then(|ns| ns.secrets().get(secret.as_str()))

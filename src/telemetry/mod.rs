@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::admission::{Outcome, Reviewed};
+use crate::admission::review::{Outcome, Reviewed};
 
 mod json;
 

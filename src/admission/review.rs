@@ -14,9 +14,9 @@ use kube::core::admission::Operation;
 use serde::de::{Deserialize, IgnoredAny};
 use serde::{Serialize, Serializer};
 
-use crate::decision::{self, Decision};
-use crate::pod::PodView;
-use crate::state::ClusterState;
+use crate::admission::decision::{self, Decision};
+use crate::admission::pod::PodView;
+use crate::state::snapshot::ClusterState;
 use crate::text::clip;
 
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";

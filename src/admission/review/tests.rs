@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::statefile::state_from_str;
+use crate::cluster::statefile::state_from_str;
 
 fn state() -> std::sync::Arc<ClusterState> {
     let config = json!({ "auths": { "r.example.com": { "auth": "dXNlcjpwYXNz" } } }).to_string();

@@ -1,0 +1,3 @@
+pub mod decision;
+pub mod pod;
+pub mod review;

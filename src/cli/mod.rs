@@ -1,0 +1,3 @@
+pub mod certs;
+pub mod commands;
+pub mod explain;

@@ -1,0 +1,2 @@
+pub mod cluster_pull_secret;
+pub mod leader;

@@ -1,0 +1,3 @@
+pub mod dockerconfig;
+pub mod keyring;
+pub mod reference;
