@@ -1,0 +1,184 @@
+//! The suite's machinery: the cluster, the `serve` process, kubectl, the admin HTTP client,
+//! polling, and the record of every credential the suite created (for the leak check).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+mod http;
+mod kubectl;
+mod processes;
+mod setup;
+mod util;
+
+pub use http::{http_get, metric, metric_sum};
+pub use kubectl::Output;
+pub use processes::{Cluster, Serve, serve_command, shutdown_timing, webhook_manifest};
+pub use util::{injected_annotation, now_unix, poll, pull_secrets, tail};
+
+use processes::{ChartRelease, free_port};
+
+/// Label that puts a namespace under this run's webhook configuration.
+pub const SUITE_LABEL: &str = "e2e.pullsecret-injector.io/suite";
+pub const INJECT_LABEL: &str = "pullsecret-injector.io/inject";
+pub const INJECTED_ANNOTATION: &str = "pullsecret-injector.io/injected";
+pub const SHUTDOWN_DELAY: Duration = Duration::from_secs(2);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suite
+
+/// What the suite must remember across scenarios.
+#[derive(Default)]
+struct Record {
+    /// (description, text that must never appear anywhere): passwords, `auth` values, and the
+    /// base64 data of every secret created.
+    secret_needles: Vec<(String, String)>,
+    /// Everything kubectl wrote to stderr (admission warnings among it).
+    kubectl_stderr: Vec<String>,
+    /// Leaks found in `/metrics` bodies as they were fetched.
+    metrics_leaks: Vec<String>,
+    metrics_scraped: usize,
+    namespaces: Vec<String>,
+    serve_logs: Vec<PathBuf>,
+}
+
+pub struct Suite {
+    pub run_id: String,
+    kubeconfig: PathBuf,
+    bin_dir: PathBuf,
+    cluster_dir: PathBuf,
+    env_file: PathBuf,
+    reuse_cluster: bool,
+    work: RefCell<Option<tempfile::TempDir>>,
+    work_path: PathBuf,
+    keep_work: Cell<bool>,
+    serve: RefCell<Option<Serve>>,
+    admin: Cell<Option<SocketAddr>>,
+    webhook_name: String,
+    /// The Helm release of charts/pullsecret-injector whose ServiceAccount `serve` runs as.
+    pub chart: ChartRelease,
+    chart_installed: Cell<bool>,
+    record: RefCell<Record>,
+    /// Pods the suite saw injected, and the secret references appended to them.
+    injected_pods: Cell<u64>,
+    injected_refs: Cell<u64>,
+    unique: Cell<u64>,
+}
+
+impl Suite {
+    /// The controller arguments every serve process of this run gets: one Lease per run.
+    pub fn controller_args(&self, identity: &str) -> Vec<String> {
+        [
+            "--enable-controller",
+            "--lease-namespace",
+            self.lease_namespace(),
+            "--lease-name",
+            &self.lease_name(),
+            "--lease-identity",
+            identity,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// The Lease lives in the chart's namespace, where the chart grants the Lease RBAC.
+    pub fn lease_namespace(&self) -> &str {
+        &self.chart.namespace
+    }
+
+    pub fn lease_name(&self) -> String {
+        format!("pullsecret-injector-e2e-{}", self.run_id)
+    }
+
+    /// The identity of the suite's own serve process in the controller's Lease.
+    pub fn serve_identity(&self) -> String {
+        format!("e2e-{}-serve", self.run_id)
+    }
+
+    /// A further serve process of this run (not registered as the webhook); stopped on drop.
+    pub fn start_extra_serve(&self, name: &str, extra: &[String]) -> Result<Serve> {
+        Serve::start(&self.work_path, &self.kubeconfig, name, extra, free_port()?)
+    }
+
+    pub fn serve_log(&self) -> PathBuf {
+        self.record
+            .borrow()
+            .serve_logs
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn serve_logs(&self) -> Vec<PathBuf> {
+        self.record.borrow().serve_logs.clone()
+    }
+
+    pub fn work_path(&self) -> &Path {
+        &self.work_path
+    }
+
+    pub fn keep_workdir(&self) {
+        self.keep_work.set(true);
+    }
+
+    /// Takes the serve process out of the suite (the caller stops it; Drop still cleans up).
+    pub fn take_serve(&self) -> Option<Serve> {
+        self.serve.borrow_mut().take()
+    }
+
+    pub fn admin_addr(&self) -> Result<SocketAddr> {
+        self.admin.get().context("serve was never started")
+    }
+
+    pub fn cluster_env(&self) -> (&Path, &Path, &Path) {
+        (&self.env_file, &self.bin_dir, &self.cluster_dir)
+    }
+
+    pub fn unique(&self) -> u64 {
+        let next = self.unique.get() + 1;
+        self.unique.set(next);
+        next
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access for the hardening scenarios (tests/e2e/hostile.rs, tests/e2e/faults.rs)
+
+impl Suite {
+    /// The webhook (HTTPS) address of the suite's serve process.
+    pub fn webhook_addr(&self) -> Result<SocketAddr> {
+        self.serve
+            .borrow()
+            .as_ref()
+            .map(|serve| serve.webhook)
+            .context("serve is not running")
+    }
+
+    /// The pid of the suite's serve process, and whether it is still running.
+    pub fn serve_pid_alive(&self) -> Result<(u32, bool)> {
+        let mut serve = self.serve.borrow_mut();
+        let serve = serve.as_mut().context("serve is not running")?;
+        Ok((serve.pid(), serve.try_wait()?.is_none()))
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn kubectl_path(&self) -> PathBuf {
+        self.bin_dir.join("kubectl")
+    }
+
+    /// A log of another serve process started by a scenario, for the leak check.
+    pub fn record_serve_log(&self, log: PathBuf) {
+        self.record.borrow_mut().serve_logs.push(log);
+    }
+}

@@ -1,0 +1,360 @@
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::http::http_get;
+use super::util::{poll, tail};
+use super::{DRAIN_TIMEOUT, SHUTDOWN_DELAY, repo_root};
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+/// The control plane the suite runs against. Stopped on drop when the suite started it.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub(super) owned: bool,
+}
+
+impl Cluster {
+    pub fn start() -> Result<Cluster> {
+        if let Some(dir) = std::env::var_os("PULLSECRET_INJECTOR_E2E_REUSE_CLUSTER") {
+            let cluster = Cluster {
+                dir: PathBuf::from(dir),
+                owned: false,
+            };
+            let out = cluster
+                .kubectl_command()
+                .args(["get", "--raw", "/readyz"])
+                .output()?;
+            ensure!(
+                out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+                "PULLSECRET_INJECTOR_E2E_REUSE_CLUSTER={}: apiserver not ready: {}",
+                cluster.dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return Ok(cluster);
+        }
+        // The guard exists before `up` runs, so a half-started cluster is stopped as well.
+        let cluster = Cluster {
+            dir: repo_root().join("target").join("e2e-cluster"),
+            owned: true,
+        };
+        println!("starting the control plane (tests/controlplane/cluster.sh up)");
+        let out = cluster
+            .script_command("up")
+            .output()
+            .context("cannot run tests/controlplane/cluster.sh")?;
+        ensure!(
+            out.status.success(),
+            "cluster.sh up failed ({}): {}",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stderr), 25)
+        );
+        Ok(cluster)
+    }
+
+    fn script_command(&self, action: &str) -> Command {
+        let mut command = Command::new("bash");
+        command
+            .arg(repo_root().join("tests/controlplane/cluster.sh"))
+            .arg(action)
+            .env("PULLSECRET_INJECTOR_CLUSTER_DIR", &self.dir)
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+
+    pub fn env_file(&self) -> PathBuf {
+        self.dir.join("cluster.env")
+    }
+
+    fn kubectl_command(&self) -> Command {
+        let mut command = Command::new(self.bin_dir().join("kubectl"));
+        command
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--request-timeout=30s")
+            .stdin(Stdio::null());
+        command
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        match self.script_command("down").output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "warning: cluster.sh down failed ({}): {}",
+                out.status,
+                tail(&String::from_utf8_lossy(&out.stderr), 10)
+            ),
+            Err(error) => eprintln!("warning: cannot run cluster.sh down: {error}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The serve process
+
+/// `pullsecret-injector serve` on `webhook`/`admin` with the certificate in `cert_dir` and quick
+/// certificate reloads; callers add shutdown timing, logging and extra flags.
+pub fn serve_command(
+    cert_dir: &Path,
+    webhook: SocketAddr,
+    admin: SocketAddr,
+    kubeconfig: &Path,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"));
+    command
+        .arg("serve")
+        .args(["--listen", &webhook.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .arg("--tls-cert-file")
+        .arg(cert_dir.join("tls.crt"))
+        .arg("--tls-key-file")
+        .arg(cert_dir.join("tls.key"))
+        .args(["--tls-reload-interval", "1s"])
+        .env("KUBECONFIG", kubeconfig);
+    command
+}
+
+/// A MutatingWebhookConfiguration named `name` that sends pod CREATEs in the namespaces
+/// `namespace_selector` (YAML lines indented for the selector's body) to `serve` at `webhook`.
+pub fn webhook_manifest(
+    name: &str,
+    webhook: SocketAddr,
+    ca_pem: &[u8],
+    failure_policy: &str,
+    namespace_selector: &str,
+) -> String {
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: {name}
+webhooks:
+  - name: inject.pullsecret-injector.io
+    admissionReviewVersions: ["v1"]
+    sideEffects: None
+    failurePolicy: {failure_policy}
+    reinvocationPolicy: IfNeeded
+    timeoutSeconds: 5
+    clientConfig:
+      url: https://{webhook}/mutate
+      caBundle: {ca}
+    rules:
+      - operations: ["CREATE"]
+        apiGroups: [""]
+        apiVersions: ["v1"]
+        resources: ["pods"]
+        scope: Namespaced
+    namespaceSelector:
+{namespace_selector}"#,
+        ca = BASE64.encode(ca_pem),
+    )
+}
+
+/// The `--shutdown-delay` and `--drain-timeout` flags for these durations.
+pub fn shutdown_timing(delay: Duration, drain: Duration) -> [String; 4] {
+    [
+        "--shutdown-delay".to_owned(),
+        format!("{}s", delay.as_secs()),
+        "--drain-timeout".to_owned(),
+        format!("{}s", drain.as_secs()),
+    ]
+}
+
+pub struct Serve {
+    child: Child,
+    pub admin: SocketAddr,
+    pub webhook: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    fn spawn(
+        work: &Path,
+        kubeconfig: &Path,
+        name: &str,
+        extra: &[String],
+        attempt: usize,
+        webhook: SocketAddr,
+    ) -> Result<Serve> {
+        let admin = free_port()?;
+        let log = work.join(format!("{name}-{attempt}.log"));
+        let log_file = File::create(&log)?;
+        let child = serve_command(&work.join("certs"), webhook, admin, kubeconfig)
+            .args(shutdown_timing(SHUTDOWN_DELAY, DRAIN_TIMEOUT))
+            .args(["--log-format", "json", "--log-level", "debug"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .context("cannot start pullsecret-injector serve")?;
+        Ok(Serve {
+            child,
+            admin,
+            webhook,
+            log,
+        })
+    }
+
+    /// Starts `serve` on `webhook` (log `NAME-N.log`, `extra` arguments appended) and waits for
+    /// `/readyz` 200; retries with new ports if one was taken (the caller compares
+    /// `Serve::webhook` with the address it asked for).
+    pub(super) fn start(
+        work: &Path,
+        kubeconfig: &Path,
+        name: &str,
+        extra: &[String],
+        webhook: SocketAddr,
+    ) -> Result<Serve> {
+        let mut last_error = anyhow!("not started");
+        for attempt in 1..=3 {
+            let webhook = if attempt == 1 { webhook } else { free_port()? };
+            let mut serve = Serve::spawn(work, kubeconfig, name, extra, attempt, webhook)?;
+            match serve.wait_ready(Duration::from_secs(60)) {
+                Ok(()) => return Ok(serve),
+                Err(error) => {
+                    let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+                    last_error = error.context(format!("serve log tail: {}", tail(&log, 8)));
+                    if !log.contains("cannot listen") {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let admin = self.admin;
+        poll("serve /readyz 200", timeout, || {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("serve exited early with {status}");
+            }
+            Ok(http_get(admin, "/readyz")
+                .ok()
+                .filter(|(code, _)| *code == 200)
+                .map(|_| ()))
+        })
+        .map_err(|error| error.context("serve did not become ready"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn send_sigterm(&self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()?;
+        ensure!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            self.pid()
+        );
+        Ok(())
+    }
+
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "serve (pid {}) still running after {:.1}s",
+                    self.pid(),
+                    timeout.as_secs_f64()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = self.send_sigterm();
+        if self
+            .wait_exit(SHUTDOWN_DELAY + DRAIN_TIMEOUT + Duration::from_secs(3))
+            .is_err()
+        {
+            eprintln!(
+                "warning: serve (pid {}) ignored SIGTERM; killing it",
+                self.pid()
+            );
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub(super) fn free_port() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chart release
+
+/// Namespace label no namespace carries: ANDed into the chart's own webhook configuration so it
+/// never calls `serve` (the suite's configuration does).
+pub(super) const NEVER_LABEL: &str = "e2e.pullsecret-injector.io/never";
+
+pub(super) fn chart_dir() -> PathBuf {
+    repo_root().join("charts").join("pullsecret-injector")
+}
+
+/// Names of this run's release of charts/pullsecret-injector.
+pub struct ChartRelease {
+    pub release: String,
+    pub namespace: String,
+    /// The release fullname (`<release>-pullsecret-injector`), which names the ServiceAccount.
+    pub service_account: String,
+}
+
+impl ChartRelease {
+    pub(super) fn new(run_id: &str) -> ChartRelease {
+        let release = format!("e2e-injector-{run_id}");
+        ChartRelease {
+            namespace: release.clone(),
+            service_account: format!("{release}-pullsecret-injector"),
+            release,
+        }
+    }
+
+    /// The ServiceAccount's user name, for `--as`.
+    pub fn user(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}",
+            self.namespace, self.service_account
+        )
+    }
+}
