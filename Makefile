@@ -6,7 +6,7 @@
 #   make bench         benchmarks (decision, heap per secret, TLS load, scale, apiserver
 #                      overhead; ~15 min); results go to BENCHMARKS.md
 #   make bench-quick   a one-minute smoke run of the same; results in target/bench/report.md
-#   make crds          regenerate charts/pullsecret-injector/crds/ from src/crd.rs
+#   make crds          regenerate charts/pullsecret-injector/crds/ from src/state/crd.rs
 #   make fuzz          a long property-based fuzzing campaign (docs/fuzzing.md)
 
 SHELL := bash

@@ -3,6 +3,8 @@
 //! Shutdown: the first SIGTERM/SIGINT turns `/readyz` to 503 and keeps serving for
 //! `--shutdown-delay` (so endpoints and the apiserver stop sending), then stops accepting and
 //! lets in-flight requests finish within `--drain-timeout`; a second signal exits at once.
+//!
+//! The top layer: the process wiring of `serve` may use every other layer.
 
 mod listener;
 pub mod tls;

@@ -1,6 +1,8 @@
 //! Logging setup and the Prometheus metrics, all under the `pullsecret_injector_` prefix.
 //!
 //! No metric label or log field ever carries a credential: labels are fixed outcome names.
+//!
+//! May use `admission` (the review outcomes it counts) and the layers below it.
 
 use std::sync::atomic::AtomicU64;
 

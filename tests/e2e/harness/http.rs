@@ -1,3 +1,5 @@
+//! The admin port: plain HTTP GETs and reading the Prometheus exposition.
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

@@ -1,3 +1,6 @@
+//! kubectl as the suite uses it: namespaces, registry secrets (remembered for the leak check),
+//! pods, and the cache-sync wait.
+
 use std::io::Write;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;

@@ -1,3 +1,5 @@
+//! The processes the suite runs: the control plane, `serve`, and the chart release's names.
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

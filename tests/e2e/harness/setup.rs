@@ -1,3 +1,6 @@
+//! Bringing the suite up (certificates, CRDs, chart, `serve`, webhook registration) and
+//! tearing everything it created down again.
+
 use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,3 +1,5 @@
+//! Polling, reading a pod's pull secrets and annotation, and small text and time helpers.
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
