@@ -538,7 +538,7 @@ async fn update_status(
                 .unwrap_or_default()
         });
     let generation = resource.metadata.generation;
-    let conflict_count = conflicts.len() as u32;
+    let conflict_count = i32::try_from(conflicts.len()).unwrap_or(i32::MAX);
     conflicts.truncate(STATUS_LIST_LIMIT);
     let status = ClusterPullSecretStatus {
         observed_generation: generation,
@@ -550,7 +550,7 @@ async fn update_status(
             last_transition_time,
             observed_generation: generation,
         }],
-        namespace_count: served.len() as u32,
+        namespace_count: i32::try_from(served.len()).unwrap_or(i32::MAX),
         namespaces: served.into_iter().take(STATUS_LIST_LIMIT).collect(),
         conflict_count,
         conflicts,
