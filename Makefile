@@ -6,6 +6,7 @@
 #   make bench         benchmarks (decision, heap per secret, TLS load, scale, apiserver
 #                      overhead; ~15 min); results go to BENCHMARKS.md
 #   make bench-quick   a one-minute smoke run of the same; results in target/bench/report.md
+#   make image         the container image without a Docker daemon (target/image/*.tar)
 #   make crds          regenerate charts/pullsecret-injector/crds/ from src/state/crd.rs
 #   make fuzz          a long property-based fuzzing campaign (docs/fuzzing.md)
 
@@ -15,7 +16,8 @@ CARGO ?= cargo
 BIN := target/release/pullsecret-injector
 
 .PHONY: all build test lint fmt-check clippy deny unit e2e fuzz tools control-plane cluster-up \
-        cluster-down cluster-status bench bench-quick demo demo-down dockerfile-lint clean crds
+        cluster-down cluster-status bench bench-quick demo demo-down dockerfile-lint clean crds \
+        image
 
 all: build
 
@@ -29,9 +31,17 @@ tools:
 	@# Builds from crates.io the first time (a few minutes), then cached in ~/.cargo/bin.
 	@command -v cargo-deny >/dev/null || $(CARGO) install --locked --quiet cargo-deny
 
-## Builds (or reuses from ~/.cache) kube-apiserver, kube-controller-manager, kubectl, etcd, helm.
+## Builds (or reuses from ~/.cache) kube-apiserver, kube-controller-manager, kube-scheduler,
+## kubelet, kube-proxy, kubectl, etcd and helm; then the node's containerd, runc, CNI plugins,
+## the registry and crane (tests/controlplane/build-node.sh).
 control-plane:
 	bash tests/controlplane/build.sh >/dev/null
+	bash tests/controlplane/build-node.sh >/dev/null
+
+## The release binary as a container image tarball, made without a Docker daemon (hack/image.sh);
+## the Dockerfile stays the release path.
+image:
+	bash hack/image.sh target/image/pullsecret-injector.tar
 
 test: tools lint unit e2e dockerfile-lint
 	@echo "make test: all checks passed"

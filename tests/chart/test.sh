@@ -521,6 +521,13 @@ else
   fail "render: replicaCount=1" "$(tail -n 3 "$WORK/last.log")"
 fi
 
+# Creates a namespace whose pods get a node selector no node matches (PodNodeSelector).
+unschedulable_namespace() {
+  "$KUBECTL" create namespace "$1" &&
+    "$KUBECTL" annotate namespace "$1" \
+      scheduler.alpha.kubernetes.io/node-selector=e2e.pullsecret-injector.io/no-node=true
+}
+
 # ---------------------------------------------------------------------------------------------
 say ""
 say "== helm install / upgrade / uninstall"
@@ -539,6 +546,9 @@ else
     --set webhook.failurePolicy=Ignore
     --set-json "webhook.extraNamespaceSelectorExpressions=[{\"key\":\"$NEVER_LABEL\",\"operator\":\"Exists\"}]"
   )
+  # Pods of these namespaces are never scheduled: the chart's default image is not pullable
+  # here, and the node must not try to reach a registry that does not exist.
+  unschedulable_namespace "$NS"
   if attempt "helm install $REL (webhook.url=$WEBHOOK_URL, no --wait)" \
     "$HELM" install "$REL" "$CHART" -n "$NS" --create-namespace "${INSTALL_ARGS[@]}"; then
 
@@ -579,7 +589,7 @@ else
     # The only namespace the webhook covers: the apiserver calls the URL, nobody answers, and
     # failurePolicy Ignore admits the pod unchanged.
     PROBE_NS="$REL-probe"
-    if "$KUBECTL" create namespace "$PROBE_NS" >"$WORK/last.log" 2>&1; then
+    if unschedulable_namespace "$PROBE_NS" >"$WORK/last.log" 2>&1; then
       CREATED_NAMESPACES+=("$PROBE_NS")
       check "label probe namespace $PROBE_NS with $NEVER_LABEL" \
         "$KUBECTL" label namespace "$PROBE_NS" "$NEVER_LABEL=yes"

@@ -12,6 +12,9 @@ BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION/bin"
 
 log() { printf '[control-plane build] %s\n' "$*" >&2; }
 
+# The control plane, the node's Kubernetes parts and kubectl: one wrapper module, one version.
+KUBE_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+
 # Helm reads its own version and the Kubernetes version it assumes (for `helm template` and
 # kubeVersion checks) from ldflags; the stamp records which flags the cached helm was built with.
 k8s_minor=${K8S_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
@@ -23,7 +26,7 @@ HELM_LDFLAGS+=" -X helm.sh/helm/$helm_major/pkg/chartutil.k8sVersionMinor=$k8s_m
 helm_current() { [ -x "$BIN/helm" ] && [ "$(cat "$BIN/helm.stamp" 2>/dev/null)" = "$HELM_LDFLAGS" ]; }
 
 need_build() {
-  for tool in kube-apiserver kube-controller-manager kubectl etcd; do
+  for tool in "${KUBE_TOOLS[@]}" etcd; do
     [ -x "$BIN/$tool" ] || return 0
   done
   helm_current && return 1
@@ -69,9 +72,7 @@ build_kubernetes() {
     echo ")"
     echo
     echo "tool ("
-    echo "	k8s.io/kubernetes/cmd/kube-apiserver"
-    echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
-    echo "	k8s.io/kubernetes/cmd/kubectl"
+    printf '\tk8s.io/kubernetes/cmd/%s\n' "${KUBE_TOOLS[@]}"
     echo ")"
   } >"$dir/go.mod"
   log "downloading Kubernetes dependencies (go mod tidy)"
@@ -82,7 +83,8 @@ build_kubernetes() {
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
   local cmd
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "${KUBE_TOOLS[@]}"; do
+    [ -x "$BIN/$cmd" ] && continue
     log "building $cmd $K8S_VERSION (a cold build takes several minutes on 2 cores)"
     (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
     mv "$BIN/$cmd.tmp" "$BIN/$cmd"
@@ -126,8 +128,11 @@ build_helm() {
 
 [ -x "$BIN/etcd" ] || build_etcd
 helm_current || build_helm
-if [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kube-controller-manager" ] || [ ! -x "$BIN/kubectl" ]; then
-  build_kubernetes
-fi
+for tool in "${KUBE_TOOLS[@]}"; do
+  if [ ! -x "$BIN/$tool" ]; then
+    build_kubernetes
+    break
+  fi
+done
 log "done in $((SECONDS - started))s: $BIN"
 echo "$BIN"

@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
-# A real, local Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager) run
-# as plain processes on loopback, for the tests and the demo. No Docker, no kind, no kubelet:
-# pods are admitted (and mutated by webhooks) at CREATE and then stay Pending.
+# A real, local Kubernetes cluster run as plain processes of this machine, for the tests and
+# the demo: etcd + kube-apiserver + kube-controller-manager, and (unless
+# PULLSECRET_INJECTOR_NODE=0) one node: kube-scheduler, kubelet, kube-proxy, containerd and runc,
+# on a bridge of its own (node.sh says how, and which network rules hold). No Docker, no kind.
 #
 # Usage: tests/controlplane/cluster.sh up|down|status|restart-apiserver|restart-etcd
 #        tests/controlplane/cluster.sh stop-component|start-component NAME
+#        tests/controlplane/cluster.sh trust-registry HOST:PORT CA-FILE
 #
 #   up      Builds (or reuses) the binaries via build.sh, stops a previous cluster of the same
 #           cluster dir if there is one, then starts a fresh cluster in a new temporary state
 #           directory: free loopback ports, a fresh CA, apiserver serving cert, service-account
 #           key and admin token. Waits until etcd is healthy, the apiserver is ready and the
-#           `default` ServiceAccount exists. On failure it prints the failing component's log
-#           tail, stops everything it started, and exits non-zero.
+#           `default` ServiceAccount exists, then (with a node) until the node is Ready and
+#           kube-proxy has programmed the Services. On failure it prints the failing
+#           component's log tail, stops everything it started, and exits non-zero.
 #           Writes into the cluster dir (default <repo>/.local):
 #             kubeconfig     admin kubeconfig (CA embedded, token auth, group system:masters)
 #             cluster.env    shell-sourceable: KUBECONFIG, CLUSTER_STATE_DIR, CLUSTER_BIN_DIR,
 #                            APISERVER_URL, APISERVER_PORT, CLUSTER_CA_FILE, CLUSTER_CA_KEY_FILE,
 #                            ADMIN_TOKEN, ETCD_URL, ETCD_CLIENT_PORT, ETCD_PEER_PORT, ETCD_PID,
-#                            APISERVER_PID, CONTROLLER_MANAGER_PID, K8S_VERSION
-#             bin/           symlinks: kubectl helm kube-apiserver kube-controller-manager etcd
+#                            APISERVER_PID, CONTROLLER_MANAGER_PID, K8S_VERSION; with a node
+#                            also NODE_NAME, NODE_IP, NODE_BIN_DIR, CONTAINERD_SOCK,
+#                            CONTAINERD_CERTS_DIR
+#             bin/           symlinks: kubectl helm etcd and the Kubernetes binaries; with a
+#                            node also containerd ctr crictl runc registry crane
 #             cluster.state-dir   path of the running cluster's state directory
 #           The state directory holds the certificates, keys, etcd data, one <component>.pid
 #           and one <component>.log per process.
-#   down    Stops every recorded process by pid (SIGTERM, up to 10 s, then SIGKILL), checks
-#           they are gone, removes the state directory, kubeconfig, cluster.env and
-#           cluster.state-dir. Idempotent.
+#   down    Removes the node's pods through the CRI, stops every recorded process by pid
+#           (SIGTERM, up to 10 s, then SIGKILL), checks they are gone, unmounts what the node
+#           mounted, deletes the bridge and the nftables tables, removes the state directory,
+#           kubeconfig, cluster.env and cluster.state-dir. Idempotent.
 #   status  Reports whether the cluster is up (all recorded pids alive and /readyz ok).
 #           Exit status 0 when up, 1 otherwise.
 #   restart-apiserver, restart-etcd
@@ -36,6 +43,8 @@
 #   stop-component NAME, start-component NAME
 #           The two halves of a restart (NAME: etcd, kube-apiserver, kube-controller-manager),
 #           so a test can look at the world while the component is down.
+#   trust-registry HOST:PORT CA-FILE
+#           The node's containerd pulls from https://HOST:PORT trusting CA-FILE.
 #
 # Environment:
 #   PULLSECRET_INJECTOR_CLUSTER_DIR      where kubeconfig/cluster.env/bin go (default
@@ -45,6 +54,7 @@
 #   PULLSECRET_INJECTOR_CLUSTER_KEEP_FAILED=1
 #                                        keep the state directory (logs) of a failed `up`.
 #   PULLSECRET_INJECTOR_APISERVER_ARGS   extra kube-apiserver flags (split on whitespace).
+#   PULLSECRET_INJECTOR_NODE=0           the control plane only, no node.
 #   TMPDIR                               parent of the temporary state directory.
 #   K8S_VERSION, ETCD_VERSION, HELM_VERSION, PULLSECRET_INJECTOR_CACHE
 #                                        passed through to build.sh (versions, binary cache).
@@ -55,6 +65,8 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=node.sh
+. "$SCRIPT_DIR/node.sh"
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 CLUSTER_DIR=${PULLSECRET_INJECTOR_CLUSTER_DIR:-$REPO_ROOT/.local}
 TIMEOUT=${PULLSECRET_INJECTOR_CLUSTER_TIMEOUT:-120}
@@ -65,8 +77,9 @@ KUBECONFIG_OUT="$CLUSTER_DIR/kubeconfig"
 ENV_OUT="$CLUSTER_DIR/cluster.env"
 POINTER="$CLUSTER_DIR/cluster.state-dir"
 MARKER=".pullsecret-injector-cluster"
-# Stop order: clients first, storage last.
+# Stop order: clients first, storage last (the node's components stop before these).
 COMPONENTS=(kube-controller-manager kube-apiserver etcd)
+APISERVER_HOST=127.0.0.1
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -146,6 +159,7 @@ stop_state_dir() {
     log "warning: $state_dir is not a cluster state dir (no $MARKER); leaving it alone"
     return 0
   fi
+  node_down "$state_dir" || rc=1
   for name in "${COMPONENTS[@]}"; do
     [ -f "$state_dir/$name.pid" ] || continue
     pid=$(cat "$state_dir/$name.pid")
@@ -189,7 +203,9 @@ do_status() {
     echo "no cluster (nothing recorded in $CLUSTER_DIR)"
     return 1
   fi
-  for name in etcd kube-apiserver kube-controller-manager; do
+  local names=(etcd kube-apiserver kube-controller-manager)
+  [ -f "$state_dir/node.env" ] && names+=(containerd kube-scheduler kubelet kube-proxy)
+  for name in "${names[@]}"; do
     pid=$(cat "$state_dir/$name.pid" 2>/dev/null || true)
     if [ -n "$pid" ] && pid_is_ours "$pid" "$state_dir"; then
       echo "$name: running (pid $pid)"
@@ -287,6 +303,7 @@ on_up_exit() {
   if [ -n "$STATE" ]; then
     if [ "${PULLSECRET_INJECTOR_CLUSTER_KEEP_FAILED:-0}" = 1 ]; then
       local name pid
+      node_down "$STATE" || true
       for name in "${COMPONENTS[@]}"; do
         pid=$(cat "$STATE/$name.pid" 2>/dev/null || true)
         [ -n "$pid" ] && stop_pid "$name" "$pid" "$STATE"
@@ -354,12 +371,28 @@ etcd_healthy() {
 }
 
 apiserver_ready() {
-  [ "$(api_get "$STATE" "https://127.0.0.1:$APISERVER_PORT/readyz")" = ok ]
+  [ "$(api_get "$STATE" "https://$APISERVER_HOST:$APISERVER_PORT/readyz")" = ok ]
 }
 
 default_sa_exists() {
   [ "$(api_status_code "$STATE" \
-    "https://127.0.0.1:$APISERVER_PORT/api/v1/namespaces/default/serviceaccounts/default")" = 200 ]
+    "https://$APISERVER_HOST:$APISERVER_PORT/api/v1/namespaces/default/serviceaccounts/default")" = 200 ]
+}
+
+# issue_cert DIR NAME SUBJECT EXTENDED-KEY-USAGE [SANS]: an ECDSA key and a certificate signed
+# by the cluster CA (DIR/NAME.key, DIR/NAME.crt).
+issue_cert() {
+  local d=$1 name=$2 subject=$3 usage=$4 sans=${5:-}
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$d/$name.key" -out "$d/$name.csr" -subj "$subject"
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=$usage"
+    [ -n "$sans" ] && echo "subjectAltName=$sans"
+  } >"$d/$name.ext"
+  openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+    -set_serial "0x$(openssl rand -hex 16)" -days 365 -extfile "$d/$name.ext" -out "$d/$name.crt"
 }
 
 gen_pki() {
@@ -374,11 +407,11 @@ gen_pki() {
       -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -keyout "$d/apiserver.key" -out "$d/apiserver.csr" -subj "/CN=kube-apiserver"
-    cat >"$d/apiserver.ext" <<'EOF'
+    cat >"$d/apiserver.ext" <<EOF
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local${NODE_IP_SAN:-}
 EOF
     openssl x509 -req -in "$d/apiserver.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
       -set_serial "0x$(openssl rand -hex 16)" -days 365 -extfile "$d/apiserver.ext" \
@@ -406,7 +439,7 @@ kind: Config
 clusters:
 - name: pullsecret-injector-local
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$APISERVER_HOST:$APISERVER_PORT
     certificate-authority-data: $ca_data
 users:
 - name: admin
@@ -453,22 +486,32 @@ start_etcd() {
   done
 }
 
-# 1.37 refuses a loopback advertise address with the default (lease) endpoint reconciler, and a
-# host address would be one the apiserver does not listen on; there is no in-cluster network
-# here anyway, so the `kubernetes` Service gets no endpoints (--endpoint-reconciler-type=none).
+# With a node, the apiserver listens on and advertises the node's bridge address, so pods reach
+# it through the `kubernetes` Service (kube-proxy), and it reaches webhook Services through their
+# endpoints (--enable-aggregator-routing: no kube-proxy needed on the apiserver's side).
+# Without a node, 1.37 refuses a loopback advertise address with the default (lease) endpoint
+# reconciler, and there is no in-cluster network anyway (--endpoint-reconciler-type=none).
 start_apiserver() {
   local attempt extra=()
   if [ -n "${PULLSECRET_INJECTOR_APISERVER_ARGS:-}" ]; then
     read -r -a extra <<<"$PULLSECRET_INJECTOR_APISERVER_ARGS"
+  fi
+  if node_enabled; then
+    extra+=(--bind-address="$NODE_IP" --advertise-address="$NODE_IP"
+      --enable-aggregator-routing=true
+      --kubelet-client-certificate="$STATE/apiserver-kubelet-client.crt"
+      --kubelet-client-key="$STATE/apiserver-kubelet-client.key"
+      --kubelet-certificate-authority="$STATE/ca.crt"
+      --kubelet-preferred-address-types=InternalIP)
+  else
+    extra+=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1
+      --endpoint-reconciler-type=none)
   fi
   for attempt in 1 2 3; do
     APISERVER_PORT=$(free_ports 1)
     check_port "$APISERVER_PORT"
     start kube-apiserver "$BIN_DIR/kube-apiserver" \
       --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-      --bind-address=127.0.0.1 \
-      --advertise-address=127.0.0.1 \
-      --endpoint-reconciler-type=none \
       --secure-port="$APISERVER_PORT" \
       --cert-dir="$STATE/apiserver-certs" \
       --tls-cert-file="$STATE/apiserver.crt" \
@@ -481,8 +524,9 @@ start_apiserver() {
       --service-account-signing-key-file="$STATE/sa.key" \
       --service-cluster-ip-range=10.0.0.0/24 \
       --allow-privileged=true \
+      --enable-admission-plugins=PodNodeSelector \
       ${extra[@]+"${extra[@]}"}
-    if wait_for kube-apiserver "kube-apiserver ready on https://127.0.0.1:$APISERVER_PORT" \
+    if wait_for kube-apiserver "kube-apiserver ready on https://$APISERVER_HOST:$APISERVER_PORT" \
       apiserver_ready; then
       return 0
     fi
@@ -519,7 +563,7 @@ write_env() {
       "CLUSTER_STATE_DIR=$STATE" \
       "CLUSTER_BIN_DIR=$BIN_DIR" \
       "K8S_VERSION=$K8S_VERSION" \
-      "APISERVER_URL=https://127.0.0.1:$APISERVER_PORT" \
+      "APISERVER_URL=https://$APISERVER_HOST:$APISERVER_PORT" \
       "APISERVER_PORT=$APISERVER_PORT" \
       "CLUSTER_CA_FILE=$STATE/ca.crt" \
       "CLUSTER_CA_KEY_FILE=$STATE/ca.key" \
@@ -532,6 +576,16 @@ write_env() {
       "CONTROLLER_MANAGER_PID=$(cat "$STATE/kube-controller-manager.pid")"; do
       printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
     done
+    if node_enabled; then
+      for kv in \
+        "NODE_NAME=$NODE_NAME" \
+        "NODE_IP=$NODE_IP" \
+        "NODE_BIN_DIR=$NODE_BIN_DIR" \
+        "CONTAINERD_SOCK=$CONTAINERD_SOCK" \
+        "CONTAINERD_CERTS_DIR=$STATE/containerd/certs.d"; do
+        printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
+      done
+    fi
   } >"$tmp"
   chmod 600 "$tmp"
   mv "$tmp" "$ENV_OUT"
@@ -544,6 +598,12 @@ do_up() {
   log "building or reusing the control-plane binaries (tests/controlplane/build.sh)"
   BIN_DIR=$(bash "$SCRIPT_DIR/build.sh" 8>&-) || die "build.sh failed"
   [ -d "${BIN_DIR:-}" ] || die "build.sh did not print a bin directory"
+  if node_enabled; then
+    log "building or reusing the node's binaries (tests/controlplane/build-node.sh)"
+    NODE_BIN_DIR=$(bash "$SCRIPT_DIR/build-node.sh" 8>&-) || die "build-node.sh failed"
+    [ -d "${NODE_BIN_DIR:-}" ] || die "build-node.sh did not print a bin directory"
+    APISERVER_HOST=$NODE_IP
+  fi
 
   if [ -n "$(recorded_state_dir)" ] || [ -f "$KUBECONFIG_OUT" ]; then
     log "a previous cluster is recorded in $CLUSTER_DIR; stopping it first"
@@ -551,9 +611,15 @@ do_up() {
   fi
 
   mkdir -p "$CLUSTER_DIR/bin"
-  for tool in kubectl helm kube-apiserver kube-controller-manager etcd; do
+  for tool in kubectl helm kube-apiserver kube-controller-manager kube-scheduler kubelet \
+    kube-proxy etcd; do
     ln -sfn "$BIN_DIR/$tool" "$CLUSTER_DIR/bin/$tool"
   done
+  if node_enabled; then
+    for tool in containerd ctr crictl runc registry crane; do
+      ln -sfn "$NODE_BIN_DIR/$tool" "$CLUSTER_DIR/bin/$tool"
+    done
+  fi
 
   trap on_up_exit EXIT
   trap 'exit 130' INT
@@ -564,13 +630,25 @@ do_up() {
   printf '%s\n' "$STATE" >"$POINTER"
   log "state dir: $STATE"
 
+  if node_enabled; then
+    node_claim
+    {
+      printf 'NODE_BIN_DIR=%q\n' "$NODE_BIN_DIR"
+      printf 'NODE_CGROUP_ROOT=%q\n' "$NODE_CGROUP_ROOT"
+      printf 'IP_FORWARD_BEFORE=%q\n' "$(cat /proc/sys/net/ipv4/ip_forward)"
+    } >"$STATE/node.env"
+    node_network_up
+    NODE_IP_SAN=",IP:$NODE_IP"
+  fi
   gen_pki
+  node_enabled && node_gen_pki
   start_etcd
   start_apiserver
   CURRENT=""
   write_kubeconfig "$STATE/admin.kubeconfig"
   start_controller_manager
   CURRENT=""
+  node_enabled && node_up
   write_kubeconfig "$KUBECONFIG_OUT.tmp"
   mv "$KUBECONFIG_OUT.tmp" "$KUBECONFIG_OUT"
   write_env
@@ -584,13 +662,13 @@ do_up() {
   case "$rel_kc" in "$PWD"/*) rel_kc=${rel_kc#"$PWD"/}; rel_bin=${rel_bin#"$PWD"/} ;; esac
   cat <<EOF
 Kubernetes $K8S_VERSION control plane is up ($((SECONDS - t0))s).
-  apiserver:  https://127.0.0.1:$APISERVER_PORT
+  apiserver:  https://$APISERVER_HOST:$APISERVER_PORT
   kubeconfig: $KUBECONFIG_OUT
   env file:   $ENV_OUT   (. it to get KUBECONFIG, APISERVER_URL, CLUSTER_CA_FILE, pids, ...)
   state/logs: $STATE
   kubectl:    $rel_bin/kubectl --kubeconfig $rel_kc get ns
               (or: export KUBECONFIG=$KUBECONFIG_OUT PATH=$CLUSTER_DIR/bin:\$PATH)
-  No scheduler or kubelet: pods are admitted and then stay Pending.
+  $(if node_enabled; then echo "node:       $NODE_NAME ($NODE_IP), pods in $POD_CIDR"; else echo "No node (PULLSECRET_INJECTOR_NODE=0): pods are admitted and then stay Pending."; fi)
   stop:       $stop_cmd
 EOF
 }
@@ -638,7 +716,8 @@ do_start_component() {
     kube-apiserver) ;;
   esac
   # Whatever restarted, the cluster is back when the apiserver is ready again.
-  wait_for kube-apiserver "kube-apiserver ready on https://127.0.0.1:$APISERVER_PORT" \
+  APISERVER_HOST=${NODE_IP:-127.0.0.1}
+  wait_for kube-apiserver "kube-apiserver ready on https://$APISERVER_HOST:$APISERVER_PORT" \
     apiserver_ready
   case "$name" in
     etcd) var=ETCD_PID ;;
@@ -647,6 +726,28 @@ do_start_component() {
   esac
   sed -i "s/^export $var=.*/export $var=$(cat "$STATE/$name.pid")/" "$ENV_OUT"
   CURRENT=""
+}
+
+# trust-registry HOST:PORT CA-FILE: containerd on the node pulls from https://HOST:PORT trusting
+# that CA (a hosts.toml in its hosts directory; read at every pull, no restart).
+do_trust_registry() {
+  local host=$1 ca=$2 state_dir dir
+  [ -r "$ca" ] || die "cannot read the CA file $ca"
+  state_dir=$(recorded_state_dir)
+  if [ -z "$state_dir" ] || [ ! -f "$state_dir/node.env" ]; then
+    die "no cluster with a node is recorded in $CLUSTER_DIR"
+  fi
+  dir="$state_dir/containerd/certs.d/$host"
+  mkdir -p "$dir"
+  cp "$ca" "$dir/ca.crt"
+  cat >"$dir/hosts.toml" <<EOF
+server = "https://$host"
+
+[host."https://$host"]
+  capabilities = ["pull", "resolve"]
+  ca = "$dir/ca.crt"
+EOF
+  log "containerd trusts $ca for https://$host"
 }
 
 do_restart() {
@@ -669,10 +770,11 @@ case "${1:-}" in
   status) do_status ;;
   restart-apiserver) with_lock do_restart kube-apiserver ;;
   restart-etcd) with_lock do_restart etcd ;;
+  trust-registry) do_trust_registry "${2:?HOST:PORT}" "${3:?CA file}" ;;
   stop-component) with_lock do_stop_component "${2:?component name}" ;;
   start-component) with_lock do_start_component "${2:?component name}" ;;
   *)
-    echo "usage: $0 up|down|status|restart-apiserver|restart-etcd|stop-component NAME|start-component NAME" >&2
+    echo "usage: $0 up|down|status|trust-registry HOST:PORT CA|restart-apiserver|restart-etcd|stop-component NAME|start-component NAME" >&2
     echo "       (see the header of this script for details)" >&2
     exit 2
     ;;

@@ -21,7 +21,9 @@ mod client;
 mod faults;
 mod harness;
 mod hostile;
+mod incluster;
 mod mappings;
+mod node;
 mod scenarios;
 
 use std::io::Write;

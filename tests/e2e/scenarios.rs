@@ -69,8 +69,41 @@ pub const ALL: &[Scenario] = &[
         run: chart_serviceaccount_rbac,
     },
     Scenario {
+        name: "node-private-registry",
+        run: crate::node::private_registry,
+    },
+    Scenario {
+        name: "node-two-registries",
+        run: crate::node::two_registries,
+    },
+    Scenario {
+        name: "node-tls-registry",
+        run: crate::node::tls_registry,
+    },
+    Scenario {
+        name: "node-wrong-port",
+        run: crate::node::wrong_port,
+    },
+    Scenario {
+        name: "node-init-container-and-deployment",
+        run: crate::node::init_container_and_deployment,
+    },
+    Scenario {
+        name: "node-legacy-and-path-keys",
+        run: crate::node::legacy_and_path_keys,
+    },
+    Scenario {
+        name: "node-rule-and-cluster-pull-secret",
+        run: crate::node::rule_and_cluster_pull_secret,
+    },
+    Scenario {
         name: "shutdown-and-webhook-down",
         run: shutdown_and_webhook_down,
+    },
+    // After the suite's own webhook and controller are gone: nothing else writes copies.
+    Scenario {
+        name: "node-chart-in-cluster",
+        run: crate::incluster::chart_in_cluster,
     },
     Scenario {
         name: "no-credential-leaks",

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::http::metric;
 use super::util::{injected_annotation, poll, pull_secrets, random_hex};
-use super::{INJECTED_ANNOTATION, SUITE_LABEL, Suite};
+use super::{
+    INJECTED_ANNOTATION, NODE_SELECTOR_ANNOTATION, SUITE_LABEL, Suite, UNSCHEDULABLE_LABEL,
+};
 
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const PULL_SECRET_TYPES: [(&str, &str); 2] = [
@@ -117,12 +119,47 @@ impl Suite {
 
     /// Creates a namespace of this run (suite label plus `labels`) and waits for its `default`
     /// ServiceAccount, without which the apiserver rejects pods.
+    ///
+    /// Its pods are never scheduled (a node selector no node matches): the suite's images name
+    /// registries that do not exist, and the node must not try to reach them.
     pub fn namespace(&self, short: &str, labels: &[(&str, &str)]) -> Result<String> {
+        self.create_namespace(short, labels, true, true)
+    }
+
+    /// A namespace of this run whose pods run on the node (images of the suite's registries).
+    pub fn node_namespace(&self, short: &str, labels: &[(&str, &str)]) -> Result<String> {
+        self.create_namespace(short, labels, false, true)
+    }
+
+    /// A namespace whose pods run on the node and that the suite's own webhook does not cover
+    /// (no suite label): for the chart's in-cluster webhook.
+    pub fn foreign_namespace(&self, short: &str, labels: &[(&str, &str)]) -> Result<String> {
+        self.create_namespace(short, labels, false, false)
+    }
+
+    fn create_namespace(
+        &self,
+        short: &str,
+        labels: &[(&str, &str)],
+        unschedulable: bool,
+        suite_webhook: bool,
+    ) -> Result<String> {
         let name = format!("e2e-{}-{short}", self.run_id);
-        let mut manifest = format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    {SUITE_LABEL}: \"{}\"\n",
-            self.run_id
-        );
+        let mut manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n");
+        if unschedulable {
+            manifest.push_str(&format!(
+                "  annotations:\n    {NODE_SELECTOR_ANNOTATION}: \"{UNSCHEDULABLE_LABEL}=true\"\n"
+            ));
+        }
+        manifest.push_str("  labels:\n");
+        if suite_webhook {
+            manifest.push_str(&format!("    {SUITE_LABEL}: \"{}\"\n", self.run_id));
+        } else {
+            manifest.push_str(&format!(
+                "    e2e.pullsecret-injector.io/run: \"{}\"\n",
+                self.run_id
+            ));
+        }
         for (key, value) in labels {
             manifest.push_str(&format!("    {key}: \"{value}\"\n"));
         }
@@ -180,6 +217,18 @@ impl Suite {
         self.write_registry_secret(ns, name, server, true)
     }
 
+    /// `kubectl create secret docker-registry` with the given login (a real registry's user).
+    pub fn registry_login_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        server: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<()> {
+        self.write_login_secret(ns, name, server, user, password, false)
+    }
+
     fn write_registry_secret(
         &self,
         ns: &str,
@@ -190,6 +239,19 @@ impl Suite {
         let owner = format!("secret {ns}/{name}");
         let user = format!("e2e-user-{}", random_hex(4));
         let password = self.new_password(&owner);
+        self.write_login_secret(ns, name, server, &user, &password, update)
+    }
+
+    fn write_login_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        server: &str,
+        user: &str,
+        password: &str,
+        update: bool,
+    ) -> Result<()> {
+        let owner = format!("secret {ns}/{name}");
         self.remember_secret(
             format!("auth of {owner}"),
             BASE64.encode(format!("{user}:{password}")),

@@ -16,19 +16,24 @@ mod util;
 
 pub use http::{http_get, metric, metric_sum};
 pub use kubectl::Output;
-pub use processes::{Cluster, Serve, serve_command, shutdown_timing, webhook_manifest};
+pub use processes::{Cluster, Serve, chart_dir, serve_command, shutdown_timing, webhook_manifest};
 pub use util::{injected_annotation, now_unix, poll, pull_secrets, tail};
 
 use processes::{ChartRelease, free_port};
 
 /// Label that puts a namespace under this run's webhook configuration.
 pub const SUITE_LABEL: &str = "e2e.pullsecret-injector.io/suite";
+/// The PodNodeSelector admission plugin (enabled by cluster.sh) adds this namespace annotation's
+/// selector to every pod of the namespace.
+pub const NODE_SELECTOR_ANNOTATION: &str = "scheduler.alpha.kubernetes.io/node-selector";
+/// A node label no node has: pods selecting it stay Pending, as before the cluster had a node.
+pub const UNSCHEDULABLE_LABEL: &str = "e2e.pullsecret-injector.io/no-node";
 pub const INJECT_LABEL: &str = "pullsecret-injector.io/inject";
 pub const INJECTED_ANNOTATION: &str = "pullsecret-injector.io/injected";
 pub const SHUTDOWN_DELAY: Duration = Duration::from_secs(2);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 

@@ -330,7 +330,7 @@ pub(super) fn free_port() -> Result<SocketAddr> {
 /// never calls `serve` (the suite's configuration does).
 pub(super) const NEVER_LABEL: &str = "e2e.pullsecret-injector.io/never";
 
-pub(super) fn chart_dir() -> PathBuf {
+pub fn chart_dir() -> PathBuf {
     repo_root().join("charts").join("pullsecret-injector")
 }
 

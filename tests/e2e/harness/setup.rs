@@ -19,7 +19,7 @@ use super::processes::{
     ChartRelease, Cluster, NEVER_LABEL, Serve, chart_dir, free_port, webhook_manifest,
 };
 use super::util::{poll, random_hex, tail};
-use super::{INJECT_LABEL, Record, SUITE_LABEL, Suite, repo_root};
+use super::{INJECT_LABEL, Record, SUITE_LABEL, Suite, UNSCHEDULABLE_LABEL, repo_root};
 
 impl Suite {
     pub fn start(cluster: &Cluster) -> Result<Suite> {
@@ -132,16 +132,9 @@ impl Suite {
     }
 
     /// Runs the cluster's helm against the admin kubeconfig; fails unless it exits 0.
-    fn helm(&self, args: &[&str]) -> Result<Output> {
-        let helm_home = self.work_path.join("helm");
-        let out = Command::new(self.bin_dir.join("helm"))
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env("HELM_CONFIG_HOME", helm_home.join("config"))
-            .env("HELM_CACHE_HOME", helm_home.join("cache"))
-            .env("HELM_DATA_HOME", helm_home.join("data"))
-            .stdin(Stdio::null())
+    pub fn helm(&self, args: &[&str]) -> Result<Output> {
+        let out = self
+            .helm_command(args)
             .output()
             .context("cannot run helm")?;
         let out = Output {
@@ -159,9 +152,25 @@ impl Suite {
         Ok(out)
     }
 
+    /// The cluster's helm with `args`, against the admin kubeconfig, not yet started.
+    pub fn helm_command(&self, args: &[&str]) -> Command {
+        let helm_home = self.work_path.join("helm");
+        let mut command = Command::new(self.bin_dir.join("helm"));
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env("HELM_CONFIG_HOME", helm_home.join("config"))
+            .env("HELM_CACHE_HOME", helm_home.join("cache"))
+            .env("HELM_DATA_HOME", helm_home.join("data"))
+            .stdin(Stdio::null());
+        command
+    }
+
     /// `helm install` of charts/pullsecret-injector with webhook.url at `port` and a
     /// namespaceSelector that matches nothing (the suite registers its own configuration).
-    /// No `--wait`: there is no kubelet, the Deployment's pods never run.
+    /// Its Deployment's pod is never scheduled (a node selector no node matches): the suite runs
+    /// `serve` as a local process with the chart's identity instead.
     fn install_chart(&self, port: SocketAddr) -> Result<()> {
         let ca = std::fs::read(self.cert_path("ca.crt"))?;
         self.chart_installed.set(true);
@@ -178,6 +187,8 @@ impl Suite {
             &format!("webhook.caBundle={}", BASE64.encode(ca)),
             "--set",
             "replicaCount=1",
+            "--set-json",
+            &format!(r#"nodeSelector={{"{UNSCHEDULABLE_LABEL}":"true"}}"#),
             // The suite's serve runs the ClusterPullSecret controller with this identity.
             "--set",
             "controller.enabled=true",

@@ -1,0 +1,369 @@
+//! The chart, running as Pods on the node: its image (made by `hack/image.sh`) pulled from a
+//! registry that requires auth through the chart's own `imagePullSecrets`, its certificates,
+//! probes and ServiceAccount, and the apiserver calling it through its Service. Then a rollout
+//! and a lost replica while pods are created, the controller from inside the cluster, and an
+//! uninstall that leaves pod creation working.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+use crate::harness::{Suite, chart_dir, poll, pull_secrets, tail};
+use crate::node::{Registry, wait_running};
+use crate::scenarios::Outcome;
+
+const ROLLOUT_TIMEOUT: &str = "180s";
+const CONVERGENCE: Duration = Duration::from_secs(120);
+/// Longer than helm's own --timeout, so helm reports a stuck rollout first.
+const DISRUPTION_TIMEOUT: Duration = Duration::from_secs(240);
+
+struct Release<'a> {
+    s: &'a Suite,
+    name: String,
+    namespace: String,
+    installed: bool,
+}
+
+impl Release<'_> {
+    fn args<'b>(&'b self, verb: &'b str, chart: &'b str, extra: &[&'b str]) -> Vec<&'b str> {
+        let mut args = vec![verb, self.name.as_str()];
+        if verb != "uninstall" {
+            args.push(chart);
+        }
+        args.extend([
+            "-n",
+            self.namespace.as_str(),
+            "--wait",
+            "--timeout",
+            ROLLOUT_TIMEOUT,
+        ]);
+        args.extend_from_slice(extra);
+        args
+    }
+
+    /// Runs helm VERB on the release (with --wait); returns what it printed on stderr.
+    fn helm(&self, verb: &str, extra: &[&str]) -> Result<String> {
+        let chart = chart_dir().to_string_lossy().into_owned();
+        Ok(self.s.helm(&self.args(verb, &chart, extra))?.stderr)
+    }
+
+    /// Runs helm VERB while `create_pods` admits pods; fails if helm or any pod failed.
+    fn helm_under_load(&self, verb: &str, extra: &[&str], load: &Load) -> Result<usize> {
+        let chart = chart_dir().to_string_lossy().into_owned();
+        let mut child = self
+            .s
+            .helm_command(&self.args(verb, &chart, extra))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run helm")?;
+        let created = load.run(self.s, || Ok(child.try_wait()?.is_some()));
+        let out = child.wait_with_output()?;
+        ensure!(
+            out.status.success(),
+            "helm {verb} failed: {}",
+            tail(&String::from_utf8_lossy(&out.stderr), 10)
+        );
+        created
+    }
+
+    fn pods(&self) -> Result<Vec<Value>> {
+        let list = self.s.get_json(&[
+            "pods",
+            "-n",
+            &self.namespace,
+            "-l",
+            "app.kubernetes.io/name=pullsecret-injector",
+        ])?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until exactly `replicas` pods run, all ready, and returns their names.
+    fn wait_ready(&self, replicas: usize) -> Result<Vec<String>> {
+        poll(
+            &format!("{replicas} ready replicas of {}", self.name),
+            CONVERGENCE,
+            || {
+                let pods = self.pods()?;
+                let ready: Vec<String> = pods
+                    .iter()
+                    .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+                    .filter(|pod| {
+                        pod["status"]["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                    .filter_map(|pod| pod["metadata"]["name"].as_str().map(str::to_owned))
+                    .collect();
+                Ok((ready.len() == replicas && pods.len() == replicas).then_some(ready))
+            },
+        )
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if self.installed {
+            let _ = self
+                .s
+                .helm(&["uninstall", &self.name, "-n", &self.namespace, "--wait"]);
+        }
+    }
+}
+
+/// Pods created (server-side dry run, so admitted by the webhook) in a loop during a disruption.
+struct Load<'a> {
+    namespace: &'a str,
+    image: &'a str,
+    expected: &'a [&'a str],
+}
+
+impl Load<'_> {
+    /// Creates pods until `done` says so (at least one); each must get `expected`. Returns how
+    /// many were created.
+    fn run(&self, s: &Suite, mut done: impl FnMut() -> Result<bool>) -> Result<usize> {
+        let deadline = Instant::now() + DISRUPTION_TIMEOUT;
+        let mut created = 0;
+        loop {
+            ensure!(
+                Instant::now() < deadline,
+                "the disruption did not end within {DISRUPTION_TIMEOUT:?}"
+            );
+            let got = s.dry_run_pull_secrets(self.namespace, self.image)?;
+            ensure!(
+                got == self.expected,
+                "pod #{created} during the disruption got {got:?}, expected {:?}",
+                self.expected
+            );
+            created += 1;
+            if done()? {
+                return Ok(created);
+            }
+        }
+    }
+}
+
+pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
+    let registry = Registry::start(s, "chart")?;
+    let tarball = s.work_path().join("pullsecret-injector-image.tar");
+    let out = Command::new("bash")
+        .arg(crate::harness::repo_root().join("hack/image.sh"))
+        .args(["--binary", env!("CARGO_BIN_EXE_pullsecret-injector")])
+        .arg(&tarball)
+        .output()
+        .context("cannot run hack/image.sh")?;
+    ensure!(
+        out.status.success(),
+        "hack/image.sh failed: {}",
+        tail(&String::from_utf8_lossy(&out.stderr), 10)
+    );
+    let injector_image = registry.push_tarball(&tarball, "pullsecret-injector:e2e")?;
+    let app_image = registry.push_busybox("shop/web:1")?;
+    let repository = injector_image.trim_end_matches(":e2e").to_owned();
+
+    let covered = format!("e2e.pullsecret-injector.io/incluster-{}", s.run_id);
+    let namespace = s.foreign_namespace("incluster", &[])?;
+    registry.secret(s, &namespace, "injector-pull")?;
+    let mut release = Release {
+        s,
+        name: format!("pullsecret-injector-{}", s.run_id),
+        namespace,
+        installed: true,
+    };
+    let warnings = release.helm(
+        "install",
+        &[
+            "--set",
+            &format!("image.repository={repository}"),
+            "--set",
+            "image.tag=e2e",
+            "--set",
+            "imagePullSecrets[0].name=injector-pull",
+            "--set",
+            "shutdownDelay=2s",
+            "--set-json",
+            &format!(
+                r#"webhook.extraNamespaceSelectorExpressions=[{{"key":"{covered}","operator":"Exists"}}]"#
+            ),
+        ],
+    )?;
+    ensure!(
+        !warnings.contains("Warning"),
+        "helm install printed warnings: {}",
+        warnings.trim()
+    );
+    let replicas = release.wait_ready(2)?;
+    for pod in release.pods()? {
+        ensure!(
+            pull_secrets(&pod) == ["injector-pull"],
+            "the injector's own pod has imagePullSecrets {:?}",
+            pull_secrets(&pod)
+        );
+        ensure!(
+            pod["spec"]["containers"][0]["image"] == injector_image.as_str(),
+            "the injector runs image {}",
+            pod["spec"]["containers"][0]["image"]
+        );
+    }
+
+    // An application namespace covered by the in-cluster webhook only.
+    let app = s.foreign_namespace("incluster-app", &[(&covered, "true")])?;
+    registry.secret(s, &app, "shop-registry")?;
+    poll(
+        "the in-cluster webhook to inject shop-registry",
+        CONVERGENCE,
+        || Ok((s.dry_run_pull_secrets(&app, &app_image)? == ["shop-registry"]).then_some(())),
+    )?;
+    s.run_pod(&app, "web", &app_image, &[])?;
+    let pod = wait_running(s, &app, "web")?;
+    ensure!(
+        pull_secrets(&pod) == ["shop-registry"],
+        "web got {:?}",
+        pull_secrets(&pod)
+    );
+
+    // A rollout while pods are created: every pod admitted with its secret.
+    let load = Load {
+        namespace: &app,
+        image: &app_image,
+        expected: &["shop-registry"],
+    };
+    let created = release.helm_under_load(
+        "upgrade",
+        &["--reuse-values", "--set", "logLevel=debug"],
+        &load,
+    )?;
+    let after_rollout = release.wait_ready(2)?;
+    ensure!(
+        after_rollout.iter().all(|name| !replicas.contains(name)),
+        "the upgrade did not replace the replicas ({replicas:?} -> {after_rollout:?})"
+    );
+    println!("  {created} pods admitted with their secret during the rollout");
+
+    // One replica evicted under load (the PDB allows it: two are healthy): the other serves.
+    let victim = after_rollout[0].clone();
+    let eviction = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{victim}","namespace":"{}"}}}}"#,
+        release.namespace
+    );
+    let out = s.kubectl_raw(
+        &[
+            "create",
+            "--raw",
+            &format!(
+                "/api/v1/namespaces/{}/pods/{victim}/eviction",
+                release.namespace
+            ),
+            "-f",
+            "-",
+        ],
+        Some(&eviction),
+    )?;
+    ensure!(
+        out.status.success(),
+        "eviction of {victim} refused: {}",
+        out.stderr.trim()
+    );
+    let created = load.run(s, || {
+        let pods = release.pods()?;
+        let ready = pods
+            .iter()
+            .filter(|pod| {
+                pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        let gone = pods
+            .iter()
+            .all(|pod| pod["metadata"]["name"] != victim.as_str());
+        Ok(gone && ready == 2)
+    })?;
+    release.wait_ready(2)?;
+    println!("  {created} pods admitted with their secret while a replica was replaced");
+
+    // The controller, from inside the cluster: the Lease holder is one of the chart's pods and
+    // copies a ClusterPullSecret's source into a namespace it selects.
+    release.helm(
+        "upgrade",
+        &["--reuse-values", "--set", "controller.enabled=true"],
+    )?;
+    let pods = release.wait_ready(2)?;
+    let source = s.foreign_namespace("incluster-source", &[])?;
+    registry.secret(s, &source, "corp-source")?;
+    let select = format!("e2e.pullsecret-injector.io/incluster-corp-{}", s.run_id);
+    let cps = format!("e2e-incluster-{}", s.run_id);
+    s.apply(&format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {{name: {cps}}}
+spec:
+  source: {{namespace: {source}, name: corp-source}}
+  namespaceSelector:
+    matchLabels: {{{select}: \"true\"}}
+  targetName: corp-pull
+"
+    ))?;
+    let target = s.foreign_namespace("incluster-corp", &[(&select, "true"), (&covered, "true")])?;
+    poll("the in-cluster controller's copy", CONVERGENCE, || {
+        let out = s.kubectl(&[
+            "get",
+            "secret",
+            "corp-pull",
+            "-n",
+            &target,
+            "--ignore-not-found",
+            "-o",
+            "json",
+        ])?;
+        Ok((!out.stdout.trim().is_empty()).then_some(()))
+    })?;
+    let lease = s.get_json(&[
+        "lease",
+        &format!("{}-controller", release.name),
+        "-n",
+        &release.namespace,
+    ])?;
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or_default();
+    ensure!(
+        pods.iter().any(|pod| pod == holder),
+        "the Lease is held by {holder:?}, not one of the chart's pods {pods:?}"
+    );
+    s.run_pod(&target, "web", &app_image, &[])?;
+    let pod = wait_running(s, &target, "web")?;
+    ensure!(
+        pull_secrets(&pod) == ["corp-pull"],
+        "web got {:?}",
+        pull_secrets(&pod)
+    );
+    s.kubectl(&[
+        "delete",
+        "clusterpullsecret",
+        &cps,
+        "--wait=true",
+        "--timeout=60s",
+    ])?;
+
+    // Uninstalled: pods are created as before, without injection.
+    release.helm("uninstall", &[])?;
+    release.installed = false;
+    let out = s.run_pod(
+        &app,
+        "after-uninstall",
+        &app_image,
+        &["--dry-run=server", "-o", "json"],
+    )?;
+    let pod: Value = serde_json::from_str(&out.stdout)?;
+    ensure!(
+        pull_secrets(&pod).is_empty(),
+        "a pod after uninstall got {:?}",
+        pull_secrets(&pod)
+    );
+    Ok(Outcome::Passed)
+}

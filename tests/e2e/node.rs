@@ -1,0 +1,573 @@
+//! On the node: real distribution registries with htpasswd auth on loopback ports, images
+//! pushed with crane, and pods that must reach Running with the secret the webhook injected —
+//! or fail with the registry's authorization error when they lack it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::Value;
+
+use crate::harness::{INJECT_LABEL, Suite, poll, pull_secrets, tail};
+use crate::scenarios::Outcome;
+
+/// How long a pod may take to pull a local image and start (an upper bound, not a measurement).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// What containerd reports when a registry asks for credentials the pull did not carry.
+pub const NO_CREDENTIALS: &str = "authorization failed: no basic auth credentials";
+
+fn registry_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/registry.sh")
+}
+
+/// A distribution registry on 127.0.0.1 that only `user` may pull from; stopped on drop.
+pub struct Registry {
+    /// `127.0.0.1:PORT`
+    pub host: String,
+    pub user: String,
+    pub password: String,
+    dir: PathBuf,
+}
+
+impl Registry {
+    pub fn start(s: &Suite, name: &str) -> Result<Registry> {
+        Registry::launch(s, name, false)
+    }
+
+    /// A registry serving HTTPS with a certificate of its own CA (`ca_file`).
+    pub fn start_tls(s: &Suite, name: &str) -> Result<Registry> {
+        Registry::launch(s, name, true)
+    }
+
+    fn launch(s: &Suite, name: &str, tls: bool) -> Result<Registry> {
+        let dir = s.work_path().join(format!("registry-{name}"));
+        let user = format!("{name}-user");
+        let password = s.new_password(&format!("registry {name}"));
+        let out = Command::new("bash")
+            .arg(registry_script())
+            .args(["start"])
+            .arg(&dir)
+            .args([&user, &password])
+            .args(tls.then_some("tls"))
+            .output()
+            .context("cannot run registry.sh")?;
+        ensure!(
+            out.status.success(),
+            "registry.sh start failed: {}",
+            tail(&String::from_utf8_lossy(&out.stderr), 10)
+        );
+        let host = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        ensure!(
+            host.starts_with("127.0.0.1:"),
+            "registry.sh printed {host:?}"
+        );
+        Ok(Registry {
+            host,
+            user,
+            password,
+            dir,
+        })
+    }
+
+    /// Pushes the busybox test image (it runs `sleep 3600`) as `HOST/repository`.
+    pub fn push_busybox(&self, repository: &str) -> Result<String> {
+        let reference = format!("{}/{repository}", self.host);
+        self.script(&["push-busybox", &reference])?;
+        Ok(reference)
+    }
+
+    /// Pushes an image tarball as `HOST/repository`.
+    pub fn push_tarball(&self, tarball: &std::path::Path, repository: &str) -> Result<String> {
+        let reference = format!("{}/{repository}", self.host);
+        let tarball = tarball.to_string_lossy();
+        self.script(&["push", &tarball, &reference])?;
+        Ok(reference)
+    }
+
+    fn script(&self, args: &[&str]) -> Result<()> {
+        let out = Command::new("bash")
+            .arg(registry_script())
+            .arg(args[0])
+            .arg(&self.dir)
+            .args(&args[1..])
+            .output()
+            .context("cannot run registry.sh")?;
+        ensure!(
+            out.status.success(),
+            "registry.sh {} failed: {}",
+            args[0],
+            tail(&String::from_utf8_lossy(&out.stderr), 10)
+        );
+        Ok(())
+    }
+
+    /// `kubectl create secret docker-registry NAME --docker-server=HOST` with this registry's
+    /// login.
+    pub fn secret(&self, s: &Suite, ns: &str, name: &str) -> Result<()> {
+        s.registry_login_secret(ns, name, &self.host, &self.user, &self.password)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// `auths` JSON value for this registry's login under `key`.
+    fn auth_entry(&self) -> String {
+        BASE64.encode(format!("{}:{}", self.user, self.password))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(registry_script())
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Waits until every container of the pod runs (init containers completed). A pull failure
+/// ends the wait at once with the kubelet's message.
+pub fn wait_running(s: &Suite, ns: &str, pod: &str) -> Result<Value> {
+    let outcome = poll(&format!("pod {ns}/{pod} to run"), START_TIMEOUT, || {
+        let json = s.pod(ns, pod)?;
+        if let Some((container, reason, message)) = waiting_on_pull(&json) {
+            return Ok(Some(Err(format!(
+                "container {container} of {ns}/{pod} is in {reason}: {message}"
+            ))));
+        }
+        let statuses = json["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let running = json["status"]["phase"] == "Running"
+            && !statuses.is_empty()
+            && statuses.iter().all(|c| c["state"]["running"].is_object());
+        Ok(running.then_some(Ok(json)))
+    })?;
+    outcome.map_err(anyhow::Error::msg)
+}
+
+/// Waits until `container` of the pod cannot pull, and returns the kubelet's message.
+pub fn wait_pull_failure(s: &Suite, ns: &str, pod: &str, container: &str) -> Result<String> {
+    let message = poll(
+        &format!("container {container} of {ns}/{pod} to fail its pull"),
+        START_TIMEOUT,
+        || {
+            let json = s.pod(ns, pod)?;
+            let all = container_statuses(&json);
+            if let Some(status) = all.iter().find(|c| c["name"] == container) {
+                ensure!(
+                    !status["state"]["running"].is_object(),
+                    "container {container} of {ns}/{pod} is running"
+                );
+            }
+            Ok(waiting_on_pull(&json)
+                .filter(|(name, _, _)| name == container)
+                .map(|(_, _, message)| message))
+        },
+    )?;
+    // The waiting message of ImagePullBackOff is generic; the pull error is in the events.
+    poll(
+        &format!("the Failed event of {ns}/{pod}"),
+        START_TIMEOUT,
+        || {
+            let events = s.get_json(&[
+                "events",
+                "-n",
+                ns,
+                "--field-selector",
+                &format!("involvedObject.name={pod},reason=Failed"),
+            ])?;
+            let text = events["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|event| event["message"].as_str())
+                .filter(|text| text.contains("Failed to pull image"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok((!text.is_empty()).then(|| format!("{message}\n{text}")))
+        },
+    )
+}
+
+fn container_statuses(pod: &Value) -> Vec<Value> {
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|key| pod["status"][key].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// (container, reason, message) of the first container waiting on a failed pull.
+fn waiting_on_pull(pod: &Value) -> Option<(String, String, String)> {
+    container_statuses(pod).iter().find_map(|status| {
+        let waiting = &status["state"]["waiting"];
+        let reason = waiting["reason"].as_str()?;
+        matches!(
+            reason,
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName"
+        )
+        .then(|| {
+            (
+                status["name"].as_str().unwrap_or_default().to_owned(),
+                reason.to_owned(),
+                waiting["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+    })
+}
+
+fn expect_secrets(pod: &Value, expected: &[&str]) -> Result<()> {
+    let got = pull_secrets(pod);
+    ensure!(
+        got == expected,
+        "pod {} has imagePullSecrets {got:?}, expected {expected:?}",
+        pod["metadata"]["name"]
+    );
+    Ok(())
+}
+
+fn expect_denied(message: &str) -> Result<()> {
+    ensure!(
+        message.contains(NO_CREDENTIALS),
+        "the pull failed, but not for lack of credentials: {message}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+/// `kubectl create secret docker-registry` then `kubectl run` of a private image: Running with
+/// the injected secret; the same pod opted out cannot pull (the registry really wants auth).
+pub fn private_registry(s: &Suite) -> Result<Outcome> {
+    let registry = Registry::start(s, "a")?;
+    let image = registry.push_busybox("team/app:1")?;
+    let ns = s.node_namespace("node-private", &[])?;
+    registry.secret(s, &ns, "registry-a")?;
+    s.wait_cache_synced()?;
+
+    // The same registry as localhost:PORT, with a secret of its own for that name.
+    let localhost = registry.host.replace("127.0.0.1", "localhost");
+    s.registry_login_secret(
+        &ns,
+        "registry-a-localhost",
+        &localhost,
+        &registry.user,
+        &registry.password,
+    )?;
+    s.wait_cache_synced()?;
+
+    s.run_pod(&ns, "web", &image, &[])?;
+    expect_secrets(&wait_running(s, &ns, "web")?, &["registry-a"])?;
+    let by_name = image.replace("127.0.0.1", "localhost");
+    s.run_pod(&ns, "web-localhost", &by_name, &[])?;
+    expect_secrets(
+        &wait_running(s, &ns, "web-localhost")?,
+        &["registry-a-localhost"],
+    )?;
+
+    s.run_pod(
+        &ns,
+        "web-opted-out",
+        &image,
+        &[&format!("--labels={INJECT_LABEL}=false")],
+    )?;
+    let message = wait_pull_failure(s, &ns, "web-opted-out", "web-opted-out")?;
+    expect_denied(&message)?;
+    expect_secrets(&s.pod(&ns, "web-opted-out")?, &[])?;
+    Ok(Outcome::Passed)
+}
+
+fn two_container_pod(name: &str, images: [&str; 2]) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - {{name: first, image: \"{}\"}}
+  - {{name: second, image: \"{}\"}}
+",
+        images[0], images[1]
+    )
+}
+
+/// The classic `:5000` / `:6000` case: two registries on two ports with different users. One
+/// pod using both images gets both secrets and runs; with only one secret it cannot start.
+pub fn two_registries(s: &Suite) -> Result<Outcome> {
+    let a = Registry::start(s, "first")?;
+    let b = Registry::start(s, "second")?;
+    let image_a = a.push_busybox("team/app:1")?;
+    let image_b = b.push_busybox("team/tool:1")?;
+
+    let both = s.node_namespace("node-both", &[])?;
+    a.secret(s, &both, "registry-first")?;
+    b.secret(s, &both, "registry-second")?;
+    let only_first = s.node_namespace("node-one", &[])?;
+    a.secret(s, &only_first, "registry-first")?;
+    s.wait_cache_synced()?;
+
+    let pod = two_container_pod("app", [&image_a, &image_b]);
+    s.kubectl_raw(&["apply", "-n", &both, "-f", "-"], Some(&pod))?;
+    s.kubectl_raw(&["apply", "-n", &only_first, "-f", "-"], Some(&pod))?;
+
+    expect_secrets(
+        &wait_running(s, &both, "app")?,
+        &["registry-first", "registry-second"],
+    )?;
+    let message = wait_pull_failure(s, &only_first, "app", "second")?;
+    expect_denied(&message)?;
+    expect_secrets(&s.pod(&only_first, "app")?, &["registry-first"])?;
+    Ok(Outcome::Passed)
+}
+
+/// A secret for the right host but another port is not injected (ports must be equal strings):
+/// the pod cannot pull, and `explain` over the cluster's state says why.
+pub fn wrong_port(s: &Suite) -> Result<Outcome> {
+    let registry = Registry::start(s, "port")?;
+    let image = registry.push_busybox("team/app:1")?;
+    let port: u32 = registry.host.rsplit(':').next().unwrap_or("0").parse()?;
+    let wrong = format!(
+        "127.0.0.1:{}",
+        if port == 65535 { port - 1 } else { port + 1 }
+    );
+    let ns = s.node_namespace("node-port", &[])?;
+    s.registry_login_secret(
+        &ns,
+        "wrong-port",
+        &wrong,
+        &registry.user,
+        &registry.password,
+    )?;
+    s.wait_cache_synced()?;
+
+    s.run_pod(&ns, "web", &image, &[])?;
+    let message = wait_pull_failure(s, &ns, "web", "web")?;
+    expect_denied(&message)?;
+    expect_secrets(&s.pod(&ns, "web")?, &[])?;
+
+    // What explain needs of the live cluster: the namespace and its pull secrets.
+    let secrets = s
+        .kubectl(&["get", "secrets", "-n", &ns, "-o", "yaml"])?
+        .stdout;
+    let namespace = s.kubectl(&["get", "namespace", &ns, "-o", "yaml"])?.stdout;
+    let state = format!("{secrets}\n---\n{namespace}");
+    let file = s.work_path().join("node-port-state.yaml");
+    std::fs::write(&file, state)?;
+    let out = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
+        .args(["explain", "--state"])
+        .arg(&file)
+        .args(["-n", &ns, &image])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "explain failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let why = format!(
+        "port differs (key {}, image {port})",
+        wrong.rsplit(':').next().unwrap_or("")
+    );
+    ensure!(
+        text.contains("wrong-port") && text.contains(&why),
+        "explain does not say the port differs ({why}):\n{text}"
+    );
+    Ok(Outcome::Passed)
+}
+
+/// An init container from the private registry, and a Deployment's pod.
+pub fn init_container_and_deployment(s: &Suite) -> Result<Outcome> {
+    let registry = Registry::start(s, "init")?;
+    let init = registry.push_busybox("team/init:1")?;
+    let app = registry.push_busybox("team/app:1")?;
+    let ns = s.node_namespace("node-init", &[])?;
+    registry.secret(s, &ns, "registry-init")?;
+    s.wait_cache_synced()?;
+
+    s.kubectl_raw(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: with-init}}
+spec:
+  initContainers:
+  - {{name: prepare, image: \"{init}\", command: [/bin/true]}}
+  containers:
+  - {{name: app, image: \"{app}\"}}
+"
+        )),
+    )?;
+    expect_secrets(&wait_running(s, &ns, "with-init")?, &["registry-init"])?;
+
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "api",
+        "-n",
+        &ns,
+        &format!("--image={app}"),
+    ])?;
+    let pod = poll("the Deployment's pod", START_TIMEOUT, || {
+        let pods = s.get_json(&["pods", "-n", &ns, "-l", "app=api"])?;
+        Ok(pods["items"][0]["metadata"]["name"]
+            .as_str()
+            .map(str::to_owned))
+    })?;
+    expect_secrets(&wait_running(s, &ns, &pod)?, &["registry-init"])?;
+    Ok(Outcome::Passed)
+}
+
+/// A legacy `kubernetes.io/dockercfg` secret, and a path-scoped key (`HOST/team`) that serves
+/// `HOST/team/...` images but not `HOST/other/...`.
+pub fn legacy_and_path_keys(s: &Suite) -> Result<Outcome> {
+    let legacy = Registry::start(s, "legacy")?;
+    let scoped = Registry::start(s, "scoped")?;
+    let legacy_image = legacy.push_busybox("team/app:1")?;
+    let team_image = scoped.push_busybox("team/app:1")?;
+    let other_image = scoped.push_busybox("other/app:1")?;
+    let ns = s.node_namespace("node-legacy", &[])?;
+    s.pull_secret_from_file(
+        &ns,
+        "legacy",
+        "kubernetes.io/dockercfg",
+        ".dockercfg",
+        &format!(
+            r#"{{"{}": {{"auth": "{}"}}}}"#,
+            legacy.host,
+            legacy.auth_entry()
+        ),
+    )?;
+    s.pull_secret_from_file(
+        &ns,
+        "team-only",
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        &format!(
+            r#"{{"auths": {{"{}/team": {{"auth": "{}"}}}}}}"#,
+            scoped.host,
+            scoped.auth_entry()
+        ),
+    )?;
+    s.wait_cache_synced()?;
+
+    s.run_pod(&ns, "legacy", &legacy_image, &[])?;
+    s.run_pod(&ns, "team", &team_image, &[])?;
+    s.run_pod(&ns, "other", &other_image, &[])?;
+    expect_secrets(&wait_running(s, &ns, "legacy")?, &["legacy"])?;
+    expect_secrets(&wait_running(s, &ns, "team")?, &["team-only"])?;
+    expect_denied(&wait_pull_failure(s, &ns, "other", "other")?)?;
+    expect_secrets(&s.pod(&ns, "other")?, &[])?;
+    Ok(Outcome::Passed)
+}
+
+/// An exclusive PullSecretRule picks the working secret over a stale one discovery would also
+/// offer; a ClusterPullSecret's copy, written by the suite's controller, pulls in a namespace
+/// that has no secret of its own.
+pub fn rule_and_cluster_pull_secret(s: &Suite) -> Result<Outcome> {
+    let registry = Registry::start(s, "mapped")?;
+    let image = registry.push_busybox("team/app:1")?;
+
+    let ns = s.node_namespace("node-rule", &[])?;
+    s.registry_login_secret(
+        &ns,
+        "stale",
+        &registry.host,
+        &registry.user,
+        &s.new_password("stale secret"),
+    )?;
+    registry.secret(s, &ns, "mirror")?;
+    s.apply(&format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: PullSecretRule
+metadata: {{name: mirror-only, namespace: {ns}}}
+spec:
+  registries: [\"{}\"]
+  secrets: [mirror]
+  mode: exclusive
+",
+        registry.host
+    ))?;
+    s.wait_cache_synced()?;
+    poll("the rule to reach the webhook", START_TIMEOUT, || {
+        Ok((s.dry_run_pull_secrets(&ns, &image)? == ["mirror"]).then_some(()))
+    })?;
+    s.run_pod(&ns, "web", &image, &[])?;
+    expect_secrets(&wait_running(s, &ns, "web")?, &["mirror"])?;
+
+    let source_ns = s.node_namespace("node-cps-source", &[])?;
+    registry.secret(s, &source_ns, "corp-source")?;
+    let select_label = "e2e.pullsecret-injector.io/node-corp";
+    let cps = format!("e2e-node-corp-{}", s.run_id);
+    s.apply(&format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {{name: {cps}}}
+spec:
+  source: {{namespace: {source_ns}, name: corp-source}}
+  namespaceSelector:
+    matchLabels: {{{select_label}: \"{run}\"}}
+  targetName: corp-pull
+",
+        run = s.run_id
+    ))?;
+    let target_ns = s.node_namespace("node-cps", &[(select_label, &s.run_id)])?;
+    poll("the controller's copy", START_TIMEOUT, || {
+        let out = s.kubectl(&[
+            "get",
+            "secret",
+            "corp-pull",
+            "-n",
+            &target_ns,
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])?;
+        Ok((!out.stdout.trim().is_empty()).then_some(()))
+    })?;
+    s.run_pod(&target_ns, "web", &image, &[])?;
+    expect_secrets(&wait_running(s, &target_ns, "web")?, &["corp-pull"])?;
+    s.kubectl(&["delete", "clusterpullsecret", &cps, "--wait=false"])?;
+    Ok(Outcome::Passed)
+}
+
+/// A registry with TLS: the node refuses its certificate until `cluster.sh trust-registry`
+/// (the one documented command) trusts its CA; then the same image pulls.
+pub fn tls_registry(s: &Suite) -> Result<Outcome> {
+    let registry = Registry::start_tls(s, "tls")?;
+    let image = registry.push_busybox("team/app:1")?;
+    let ns = s.node_namespace("node-tls", &[])?;
+    registry.secret(s, &ns, "registry-tls")?;
+    s.wait_cache_synced()?;
+
+    s.run_pod(&ns, "untrusted", &image, &[])?;
+    let message = wait_pull_failure(s, &ns, "untrusted", "untrusted")?;
+    ensure!(
+        message.contains("certificate signed by unknown authority"),
+        "the untrusted pull failed for another reason: {message}"
+    );
+
+    let (_, _, cluster_dir) = s.cluster_env();
+    let out = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/cluster.sh"))
+        .args(["trust-registry", &registry.host])
+        .arg(registry.ca_file())
+        .env("PULLSECRET_INJECTOR_CLUSTER_DIR", cluster_dir)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "cluster.sh trust-registry failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.run_pod(&ns, "trusted", &image, &[])?;
+    expect_secrets(&wait_running(s, &ns, "trusted")?, &["registry-tls"])?;
+    Ok(Outcome::Passed)
+}
