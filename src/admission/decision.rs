@@ -496,17 +496,23 @@ fn patch_for(pod: &PodView, injected: &[Injection], description: &str) -> Patch 
         }
         _ => description.to_owned(),
     };
-    if pod.metadata.annotations.is_some() {
-        operations.push(add(
-            PointerBuf::from_tokens(["metadata", "annotations", INJECTED_ANNOTATION]),
-            Value::String(annotation),
-        ));
-    } else {
-        operations.push(add(
+    // A JSON patch `add` needs the parent to exist: create whatever level is missing.
+    operations.push(if !pod.metadata.present {
+        add(
+            PointerBuf::from_tokens(["metadata"]),
+            json!({ "annotations": { INJECTED_ANNOTATION: annotation } }),
+        )
+    } else if pod.metadata.annotations.is_none() {
+        add(
             PointerBuf::from_tokens(["metadata", "annotations"]),
             json!({ INJECTED_ANNOTATION: annotation }),
-        ));
-    }
+        )
+    } else {
+        add(
+            PointerBuf::from_tokens(["metadata", "annotations", INJECTED_ANNOTATION]),
+            Value::String(annotation),
+        )
+    });
     Patch(operations)
 }
 

@@ -695,3 +695,44 @@ fn annotations_stay_bounded_for_pods_with_thousands_of_images() {
     assert_eq!(decision.audit_annotations["injected-for"], annotation);
     assert_eq!(pull_secret_names(&result), ["r"]);
 }
+
+#[test]
+fn the_patch_applies_whatever_part_of_metadata_is_missing() {
+    let state = state(&[secret("ns", "r", &["r.example.com"])]);
+    let containers = json!([{ "name": "c", "image": "r.example.com/x" }]);
+    let cases: &[(&str, Option<Value>)] = &[
+        ("no metadata (a pod template)", None),
+        ("metadata: null", Some(Value::Null)),
+        ("empty metadata", Some(json!({}))),
+        (
+            "labels, no annotations",
+            Some(json!({ "labels": { "app": "x" } })),
+        ),
+        ("annotations: null", Some(json!({ "annotations": null }))),
+        (
+            "other annotations",
+            Some(json!({ "annotations": { "keep": "me" } })),
+        ),
+    ];
+    for (label, metadata) in cases {
+        let mut value = json!({ "spec": { "containers": containers } });
+        if let Some(metadata) = metadata {
+            value["metadata"] = metadata.clone();
+        }
+        let (view, value) = pod(value);
+        let decision = decide(&view, "ns", &state);
+        let mut result = value.clone();
+        json_patch::patch(&mut result, &decision.patch)
+            .unwrap_or_else(|error| panic!("{label}: the patch does not apply: {error}"));
+        assert_eq!(pull_secret_names(&result), ["r"], "{label}");
+        assert_eq!(
+            result.pointer("/metadata/annotations/pullsecret-injector.io~1injected"),
+            Some(&json!("r (r.example.com/x)")),
+            "{label}"
+        );
+        // What was there stays.
+        for kept in ["/metadata/labels/app", "/metadata/annotations/keep"] {
+            assert_eq!(result.pointer(kept), value.pointer(kept), "{label}: {kept}");
+        }
+    }
+}
