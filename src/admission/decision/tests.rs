@@ -736,3 +736,159 @@ fn the_patch_applies_whatever_part_of_metadata_is_missing() {
         }
     }
 }
+
+/// One image's choice: (secret, origin) pairs and the problems, as `choose` reports them.
+fn choice_in(
+    namespace: &str,
+    image: &str,
+    documents: &[String],
+) -> (Vec<(String, Origin)>, Vec<Problem>) {
+    let state = state(documents);
+    let lookup = ImageRef::parse(image).expect("valid image").lookup_key();
+    let choice = choose(&state, namespace, state.namespace(namespace), &lookup);
+    let chosen = choice
+        .chosen
+        .into_iter()
+        .map(|chosen| (chosen.secret, chosen.origin))
+        .collect();
+    (chosen, choice.problems)
+}
+
+fn owned(pairs: &[(&str, Origin)]) -> Vec<(String, Origin)> {
+    pairs
+        .iter()
+        .map(|(secret, origin)| (secret.to_string(), origin.clone()))
+        .collect()
+}
+
+#[test]
+fn every_injection_records_its_origin_and_nothing_warns_without_cause() {
+    let documents = [
+        secret("apps", "discovered", &["registry.example.com"]),
+        secret("apps", "extra", &["other.example"]),
+        secret("apps", "mirror", &["mirror.example"]),
+        rule(
+            "apps",
+            "also-extra",
+            "add",
+            &["registry.example.com"],
+            &["extra"],
+        ),
+        rule(
+            "apps",
+            "mirror-only",
+            "exclusive",
+            &["quay.io"],
+            &["mirror"],
+        ),
+        secret("infra", "corp", &["registry.corp.example"]),
+        cluster_pull_secret(
+            "corp-registry",
+            ("infra", "corp"),
+            json!({ "targetName": "corp-pull" }),
+        ),
+    ];
+    let add = Origin::Rule {
+        name: "also-extra".to_owned(),
+        mode: RuleMode::Add,
+    };
+    let exclusive = Origin::Rule {
+        name: "mirror-only".to_owned(),
+        mode: RuleMode::Exclusive,
+    };
+    let credential = Origin::ClusterCredential {
+        name: "corp-registry".to_owned(),
+    };
+    let cases: &[(&str, &str, &[(&str, Origin)])] = &[
+        (
+            "apps",
+            "registry.example.com/app",
+            &[("discovered", Origin::Discovery), ("extra", add.clone())],
+        ),
+        ("apps", "quay.io/team/app", &[("mirror", exclusive)]),
+        (
+            "apps",
+            "registry.corp.example/app",
+            &[("corp-pull", credential.clone())],
+        ),
+        // In the source's namespace the copy would have another name: the credential serves it.
+        (
+            "infra",
+            "registry.corp.example/app",
+            &[("corp", Origin::Discovery), ("corp-pull", credential)],
+        ),
+        ("apps", "nginx", &[]),
+    ];
+    for (namespace, image, expected) in cases {
+        let (chosen, problems) = choice_in(namespace, image, &documents);
+        assert_eq!(chosen, owned(expected), "{namespace} {image}");
+        assert_eq!(problems, [], "{namespace} {image}");
+        let (injected, decision) = decide_in(namespace, &[image], &documents);
+        let names: Vec<&str> = expected.iter().map(|(secret, _)| *secret).collect();
+        assert_eq!(injected, names, "{namespace} {image}");
+        assert_eq!(
+            decision.warnings,
+            Vec::<String>::new(),
+            "{namespace} {image}"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_credential_never_serves_the_namespace_its_source_lives_in() {
+    // Target name = source name: in the source's namespace the "copy" is the source itself.
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+        cluster_pull_secret(
+            "corp-mirror",
+            ("infra", "corp"),
+            json!({ "registries": ["mirror.corp.example"], "targetName": "corp" }),
+        ),
+    ];
+    // Discovery finds the source; the credential adds nothing and claims no conflict.
+    let (chosen, problems) = choice_in("infra", "registry.corp.example/app", &documents);
+    assert_eq!(chosen, owned(&[("corp", Origin::Discovery)]));
+    assert_eq!(problems, []);
+    // A registry only the credential's override covers: nothing, and no warning either.
+    let (chosen, problems) = choice_in("infra", "mirror.corp.example/app", &documents);
+    assert_eq!(chosen, []);
+    assert_eq!(problems, []);
+    for image in ["registry.corp.example/app", "mirror.corp.example/app"] {
+        let (_, decision) = decide_in("infra", &[image], &documents);
+        assert_eq!(decision.warnings, Vec::<String>::new(), "{image}");
+    }
+    // Every other namespace is served by the credential itself.
+    let (chosen, problems) = choice_in("apps", "mirror.corp.example/app", &documents);
+    let credential = Origin::ClusterCredential {
+        name: "corp-mirror".to_owned(),
+    };
+    assert_eq!(chosen, owned(&[("corp", credential)]));
+    assert_eq!(problems, []);
+}
+
+#[test]
+fn a_conflicting_secret_is_reported_as_the_problem_it_is() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        secret("apps", "corp", &["elsewhere.example"]),
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+    ];
+    let (chosen, problems) = choice_in("apps", "registry.corp.example/app", &documents);
+    assert_eq!(chosen, []);
+    assert_eq!(
+        problems,
+        [Problem::TargetTaken {
+            credential: "corp".to_owned(),
+            namespace: "apps".to_owned(),
+            target: "corp".to_owned(),
+        }]
+    );
+    let (_, decision) = decide_in("apps", &["registry.corp.example/app"], &documents);
+    assert_eq!(
+        decision.warnings,
+        [
+            "ClusterPullSecret \"corp\": secret \"corp\" in namespace \"apps\" is not managed by it; not injected on its behalf"
+        ]
+    );
+}
