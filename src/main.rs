@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => offline(commands::explain(&args)),
         Command::Crds(args) => match write_crds(&args) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&error, 1),
+            Err(error) => fail(&error, commands::EXIT_FAILURE),
         },
         Command::Certs(args) => match certs::generate(&args) {
             Ok(files) => {
@@ -61,14 +62,14 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(error) => fail(&error, 2),
+            Err(error) => fail(&error, error.exit_code()),
         },
     }
 }
 
 fn serve(args: server::ServeArgs) -> ExitCode {
     if let Err(error) = telemetry::init_logging(args.log_format, &args.log_level) {
-        return fail(&*error, 2);
+        return fail(&*error, commands::EXIT_INPUT);
     }
     if rustls::crypto::ring::default_provider()
         .install_default()
@@ -78,14 +79,14 @@ fn serve(args: server::ServeArgs) -> ExitCode {
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
-        Err(error) => return fail(&error, 1),
+        Err(error) => return fail(&error, commands::EXIT_FAILURE),
     };
     match runtime.block_on(server::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "serve failed");
             eprintln!("pullsecret-injector: {error:#}");
-            ExitCode::from(1)
+            ExitCode::from(commands::EXIT_FAILURE)
         }
     }
 }
@@ -94,14 +95,21 @@ fn write_crds(args: &CrdsArgs) -> anyhow::Result<()> {
     let crds = crd::crd_yaml()?;
     match &args.out_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|error| anyhow::anyhow!("{}: cannot create: {error}", dir.display()))?;
             for (file, yaml) in crds {
-                std::fs::write(dir.join(file), yaml)?;
+                let path = dir.join(file);
+                std::fs::write(&path, yaml).map_err(|error| {
+                    anyhow::anyhow!("{}: cannot write: {error}", path.display())
+                })?;
             }
         }
         None => {
             let documents: Vec<String> = crds.into_iter().map(|(_, yaml)| yaml).collect();
-            print!("{}", documents.join("---\n"));
+            let mut out = std::io::stdout().lock();
+            out.write_all(documents.join("---\n").as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|error| anyhow::anyhow!("cannot write output: {error}"))?;
         }
     }
     Ok(())

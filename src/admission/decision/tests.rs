@@ -799,7 +799,8 @@ fn every_injection_records_its_origin_and_nothing_warns_without_cause() {
     let credential = Origin::ClusterCredential {
         name: "corp-registry".to_owned(),
     };
-    let cases: &[(&str, &str, &[(&str, Origin)])] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, Origin)]);
+    let cases: &[Case] = &[
         (
             "apps",
             "registry.example.com/app",
