@@ -120,6 +120,17 @@ pub struct ControllerArgs {
     pub lease_duration: Duration,
 }
 
+impl ServeArgs {
+    /// The webhook listener's limits, as the flags set them.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            ..ConnectionLimits::default()
+        }
+    }
+}
+
 impl ControllerArgs {
     fn lease(&self, own_namespace: Option<&str>) -> crate::controller::leader::LeaseConfig {
         let identity = self.lease_identity.clone().unwrap_or_else(|| {
@@ -272,16 +283,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
 
     let (stop_accepting, accepting) = watch::channel(false);
-    let limits = ConnectionLimits {
-        idle_timeout: args.idle_timeout,
-        max_connections: args.max_connections,
-        ..ConnectionLimits::default()
-    };
     let server = tokio::spawn(listener::serve(
         webhook_listener,
         Arc::new(tls_config),
         webhook_router(app),
-        limits,
+        args.connection_limits(),
+        metrics.clone(),
         accepting,
     ));
 
@@ -323,4 +330,41 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = interrupt.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let args = [
+            "serve",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+        ];
+        Command::try_parse_from(args.iter().chain(extra))
+            .expect("valid flags")
+            .serve
+    }
+
+    #[test]
+    fn the_connection_flags_reach_the_listener() {
+        let limits =
+            serve_args(&["--max-connections", "3", "--idle-timeout", "95s"]).connection_limits();
+        assert_eq!(limits.max_connections, 3);
+        assert_eq!(limits.idle_timeout, Duration::from_secs(95));
+        let defaults = serve_args(&[]).connection_limits();
+        assert_eq!(defaults.max_connections, 4096);
+        assert_eq!(defaults.idle_timeout, Duration::from_secs(120));
+    }
 }

@@ -103,6 +103,10 @@ pub struct Metrics {
     certificate_reloads: Family<ResultLabel, Counter>,
     watch_errors: Family<ResourceLabel, Counter>,
     pub ready: Gauge,
+    /// Webhook connections open, from accept to close (the handshake included).
+    pub webhook_connections: Gauge,
+    /// Times the webhook listener had `--max-connections` open and left new clients waiting.
+    pub connection_limit_reached: Counter,
     /// 1 while this replica holds the controller's Lease.
     pub leader: Gauge,
     controller_writes: Family<OperationLabel, Counter>,
@@ -129,6 +133,8 @@ impl Metrics {
             certificate_reloads: Family::default(),
             watch_errors: Family::default(),
             ready: Gauge::default(),
+            webhook_connections: Gauge::default(),
+            connection_limit_reached: Counter::default(),
             leader: Gauge::default(),
             controller_writes: Family::default(),
             reconcile_errors: Counter::default(),
@@ -203,6 +209,16 @@ impl Metrics {
             "ready",
             "1 when the webhook reports ready",
             metrics.ready.clone(),
+        );
+        r.register(
+            "webhook_connections",
+            "Webhook connections open",
+            metrics.webhook_connections.clone(),
+        );
+        r.register(
+            "connection_limit_reached",
+            "Times the webhook had --max-connections open and new clients waited in the accept queue",
+            metrics.connection_limit_reached.clone(),
         );
         r.register(
             "leader",
