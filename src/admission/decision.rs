@@ -6,6 +6,7 @@
 //! chosen that the pod lacks are appended. The result carries the JSON patch plus what users
 //! and auditors read: warnings, audit annotations and the pod annotation.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use json_patch::jsonptr::PointerBuf;
@@ -13,6 +14,7 @@ use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
 
 use crate::admission::pod::{INJECTED_ANNOTATION, PodView};
+use crate::kubelet::keyring::fold_host_case;
 use crate::kubelet::reference::ImageRef;
 use crate::state::crd::RuleMode;
 use crate::state::snapshot::{
@@ -104,6 +106,7 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
             && !choice.exclusive
         {
             warnings.undecodable_for_image(ns, &lookup, choice.chosen.is_empty());
+            warnings.case_only_mismatch(ns, &lookup, &choice.chosen);
         }
     }
     decision.undecodable_secrets = warnings.undecodable_seen.len();
@@ -403,6 +406,28 @@ impl Warnings {
             {
                 self.push(format!(
                     "secret {} cannot be decoded by the kubelet ({reason}); not injected for {lookup}",
+                    quote(name)
+                ));
+            }
+        }
+    }
+
+    /// Secrets that would serve the image if registry hosts were compared without case: the
+    /// kubelet compares them exactly, so they are not used.
+    fn case_only_mismatch(&mut self, ns: &NamespaceState, lookup: &str, chosen: &[Chosen]) {
+        let folded = fold_host_case(lookup);
+        let keyring = match (ns.case_folded_keyring(), &folded) {
+            (Some(keyring), _) => keyring,
+            (None, Cow::Owned(_)) => ns.keyring(),
+            (None, Cow::Borrowed(_)) => return,
+        };
+        let exact = ns.keyring().lookup(lookup);
+        for name in keyring.lookup(&folded) {
+            let used = exact.iter().any(|secret| secret == &name)
+                || chosen.iter().any(|secret| *secret.secret == **name);
+            if !used {
+                self.push(format!(
+                    "secret {} matches {lookup} only if case is ignored, and the kubelet compares registry hosts case-sensitively: not used; write the host in the same case in the image and in the secret's key",
                     quote(name)
                 ));
             }

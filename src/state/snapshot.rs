@@ -6,6 +6,7 @@
 //! share behind an `Arc`; [`StateBuilder`] is the mutable side that watch events and state files
 //! write into, and it republishes only the namespaces that changed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Deref;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 
 use crate::kubelet::dockerconfig::{self, DecodeError};
-use crate::kubelet::keyring::Keyring;
+use crate::kubelet::keyring::{Keyring, fold_host_case};
 use crate::state::crd::{
     ClusterPullSecret, LabelSelector, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL,
     PullSecretRule, RuleMode, SYSTEM_NAMESPACES,
@@ -248,6 +249,9 @@ pub struct NamespaceState {
     rules: Vec<Arc<Rule>>,
     secrets: Arc<SecretMap>,
     keyring: Keyring<SecretName>,
+    /// The keyring over keys with their hosts lowercased, only when some key's host has an
+    /// uppercase letter (rare, so boxed): for the warning that case alone made a key miss.
+    case_folded: Option<Box<Keyring<SecretName>>>,
     undecodable: Keyring<SecretName>,
     undecodable_unknown_registries: Vec<SecretName>,
 }
@@ -266,6 +270,20 @@ impl NamespaceState {
             )
         };
         let keyring = keyring_of(true);
+        let usable = || secrets.iter().filter(|(_, secret)| secret.is_usable());
+        let case_folded = usable()
+            .flat_map(|(_, secret)| secret.registries())
+            .any(|key| matches!(fold_host_case(key), Cow::Owned(_)))
+            .then(|| {
+                Box::new(Keyring::new(usable().map(|(name, secret)| {
+                    let folded: Vec<String> = secret
+                        .registries()
+                        .iter()
+                        .map(|key| fold_host_case(key).into_owned())
+                        .collect();
+                    (SecretName::clone(name), folded)
+                })))
+            });
         let undecodable = keyring_of(false);
         let undecodable_unknown_registries = secrets
             .iter()
@@ -279,6 +297,7 @@ impl NamespaceState {
             rules: entry.rules.values().cloned().collect(),
             secrets,
             keyring,
+            case_folded,
             undecodable,
             undecodable_unknown_registries,
         }
@@ -316,6 +335,12 @@ impl NamespaceState {
     /// The kubelet keyring over every decodable secret of the namespace.
     pub fn keyring(&self) -> &Keyring<SecretName> {
         &self.keyring
+    }
+
+    /// The keyring over every decodable secret with the hosts of its keys lowercased; `None`
+    /// when no key's host has an uppercase letter (then it would equal [`Self::keyring`]).
+    pub fn case_folded_keyring(&self) -> Option<&Keyring<SecretName>> {
+        self.case_folded.as_deref()
     }
 
     /// A keyring over the registries undecodable secrets appear to be meant for.

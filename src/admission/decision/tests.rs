@@ -893,3 +893,51 @@ fn a_conflicting_secret_is_reported_as_the_problem_it_is() {
         ]
     );
 }
+
+#[test]
+fn a_key_that_misses_only_by_case_is_not_injected_and_is_warned_about() {
+    let documents = [
+        secret("ns", "lower", &["registry.example.com"]),
+        secret("ns", "upper", &["https://Mirror.Example.com/v1/"]),
+    ];
+    let cases: &[(&str, &[&str], &str)] = &[
+        // The image's host in another case than the key.
+        ("Registry.Example.com/app", &[], "\"lower\""),
+        // The key's host in another case than the image.
+        ("mirror.example.com/app", &[], "\"upper\""),
+    ];
+    for (image, injected, named) in cases {
+        let (names, decision) = decide_in("ns", &[image], &documents);
+        assert_eq!(names, *injected, "{image}");
+        assert_eq!(
+            decision.warnings.len(),
+            1,
+            "{image}: {:?}",
+            decision.warnings
+        );
+        let warning = &decision.warnings[0];
+        assert!(warning.contains(named), "{warning}");
+        assert!(
+            warning.contains("the kubelet compares registry hosts case-sensitively"),
+            "{warning}"
+        );
+    }
+    // Exact matches warn about nothing, with or without uppercase keys in the namespace.
+    for image in [
+        "registry.example.com/app",
+        "Mirror.Example.com/app",
+        "quay.io/x",
+    ] {
+        let (_, decision) = decide_in("ns", &[image], &documents);
+        assert_eq!(decision.warnings, Vec::<String>::new(), "{image}");
+    }
+    // A secret that serves the image exactly is not reported for another key of another case.
+    let both = [
+        secret("ns", "exact", &["registry.example.com"]),
+        secret("ns", "other-case", &["Registry.example.com"]),
+    ];
+    let (names, decision) = decide_in("ns", &["registry.example.com/app"], &both);
+    assert_eq!(names, ["exact"]);
+    assert_eq!(decision.warnings.len(), 1, "{:?}", decision.warnings);
+    assert!(decision.warnings[0].contains("\"other-case\""));
+}
