@@ -27,6 +27,7 @@ pub struct Results {
     pub namespaces_create_seconds: f64,
     pub scale: Vec<ScaleRow>,
     pub churn: Option<ChurnRow>,
+    pub attack: Option<AttackRow>,
     pub total_seconds: f64,
 }
 
@@ -147,6 +148,18 @@ pub struct ChurnRow {
     pub quiet: Stats,
     pub churning: Stats,
     pub rss_after_kib: u64,
+}
+
+/// Good requests, one keep-alive connection, before and during the hostile clients of
+/// `attack.rs`.
+#[derive(Debug, Serialize)]
+pub struct AttackRow {
+    pub size: super::attack::AttackSize,
+    pub quiet: Stats,
+    pub under_attack: Stats,
+    pub hostile_sent: u64,
+    pub rss_before_kib: u64,
+    pub rss_during_kib: u64,
 }
 
 /// Criterion's median estimates (ns) by benchmark id, from `target/criterion`.
@@ -387,6 +400,50 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
         line(String::new());
     }
 
+    if let Some(attack) = &results.attack {
+        let size = &attack.size;
+        line("### Good requests under attack".to_owned());
+        line(String::new());
+        line(format!(
+            "Good reviews one after another on one keep-alive connection (as the apiserver sends \
+             them), quiet and then while {} raw TCP connections that never start TLS, {} idle TLS \
+             connections, {} clients trickling a request head and {} trickling a body (one byte \
+             per 100 ms each) are open, and {} hostile requests/s (malformed, 4 MiB, 100,000 \
+             levels deep) arrive on fresh connections ({} sent). The e2e scenario \
+             `idle-and-slow-clients-under-attack` checks that every good request is answered \
+             correctly; this is where the slowdown is measured.",
+            size.raw_idle,
+            size.tls_idle,
+            size.slow_headers,
+            size.slow_bodies,
+            size.hostile_rate,
+            attack.hostile_sent
+        ));
+        line(String::new());
+        line("| good requests | reviews/s | p50 | p99 | p99.9 | max | errors |".to_owned());
+        line("|---|---|---|---|---|---|---|".to_owned());
+        for (label, stats) in [
+            ("quiet", &attack.quiet),
+            ("under attack", &attack.under_attack),
+        ] {
+            line(format!(
+                "| {label} | {:.0} | {} | {} | {} | {} | {} |",
+                stats.throughput,
+                us(stats.p50_us),
+                us(stats.p99_us),
+                us(stats.p999_us),
+                us(stats.max_us),
+                stats.errors
+            ));
+        }
+        line(format!(
+            "\nResident {} before the attack, {} during it.",
+            mib(attack.rss_before_kib),
+            mib(attack.rss_during_kib)
+        ));
+        line(String::new());
+    }
+
     let mut levels: Vec<usize> = results.overhead.iter().map(|run| run.concurrency).collect();
     levels.sort_unstable();
     levels.dedup();
@@ -482,6 +539,16 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
             "| new TLS connection per request ≥ 2,000/s (ECDSA P-256) | {:.0}/s | {} |",
             row.webhook.throughput,
             verdict(row.webhook.throughput >= 2_000.0)
+        ));
+    }
+    if let Some(attack) = &results.attack {
+        let ratio = attack.under_attack.p99_us / attack.quiet.p99_us.max(1.0);
+        line(format!(
+            "| good requests' p99 under attack ≤ 2 × quiet, none failing | {} vs {} ({ratio:.2} ×), {} errors | {} |",
+            us(attack.under_attack.p99_us),
+            us(attack.quiet.p99_us),
+            attack.under_attack.errors,
+            verdict(ratio <= 2.0 && attack.under_attack.errors == 0)
         ));
     }
     line(format!(
