@@ -541,6 +541,23 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
             verdict(row.webhook.throughput >= 2_000.0)
         ));
     }
+    for shape in [
+        "reference-slashes",
+        "reference-colons",
+        "reference-dashes",
+        "reference-long-domain",
+        "dockerconfig-keys",
+    ] {
+        let per_size = |size: u32| find(&format!("long-input/{shape}/{size}"));
+        if let (Some(small), Some(large)) = (per_size(25_000), per_size(200_000)) {
+            // 8× the input: linear means about 8× the time.
+            let ratio = large / small / 8.0;
+            line(format!(
+                "| {shape}: linear (time per byte at 200k pieces ≤ 2 × at 25k) | {ratio:.2} × | {} |",
+                verdict(ratio <= 2.0)
+            ));
+        }
+    }
     if let Some(attack) = &results.attack {
         let ratio = attack.under_attack.p99_us / attack.quiet.p99_us.max(1.0);
         line(format!(
