@@ -68,7 +68,7 @@ impl Dir {
     }
 }
 
-/// Runs the binary with `args`, `stdin` on its standard input.
+/// Runs the binary from the repository root with `args`, `stdin` on its standard input.
 fn run(args: &[&str], stdin: &str) -> Output {
     run_to(args, stdin, Stdio::piped())
 }
@@ -76,6 +76,8 @@ fn run(args: &[&str], stdin: &str) -> Output {
 fn run_to(args: &[&str], stdin: &str, stdout: Stdio) -> Output {
     let mut child = Command::new(BINARY)
         .args(args)
+        // Relative paths are the README's, from the repository root.
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(stdout)
@@ -754,4 +756,117 @@ fn output_that_cannot_be_written_exits_with_the_failure_code() {
             stderr(&output)
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The README's quick look, as written
+
+#[test]
+fn the_quick_look_commands_work_on_the_examples() {
+    let output = run(
+        &[
+            "apply",
+            "--state",
+            "examples/state.yaml",
+            "-f",
+            "examples/manifests.yaml",
+        ],
+        "",
+    );
+    assert_eq!(code(&output), SUCCESS, "{}", stderr(&output));
+    let out = documents(&output);
+    let kinds: Vec<&str> = out
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["Pod", "Deployment", "CronJob", "ConfigMap"]);
+    assert_eq!(
+        names(out[0].pointer("/spec/imagePullSecrets")),
+        ["registry-6000", "registry-5000", "dockerhub"]
+    );
+    assert_eq!(
+        names(out[1].pointer("/spec/template/spec/imagePullSecrets")),
+        ["my-own-secret", "quay-team-robot"]
+    );
+    // The CronJob's image is served only by a secret the kubelet cannot decode: nothing
+    // injected, and the warning says so.
+    assert_eq!(
+        out[2].pointer("/spec/jobTemplate/spec/template/spec/imagePullSecrets"),
+        None
+    );
+    assert!(
+        stderr(&output).contains(
+            "Warning: CronJob/report: secret \"broken\" cannot be decoded by the kubelet"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(out[3]["data"]["note"], "other kinds pass through unchanged");
+
+    let output = run(
+        &[
+            "explain",
+            "--state",
+            "examples/state.yaml",
+            "-n",
+            "shop",
+            "nginx:1.25",
+            "quay.io/team/app",
+        ],
+        "",
+    );
+    assert_eq!(code(&output), SUCCESS, "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "image \"nginx:1.25\" in namespace \"shop\"",
+        "  reference: docker.io/library/nginx:1.25",
+        "  lookup:    docker.io/library/nginx",
+        "  keys, in kubelet order:",
+        "quay-team-legacy         image path does not start with \"/team\"",
+        "  undecodable: broken (entry \"ghcr.io\": field \"auth\": illegal base64 data at input byte 3) - never injected",
+        "  Docker Hub fallback: used: dockerhub",
+        "  result: dockerhub (by discovery)",
+        "  rule  match  PullSecretRule quay-team-robot-only (exclusive): [quay.io/team] -> [quay-team-robot]",
+        "  result: quay-team-robot (by PullSecretRule quay-team-robot-only (exclusive))",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    // Kubelet order: index keys in reverse byte order.
+    let keys: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.starts_with("  undecodable"))
+        .filter_map(|line| {
+            line.strip_prefix("    no     ")
+                .or(line.strip_prefix("    match  "))
+        })
+        .map(|line| line.split_whitespace().next().unwrap_or(""))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(keys, sorted);
+    assert_eq!(keys.len(), 5);
+}
+
+#[test]
+fn the_own_namespace_is_never_served_by_cluster_pull_secrets() {
+    let image = "registry.platform.example/tools/x:1";
+    let result = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "--state",
+            "examples/state.yaml",
+            "-n",
+            "shop",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        args.push(image);
+        let output = run(&args, "");
+        assert_eq!(code(&output), SUCCESS, "{}", stderr(&output));
+        let list: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        list[0]["result"].clone()
+    };
+    assert_eq!(result(&[]), json!(["platform-registry"]));
+    assert_eq!(result(&["--own-namespace", "shop"]), json!([]));
 }

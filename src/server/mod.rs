@@ -367,4 +367,32 @@ mod tests {
         assert_eq!(defaults.max_connections, 4096);
         assert_eq!(defaults.idle_timeout, Duration::from_secs(120));
     }
+
+    #[test]
+    fn the_lease_defaults_to_the_own_namespace_and_renews_every_third() {
+        let lease = |extra: &[&str], own: Option<&str>| serve_args(extra).controller.lease(own);
+        assert_eq!(lease(&[], None).namespace, "default");
+        assert_eq!(lease(&[], Some("injector")).namespace, "injector");
+        assert_eq!(
+            lease(&["--lease-namespace", "leases"], Some("injector")).namespace,
+            "leases"
+        );
+        let defaults = lease(&[], None);
+        assert_eq!(defaults.name, "pullsecret-injector-controller");
+        assert!(
+            defaults
+                .identity
+                .ends_with(&format!("-{}", std::process::id())),
+            "hostname-pid: {}",
+            defaults.identity
+        );
+        assert_eq!(defaults.lease_duration, Duration::from_secs(15));
+        assert_eq!(defaults.renew_interval, Duration::from_secs(5));
+        let custom = lease(
+            &["--lease-identity", "pod-a", "--lease-duration", "30s"],
+            None,
+        );
+        assert_eq!(custom.identity, "pod-a");
+        assert_eq!(custom.renew_interval, Duration::from_secs(10));
+    }
 }

@@ -415,4 +415,82 @@ mod tests {
             );
         }
     }
+
+    /// Every property under `spec` (and `status`) with a description, recursively: what
+    /// `kubectl explain` shows.
+    fn undescribed(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+            return;
+        };
+        for (name, property) in properties {
+            let path = format!("{path}.{name}");
+            if property.get("description").is_none() {
+                out.push(path.clone());
+            }
+            undescribed(property, &path, out);
+            if let Some(items) = property.get("items") {
+                undescribed(items, &path, out);
+            }
+        }
+    }
+
+    #[test]
+    fn kubectl_get_and_explain_have_what_the_readme_promises() {
+        use kube::CustomResourceExt;
+        let crds = [
+            (
+                PullSecretRule::crd(),
+                "psr",
+                &["Mode", "Registries", "Secrets"][..],
+            ),
+            (
+                ClusterPullSecret::crd(),
+                "cps",
+                &["Source", "Ready", "Namespaces", "Conflicts"][..],
+            ),
+        ];
+        for (crd, short, columns) in crds {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            assert_eq!(crd.spec.group, GROUP, "{name}");
+            assert_eq!(
+                crd.spec.names.short_names,
+                Some(vec![short.to_owned()]),
+                "{name}"
+            );
+            let version = &crd.spec.versions[0];
+            assert_eq!(version.name, "v1alpha1");
+            let shown: Vec<&str> = version
+                .additional_printer_columns
+                .iter()
+                .flatten()
+                .map(|column| column.name.as_str())
+                .collect();
+            for column in columns {
+                assert!(
+                    shown.contains(column),
+                    "{name}: no {column} column in {shown:?}"
+                );
+            }
+            let schema = serde_json::to_value(
+                version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                    .expect("schema"),
+            )
+            .expect("JSON");
+            // `kubectl explain <kind>.spec` documents every field.
+            let mut missing = Vec::new();
+            undescribed(&schema["properties"]["spec"], "spec", &mut missing);
+            assert_eq!(
+                missing,
+                Vec::<String>::new(),
+                "{name}: fields without a description"
+            );
+            assert!(
+                schema["properties"]["spec"].get("description").is_some(),
+                "{name}"
+            );
+        }
+    }
 }
