@@ -7,11 +7,14 @@
 #      rendered webhook, Deployment, RBAC and certificates; then every document the apiserver
 #      knows is validated with `kubectl apply --dry-run=server` (cert-manager and
 #      ServiceMonitor kinds, whose CRDs are not installed, are checked here instead).
-#   4. helm install (webhook.url pointing at a port nobody serves), assertions on the live
+#   4. Each documented option helm template can show: excluded namespaces, extra selectors,
+#      caBundle, image and digest, issuerRef, certificate validity, replicaCount 0, kubeVersion.
+#   5. helm install (webhook.url pointing at a port nobody serves), assertions on the live
 #      objects, a pod created in a namespace the webhook covers (failurePolicy Ignore admits
-#      it), helm upgrade keeping the CA and serving certificate, helm uninstall.
+#      it), helm upgrade keeping the CA and serving certificate, rotation by deleting the
+#      Secret, helm uninstall.
 #
-# Needs a cluster for 3's validation and for 4: KUBECONFIG (as in .local/cluster.env, which is
+# Needs a cluster for 3's validation and for 5: KUBECONFIG (as in .local/cluster.env, which is
 # sourced when KUBECONFIG is unset); the chart's CRDs are applied first when the cluster lacks
 # them. Without a reachable cluster every check that needs one fails: nothing is skipped.
 # CHART_TEST_OFFLINE=1 asks for the offline checks only (1 to 3 without the server-side
@@ -534,6 +537,105 @@ else
   fail "render: replicaCount=1" "$(tail -n 3 "$WORK/last.log")"
 fi
 
+# ---------------------------------------------------------------------------------------------
+say ""
+say "== documented options (each claim of the chart README that helm template can show)"
+
+APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$CHART/Chart.yaml")
+REL="$PREFIX-o"
+DIGEST="sha256:$(printf '0123456789abcdef%.0s' 1 2 3 4)"
+mwc_of() { jq '.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0]' "$1"; }
+
+check_fails "kubeVersion: Kubernetes below 1.30 is refused" "kubeVersion|incompatible" \
+  "$HELM" template "$REL" "$CHART" -n "$DRY_NS" --kube-version v1.29.0
+if "$HELM" show crds "$CHART" >"$WORK/crds.yaml" 2>"$WORK/last.log"; then
+  crd_names=$(grep -E '^  name: ' "$WORK/crds.yaml" | sort | tr -d ' ' | paste -sd ' ' -)
+  if [ "$crd_names" = "name:clusterpullsecrets.pullsecret-injector.io name:pullsecretrules.pullsecret-injector.io" ]; then
+    pass "crds/: PullSecretRule and ClusterPullSecret CRDs ship with the chart"
+  else
+    fail "crds/: PullSecretRule and ClusterPullSecret CRDs ship with the chart" "found: $crd_names"
+  fi
+else
+  fail "helm show crds" "$(tail -n 3 "$WORK/last.log")"
+fi
+
+if render opts "$REL" "$DRY_NS" \
+  --set-json 'webhook.excludedNamespaces=["team-x","team-y"]' \
+  --set-json 'webhook.extraObjectSelectorExpressions=[{"key":"team","operator":"In","values":["a"]}]' \
+  --set-json 'webhook.extraNamespaceSelectorExpressions=[{"key":"registry","operator":"Exists"}]' \
+  --set webhook.caBundle=Q0EtQlVORExF --set metrics.service.enabled=false \
+  --set image.repository=registry.example.com/psi --set image.digest="$DIGEST" >"$WORK/last.log" 2>&1; then
+  mwc_of "$WORK/opts.json" >"$WORK/opts-webhook.json"
+  check_jq "excludedNamespaces join kube-system and the release namespace" "$WORK/opts-webhook.json" \
+    '.namespaceSelector.matchExpressions | any(.key == "kubernetes.io/metadata.name" and .operator == "NotIn"
+       and (.values | index("kube-system") != null and index($ns) != null and index("team-x") != null and index("team-y") != null))' \
+    --arg ns "$DRY_NS"
+  check_jq "extra selector expressions are ANDed with the built-in ones" "$WORK/opts-webhook.json" \
+    '(.objectSelector.matchExpressions | any(. == {key: "team", operator: "In", values: ["a"]})
+        and any(.key == "pullsecret-injector.io/inject"))
+     and (.namespaceSelector.matchExpressions | any(. == {key: "registry", operator: "Exists"})
+        and any(.key == "pullsecret-injector.io/inject"))'
+  check_jq "webhook.caBundle overrides the CA from certificates" "$WORK/opts-webhook.json" \
+    '.clientConfig.caBundle == "Q0EtQlVORExF"'
+  check_jq "metrics.service.enabled=false: no -metrics Service" "$WORK/opts.json" \
+    '[.[] | select(.kind == "Service" and (.metadata.name | endswith("-metrics")))] | length == 0'
+  check_jq "image: repository, the chart's appVersion as tag, pinned by digest" "$WORK/opts.json" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].image == ("registry.example.com/psi:" + $v + "@" + $d)' \
+    --arg v "$APP_VERSION" --arg d "$DIGEST"
+else
+  fail "render: documented options" "$(tail -n 3 "$WORK/last.log")"
+fi
+check_jq "image: the default is pullsecret-injector:<appVersion>" "$WORK/helm.json" \
+  '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].image == ("pullsecret-injector:" + $v)' \
+  --arg v "$APP_VERSION"
+
+if render issuer "$REL" "$DRY_NS" --set certificates.mode=certManager \
+  --set-json 'certificates.certManager.issuerRef={"name":"corp-ca","kind":"ClusterIssuer"}' >"$WORK/last.log" 2>&1; then
+  check_jq "certManager issuerRef: no chart-made issuers, the serving Certificate uses the given one" "$WORK/issuer.json" \
+    '([.[] | select(.kind == "Issuer")] | length == 0)
+     and (.[] | select(.kind == "Certificate") | .spec.issuerRef.name == "corp-ca" and .spec.issuerRef.kind == "ClusterIssuer")'
+else
+  fail "render: certManager with issuerRef" "$(tail -n 3 "$WORK/last.log")"
+fi
+
+# The generated certificate lives certificates.helm.validityDays (3650 by default).
+days_left() { openssl x509 -in "$1" -noout -enddate | sed 's/notAfter=//' | xargs -I{} date -d {} +%s |
+  awk -v now="$(date +%s)" '{ printf "%d", ($1 - now) / 86400 }'; }
+if [ -s "$WORK/tls.crt" ] && [ "$(days_left "$WORK/tls.crt")" -ge 3649 ] && [ "$(days_left "$WORK/ca.crt")" -ge 3649 ]; then
+  pass "helm mode: CA and serving certificate valid for 3650 days by default"
+else
+  fail "helm mode: CA and serving certificate valid for 3650 days by default" \
+    "days left: tls $(days_left "$WORK/tls.crt" 2>/dev/null), ca $(days_left "$WORK/ca.crt" 2>/dev/null)"
+fi
+if render short "$REL" "$DRY_NS" --set certificates.helm.validityDays=30 >"$WORK/last.log" 2>&1; then
+  jq -r '.[] | select(.kind == "Secret") | .data["tls.crt"]' "$WORK/short.json" | openssl base64 -d -A >"$WORK/short.crt"
+  left=$(days_left "$WORK/short.crt" 2>/dev/null || echo 0)
+  if [ "$left" -ge 29 ] && [ "$left" -le 30 ]; then
+    pass "certificates.helm.validityDays=30: a 30-day serving certificate"
+  else
+    fail "certificates.helm.validityDays=30: a 30-day serving certificate" "days left: $left"
+  fi
+  # helm template cannot look up the Secret: each render makes a new CA (documented).
+  if [ "$(jq -r '.[] | select(.kind == "Secret") | .data["ca.crt"]' "$WORK/short.json")" != \
+    "$(jq -r '.[] | select(.kind == "Secret") | .data["ca.crt"]' "$WORK/helm.json")" ]; then
+    pass "helm template prints a fresh CA each time"
+  else
+    fail "helm template prints a fresh CA each time" "two renders share a CA"
+  fi
+else
+  fail "render: certificates.helm.validityDays=30" "$(tail -n 3 "$WORK/last.log")"
+fi
+
+if render zero "$REL" "$DRY_NS" --set replicaCount=0 --set webhook.url="$WEBHOOK_URL" >"$WORK/last.log" 2>&1; then
+  check_jq "replicaCount=0 with webhook.url: no pods, no PDB, the webhook calls the URL" "$WORK/zero.json" \
+    '(.[] | select(.kind == "Deployment") | .spec.replicas == 0)
+     and ([.[] | select(.kind == "PodDisruptionBudget")] | length == 0)
+     and (.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].clientConfig | .url == $url and .service == null)' \
+    --arg url "$WEBHOOK_URL"
+else
+  fail "render: replicaCount=0 with webhook.url" "$(tail -n 3 "$WORK/last.log")"
+fi
+
 # Creates a namespace whose pods get a node selector no node matches (PodNodeSelector).
 unschedulable_namespace() {
   "$KUBECTL" create namespace "$1" &&
@@ -641,6 +743,20 @@ if needs_cluster "helm install, upgrade and uninstall"; then
       else
         fail "upgrade: controller.enabled grants secret writes and leases in $NS only" \
           "create secrets: $(can create secrets -n default); update leases in $NS: $(can update leases -n "$NS"); in default: $(can update leases -n default); get pods: $(can get pods -A)"
+      fi
+    fi
+
+    # Rotation as documented: delete the Secret, then helm upgrade; the webhook trusts the new
+    # CA at once.
+    if attempt "rotation: delete Secret $SECRET" "$KUBECTL" -n "$NS" delete secret "$SECRET" &&
+      attempt "rotation: helm upgrade --reuse-values" "$HELM" upgrade "$REL" "$CHART" -n "$NS" --reuse-values; then
+      ca_new=$("$KUBECTL" -n "$NS" get secret "$SECRET" -o jsonpath='{.data.ca\.crt}' || true)
+      bundle_new=$("$KUBECTL" get mutatingwebhookconfiguration "$MWC" -o jsonpath='{.webhooks[0].clientConfig.caBundle}' || true)
+      if [ -n "$ca_new" ] && [ "$ca_new" != "$ca_before" ] && [ "$bundle_new" = "$ca_new" ]; then
+        pass "rotation: a new CA in the Secret and in the webhook configuration"
+      else
+        fail "rotation: a new CA in the Secret and in the webhook configuration" \
+          "CA changed: $([ "$ca_new" != "$ca_before" ] && echo yes || echo no); webhook caBundle equals it: $([ "$bundle_new" = "$ca_new" ] && echo yes || echo no)"
       fi
     fi
 

@@ -185,6 +185,44 @@ spec:
         log.contains("conflict: not overwriting"),
         "the serve log does not report the conflict"
     );
+    // ... and a Warning Event on the resource names the namespace.
+    poll("the conflict Event", CONVERGENCE, || {
+        let events = s.get_json(&[
+            "events",
+            "-A",
+            "--field-selector",
+            &format!(
+                "involvedObject.kind=ClusterPullSecret,involvedObject.name={cps},reason=Conflict"
+            ),
+        ])?;
+        Ok(events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|event| {
+                event["type"] == "Warning"
+                    && event["message"]
+                        .as_str()
+                        .is_some_and(|message| message.contains(ns_b.as_str()))
+            })
+            .then_some(()))
+    })?;
+    // `kubectl get cps` shows readiness, namespaces served and conflicts; `kubectl explain`
+    // documents the spec.
+    let listed = s.kubectl(&["get", "cps", &cps])?.stdout;
+    for column in ["READY", "NAMESPACES", "CONFLICTS"] {
+        ensure!(
+            listed.contains(column),
+            "`kubectl get cps` has no {column} column: {listed}"
+        );
+    }
+    let explained = s.kubectl(&["explain", "clusterpullsecret.spec"])?.stdout;
+    for field in ["source", "namespaceSelector", "registries", "targetName"] {
+        ensure!(
+            explained.contains(field),
+            "`kubectl explain clusterpullsecret.spec` lacks {field}: {explained}"
+        );
+    }
 
     // A namespace labelled out loses its copy.
     s.kubectl(&["label", "namespace", &ns_a, &format!("{select_label}-")])?;
@@ -313,5 +351,21 @@ spec:
             .any(|w| w.contains("\"ghost\"") && w.contains("quay-extra")),
         "no warning about the missing secret ghost: {warnings:?}"
     );
+
+    // `kubectl get psr -A` lists them with their mode; `kubectl explain` documents the spec.
+    let listed = s.kubectl(&["get", "psr", "-n", &ns])?.stdout;
+    for expected in ["mirror-only", "exclusive", "quay-extra", "add"] {
+        ensure!(
+            listed.contains(expected),
+            "`kubectl get psr` lacks {expected}: {listed}"
+        );
+    }
+    let explained = s.kubectl(&["explain", "pullsecretrule.spec"])?.stdout;
+    for field in ["registries", "secrets", "mode"] {
+        ensure!(
+            explained.contains(field),
+            "`kubectl explain pullsecretrule.spec` lacks {field}: {explained}"
+        );
+    }
     Ok(Outcome::Passed)
 }
