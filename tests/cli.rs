@@ -311,6 +311,20 @@ fn apply_leaves_a_workload_without_a_pod_template_unchanged_and_says_so() {
 // ---------------------------------------------------------------------------------------------
 // review
 
+/// An AdmissionReview of a Pod CREATE in `namespace`, uid `e2b1-uid`.
+fn pod_create_review(namespace: &str, object: &Value) -> String {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "e2b1-uid", "namespace": namespace, "operation": "CREATE",
+            "kind": { "group": "", "version": "v1", "kind": "Pod" },
+            "resource": { "group": "", "version": "v1", "resource": "pods" },
+            "userInfo": { "username": "someone" }, "object": object,
+        }
+    })
+    .to_string()
+}
+
 #[test]
 fn review_answers_exactly_what_the_webhook_answers() {
     let dir = Dir::new();
@@ -328,16 +342,7 @@ fn review_answers_exactly_what_the_webhook_answers() {
         .expect("state");
     let metrics = pullsecret_injector::telemetry::Metrics::new(&mut Default::default());
     for object in cases {
-        let body = json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "e2b1-uid", "namespace": "shop", "operation": "CREATE",
-                "kind": { "group": "", "version": "v1", "kind": "Pod" },
-                "resource": { "group": "", "version": "v1", "resource": "pods" },
-                "userInfo": { "username": "someone" }, "object": object,
-            }
-        })
-        .to_string();
+        let body = pod_create_review("shop", &object);
         let output = run(&["review", "--state", path(&state_file)], &body);
         assert_eq!(code(&output), SUCCESS, "{}", stderr(&output));
         let cli: Value = serde_json::from_slice(&output.stdout).expect("review prints JSON");
@@ -498,14 +503,11 @@ fn a_namespace_the_state_does_not_know_is_warned_about() {
     );
     assert!(stderr(&output).contains("namespace \"shpo\" does not appear in the state"));
     // review: the request's namespace.
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": { "uid": "u", "namespace": "shpo", "operation": "CREATE",
-            "kind": { "group": "", "version": "v1", "kind": "Pod" },
-            "resource": { "group": "", "version": "v1", "resource": "pods" },
-            "userInfo": {}, "object": { "spec": { "containers": [{ "name": "c", "image": "nginx" }] } } }
-    });
-    let output = run(&["review", "--state", path(&state)], &review.to_string());
+    let review = pod_create_review(
+        "shpo",
+        &json!({ "spec": { "containers": [{ "name": "c", "image": "nginx" }] } }),
+    );
+    let output = run(&["review", "--state", path(&state)], &review);
     assert_eq!(code(&output), SUCCESS);
     assert!(
         stderr(&output).contains("namespace \"shpo\" does not appear in the state"),

@@ -214,6 +214,26 @@ fn sort_key(id: &str) -> Vec<(String, u64)> {
     key
 }
 
+/// A markdown table of throughput and latency, one row per labelled run.
+fn latency_table(first: &str, runs: &[(&str, &Stats)]) -> Vec<String> {
+    let mut rows = vec![
+        format!("| {first} | reviews/s | p50 | p99 | p99.9 | max | errors |"),
+        "|---|---|---|---|---|---|---|".to_owned(),
+    ];
+    rows.extend(runs.iter().map(|(label, stats)| {
+        format!(
+            "| {label} | {:.0} | {} | {} | {} | {} | {} |",
+            stats.throughput,
+            us(stats.p50_us),
+            us(stats.p99_us),
+            us(stats.p999_us),
+            us(stats.max_us),
+            stats.errors
+        )
+    }));
+    rows
+}
+
 fn us(value: f64) -> String {
     if value >= 10_000.0 {
         format!("{:.1} ms", value / 1000.0)
@@ -380,18 +400,11 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
             churn.secrets, churn.updates_per_second, churn.review_rate
         ));
         line(String::new());
-        line("| secrets | reviews/s | p50 | p99 | p99.9 | max | errors |".to_owned());
-        line("|---|---|---|---|---|---|---|".to_owned());
-        for (label, stats) in [("quiet", &churn.quiet), ("churning", &churn.churning)] {
-            line(format!(
-                "| {label} | {:.0} | {} | {} | {} | {} | {} |",
-                stats.throughput,
-                us(stats.p50_us),
-                us(stats.p99_us),
-                us(stats.p999_us),
-                us(stats.max_us),
-                stats.errors
-            ));
+        for row in latency_table(
+            "secrets",
+            &[("quiet", &churn.quiet), ("churning", &churn.churning)],
+        ) {
+            line(row);
         }
         line(format!(
             "\nResident after the churn run: {}.",
@@ -420,21 +433,14 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
             attack.hostile_sent
         ));
         line(String::new());
-        line("| good requests | reviews/s | p50 | p99 | p99.9 | max | errors |".to_owned());
-        line("|---|---|---|---|---|---|---|".to_owned());
-        for (label, stats) in [
-            ("quiet", &attack.quiet),
-            ("under attack", &attack.under_attack),
-        ] {
-            line(format!(
-                "| {label} | {:.0} | {} | {} | {} | {} | {} |",
-                stats.throughput,
-                us(stats.p50_us),
-                us(stats.p99_us),
-                us(stats.p999_us),
-                us(stats.max_us),
-                stats.errors
-            ));
+        for row in latency_table(
+            "good requests",
+            &[
+                ("quiet", &attack.quiet),
+                ("under attack", &attack.under_attack),
+            ],
+        ) {
+            line(row);
         }
         line(format!(
             "\nResident {} before the attack, {} during it.",
