@@ -73,6 +73,7 @@ pub struct ClusterCache {
     synced: [AtomicBool; 5],
     own_namespace: Option<String>,
     namespace_changes: tokio::sync::watch::Sender<u64>,
+    snapshot_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for ClusterCache {
@@ -90,12 +91,18 @@ impl ClusterCache {
             synced: Default::default(),
             own_namespace,
             namespace_changes: tokio::sync::watch::Sender::new(0),
+            snapshot_changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
     /// Notified after a snapshot with changed namespaces has been published.
     pub fn namespace_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.namespace_changes.subscribe()
+    }
+
+    /// Notified after every published snapshot.
+    pub fn snapshot_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.snapshot_changes.subscribe()
     }
 
     pub fn snapshot(&self) -> Arc<ClusterState> {
@@ -208,6 +215,7 @@ async fn apply_changes(
         if builder.take_namespace_changes() {
             cache.namespace_changes.send_modify(|count| *count += 1);
         }
+        cache.snapshot_changes.send_modify(|count| *count += 1);
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cluster::watch::ClusterCache;
+use crate::controller::pod_recovery::RecoveryConfig;
 use crate::telemetry::{LogFormat, Metrics};
 
 pub use listener::ConnectionLimits;
@@ -118,6 +119,20 @@ pub struct ControllerArgs {
     /// How long a Lease holder that stopped renewing keeps it.
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_LEASE_DURATION")]
     pub lease_duration: Duration,
+    /// Evict pods stuck in ErrImagePull/ImagePullBackOff that a secret now fixes (their
+    /// controller recreates them with it); bare pods only get an Event. Needs
+    /// --enable-controller, and pods list/watch and pods/eviction create. Off by default:
+    /// evicting workloads is a disruptive write an admin turns on knowingly.
+    #[arg(
+        long,
+        default_value_t = false,
+        requires = "enable_controller",
+        env = "PULLSECRET_INJECTOR_RECOVER_STUCK_PODS"
+    )]
+    pub recover_stuck_pods: bool,
+    /// At most one recovery eviction per this interval, cluster-wide.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_RECOVERY_EVICTION_INTERVAL")]
+    pub recovery_eviction_interval: Duration,
 }
 
 impl ControllerArgs {
@@ -243,11 +258,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let controller = args.controller.enable_controller.then(|| {
         let lease = args.controller.lease(own_namespace.as_deref());
         tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "ClusterPullSecret controller enabled; competing for the lease");
+        let (leading, leading_rx) = watch::channel(false);
+        if args.controller.recover_stuck_pods {
+            tracing::info!("recovery of pods stuck on pulls enabled (Lease holder only)");
+            tokio::spawn(crate::controller::pod_recovery::run(
+                client.clone(),
+                Arc::clone(&cache),
+                metrics.clone(),
+                RecoveryConfig {
+                    own_namespace: own_namespace.clone(),
+                    eviction_interval: args.controller.recovery_eviction_interval,
+                },
+                lease.identity.clone(),
+                leading_rx,
+            ));
+        }
         tokio::spawn(crate::controller::cluster_pull_secret::run(
             client,
             Arc::clone(&cache),
             metrics.clone(),
             lease,
+            leading,
             controller_stop,
         ))
     });

@@ -107,6 +107,20 @@ pub struct Metrics {
     pub leader: Gauge,
     controller_writes: Family<OperationLabel, Counter>,
     reconcile_errors: Counter,
+    recoveries: Family<OutcomeName, Counter>,
+    recoveries_skipped: Family<ReasonName, Counter>,
+    /// Pods the recovery currently tracks (waiting on a failed pull).
+    pub stuck_pods: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeName {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonName {
+    reason: &'static str,
 }
 
 impl Metrics {
@@ -132,6 +146,9 @@ impl Metrics {
             leader: Gauge::default(),
             controller_writes: Family::default(),
             reconcile_errors: Counter::default(),
+            recoveries: Family::default(),
+            recoveries_skipped: Family::default(),
+            stuck_pods: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("pullsecret_injector");
         r.register(
@@ -219,6 +236,24 @@ impl Metrics {
             "ClusterPullSecret reconciles that failed and were retried",
             metrics.reconcile_errors.clone(),
         );
+        r.register(
+            "pod_recoveries",
+            "Pods stuck on a pull that a secret now fixes: evicted, reported (bare pods), refused_by_pdb (retried), failed",
+            metrics.recoveries.clone(),
+        );
+        r.register(
+            "pod_recoveries_skipped",
+            "Stuck pods left alone, by reason (protected_namespace, opted_out, no_new_secret)",
+            metrics.recoveries_skipped.clone(),
+        );
+        r.register(
+            "stuck_pods",
+            "Pods with a container waiting on a failed pull, tracked by the recovery (Lease holder only)",
+            metrics.stuck_pods.clone(),
+        );
+        for outcome in ["evicted", "reported", "refused_by_pdb", "failed"] {
+            let _ = metrics.recoveries.get_or_create(&OutcomeName { outcome });
+        }
         for operation in ["create", "update", "delete", "status"] {
             let _ = metrics
                 .controller_writes
@@ -275,6 +310,18 @@ impl Metrics {
     pub fn observe_write(&self, operation: &'static str) {
         self.controller_writes
             .get_or_create(&OperationLabel { operation })
+            .inc();
+    }
+
+    pub fn observe_recovery(&self, outcome: &'static str) {
+        self.recoveries
+            .get_or_create(&OutcomeName { outcome })
+            .inc();
+    }
+
+    pub fn observe_recovery_skipped(&self, reason: &'static str) {
+        self.recoveries_skipped
+            .get_or_create(&ReasonName { reason })
             .inc();
     }
 
