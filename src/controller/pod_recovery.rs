@@ -44,6 +44,8 @@ const ASSESS_INTERVAL: Duration = Duration::from_secs(2);
 /// First and last wait before retrying an eviction a PodDisruptionBudget refused.
 const REFUSED_BACKOFF: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(300));
 
+/// An eviction call that takes longer is given up (and not retried for that pod).
+const EVICTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// Owners that create a new pod when one is evicted.
 const RECREATING_OWNERS: [&str; 4] = ["ReplicaSet", "StatefulSet", "DaemonSet", "Job"];
 
@@ -88,19 +90,29 @@ impl StuckPod {
     /// `None` unless some container of the pod waits on a failed pull.
     pub fn from_pod(pod: &Pod) -> Option<StuckPod> {
         let status = pod.status.as_ref()?;
+        let spec = pod.spec.as_ref()?;
         let statuses = status
             .init_container_statuses
             .iter()
             .flatten()
             .chain(status.container_statuses.iter().flatten());
+        // The image the kubelet is trying to pull is the spec's (a status may still name the
+        // image the container ran before its image was changed).
+        let spec_image = |name: &str| {
+            spec.init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .find(|container| container.name == name)
+                .and_then(|container| container.image.clone())
+        };
         let failing: Vec<String> = statuses
             .filter(|status| waits_on_pull(status))
-            .map(|status| status.image.clone())
+            .filter_map(|status| spec_image(&status.name))
             .collect();
         if failing.is_empty() || pod.metadata.deletion_timestamp.is_some() {
             return None;
         }
-        let spec = pod.spec.as_ref()?;
         let containers = |list: &[k8s_openapi::api::core::v1::Container]| {
             Some(
                 list.iter()
@@ -274,6 +286,9 @@ struct Tracked {
 
 struct Recovery {
     client: Client,
+    /// For evictions: without the client's own retries, which would repeat a refused (429)
+    /// eviction for minutes instead of reporting it.
+    evictions: Client,
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     recorder: Recorder,
@@ -287,6 +302,7 @@ struct Recovery {
 /// Runs recovery whenever `leading` is true, until the process ends.
 pub async fn run(
     client: Client,
+    evictions: Client,
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     config: RecoveryConfig,
@@ -300,6 +316,7 @@ pub async fn run(
     let mut recovery = Recovery {
         recorder: Recorder::new(client.clone(), reporter),
         client,
+        evictions,
         cache,
         metrics,
         config,
@@ -470,13 +487,23 @@ impl Recovery {
         images: &[String],
         previous: Progress,
     ) {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let api: Api<Pod> = Api::namespaced(self.evictions.clone(), &pod.namespace);
         let why = format!(
             "{} would now be injected for {}, which cannot be pulled",
             secrets.join(", "),
             images.join(", ")
         );
-        match api.evict(&pod.name, &EvictParams::default()).await {
+        let eviction = tokio::time::timeout(
+            EVICTION_TIMEOUT,
+            api.evict(&pod.name, &EvictParams::default()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(kube::Error::Service(
+                format!("no answer within {EVICTION_TIMEOUT:?}").into(),
+            ))
+        });
+        match eviction {
             Ok(_) => {
                 self.metrics.observe_recovery("evicted");
                 let owner = pod.owner.as_ref().map(|o| format!("{} {}", o.kind, o.name));

@@ -237,6 +237,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")?;
+    // The same configuration without the client's retries of 429/5xx answers: a refused
+    // eviction must come back as a refusal.
+    let evictions = {
+        let mut config = kube::Config::infer()
+            .await
+            .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")?;
+        config.default_retry = false;
+        kube::Client::try_from(config).context("cannot build the Kubernetes client")?
+    };
     let own_namespace = args.own_namespace.clone().filter(|ns| !ns.is_empty());
     let cache = Arc::new(ClusterCache::new(own_namespace.clone()));
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
@@ -263,6 +272,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("recovery of pods stuck on pulls enabled (Lease holder only)");
             tokio::spawn(crate::controller::pod_recovery::run(
                 client.clone(),
+                evictions.clone(),
                 Arc::clone(&cache),
                 metrics.clone(),
                 RecoveryConfig {

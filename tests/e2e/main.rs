@@ -24,6 +24,7 @@ mod hostile;
 mod incluster;
 mod mappings;
 mod node;
+mod recovery;
 mod scenarios;
 
 use std::io::Write;

@@ -77,7 +77,8 @@ impl Registry {
         );
         let host = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         ensure!(
-            host.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()),
+            host.rsplit_once(':')
+                .is_some_and(|(_, port)| port.parse::<u16>().is_ok()),
             "registry.sh printed {host:?}"
         );
         Ok(Registry {

@@ -97,6 +97,18 @@ pub const ALL: &[Scenario] = &[
         run: crate::node::rule_and_cluster_pull_secret,
     },
     Scenario {
+        name: "node-recovery-deployment",
+        run: crate::recovery::deployment_before_secret,
+    },
+    Scenario {
+        name: "node-recovery-cluster-pull-secret",
+        run: crate::recovery::cluster_pull_secret_selects_later,
+    },
+    Scenario {
+        name: "node-recovery-bare-pod-and-budget",
+        run: crate::recovery::bare_pod_and_budget,
+    },
+    Scenario {
         name: "shutdown-and-webhook-down",
         run: shutdown_and_webhook_down,
     },

@@ -108,6 +108,9 @@ them, so `helm template` and `helm install` stop with one clear message.
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
 {{- fail "pullsecret-injector: serviceAccount.create=false needs serviceAccount.name, an existing ServiceAccount in the release namespace" }}
 {{- end }}
+{{- if and .Values.controller.recoverStuckPods (not .Values.controller.enabled) }}
+{{- fail "pullsecret-injector: controller.recoverStuckPods needs controller.enabled (only the controller's Lease holder recovers pods)" }}
+{{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "pullsecret-injector: metrics.serviceMonitor.enabled needs metrics.service.enabled" }}
 {{- end }}

@@ -356,3 +356,17 @@ fn a_cluster_pull_secret_selecting_the_namespace_counts_before_its_copy_exists()
         }
     );
 }
+
+#[test]
+fn the_failing_image_is_the_specs_not_the_status_one() {
+    let old = "registry.example.com/app:1";
+    let new = "quay.io/team/app:2";
+    // The image was changed in place; the status still names the one that ran.
+    let pod = pod(
+        "shop",
+        &[new],
+        vec![waiting("c0", old, "ErrImagePull")],
+        replica_set_owner(),
+    );
+    assert_eq!(stuck(&pod).failing, vec![new.to_owned()]);
+}
