@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use pullsecret_injector::controller::pod_recovery::StuckPod;
+use pullsecret_injector::admission::recovery::StuckPod;
 use pullsecret_injector::state::snapshot::StateBuilder;
 
 /// Counts live allocations and their bytes on top of the system allocator.
