@@ -28,6 +28,10 @@ pub enum CommandError {
     Output(#[from] std::io::Error),
     #[error("cannot encode output: {0}")]
     Encode(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("live cluster: {0}")]
+    Cluster(String),
 }
 
 impl CommandError {
@@ -35,7 +39,8 @@ impl CommandError {
         match self {
             CommandError::Input(_) => 2,
             CommandError::Review(_) => 3,
-            CommandError::Output(_) | CommandError::Encode(_) => 1,
+            CommandError::Usage(_) => 2,
+            CommandError::Output(_) | CommandError::Encode(_) | CommandError::Cluster(_) => 1,
         }
     }
 }
@@ -49,7 +54,6 @@ pub struct StateArgs {
     #[arg(
         long = "state",
         value_name = "FILE",
-        required = true,
         env = "PULLSECRET_INJECTOR_STATE",
         value_delimiter = ','
     )]
@@ -64,8 +68,17 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
-    fn load(&self) -> Result<std::sync::Arc<ClusterState>, InputError> {
-        statefile::load_state(&self.state_files, self.own_namespace.as_deref())
+    fn load(&self) -> Result<std::sync::Arc<ClusterState>, CommandError> {
+        if self.state_files.is_empty() {
+            return Err(CommandError::Usage(
+                "--state FILE is required (only `explain pod/NAME` reads the live cluster)"
+                    .to_owned(),
+            ));
+        }
+        Ok(statefile::load_state(
+            &self.state_files,
+            self.own_namespace.as_deref(),
+        )?)
     }
 }
 
@@ -209,12 +222,27 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Container images, as they would appear in a pod spec.
-    #[arg(value_name = "IMAGE", required = true)]
+    /// Container images, as they would appear in a pod spec; or one `pod/NAME`: that existing
+    /// pod, read with the namespace's state from the live cluster (KUBECONFIG, read-only;
+    /// without --state).
+    #[arg(value_name = "IMAGE|pod/NAME", required = true)]
     pub images: Vec<String>,
 }
 
 pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
+    if let Some(pod) = args
+        .images
+        .iter()
+        .find_map(|target| target.strip_prefix("pod/"))
+    {
+        if args.images.len() > 1 || !args.state.state_files.is_empty() {
+            return Err(CommandError::Usage(
+                "explain pod/NAME takes one pod and reads the live cluster: no images, no --state"
+                    .to_owned(),
+            ));
+        }
+        return explain_live_pod(args, pod);
+    }
     let state = args.state.load()?;
     let explanations: Vec<ImageExplanation> = args
         .images
@@ -233,6 +261,36 @@ pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
                 write!(out, "{explanation}")?;
             }
         }
+    }
+    Ok(())
+}
+
+/// `explain -n NS pod/NAME` against the live cluster.
+fn explain_live_pod(args: &ExplainArgs, pod: &str) -> Result<(), CommandError> {
+    let namespace = args.namespace.name.as_str();
+    let own = args.state.own_namespace.as_deref();
+    let cluster = |error: &dyn std::fmt::Display| CommandError::Cluster(error.to_string());
+    // One TLS provider for the kube client, as `serve` installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cluster(&e))?;
+    let (pod, state) = runtime.block_on(async {
+        let client = kube::Client::try_default().await.map_err(|e| cluster(&e))?;
+        crate::cluster::live::load_pod(&client, namespace, pod, own)
+            .await
+            .map_err(|e| cluster(&e))
+    })?;
+    let explanation = crate::cli::pod_explain::explain_pod(&pod, &state, own);
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &explanation)
+                .map_err(|e| CommandError::Encode(e.to_string()))?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => write!(out, "{explanation}")?,
     }
     Ok(())
 }

@@ -147,6 +147,22 @@ pub fn deployment_before_secret(s: &Suite) -> Result<Outcome> {
         "the suite's serve (recovery off) evicted pods"
     );
 
+    // `explain pod/NAME` on the live cluster says what recovery would do, and why.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
+        .args(["explain", "-n", &ns, &format!("pod/{stuck}")])
+        .env("KUBECONFIG", s.kubeconfig_path())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success()
+            && text.contains("would get now: late-registry")
+            && text.contains("recovery: evict")
+            && text.contains("owner: ReplicaSet/"),
+        "explain pod/{stuck} ({}): {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let started = Instant::now();
     let serve = recovering_serve(s, "recovery")?;
     let pod = replacement(s, &ns, "api", &stuck)?;
@@ -285,6 +301,19 @@ pub fn bare_pod_and_budget(s: &Suite) -> Result<Outcome> {
     );
     moved.secret(s, &ns, "moved-registry")?;
     s.wait_cache_synced()?;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
+        .args(["explain", "-n", &ns, "pod/bare", "-o", "json"])
+        .env("KUBECONFIG", s.kubeconfig_path())
+        .output()?;
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("explain -o json: {}", String::from_utf8_lossy(&out.stderr)))?;
+    ensure!(
+        answer["recovery"]["action"] == "report"
+            && answer["would_get"][0]["secret"] == "moved-registry"
+            && answer["has"].as_array().is_some_and(Vec::is_empty),
+        "explain pod/bare: {answer}"
+    );
 
     let serve = recovering_serve(s, "recovery-held")?;
     let told = poll("the Event on the bare pod", RECOVERY_TIMEOUT, || {
