@@ -313,5 +313,67 @@ spec:
             .any(|w| w.contains("\"ghost\"") && w.contains("quay-extra")),
         "no warning about the missing secret ghost: {warnings:?}"
     );
+    rules_that_can_never_match_are_refused(s, &ns)?;
     Ok(Outcome::Passed)
+}
+
+/// The CRDs' validation: a pattern or a name that could never take effect is refused by the
+/// apiserver with a message saying what to write instead, rather than stored and ignored.
+fn rules_that_can_never_match_are_refused(s: &Suite, ns: &str) -> Result<()> {
+    let cases: &[(&str, &str, &str)] = &[
+        (r#"[""]"#, "[mirror]", "should be at least 1 chars long"),
+        (
+            r#"["https://registry.example.com/v2/"]"#,
+            "[mirror]",
+            "a registry pattern has no scheme",
+        ),
+        (
+            r#"["registry.example.com/v2/"]"#,
+            "[mirror]",
+            "names images, not the registry API",
+        ),
+        (r#"["registry example.com"]"#, "[mirror]", "no whitespace"),
+        (r#"["registry.example.com"]"#, "[Mirror_Secret]", "should match"),
+        (r#"["registry.example.com"]"#, "[]", "should have at least 1 items"),
+    ];
+    for (registries, secrets, expected) in cases {
+        let out = s.kubectl_raw(
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: pullsecret-injector.io/v1alpha1
+kind: PullSecretRule
+metadata: {{name: never-matches, namespace: {ns}}}
+spec: {{registries: {registries}, secrets: {secrets}}}
+"
+            )),
+        )?;
+        ensure!(
+            !out.status.success() && out.stderr.contains(expected),
+            "a PullSecretRule with registries {registries} and secrets {secrets} was not refused \
+             with {expected:?}: {}",
+            out.stderr.trim()
+        );
+    }
+    let out = s.kubectl_raw(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {name: e2e-never-matches}
+spec:
+  source: {namespace: Infra, name: corp}
+  registries: [\"http://registry.example.com\"]
+  targetName: corp_pull
+",
+        ),
+    )?;
+    let refused = out.stderr.trim();
+    ensure!(
+        !out.status.success()
+            && refused.contains("spec.source.namespace")
+            && refused.contains("spec.targetName")
+            && refused.contains("a registry pattern has no scheme"),
+        "an invalid ClusterPullSecret was not refused field by field: {refused}"
+    );
+    Ok(())
 }
