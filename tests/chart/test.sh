@@ -351,6 +351,9 @@ check_fails "schema rejects a ClusterPullSecret without a source" "source" "${T[
   --set-json 'clusterPullSecrets=[{"name":"c"}]'
 check_fails "schema rejects a misspelt controller key (controller.enable)" "enable" "${T[@]}" \
   --set controller.enable=true
+check_fails "clusterPullSecrets without controller.enabled fail, saying what to do" \
+  "clusterPullSecrets need controller.enabled=true" "${T[@]}" \
+  --set-json 'clusterPullSecrets=[{"name":"c","source":{"namespace":"n","name":"s"}}]'
 check_fails "unknown certificates.mode fails with a clear message" \
   "certificates.mode must be one of helm, certManager or external" \
   "${T[@]}" --skip-schema-validation --set certificates.mode=selfSigned

@@ -61,6 +61,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::mappings::cluster_pull_secret_lifecycle,
     },
     Scenario {
+        name: "cluster-pull-secret-without-controller",
+        run: crate::mappings::cluster_pull_secret_without_controller,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },

@@ -108,6 +108,9 @@ them, so `helm template` and `helm install` stop with one clear message.
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
 {{- fail "pullsecret-injector: serviceAccount.create=false needs serviceAccount.name, an existing ServiceAccount in the release namespace" }}
 {{- end }}
+{{- if and .Values.clusterPullSecrets (not .Values.controller.enabled) }}
+{{- fail "pullsecret-injector: clusterPullSecrets need controller.enabled=true: without the controller nothing copies their source Secrets, and a pod gets a ClusterPullSecret's targetName only where a Secret of that name already exists. Enable the controller, or create the copies and the ClusterPullSecrets yourself" }}
+{{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "pullsecret-injector: metrics.serviceMonitor.enabled needs metrics.service.enabled" }}
 {{- end }}
