@@ -215,6 +215,9 @@ async fn apply_changes(
         metrics
             .undecodable_secrets
             .set(snapshot.undecodable_secret_count() as i64);
+        metrics
+            .cluster_pull_secrets
+            .set(snapshot.credentials().len() as i64);
         if builder.take_namespace_changes() {
             cache.namespace_changes.send_modify(|count| *count += 1);
         }
