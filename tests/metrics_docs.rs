@@ -1,4 +1,5 @@
-//! Every metric the server exports is documented in the README's metrics table.
+//! Every metric the server exports is documented in the README's metrics table, and the
+//! chart's PrometheusRule only queries metrics that exist.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -73,5 +74,18 @@ fn the_readme_documents_every_metric_in_its_table() {
     assert!(
         unknown.is_empty(),
         "the README names metrics the server does not export: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_prometheus_rule_queries_only_exported_metrics() {
+    let rule = read("charts/pullsecret-injector/templates/prometheusrule.yaml");
+    let exported = exported_metrics();
+    let queried = mentioned(&rule);
+    assert!(queried.len() >= 5, "{queried:?}");
+    let unknown: Vec<&String> = queried.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the PrometheusRule queries metrics the server does not export: {unknown:?}"
     );
 }
