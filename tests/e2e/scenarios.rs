@@ -110,6 +110,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::incluster::chart_in_cluster,
     },
     Scenario {
+        name: "node-chart-fail-policy",
+        run: crate::failpolicy::chart_fail_policy,
+    },
+    Scenario {
         name: "no-credential-leaks",
         run: no_credential_leaks,
     },
