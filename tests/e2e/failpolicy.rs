@@ -9,11 +9,10 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::Value;
 
-use crate::harness::{Suite, chart_dir, metric, poll, pull_secrets, tail};
-use crate::incluster::{Load, Release, injector_image_tarball};
-use crate::node::{Registry, wait_running};
+use crate::harness::{Suite, chart_dir, metric, poll, tail};
+use crate::incluster::{Load, Release, admitted_without_injection, injector_image_tarball};
+use crate::node::{Registry, expect_secrets, wait_running};
 use crate::scenarios::Outcome;
 
 const CONVERGENCE: Duration = Duration::from_secs(120);
@@ -58,21 +57,12 @@ impl Drop for Background {
 }
 
 fn failure_policy(s: &Suite, name: &str) -> Result<Option<String>> {
-    let out = s.kubectl(&[
-        "get",
-        "mutatingwebhookconfiguration",
-        name,
-        "--ignore-not-found",
-        "-o",
-        "json",
-    ])?;
-    if out.stdout.trim().is_empty() {
-        return Ok(None);
-    }
-    let configuration: Value = serde_json::from_str(&out.stdout)?;
-    Ok(configuration["webhooks"][0]["failurePolicy"]
-        .as_str()
-        .map(str::to_owned))
+    let configuration = s.get_json_opt(&["mutatingwebhookconfiguration", name])?;
+    Ok(configuration.and_then(|c| {
+        c["webhooks"][0]["failurePolicy"]
+            .as_str()
+            .map(str::to_owned)
+    }))
 }
 
 fn exists(s: &Suite, args: &[&str]) -> Result<bool> {
@@ -183,18 +173,7 @@ pub fn chart_fail_policy(s: &Suite) -> Result<Outcome> {
             == 0,
         "a replica is available although its image is not pushed yet"
     );
-    let out = s.run_pod(
-        &app,
-        "during-install",
-        &app_image,
-        &["--dry-run=server", "-o", "json"],
-    )?;
-    let pod: Value = serde_json::from_str(&out.stdout)?;
-    ensure!(
-        pull_secrets(&pod).is_empty(),
-        "a pod created before the rollout got {:?}",
-        pull_secrets(&pod)
-    );
+    admitted_without_injection(s, &app, &app_image).context("a pod created before the rollout")?;
     ensure!(
         failure_policy(s, &configuration)?.as_deref() == Some("Ignore"),
         "the webhook switched to Fail before any replica was available"
@@ -244,22 +223,10 @@ pub fn chart_fail_policy(s: &Suite) -> Result<Outcome> {
         Ok((s.dry_run_pull_secrets(&app, &app_image)? == ["shop-registry"]).then_some(()))
     })?;
     s.run_pod(&app, "web", &app_image, &[])?;
-    let pod = wait_running(s, &app, "web")?;
-    ensure!(
-        pull_secrets(&pod) == ["shop-registry"],
-        "web got {:?}",
-        pull_secrets(&pod)
-    );
+    expect_secrets(&wait_running(s, &app, "web")?, &["shop-registry"])?;
 
     // 4. Fail is real: with no replica running, a covered pod is refused; back with two.
-    s.kubectl(&[
-        "scale",
-        "deployment",
-        &release.name,
-        "-n",
-        &namespace,
-        "--replicas=0",
-    ])?;
+    release.scale(0)?;
     poll("the replicas to be gone", CONVERGENCE, || {
         Ok(release.pods()?.is_empty().then_some(()))
     })?;
@@ -270,14 +237,7 @@ pub fn chart_fail_policy(s: &Suite) -> Result<Outcome> {
             "the pod was refused, but not by the webhook call: {error:#}"
         ),
     }
-    s.kubectl(&[
-        "scale",
-        "deployment",
-        &release.name,
-        "-n",
-        &namespace,
-        "--replicas=2",
-    ])?;
+    release.scale(2)?;
     let pods = release.wait_ready(2)?;
 
     // 5. A CA rotation under Fail while pods are created: the upgrade keeps Fail, the
@@ -344,17 +304,6 @@ pub fn chart_fail_policy(s: &Suite) -> Result<Outcome> {
         )?,
         "a hook Job outlived the uninstall"
     );
-    let out = s.run_pod(
-        &app,
-        "after-uninstall",
-        &app_image,
-        &["--dry-run=server", "-o", "json"],
-    )?;
-    let pod: Value = serde_json::from_str(&out.stdout)?;
-    ensure!(
-        pull_secrets(&pod).is_empty(),
-        "a pod after uninstall got {:?}",
-        pull_secrets(&pod)
-    );
+    admitted_without_injection(s, &app, &app_image).context("a pod after uninstall")?;
     Ok(Outcome::Passed)
 }

@@ -23,20 +23,7 @@ const OWNER_LABEL: &str = "pullsecret-injector.io/cluster-pull-secret";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
 fn secret_or_none(s: &Suite, ns: &str, name: &str) -> Result<Option<Value>> {
-    let out = s.kubectl(&[
-        "get",
-        "secret",
-        name,
-        "-n",
-        ns,
-        "--ignore-not-found",
-        "-o",
-        "json",
-    ])?;
-    if out.stdout.trim().is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(serde_json::from_str(&out.stdout)?))
+    s.get_json_opt(&["secret", name, "-n", ns])
 }
 
 fn data_of(secret: &Value) -> Value {
