@@ -15,7 +15,7 @@ use crate::admission::pod::PodView;
 use crate::admission::review::{self, ReviewError};
 use crate::cli::explain::{self, ImageExplanation};
 use crate::cluster::statefile::{self, InputError, Source};
-use crate::state::snapshot::ClusterState;
+use crate::state::snapshot::{ClusterState, Copies};
 
 /// Failures of an offline command; `exit_code` is what the process returns.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,11 @@ pub struct StateArgs {
         env = "PULLSECRET_INJECTOR_OWN_NAMESPACE"
     )]
     pub own_namespace: Option<String>,
+    /// Answer as a webhook running the ClusterPullSecret controller (`serve
+    /// --enable-controller`): a ClusterPullSecret's copy counts in every namespace it selects,
+    /// even where it is not written yet. Without it, only copies that exist are injected.
+    #[arg(long, env = "PULLSECRET_INJECTOR_ENABLE_CONTROLLER")]
+    pub enable_controller: bool,
 }
 
 impl StateArgs {
@@ -75,9 +80,15 @@ impl StateArgs {
                     .to_owned(),
             ));
         }
+        let copies = if self.enable_controller {
+            Copies::Controller
+        } else {
+            Copies::Manual
+        };
         Ok(statefile::load_state(
             &self.state_files,
             self.own_namespace.as_deref(),
+            copies,
         )?)
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::state::crd::{ClusterPullSecret, GROUP, PullSecretRule};
-use crate::state::snapshot::{ClusterState, StateBuilder};
+use crate::state::snapshot::{ClusterState, Copies, StateBuilder};
 use crate::text::clip;
 
 #[derive(Debug, thiserror::Error)]
@@ -139,13 +139,16 @@ pub fn flatten_lists(value: Value, out: &mut Vec<Value>) {
 
 /// Builds cluster state from `--state` files: Secrets, Namespaces, PullSecretRules and
 /// ClusterPullSecrets; other kinds are ignored. `own_namespace` is the injector's namespace,
-/// which cluster credentials never serve.
+/// which cluster credentials never serve; `copies` says whether a controller writes the
+/// ClusterPullSecrets' copies.
 pub fn load_state(
     paths: &[PathBuf],
     own_namespace: Option<&str>,
+    copies: Copies,
 ) -> Result<Arc<ClusterState>, InputError> {
     let mut builder = StateBuilder::new();
     builder.set_own_namespace(own_namespace);
+    builder.set_copies(copies);
     for path in paths {
         let source = Source::from_arg(path);
         add_state_text(&mut builder, &source.name(), &source.read()?)?;

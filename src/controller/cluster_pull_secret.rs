@@ -320,6 +320,7 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
     };
     report_new_conflicts(context, resource, &conflicts).await;
     update_status(context, resource, served, conflicts, ready).await?;
+    context.metrics.observe_reconcile_completed();
     Ok(Action::requeue(RESYNC))
 }
 

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::cluster::watch::ClusterCache;
 use crate::controller::pod_recovery::RecoveryConfig;
+use crate::state::snapshot::Copies;
 use crate::telemetry::{LogFormat, Metrics};
 
 pub use listener::ConnectionLimits;
@@ -93,6 +94,8 @@ pub struct ServeArgs {
 pub struct ControllerArgs {
     /// Run the ClusterPullSecret controller. Every replica still serves admission; only the
     /// one holding the Lease writes. Needs write access to Secrets, Leases and Events.
+    /// Without it, a ClusterPullSecret injects its `targetName` only where a Secret of that
+    /// name exists (copied by hand or another tool).
     #[arg(
         long,
         default_value_t = false,
@@ -247,7 +250,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         kube::Client::try_from(config).context("cannot build the Kubernetes client")?
     };
     let own_namespace = args.own_namespace.clone().filter(|ns| !ns.is_empty());
-    let cache = Arc::new(ClusterCache::new(own_namespace.clone()));
+    let copies = if args.controller.enable_controller {
+        Copies::Controller
+    } else {
+        Copies::Manual
+    };
+    let cache = Arc::new(ClusterCache::new(own_namespace.clone()).with_copies(copies));
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
 
     let webhook_listener = TcpListener::bind(args.listen)

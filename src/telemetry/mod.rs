@@ -107,6 +107,9 @@ pub struct Metrics {
     pub leader: Gauge,
     controller_writes: Family<OperationLabel, Counter>,
     reconcile_errors: Counter,
+    /// Unix time of the controller's last completed reconcile.
+    pub controller_last_sync: Gauge<f64, AtomicU64>,
+    pub cluster_pull_secrets: Gauge,
     recoveries: Family<OutcomeName, Counter>,
     recoveries_skipped: Family<ReasonName, Counter>,
     /// Pods the recovery currently tracks (waiting on a failed pull).
@@ -146,6 +149,8 @@ impl Metrics {
             leader: Gauge::default(),
             controller_writes: Family::default(),
             reconcile_errors: Counter::default(),
+            controller_last_sync: Gauge::default(),
+            cluster_pull_secrets: Gauge::default(),
             recoveries: Family::default(),
             recoveries_skipped: Family::default(),
             stuck_pods: Gauge::default(),
@@ -235,6 +240,16 @@ impl Metrics {
             "controller_reconcile_errors",
             "ClusterPullSecret reconciles that failed and were retried",
             metrics.reconcile_errors.clone(),
+        );
+        r.register(
+            "controller_last_sync_timestamp_seconds",
+            "When the ClusterPullSecret controller last completed a reconcile (each resource is resynced every 10 minutes), as a Unix timestamp; 0 before the first",
+            metrics.controller_last_sync.clone(),
+        );
+        r.register(
+            "cluster_pull_secrets",
+            "ClusterPullSecrets in the cache",
+            metrics.cluster_pull_secrets.clone(),
         );
         r.register(
             "pod_recoveries",
@@ -327,6 +342,13 @@ impl Metrics {
 
     pub fn observe_reconcile_error(&self) {
         self.reconcile_errors.inc();
+    }
+
+    pub fn observe_reconcile_completed(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+        self.controller_last_sync.set(now);
     }
 
     pub fn observe_watch_error(&self, resource: &'static str) {

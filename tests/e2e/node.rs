@@ -239,7 +239,8 @@ fn waiting_on_pull(pod: &Value) -> Option<(String, String, String)> {
     })
 }
 
-fn expect_secrets(pod: &Value, expected: &[&str]) -> Result<()> {
+/// The pod's exact imagePullSecrets.
+pub fn expect_secrets(pod: &Value, expected: &[&str]) -> Result<()> {
     let got = pull_secrets(pod);
     ensure!(
         got == expected,

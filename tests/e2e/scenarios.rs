@@ -61,6 +61,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::mappings::cluster_pull_secret_lifecycle,
     },
     Scenario {
+        name: "cluster-pull-secret-without-controller",
+        run: crate::mappings::cluster_pull_secret_without_controller,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },
@@ -116,6 +120,10 @@ pub const ALL: &[Scenario] = &[
     Scenario {
         name: "node-chart-in-cluster",
         run: crate::incluster::chart_in_cluster,
+    },
+    Scenario {
+        name: "node-chart-fail-policy",
+        run: crate::failpolicy::chart_fail_policy,
     },
     Scenario {
         name: "no-credential-leaks",

@@ -77,7 +77,12 @@ fn errors_name_the_source_and_document() {
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let error = load_state(&[PathBuf::from("/nonexistent/state.yaml")], None).expect_err("missing");
+    let error = load_state(
+        &[PathBuf::from("/nonexistent/state.yaml")],
+        None,
+        Copies::Controller,
+    )
+    .expect_err("missing");
     assert!(
         error
             .to_string()
