@@ -269,6 +269,11 @@ impl Metrics {
         for outcome in ["evicted", "reported", "refused_by_pdb", "failed"] {
             let _ = metrics.recoveries.get_or_create(&OutcomeName { outcome });
         }
+        for reason in ["protected_namespace", "opted_out", "no_new_secret"] {
+            let _ = metrics
+                .recoveries_skipped
+                .get_or_create(&ReasonName { reason });
+        }
         for operation in ["create", "update", "delete", "status"] {
             let _ = metrics
                 .controller_writes
