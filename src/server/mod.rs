@@ -133,6 +133,10 @@ pub struct ControllerArgs {
         env = "PULLSECRET_INJECTOR_RECOVER_STUCK_PODS"
     )]
     pub recover_stuck_pods: bool,
+    /// How often the Lease holder sweeps copies whose ClusterPullSecret went without its
+    /// finalizer (removed by hand, or force-deleted).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_ORPHAN_SWEEP_INTERVAL")]
+    pub orphan_sweep_interval: Duration,
     /// At most one recovery eviction per this interval, cluster-wide.
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_RECOVERY_EVICTION_INTERVAL")]
     pub recovery_eviction_interval: Duration,
@@ -276,6 +280,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let lease = args.controller.lease(own_namespace.as_deref());
         tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "ClusterPullSecret controller enabled; competing for the lease");
         let (leading, leading_rx) = watch::channel(false);
+        tokio::spawn(crate::controller::orphans::run(
+            client.clone(),
+            metrics.clone(),
+            args.controller.orphan_sweep_interval,
+            leading_rx.clone(),
+        ));
         if args.controller.recover_stuck_pods {
             tracing::info!("recovery of pods stuck on pulls enabled (Lease holder only)");
             tokio::spawn(crate::controller::pod_recovery::run(

@@ -346,3 +346,91 @@ pub fn bare_pod_and_budget(s: &Suite) -> Result<Outcome> {
     );
     Ok(Outcome::Passed)
 }
+
+/// A ClusterPullSecret whose finalizer was removed by hand before it was deleted leaves its
+/// copies behind; the Lease holder's sweep deletes them (and nothing else).
+pub fn orphaned_copies_swept(s: &Suite) -> Result<Outcome> {
+    let source = s.namespace("orphan-source", &[])?;
+    s.registry_secret(&source, "corp-source", "orphans.e2e.example")?;
+    let select = "e2e.pullsecret-injector.io/orphans";
+    let cps = format!("e2e-orphans-{}", s.run_id);
+    s.apply(&format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {{name: {cps}}}
+spec:
+  source: {{namespace: {source}, name: corp-source}}
+  namespaceSelector:
+    matchLabels: {{{select}: \"{run}\"}}
+  targetName: orphan-pull
+",
+        run = s.run_id
+    ))?;
+    let ns = s.namespace("orphans", &[(select, &s.run_id)])?;
+    // An unmanaged Secret of the same shape in another namespace must survive the sweep.
+    let bystander = s.namespace("orphans-bystander", &[])?;
+    s.registry_secret(&bystander, "orphan-pull", "orphans.e2e.example")?;
+    poll("the copy", RECOVERY_TIMEOUT, || {
+        let out = s.kubectl(&[
+            "get",
+            "secret",
+            "orphan-pull",
+            "-n",
+            &ns,
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])?;
+        Ok((!out.stdout.trim().is_empty()).then_some(()))
+    })?;
+    s.kubectl(&[
+        "patch",
+        "clusterpullsecret",
+        &cps,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ])?;
+    s.kubectl(&[
+        "delete",
+        "clusterpullsecret",
+        &cps,
+        "--wait=true",
+        "--timeout=30s",
+    ])?;
+
+    let serve = s.start_extra_serve(
+        "sweeper",
+        &[
+            "--enable-controller",
+            "--lease-namespace",
+            s.lease_namespace(),
+            "--lease-name",
+            &format!("{}-sweeper", s.lease_name()),
+            "--orphan-sweep-interval",
+            "1s",
+        ]
+        .map(str::to_owned),
+    )?;
+    poll("the orphaned copy to be swept", RECOVERY_TIMEOUT, || {
+        let out = s.kubectl(&[
+            "get",
+            "secret",
+            "orphan-pull",
+            "-n",
+            &ns,
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])?;
+        Ok(out.stdout.trim().is_empty().then_some(()))
+    })?;
+    s.kubectl(&["get", "secret", "orphan-pull", "-n", &bystander])
+        .context("the unmanaged Secret was swept")?;
+    let log = std::fs::read_to_string(&serve.log)?;
+    ensure!(
+        log.contains("deleted a copy whose ClusterPullSecret is gone"),
+        "the sweep is not in the log"
+    );
+    Ok(Outcome::Passed)
+}

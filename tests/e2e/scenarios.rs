@@ -101,6 +101,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::node::rule_and_cluster_pull_secret,
     },
     Scenario {
+        name: "controller-orphan-sweep",
+        run: crate::recovery::orphaned_copies_swept,
+    },
+    Scenario {
         name: "node-recovery-deployment",
         run: crate::recovery::deployment_before_secret,
     },
