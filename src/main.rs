@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pullsecret_injector::cli::{certs, commands};
+use pullsecret_injector::controller::chart_hooks;
 use pullsecret_injector::state::crd;
 use pullsecret_injector::{server, telemetry};
 
@@ -31,6 +32,9 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Write the CustomResourceDefinitions (PullSecretRule, ClusterPullSecret) as YAML.
     Crds(CrdsArgs),
+    /// The Helm chart's hooks: enable failurePolicy Fail after a rollout, delete the
+    /// release's ClusterPullSecrets before an uninstall.
+    ChartHook(chart_hooks::HookArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Review(args) => offline(commands::review(&args)),
         Command::Apply(args) => offline(commands::apply(&args)),
         Command::Explain(args) => offline(commands::explain(&args)),
+        Command::ChartHook(args) => chart_hook(&args),
         Command::Crds(args) => match write_crds(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(&error, commands::EXIT_FAILURE),
@@ -88,6 +93,19 @@ fn serve(args: server::ServeArgs) -> ExitCode {
             eprintln!("pullsecret-injector: {error:#}");
             ExitCode::from(commands::EXIT_FAILURE)
         }
+    }
+}
+
+fn chart_hook(args: &chart_hooks::HookArgs) -> ExitCode {
+    // Kubernetes API calls over rustls; a provider already installed is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error, 1),
+    };
+    match runtime.block_on(chart_hooks::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error, 1),
     }
 }
 

@@ -18,7 +18,8 @@ use crate::kubelet::keyring::fold_host_case;
 use crate::kubelet::reference::ImageRef;
 use crate::state::crd::RuleMode;
 use crate::state::snapshot::{
-    ClusterState, CredentialSource, INJECT_LABEL, NamespaceState, SecretUse,
+    ClusterCredential, ClusterState, Copies, CredentialSource, INJECT_LABEL, NamespaceState,
+    PullSecret, SecretUse,
 };
 use crate::text::{clip, quote};
 
@@ -164,6 +165,19 @@ pub enum Problem {
         namespace: String,
         target: String,
     },
+    /// No controller writes the copies, and none exists in the namespace.
+    CopyMissing {
+        credential: String,
+        namespace: String,
+        target: String,
+    },
+    /// No controller writes the copies, and the one in the namespace cannot be decoded.
+    CopyUndecodable {
+        credential: String,
+        namespace: String,
+        target: String,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -208,6 +222,29 @@ impl std::fmt::Display for Problem {
             } => write!(
                 f,
                 "ClusterPullSecret {}: secret {} in namespace {} is not managed by it; not injected on its behalf",
+                quote(credential),
+                quote(target),
+                quote(namespace)
+            ),
+            Problem::CopyMissing {
+                credential,
+                namespace,
+                target,
+            } => write!(
+                f,
+                "ClusterPullSecret {}: no secret {} in namespace {}, and no controller copies it (serve --enable-controller, controller.enabled in the chart); not injected",
+                quote(credential),
+                quote(target),
+                quote(namespace)
+            ),
+            Problem::CopyUndecodable {
+                credential,
+                namespace,
+                target,
+                reason,
+            } => write!(
+                f,
+                "ClusterPullSecret {}: secret {} in namespace {} cannot be decoded by the kubelet ({reason}); not injected",
                 quote(credential),
                 quote(target),
                 quote(namespace)
@@ -315,17 +352,10 @@ pub fn choose(
                     });
                     continue;
                 }
-                // A Secret of that name the controller does not manage for this credential is
-                // never overwritten, so the credential cannot count on it.
                 let existing = ns.and_then(|ns| ns.secrets().get(credential.target_name.as_str()));
-                if existing
-                    .is_some_and(|s| s.managed_for.as_deref() != Some(credential.name.as_str()))
+                if let Some(problem) = copy_problem(state.copies(), credential, namespace, existing)
                 {
-                    choice.problems.push(Problem::TargetTaken {
-                        credential: credential.name.clone(),
-                        namespace: namespace.to_owned(),
-                        target: credential.target_name.clone(),
-                    });
+                    choice.problems.push(problem);
                     continue;
                 }
                 choice.add(
@@ -338,6 +368,46 @@ pub fn choose(
         }
     }
     choice
+}
+
+/// Why the copy of a cluster credential in `namespace` cannot be injected, if it cannot.
+fn copy_problem(
+    copies: Copies,
+    credential: &ClusterCredential,
+    namespace: &str,
+    existing: Option<&PullSecret>,
+) -> Option<Problem> {
+    let (credential_name, target) = (credential.name.clone(), credential.target_name.clone());
+    let namespace = namespace.to_owned();
+    match (copies, existing) {
+        // The controller never overwrites a Secret of that name it does not manage for this
+        // credential, so the credential cannot count on it. One not written yet will be.
+        (Copies::Controller, Some(secret))
+            if secret.managed_for.as_deref() != Some(credential.name.as_str()) =>
+        {
+            Some(Problem::TargetTaken {
+                credential: credential_name,
+                namespace,
+                target,
+            })
+        }
+        (Copies::Controller, _) => None,
+        // Nobody writes copies: only one that exists can be pulled with.
+        (Copies::Manual, None) => Some(Problem::CopyMissing {
+            credential: credential_name,
+            namespace,
+            target,
+        }),
+        (Copies::Manual, Some(secret)) => match &secret.usage {
+            SecretUse::Registries(_) => None,
+            SecretUse::Undecodable { reason, .. } => Some(Problem::CopyUndecodable {
+                credential: credential_name,
+                namespace,
+                target,
+                reason: reason.to_string(),
+            }),
+        },
+    }
 }
 
 impl Decision {

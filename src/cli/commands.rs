@@ -20,11 +20,11 @@ use crate::admission::pod::PodView;
 use crate::admission::review::{self, Outcome, ReviewError};
 use crate::cli::explain::{self, ImageExplanation};
 use crate::cluster::statefile::{self, InputError, Source, SourceSummary};
-use crate::state::snapshot::ClusterState;
+use crate::state::snapshot::{ClusterState, Copies};
 use crate::text::quote;
 
 /// Exit code of a command that could not complete for a reason other than its input: output
-/// that cannot be written, an internal error.
+/// that cannot be written, an internal error, an unreachable live cluster.
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for a usage or input error: flags, unreadable or invalid files, a review that is
 /// not one.
@@ -51,15 +51,20 @@ pub enum CommandError {
         object: String,
         reason: String,
     },
+    #[error("{0}")]
+    Usage(String),
+    #[error("live cluster: {0}")]
+    Cluster(String),
 }
 
 impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Input(_) | CommandError::Review(_) => EXIT_INPUT,
+            CommandError::Input(_) | CommandError::Review(_) | CommandError::Usage(_) => EXIT_INPUT,
             CommandError::Output(_)
             | CommandError::Encode(_)
-            | CommandError::PatchFailed { .. } => EXIT_FAILURE,
+            | CommandError::PatchFailed { .. }
+            | CommandError::Cluster(_) => EXIT_FAILURE,
         }
     }
 }
@@ -77,7 +82,6 @@ pub struct StateArgs {
     #[arg(
         long = "state",
         value_name = "FILE",
-        required = true,
         env = "PULLSECRET_INJECTOR_STATE",
         value_delimiter = ','
     )]
@@ -89,14 +93,33 @@ pub struct StateArgs {
         env = "PULLSECRET_INJECTOR_OWN_NAMESPACE"
     )]
     pub own_namespace: Option<String>,
+    /// Answer as a webhook running the ClusterPullSecret controller (`serve
+    /// --enable-controller`): a ClusterPullSecret's copy counts in every namespace it selects,
+    /// even where it is not written yet. Without it, only copies that exist are injected.
+    #[arg(long, env = "PULLSECRET_INJECTOR_ENABLE_CONTROLLER")]
+    pub enable_controller: bool,
 }
 
 impl StateArgs {
     /// The state, after warning about sources that held something else and about a state
     /// that holds nothing.
-    fn load(&self) -> Result<Arc<ClusterState>, InputError> {
-        let (state, summaries) =
-            statefile::load_state_summarized(&self.state_files, self.own_namespace.as_deref())?;
+    fn load(&self) -> Result<Arc<ClusterState>, CommandError> {
+        if self.state_files.is_empty() {
+            return Err(CommandError::Usage(
+                "--state FILE is required (only `explain pod/NAME` reads the live cluster)"
+                    .to_owned(),
+            ));
+        }
+        let copies = if self.enable_controller {
+            Copies::Controller
+        } else {
+            Copies::Manual
+        };
+        let (state, summaries) = statefile::load_state_summarized(
+            &self.state_files,
+            self.own_namespace.as_deref(),
+            copies,
+        )?;
         for warning in state_warnings(&state, &summaries) {
             warn(&warning);
         }
@@ -373,12 +396,27 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Container images, as they would appear in a pod spec.
-    #[arg(value_name = "IMAGE", required = true)]
+    /// Container images, as they would appear in a pod spec; or one `pod/NAME`: that existing
+    /// pod, read with the namespace's state from the live cluster (KUBECONFIG, read-only;
+    /// without --state).
+    #[arg(value_name = "IMAGE|pod/NAME", required = true)]
     pub images: Vec<String>,
 }
 
 pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
+    if let Some(pod) = args
+        .images
+        .iter()
+        .find_map(|target| target.strip_prefix("pod/"))
+    {
+        if args.images.len() > 1 || !args.state.state_files.is_empty() {
+            return Err(CommandError::Usage(
+                "explain pod/NAME takes one pod and reads the live cluster: no images, no --state"
+                    .to_owned(),
+            ));
+        }
+        return explain_live_pod(args, pod);
+    }
     let state = args.state.load()?;
     if let Some(warning) = unknown_namespace_warning(&state, &args.namespace.name) {
         warn(&warning);
@@ -402,6 +440,36 @@ pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `explain -n NS pod/NAME` against the live cluster.
+fn explain_live_pod(args: &ExplainArgs, pod: &str) -> Result<(), CommandError> {
+    let namespace = args.namespace.name.as_str();
+    let own = args.state.own_namespace.as_deref();
+    let cluster = |error: &dyn std::fmt::Display| CommandError::Cluster(error.to_string());
+    // One TLS provider for the kube client, as `serve` installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cluster(&e))?;
+    let (pod, state) = runtime.block_on(async {
+        let client = kube::Client::try_default().await.map_err(|e| cluster(&e))?;
+        crate::cluster::live::load_pod(&client, namespace, pod, own)
+            .await
+            .map_err(|e| cluster(&e))
+    })?;
+    let explanation = crate::cli::pod_explain::explain_pod(&pod, &state, own);
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &explanation)
+                .map_err(|e| CommandError::Encode(e.to_string()))?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => write!(out, "{explanation}")?,
+    }
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::state::crd::{ClusterPullSecret, GROUP, PullSecretRule};
-use crate::state::snapshot::{ClusterState, StateBuilder};
+use crate::state::snapshot::{ClusterState, Copies, StateBuilder};
 use crate::text::clip;
 
 #[derive(Debug, thiserror::Error)]
@@ -151,21 +151,25 @@ pub struct SourceSummary {
 
 /// Builds cluster state from `--state` files: Secrets, Namespaces, PullSecretRules and
 /// ClusterPullSecrets; other kinds are ignored. `own_namespace` is the injector's namespace,
-/// which cluster credentials never serve.
+/// which cluster credentials never serve; `copies` says whether a controller writes the
+/// ClusterPullSecrets' copies.
 pub fn load_state(
     paths: &[PathBuf],
     own_namespace: Option<&str>,
+    copies: Copies,
 ) -> Result<Arc<ClusterState>, InputError> {
-    load_state_summarized(paths, own_namespace).map(|(state, _)| state)
+    load_state_summarized(paths, own_namespace, copies).map(|(state, _)| state)
 }
 
 /// [`load_state`], with what each source held.
 pub fn load_state_summarized(
     paths: &[PathBuf],
     own_namespace: Option<&str>,
+    copies: Copies,
 ) -> Result<(Arc<ClusterState>, Vec<SourceSummary>), InputError> {
     let mut builder = StateBuilder::new();
     builder.set_own_namespace(own_namespace);
+    builder.set_copies(copies);
     let mut summaries = Vec::with_capacity(paths.len());
     for path in paths {
         let source = Source::from_arg(path);

@@ -19,7 +19,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
-use crate::state::snapshot::{ClusterState, StateBuilder};
+use crate::state::snapshot::{ClusterState, Copies, StateBuilder};
 use crate::telemetry::Metrics;
 
 /// The watches the server runs; each reports ready after its first complete list.
@@ -72,7 +72,9 @@ pub struct ClusterCache {
     snapshot: ArcSwap<ClusterState>,
     synced: [AtomicBool; 5],
     own_namespace: Option<String>,
+    copies: Copies,
     namespace_changes: tokio::sync::watch::Sender<u64>,
+    snapshot_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for ClusterCache {
@@ -89,13 +91,27 @@ impl ClusterCache {
             snapshot: ArcSwap::from_pointee(ClusterState::default()),
             synced: Default::default(),
             own_namespace,
+            copies: Copies::default(),
             namespace_changes: tokio::sync::watch::Sender::new(0),
+            snapshot_changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Who writes the copies of ClusterPullSecrets: [`Copies::Manual`] when this server runs
+    /// no controller.
+    pub fn with_copies(mut self, copies: Copies) -> ClusterCache {
+        self.copies = copies;
+        self
     }
 
     /// Notified after a snapshot with changed namespaces has been published.
     pub fn namespace_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.namespace_changes.subscribe()
+    }
+
+    /// Notified after every published snapshot.
+    pub fn snapshot_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.snapshot_changes.subscribe()
     }
 
     pub fn snapshot(&self) -> Arc<ClusterState> {
@@ -173,6 +189,7 @@ async fn apply_changes(
 ) {
     let mut builder = StateBuilder::new();
     builder.set_own_namespace(cache.own_namespace.as_deref());
+    builder.set_copies(cache.copies);
     let mut relist = Relist::default();
     // Batching keeps bursts (a relist, a mass rollout of secrets) to one publish per batch.
     let mut batches = std::pin::pin!(changes.ready_chunks(512));
@@ -205,9 +222,13 @@ async fn apply_changes(
         metrics
             .undecodable_secrets
             .set(snapshot.undecodable_secret_count() as i64);
+        metrics
+            .cluster_pull_secrets
+            .set(snapshot.credentials().len() as i64);
         if builder.take_namespace_changes() {
             cache.namespace_changes.send_modify(|count| *count += 1);
         }
+        cache.snapshot_changes.send_modify(|count| *count += 1);
     }
 }
 

@@ -65,15 +65,17 @@ struct Context {
 }
 
 /// Runs the election and, while this replica leads, the controller; ends when `stop` turns
-/// true (the leader then releases the Lease).
+/// true (the leader then releases the Lease). Leadership is published on `leader_tx` for the
+/// other writers of the Lease holder.
 pub async fn run(
     client: Client,
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     lease: LeaseConfig,
+    leader_tx: watch::Sender<bool>,
     stop: watch::Receiver<bool>,
 ) {
-    let (leader_tx, mut leader) = watch::channel(false);
+    let mut leader = leader_tx.subscribe();
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
         instance: Some(lease.identity.clone()),
@@ -318,6 +320,7 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
     };
     report_new_conflicts(context, resource, &conflicts).await;
     update_status(context, resource, served, conflicts, ready).await?;
+    context.metrics.observe_reconcile_completed();
     Ok(Action::requeue(RESYNC))
 }
 

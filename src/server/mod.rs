@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cluster::watch::ClusterCache;
+use crate::controller::pod_recovery::RecoveryConfig;
+use crate::state::snapshot::Copies;
 use crate::telemetry::{LogFormat, Metrics};
 
 pub use listener::ConnectionLimits;
@@ -92,6 +94,8 @@ pub struct ServeArgs {
 pub struct ControllerArgs {
     /// Run the ClusterPullSecret controller. Every replica still serves admission; only the
     /// one holding the Lease writes. Needs write access to Secrets, Leases and Events.
+    /// Without it, a ClusterPullSecret injects its `targetName` only where a Secret of that
+    /// name exists (copied by hand or another tool).
     #[arg(
         long,
         default_value_t = false,
@@ -118,6 +122,24 @@ pub struct ControllerArgs {
     /// How long a Lease holder that stopped renewing keeps it.
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_LEASE_DURATION")]
     pub lease_duration: Duration,
+    /// Evict pods stuck in ErrImagePull/ImagePullBackOff that a secret now fixes (their
+    /// controller recreates them with it); bare pods only get an Event. Needs
+    /// --enable-controller, and pods list/watch and pods/eviction create. Off by default:
+    /// evicting workloads is a disruptive write an admin turns on knowingly.
+    #[arg(
+        long,
+        default_value_t = false,
+        requires = "enable_controller",
+        env = "PULLSECRET_INJECTOR_RECOVER_STUCK_PODS"
+    )]
+    pub recover_stuck_pods: bool,
+    /// How often the Lease holder sweeps copies whose ClusterPullSecret went without its
+    /// finalizer (removed by hand, or force-deleted).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_ORPHAN_SWEEP_INTERVAL")]
+    pub orphan_sweep_interval: Duration,
+    /// At most one recovery eviction per this interval, cluster-wide.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_RECOVERY_EVICTION_INTERVAL")]
+    pub recovery_eviction_interval: Duration,
 }
 
 impl ServeArgs {
@@ -233,8 +255,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")?;
+    // The same configuration without the client's retries of 429/5xx answers: a refused
+    // eviction must come back as a refusal.
+    let evictions = {
+        let mut config = kube::Config::infer()
+            .await
+            .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")?;
+        config.default_retry = false;
+        kube::Client::try_from(config).context("cannot build the Kubernetes client")?
+    };
     let own_namespace = args.own_namespace.clone().filter(|ns| !ns.is_empty());
-    let cache = Arc::new(ClusterCache::new(own_namespace.clone()));
+    let copies = if args.controller.enable_controller {
+        Copies::Controller
+    } else {
+        Copies::Manual
+    };
+    let cache = Arc::new(ClusterCache::new(own_namespace.clone()).with_copies(copies));
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
 
     let webhook_listener = TcpListener::bind(args.listen)
@@ -254,11 +290,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let controller = args.controller.enable_controller.then(|| {
         let lease = args.controller.lease(own_namespace.as_deref());
         tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "ClusterPullSecret controller enabled; competing for the lease");
+        let (leading, leading_rx) = watch::channel(false);
+        tokio::spawn(crate::controller::orphans::run(
+            client.clone(),
+            metrics.clone(),
+            args.controller.orphan_sweep_interval,
+            leading_rx.clone(),
+        ));
+        if args.controller.recover_stuck_pods {
+            tracing::info!("recovery of pods stuck on pulls enabled (Lease holder only)");
+            tokio::spawn(crate::controller::pod_recovery::run(
+                client.clone(),
+                evictions.clone(),
+                Arc::clone(&cache),
+                metrics.clone(),
+                RecoveryConfig {
+                    own_namespace: own_namespace.clone(),
+                    eviction_interval: args.controller.recovery_eviction_interval,
+                },
+                lease.identity.clone(),
+                leading_rx,
+            ));
+        }
         tokio::spawn(crate::controller::cluster_pull_secret::run(
             client,
             Arc::clone(&cache),
             metrics.clone(),
             lease,
+            leading,
             controller_stop,
         ))
     });

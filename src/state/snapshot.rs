@@ -415,12 +415,26 @@ impl ClusterCredential {
     }
 }
 
+/// Who writes the copies of ClusterPullSecrets, which decides when a copy can be counted on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Copies {
+    /// The controller (`serve --enable-controller`): a copy counts in every selected namespace,
+    /// also before it has been written (the kubelet retries the pull until it is), and a Secret
+    /// of that name the controller does not manage is a conflict, never injected for it.
+    #[default]
+    Controller,
+    /// No controller: a ClusterPullSecret injects a Secret named `targetName` only where one
+    /// exists, whoever made it (by hand, another tool); where none exists the pod is warned.
+    Manual,
+}
+
 /// An immutable snapshot of the cluster, as the admission decision sees it.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterState {
     namespaces: HashMap<String, Arc<NamespaceState>>,
     credentials: Arc<Vec<ClusterCredential>>,
     own_namespace: Option<Arc<str>>,
+    copies: Copies,
 }
 
 impl ClusterState {
@@ -432,6 +446,11 @@ impl ClusterState {
     /// The injector's own namespace, never served by cluster credentials.
     pub fn own_namespace(&self) -> Option<&str> {
         self.own_namespace.as_deref()
+    }
+
+    /// Who writes the copies of ClusterPullSecrets.
+    pub fn copies(&self) -> Copies {
+        self.copies
     }
 
     /// Whether a namespace selector selects `namespace`. System namespaces, the injector's
@@ -519,6 +538,7 @@ pub struct StateBuilder {
     namespaces: HashMap<String, NamespaceEntry>,
     cluster_pull_secrets: BTreeMap<String, ClusterPullSecret>,
     own_namespace: Option<Arc<str>>,
+    copies: Copies,
     published: Arc<ClusterState>,
     dirty: HashSet<String>,
     credentials_dirty: bool,
@@ -535,6 +555,14 @@ impl StateBuilder {
         let namespace = namespace.filter(|ns| !ns.is_empty()).map(Arc::from);
         if self.own_namespace != namespace {
             self.own_namespace = namespace;
+            self.credentials_dirty = true;
+        }
+    }
+
+    /// Who writes the copies of ClusterPullSecrets (the server: whether it runs the controller).
+    pub fn set_copies(&mut self, copies: Copies) {
+        if self.copies != copies {
+            self.copies = copies;
             self.credentials_dirty = true;
         }
     }
@@ -741,6 +769,7 @@ impl StateBuilder {
             namespaces,
             credentials: Arc::clone(&self.published.credentials),
             own_namespace: self.own_namespace.clone(),
+            copies: self.copies,
         };
         if std::mem::take(&mut self.credentials_dirty) {
             let credentials = self

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Tests of the Helm chart charts/pullsecret-injector.
 #
-#   1. helm lint --strict: default values, each certificate mode, the HA profile.
+#   1. helm lint --strict: default values, each certificate mode, the HA profile; and lint
+#      fails wherever helm template fails (the chart's own checks).
 #   2. The schema rejects a misspelt key and wrong types; the chart's own checks fail clearly.
 #   3. helm template for each certificate mode and the HA profile, with assertions on the
 #      rendered webhook, Deployment, RBAC and certificates; then every document the apiserver
 #      knows is validated with `kubectl apply --dry-run=server` (cert-manager and
 #      ServiceMonitor kinds, whose CRDs are not installed, are checked here instead).
-#   4. Each documented option helm template can show: excluded namespaces, extra selectors,
-#      caBundle, image and digest, issuerRef, certificate validity, replicaCount 0, kubeVersion.
+#   4. NOTES.txt (helm install --dry-run): the selectors it names, failurePolicy Fail after the
+#      rollout, the warning for a ServiceMonitor the NetworkPolicy keeps out.
 #   5. helm install (webhook.url pointing at a port nobody serves), assertions on the live
 #      objects, a pod created in a namespace the webhook covers (failurePolicy Ignore admits
-#      it), helm upgrade keeping the CA and serving certificate, rotation by deleting the
-#      Secret, helm uninstall.
+#      it), helm upgrade keeping the CA and serving certificate, a CA rotation that trusts
+#      both CAs, helm uninstall.
+# The installs with failurePolicy Fail and running pods (the hooks) are e2e scenarios
+# (tests/e2e/incluster.rs), since they need the node.
 #
 # Needs a cluster for 3's validation and for 5: KUBECONFIG (as in .local/cluster.env, which is
 # sourced when KUBECONFIG is unset); the chart's CRDs are applied first when the cluster lacks
@@ -47,6 +50,7 @@ FAILED=0
 NOT_REQUESTED=0
 FAILURES=()
 CREATED_NAMESPACES=()
+CREATED_CRDS=()
 INSTALLED_RELEASE=""
 
 say() { printf '%s\n' "$*"; }
@@ -179,10 +183,13 @@ cleanup() {
     "$KUBECTL" delete mutatingwebhookconfiguration,clusterrole,clusterrolebinding \
       "$INSTALLED_RELEASE" --ignore-not-found >/dev/null 2>&1
     "$KUBECTL" delete clusterrole,clusterrolebinding \
-      "$INSTALLED_RELEASE-controller" --ignore-not-found >/dev/null 2>&1
+      "$INSTALLED_RELEASE-controller" "$INSTALLED_RELEASE-hook" --ignore-not-found >/dev/null 2>&1
   fi
   for ns in ${CREATED_NAMESPACES[@]+"${CREATED_NAMESPACES[@]}"}; do
     "$KUBECTL" delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1
+  done
+  for crd in ${CREATED_CRDS[@]+"${CREATED_CRDS[@]}"}; do
+    "$KUBECTL" delete crd "$crd" --ignore-not-found --wait=false >/dev/null 2>&1
   done
   rm -rf "$WORK"
   exit "$rc"
@@ -208,6 +215,8 @@ say "helm:    $HELM ($("$HELM" version --template '{{.Version}}' 2>/dev/null || 
 say "kubectl: $KUBECTL"
 
 CLUSTER=0
+# Server-side validation of PullSecretRules and ClusterPullSecrets needs the CRDs installed.
+CRDS_INSTALLED=0
 if [ "$OFFLINE" != 1 ]; then
   if [ -n "${KUBECONFIG:-}" ] && [ "$("$KUBECTL" get --raw /readyz 2>/dev/null)" = ok ]; then
     CLUSTER=1
@@ -276,10 +285,20 @@ check_deployment_settings() {
   local label=$1 file=$2
   local dep='(.[] | select(.kind == "Deployment"))'
   local ctr="$dep.spec.template.spec.containers[0]"
-  check_jq "$label: rolling update never below the ready count (maxUnavailable 0, maxSurge 1)" "$file" \
-    "$dep.spec.strategy == {type: \"RollingUpdate\", rollingUpdate: {maxUnavailable: 0, maxSurge: 1}}"
+  # A pod per node (hard anti-affinity, host network) cannot surge onto a full node: one
+  # replica at a time is replaced, the others serve; otherwise the new pod comes first.
+  check_jq "$label: rolling update keeps replicas serving and never needs a spare node" "$file" \
+    "$dep | (.spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution != null
+               or .spec.template.spec.hostNetwork == true) as \$perNode
+      | if \$perNode then .spec.strategy.rollingUpdate == {maxUnavailable: 1, maxSurge: 0} and .spec.replicas >= 2
+        else .spec.strategy.rollingUpdate == {maxUnavailable: 0, maxSurge: 1} end"
+  check_jq "$label: pods carry the selector, component and version labels" "$file" \
+    "$dep | .spec.template.metadata.labels as \$l | (.spec.selector.matchLabels | to_entries | all(\$l[.key] == .value))
+      and \$l[\"app.kubernetes.io/component\"] == \"admission-webhook\" and (\$l[\"app.kubernetes.io/version\"] | length > 0)"
   check_jq "$label: pod runs as non-root 65532 with RuntimeDefault seccomp" "$file" \
     "$dep.spec.template.spec.securityContext | .runAsNonRoot == true and .runAsUser == 65532 and .runAsGroup == 65532 and .seccompProfile.type == \"RuntimeDefault\""
+  check_jq "$label: no pod but the Deployment's matches the Services' selector" "$file" \
+    "[.[] | select(.kind == \"Job\") | .spec.template.metadata.labels[\"app.kubernetes.io/name\"]] | all(. != \"pullsecret-injector\")"
   check_jq "$label: container read-only, no privilege escalation, drops ALL" "$file" \
     "$ctr.securityContext | .readOnlyRootFilesystem == true and .allowPrivilegeEscalation == false and .capabilities.drop == [\"ALL\"]"
   check_jq "$label: probes on /livez and /readyz of the admin port" "$file" \
@@ -291,7 +310,7 @@ check_deployment_settings() {
   check_jq "$label: terminationGracePeriodSeconds exceeds shutdownDelay + drainTimeout" "$file" \
     "$dep.spec.template.spec | .terminationGracePeriodSeconds > 25 and .automountServiceAccountToken == true"
   check_jq "$label: ClusterRole is get/list/watch on secrets, namespaces and the CRDs only" "$file" \
-    "[.[] | select(.kind == \"ClusterRole\" and (.metadata.name | endswith(\"-controller\") | not))][0].rules == $READ_ONLY_RULES"
+    "[.[] | select(.kind == \"ClusterRole\" and (.metadata.name | test(\"-(controller|hook)$\") | not))][0].rules == $READ_ONLY_RULES"
 }
 
 # RBAC and settings of a render without the controller: read-only. Args: label, JSON file.
@@ -335,15 +354,26 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   >"$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log"; say "error: openssl could not make a CA"; exit 1; }
 EXTERNAL_CA=$(openssl base64 -A <"$WORK/external-ca.crt")
 check "lint: default values" "$HELM" lint --strict "$CHART" "${KV[@]}"
-check "lint: certificates.mode=certManager" "$HELM" lint --strict "$CHART" "${KV[@]}" \
-  --set certificates.mode=certManager
+# helm lint has no --api-versions: cert-manager is never served there, so lint refuses the
+# mode as an install without cert-manager is refused.
+check_fails "lint: certificates.mode=certManager without cert-manager says to install it" \
+  "install cert-manager first" "$HELM" lint --strict "$CHART" "${KV[@]}" --set certificates.mode=certManager
 check "lint: certificates.mode=external" "$HELM" lint --strict "$CHART" "${KV[@]}" \
   --set certificates.mode=external --set certificates.external.secretName=my-tls \
   --set certificates.external.caBundle="$EXTERNAL_CA"
 check "lint: ci/ha-values.yaml" "$HELM" lint --strict "$CHART" "${KV[@]}" -f "$CHART/ci/ha-values.yaml"
 check "lint: every optional object enabled" "$HELM" lint --strict "$CHART" "${KV[@]}" \
   --set networkPolicy.enabled=true --set metrics.serviceMonitor.enabled=true \
-  --set webhook.url="$WEBHOOK_URL" --set securityContext.fsGroup=65532
+  --set metrics.prometheusRule.enabled=true --set controller.enabled=true \
+  --set webhook.url="$WEBHOOK_URL" --set securityContext.fsGroup=65532 \
+  --set priorityClass.create=true --set hostNetwork=true --set ports.webhook=10250 \
+  --set-json 'webhook.matchConditions=[{"name":"not-mirror","expression":"true"}]'
+# helm lint turns `fail` into an [INFO] line; the chart makes it an error, quoting the message.
+check_fails "lint fails where template fails (terminationGracePeriodSeconds too short)" \
+  'ERROR.*must exceed shutdownDelay \+ drainTimeout' "$HELM" lint --strict "$CHART" "${KV[@]}" --set drainTimeout=1m
+check_fails "lint fails where template fails (external mode without a Secret)" \
+  'ERROR.*needs certificates.external.secretName' "$HELM" lint --strict "$CHART" "${KV[@]}" \
+  --set certificates.mode=external
 
 # ---------------------------------------------------------------------------------------------
 say ""
@@ -367,6 +397,9 @@ check_fails "schema rejects a ClusterPullSecret without a source" "source" "${T[
   --set-json 'clusterPullSecrets=[{"name":"c"}]'
 check_fails "schema rejects a misspelt controller key (controller.enable)" "enable" "${T[@]}" \
   --set controller.enable=true
+check_fails "clusterPullSecrets without controller.enabled fail, saying what to do" \
+  "clusterPullSecrets need controller.enabled=true" "${T[@]}" \
+  --set-json 'clusterPullSecrets=[{"name":"c","source":{"namespace":"n","name":"s"}}]'
 check_fails "unknown certificates.mode fails with a clear message" \
   "certificates.mode must be one of helm, certManager or external" \
   "${T[@]}" --skip-schema-validation --set certificates.mode=selfSigned
@@ -377,6 +410,31 @@ check_fails "external mode without a CA bundle fails with a clear message" \
   --set certificates.external.secretName=my-tls
 check_fails "terminationGracePeriodSeconds not above shutdownDelay + drainTimeout fails" \
   "must exceed shutdownDelay \\+ drainTimeout" "${T[@]}" --set drainTimeout=1m
+check_fails "podDisruptionBudget.minAvailable equal to replicaCount fails (drains would hang)" \
+  "minAvailable 2 with replicaCount 2 allows no eviction" "${T[@]}" --set podDisruptionBudget.minAvailable=2
+check_fails "podDisruptionBudget.minAvailable 100% fails" "minAvailable 100% allows no eviction" \
+  "${T[@]}" --set podDisruptionBudget.minAvailable=100%
+check_fails "schema rejects podDisruptionBudget.maxUnavailable 0" "maxUnavailable" \
+  "${T[@]}" --set podDisruptionBudget.maxUnavailable=0
+check_fails "replicaCount 0 without webhook.url fails" "replicaCount=0 leaves the webhook's Service without a pod" \
+  "${T[@]}" --set replicaCount=0
+check_fails "podAntiAffinity hard with one replica fails" "needs replicaCount >= 2" \
+  "${T[@]}" --set podAntiAffinity=hard --set replicaCount=1
+check_fails "certManager mode without cert-manager says to install it" "install cert-manager first" \
+  "${T[@]}" --set certificates.mode=certManager
+check_fails "schema rejects an unknown logLevel" "logLevel" "${T[@]}" --set logLevel=verbose
+check_fails "schema rejects a registry pattern with a scheme" "registries" "${T[@]}" \
+  --set-json 'pullSecretRules=[{"name":"r","namespace":"n","registries":["https://r.example/v2/"],"secrets":["s"]}]'
+check_fails "schema rejects a webhook port a non-root container cannot bind" "webhook" \
+  "${T[@]}" --set ports.webhook=443
+if "${T[@]}" --set replicaCount=0 --set webhook.url="$WEBHOOK_URL" >/dev/null 2>"$WORK/last.log" &&
+  "${T[@]}" --set logLevel='info\,pullsecret_injector=debug' >/dev/null 2>>"$WORK/last.log" &&
+  "${T[@]}" --set podDisruptionBudget.maxUnavailable=1 >/dev/null 2>>"$WORK/last.log"; then
+  pass "accepted: replicaCount 0 with webhook.url, a per-module logLevel, a PDB by maxUnavailable"
+else
+  fail "accepted: replicaCount 0 with webhook.url, a per-module logLevel, a PDB by maxUnavailable" \
+    "$(tail -n 3 "$WORK/last.log")"
+fi
 
 # ---------------------------------------------------------------------------------------------
 say ""
@@ -445,7 +503,8 @@ if attempt "render: controller.enabled with pullSecretRules and clusterPullSecre
     '(.[] | select(.kind == "Role") | .metadata.namespace == $ns
         and .rules == [{apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"]}])
      and (.[] | select(.kind == "RoleBinding") | .roleRef.name == ($rel + "-lease") and .subjects[0].name == $rel)
-     and ([.[] | select(.kind == "ClusterRoleBinding")] | length == 2)' --arg ns "$DRY_NS" --arg rel "$REL"
+     and ([.[] | select(.kind == "ClusterRoleBinding" and .metadata.annotations["helm.sh/hook"] == null)] | length == 2)' \
+    --arg ns "$DRY_NS" --arg rel "$REL"
   check_jq "controller enabled: env enables the controller, Lease named after the release, identity = pod name" "$F" \
     '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
      | any(.name == "PULLSECRET_INJECTOR_ENABLE_CONTROLLER" and .value == "true")
@@ -463,7 +522,8 @@ fi
 
 # certManager mode
 REL="$PREFIX-c"
-if attempt "render: certificates.mode=certManager" render cm "$REL" "$DRY_NS" --set certificates.mode=certManager; then
+if attempt "render: certificates.mode=certManager (cert-manager.io/v1 served)" render cm "$REL" "$DRY_NS" \
+  --set certificates.mode=certManager --api-versions cert-manager.io/v1; then
   F="$WORK/cm.json"
   check_webhook_settings "certManager mode" "$F" "$DRY_NS"
   check_deployment_settings "certManager mode" "$F"
@@ -510,24 +570,105 @@ fi
 
 # HA profile, with every optional object switched on
 REL="$PREFIX-ha"
-if attempt "render: ci/ha-values.yaml (+ NetworkPolicy, ServiceMonitor)" render ha "$REL" "$DRY_NS" \
+if attempt "render: ci/ha-values.yaml (+ NetworkPolicy, ServiceMonitor, PrometheusRule)" render ha "$REL" "$DRY_NS" \
   -f "$CHART/ci/ha-values.yaml" --set networkPolicy.enabled=true --set metrics.serviceMonitor.enabled=true \
+  --set metrics.prometheusRule.enabled=true \
   --set-json 'networkPolicy.adminFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]'; then
   F="$WORK/ha.json"
   check_webhook_settings "HA profile" "$F" "$DRY_NS"
   check_deployment_settings "HA profile" "$F"
-  check_jq "HA profile: 3 replicas, failurePolicy Fail, PDB minAvailable 2, required hostname anti-affinity" "$F" \
+  check_jq "HA profile: 3 replicas, PDB minAvailable 2, required hostname anti-affinity, one replica replaced at a time" "$F" \
     '(.[] | select(.kind == "Deployment") | .spec.replicas == 3
-        and .spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey == "kubernetes.io/hostname")
-     and (.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].failurePolicy == "Fail")
+        and .spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey == "kubernetes.io/hostname"
+        and .spec.strategy.rollingUpdate == {maxUnavailable: 1, maxSurge: 0})
      and (.[] | select(.kind == "PodDisruptionBudget") | .spec.minAvailable == 2)'
-  check_jq "HA profile: NetworkPolicy opens 8443 to all and the admin port to the given peers" "$F" \
+  check_jq "HA profile: registered with Ignore; a post-install/upgrade/rollback Job switches to Fail after the rollout" "$F" \
+    '(.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].failurePolicy == "Ignore")
+     and (.[] | select(.kind == "Job" and .metadata.name == ($rel + "-enable-fail"))
+          | .metadata.annotations["helm.sh/hook"] == "post-install,post-upgrade,post-rollback"
+            and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=240", "enable-fail-policy",
+                 "--namespace", $ns, "--deployment", $rel, "--webhook-configuration", $rel]
+            and .spec.template.spec.serviceAccountName == ($rel + "-hook")
+            and .spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem == true)' \
+    --arg ns "$DRY_NS" --arg rel "$REL"
+  check_jq "HA profile: the hook may get/patch only this webhook configuration and watch only this Deployment" "$F" \
+    '(.[] | select(.kind == "ClusterRole" and .metadata.name == ($rel + "-hook")) | .rules == [
+        {apiGroups: ["admissionregistration.k8s.io"], resources: ["mutatingwebhookconfigurations"], resourceNames: [$rel], verbs: ["get", "patch"]}])
+     and (.[] | select(.kind == "Role" and .metadata.name == ($rel + "-hook")) | .rules == [
+        {apiGroups: ["apps"], resources: ["deployments"], resourceNames: [$rel], verbs: ["get", "list", "watch"]}])
+     and ([.[] | select(.metadata.name == ($rel + "-hook")) | .metadata.annotations["helm.sh/hook-weight"]] | all(. == "-10"))' \
+    --arg rel "$REL"
+  check_jq "HA profile: with Fail, kube-public, kube-node-lease, cert-manager and CNI namespaces are excluded too" "$F" \
+    '.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].namespaceSelector.matchExpressions[0].values
+     | . as $v | ["kube-system", $ns, "kube-public", "kube-node-lease", "cert-manager", "calico-system", "kube-flannel", "cilium"] | all(. as $n | $v | index($n) != null)' \
+    --arg ns "$DRY_NS"
+  check_jq "HA profile: a PriorityClass of the chart's own, used by the pods (not system-cluster-critical)" "$F" \
+    '(.[] | select(.kind == "PriorityClass") | .metadata.name == $rel and .value == 1000000 and .globalDefault == false)
+     and (.[] | select(.kind == "Deployment") | .spec.template.spec.priorityClassName == $rel)' --arg rel "$REL"
+  check_jq "HA profile: NetworkPolicy opens the webhook port to all and the admin port to the given peers" "$F" \
     '.[] | select(.kind == "NetworkPolicy") | .spec.ingress
      | length == 2 and .[0].from == null and .[0].ports[0].port == "webhook"
        and .[1].ports[0].port == "admin" and (.[1].from | length == 1)'
   check_jq "HA profile: ServiceMonitor scrapes the metrics Service" "$F" \
     '.[] | select(.kind == "ServiceMonitor") | .spec.endpoints[0].port == "metrics" and .spec.endpoints[0].path == "/metrics"'
+  check_jq "HA profile: PrometheusRule alerts on readiness, certificate expiry and reloads, watch errors, scoped to this release" "$F" \
+    '.[] | select(.kind == "PrometheusRule") | [.spec.groups[].rules[]] as $r
+     | ($r | map(.alert)) == ["PullSecretInjectorDown", "PullSecretInjectorNotReady", "PullSecretInjectorCertificateExpiresSoon",
+                             "PullSecretInjectorCertificateReloadFailing", "PullSecretInjectorWatchErrors"]
+       and ($r | all(.expr | contains("job=\"" + $rel + "-metrics\"")))
+       and ($r[0].labels.severity == "critical")
+       and ($r[2].expr | contains("< 1209600"))' --arg rel "$REL"
   server_validate "HA profile" "$F" "$DRY_NS"
+fi
+
+# Fail from the first moment, for deploys without hooks.
+if render failnow "$PREFIX-fn" "$DRY_NS" --set webhook.failurePolicy=Fail --set webhook.failAfterRollout=false \
+  >"$WORK/last.log" 2>&1; then
+  check_jq "failAfterRollout=false: Fail rendered at once, no hook" "$WORK/failnow.json" \
+    '(.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].failurePolicy == "Fail")
+     and ([.[] | select(.metadata.annotations["helm.sh/hook"] != null)] | length == 0)'
+else
+  fail "render: failAfterRollout=false" "$(tail -n 3 "$WORK/last.log")"
+fi
+
+# Ignore (the default) excludes only kube-system and the release namespace.
+check_jq "failurePolicy Ignore: only kube-system and the release namespace excluded, no hook" "$WORK/helm.json" \
+  '(.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].namespaceSelector.matchExpressions[0].values == ["kube-system", $ns])
+   and ([.[] | select(.metadata.annotations["helm.sh/hook"] != null)] | length == 0)' --arg ns "$DRY_NS"
+
+# The controller's ClusterPullSecrets are deleted by a pre-delete hook while it still runs.
+check_jq "controller with clusterPullSecrets: a pre-delete Job deletes exactly them, RBAC on those names only" "$WORK/mappings.json" \
+  '(.[] | select(.kind == "Job" and .metadata.name == ($rel + "-delete-cps"))
+      | .metadata.annotations["helm.sh/hook"] == "pre-delete"
+        and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=240", "delete-cluster-pull-secrets", ($rel + "-corp")])
+   and (.[] | select(.kind == "ClusterRole" and .metadata.name == ($rel + "-hook")) | .rules == [
+        {apiGroups: ["pullsecret-injector.io"], resources: ["clusterpullsecrets"], resourceNames: [($rel + "-corp")],
+         verbs: ["get", "list", "watch", "delete"]}])' --arg rel "$PREFIX-m"
+
+# Networking, webhook options and security context ids of 0.
+if render net "$PREFIX-n" "$DRY_NS" --set hostNetwork=true --set ports.webhook=10250 --set ports.admin=10251 \
+  --set securityContext.runAsGroup=0 --set securityContext.fsGroup=0 --set podDisruptionBudget.maxUnavailable=1 \
+  --set image.tag=1.2.3 \
+  --set-json 'webhook.matchConditions=[{"name":"not-a-mirror-pod","expression":"!has(object.metadata.annotations) || !(\"kubernetes.io/config.mirror\" in object.metadata.annotations)"}]' \
+  >"$WORK/last.log" 2>&1; then
+  F="$WORK/net.json"
+  check_jq "hostNetwork: one pod per node, so one replica at a time is replaced" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.strategy.rollingUpdate == {maxUnavailable: 1, maxSurge: 0}'
+  check_jq "hostNetwork: pods on the node network, webhook and admin on the given ports" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec
+     | .hostNetwork == true and .dnsPolicy == "ClusterFirstWithHostNet"
+       and (.containers[0].ports | map({(.name): .containerPort}) | add) == {webhook: 10250, admin: 10251}
+       and (.containers[0].env | any(.name == "PULLSECRET_INJECTOR_LISTEN" and .value == "0.0.0.0:10250"))
+       and (.containers[0].env | any(.name == "PULLSECRET_INJECTOR_ADMIN_LISTEN" and .value == "0.0.0.0:10251"))'
+  check_jq "runAsGroup 0 and fsGroup 0 are honoured" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.securityContext | .runAsGroup == 0 and .fsGroup == 0'
+  check_jq "matchConditions are passed to the webhook; PDB by maxUnavailable; version label from the image tag" "$F" \
+    '(.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].matchConditions[0].name == "not-a-mirror-pod")
+     and (.[] | select(.kind == "PodDisruptionBudget") | .spec.maxUnavailable == 1 and .spec.minAvailable == null)
+     and (.[] | select(.kind == "Deployment") | .spec.template.metadata.labels["app.kubernetes.io/version"] == "1.2.3")'
+  server_validate "hostNetwork and matchConditions" "$F" "$DRY_NS"
+else
+  fail "render: hostNetwork, ports, matchConditions" "$(tail -n 3 "$WORK/last.log")"
 fi
 
 # A single replica gets no PodDisruptionBudget (it would block every drain).
@@ -645,6 +786,67 @@ unschedulable_namespace() {
 
 # ---------------------------------------------------------------------------------------------
 say ""
+say "== NOTES.txt (helm install --dry-run)"
+
+# notes NAME [helm args...]: the NOTES helm install --dry-run prints, into $WORK/NAME.notes.
+notes() {
+  local name=$1; shift
+  "$HELM" install "$PREFIX-notes" "$CHART" -n "$DRY_NS" --dry-run=client "$@" >"$WORK/$name.out" 2>&1 &&
+    sed -n '/^NOTES:/,$p' "$WORK/$name.out" >"$WORK/$name.notes"
+}
+# notes_say NAME LABEL PATTERN [present|absent]
+notes_say() {
+  local name=$1 label=$2 pattern=$3 want=${4:-present} found
+  if grep -Eq -- "$pattern" "$WORK/$name.notes"; then found=present; else found=absent; fi
+  if [ "$found" = "$want" ]; then pass "$label"; else
+    fail "$label" "/$pattern/ is $found in NOTES" "$(head -c 600 "$WORK/$name.notes")"; fi
+}
+
+# A minimal CRD standing in for one of the Prometheus operator's (a dry-run install needs the
+# kind to be known); removed at the end.
+standin_crd() {
+  local kind=$1 singular plural crd
+  singular=$(printf '%s' "$kind" | tr '[:upper:]' '[:lower:]')
+  plural="${singular}s"
+  crd="$plural.monitoring.coreos.com"
+  "$KUBECTL" get crd "$crd" >/dev/null 2>&1 && return 0
+  jq -n --arg crd "$crd" --arg kind "$kind" --arg singular "$singular" --arg plural "$plural" '{
+    apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition", metadata: {name: $crd},
+    spec: {group: "monitoring.coreos.com", scope: "Namespaced",
+           names: {kind: $kind, plural: $plural, singular: $singular},
+           versions: [{name: "v1", served: true, storage: true,
+                       schema: {openAPIV3Schema: {type: "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}' |
+    "$KUBECTL" apply -f - >"$WORK/last.log" 2>&1 || { fail "stand-in CRD $crd" "$(tail -n 3 "$WORK/last.log")"; return 1; }
+  CREATED_CRDS+=("$crd")
+  "$KUBECTL" wait --for=condition=Established --timeout=60s "crd/$crd" >/dev/null 2>&1
+}
+
+if [ "$CLUSTER" != 1 ]; then
+  skip "NOTES.txt" "no cluster (helm install --dry-run needs one)"
+else
+  standin_crd ServiceMonitor || true
+  if attempt "NOTES: HA profile with extra selectors" notes ha -f "$CHART/ci/ha-values.yaml" \
+    --set-json 'webhook.extraNamespaceSelectorExpressions=[{"key":"team","operator":"Exists"}]'; then
+    notes_say ha "NOTES: lists kube-node-lease and cert-manager among the excluded namespaces with Fail" \
+      "kube-system, $DRY_NS, kube-public, kube-node-lease, cert-manager"
+    notes_say ha "NOTES: mentions the extra namespace selector" "not matching webhook.extraNamespaceSelectorExpressions"
+    notes_say ha "NOTES: Fail only once the Deployment has rolled out" "failurePolicy: Fail, once the Deployment has rolled out"
+    notes_say ha "NOTES: does not claim every new Pod" "every new Pod" absent
+  fi
+  if attempt "NOTES: NetworkPolicy without adminFrom and a ServiceMonitor" notes np \
+    --set networkPolicy.enabled=true --set metrics.serviceMonitor.enabled=true; then
+    notes_say np "NOTES: warns that Prometheus cannot scrape through the NetworkPolicy" \
+      "WARNING: the NetworkPolicy admits no peer to the admin port"
+  fi
+  if attempt "NOTES: NetworkPolicy with adminFrom and a ServiceMonitor" notes npok \
+    --set networkPolicy.enabled=true --set metrics.serviceMonitor.enabled=true \
+    --set-json 'networkPolicy.adminFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]'; then
+    notes_say npok "NOTES: no scrape warning when adminFrom admits Prometheus" "WARNING: the NetworkPolicy" absent
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+say ""
 say "== helm install / upgrade / uninstall"
 
 if needs_cluster "helm install, upgrade and uninstall"; then
@@ -746,17 +948,44 @@ if needs_cluster "helm install, upgrade and uninstall"; then
       fi
     fi
 
-    # Rotation as documented: delete the Secret, then helm upgrade; the webhook trusts the new
-    # CA at once.
-    if attempt "rotation: delete Secret $SECRET" "$KUBECTL" -n "$NS" delete secret "$SECRET" &&
-      attempt "rotation: helm upgrade --reuse-values" "$HELM" upgrade "$REL" "$CHART" -n "$NS" --reuse-values; then
-      ca_new=$("$KUBECTL" -n "$NS" get secret "$SECRET" -o jsonpath='{.data.ca\.crt}' || true)
-      bundle_new=$("$KUBECTL" get mutatingwebhookconfiguration "$MWC" -o jsonpath='{.webhooks[0].clientConfig.caBundle}' || true)
-      if [ -n "$ca_new" ] && [ "$ca_new" != "$ca_before" ] && [ "$bundle_new" = "$ca_new" ]; then
-        pass "rotation: a new CA in the Secret and in the webhook configuration"
+    # CA rotation: a new CA and serving certificate, with the old CA still trusted.
+    secret_key() { "$KUBECTL" -n "$NS" get secret "$SECRET" -o jsonpath="{.data.$1}" || true; }
+    # The SHA-256 fingerprints of the certificates in a PEM file, one a line.
+    fingerprints() {
+      awk -v dir="$WORK" '/BEGIN CERTIFICATE/{n++} {print > (dir "/cert-" n ".pem")}' "$1"
+      for cert in "$WORK"/cert-*.pem; do openssl x509 -in "$cert" -noout -fingerprint -sha256; done
+      rm -f "$WORK"/cert-*.pem
+    }
+    if attempt "helm upgrade $REL (--reuse-values, certificates.helm.rotation=r1)" \
+      "$HELM" upgrade "$REL" "$CHART" -n "$NS" --reuse-values --set certificates.helm.rotation=r1; then
+      ca_new=$(secret_key 'ca\.crt')
+      previous=$(secret_key 'previous-ca\.crt')
+      if [ -n "$ca_new" ] && [ "$ca_new" != "$ca_before" ] && [ "$previous" = "$ca_before" ]; then
+        pass "rotation: a new CA in ca.crt, the previous one kept as previous-ca.crt"
       else
-        fail "rotation: a new CA in the Secret and in the webhook configuration" \
-          "CA changed: $([ "$ca_new" != "$ca_before" ] && echo yes || echo no); webhook caBundle equals it: $([ "$bundle_new" = "$ca_new" ] && echo yes || echo no)"
+        fail "rotation: a new CA in ca.crt, the previous one kept as previous-ca.crt" \
+          "ca.crt changed: $([ "$ca_new" != "$ca_before" ] && echo yes || echo no); previous-ca.crt is the old CA: $([ "$previous" = "$ca_before" ] && echo yes || echo no)"
+      fi
+      "$KUBECTL" get mutatingwebhookconfiguration "$MWC" -o jsonpath='{.webhooks[0].clientConfig.caBundle}' |
+        openssl base64 -d -A >"$WORK/bundle.pem"
+      printf '%s' "$ca_new" | openssl base64 -d -A >"$WORK/ca-new.crt"
+      printf '%s' "$ca_before" | openssl base64 -d -A >"$WORK/ca-old.crt"
+      secret_key 'tls\.crt' | openssl base64 -d -A >"$WORK/tls-new.crt"
+      expected=$(cat "$WORK/ca-new.crt" "$WORK/ca-old.crt" >"$WORK/both.pem" && fingerprints "$WORK/both.pem")
+      if [ "$(fingerprints "$WORK/bundle.pem")" = "$expected" ] &&
+        openssl verify -CAfile "$WORK/ca-new.crt" "$WORK/tls-new.crt" >/dev/null 2>&1; then
+        pass "rotation: the caBundle trusts the new CA and the old one; the new certificate is the new CA's"
+      else
+        fail "rotation: the caBundle trusts the new CA and the old one; the new certificate is the new CA's" \
+          "bundle: $(fingerprints "$WORK/bundle.pem" | paste -sd ' ' -)" "expected: $(printf '%s' "$expected" | paste -sd ' ' -)"
+      fi
+      if attempt "helm upgrade $REL (--reuse-values again)" \
+        "$HELM" upgrade "$REL" "$CHART" -n "$NS" --reuse-values --set logLevel=info; then
+        if [ "$(secret_key 'ca\.crt')" = "$ca_new" ]; then
+          pass "rotation: a later upgrade with the same rotation value keeps the new CA"
+        else
+          fail "rotation: a later upgrade with the same rotation value keeps the new CA" "ca.crt changed again"
+        fi
       fi
     fi
 

@@ -21,12 +21,14 @@
 //! why. The exit status is 1 when anything failed or nothing ran.
 
 mod client;
+mod failpolicy;
 mod faults;
 mod harness;
 mod hostile;
 mod incluster;
 mod mappings;
 mod node;
+mod recovery;
 mod scenarios;
 
 use std::io::Write;

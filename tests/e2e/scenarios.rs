@@ -62,6 +62,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::mappings::cluster_pull_secret_lifecycle,
     },
     Scenario {
+        name: "cluster-pull-secret-without-controller",
+        run: crate::mappings::cluster_pull_secret_without_controller,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },
@@ -98,6 +102,22 @@ pub const ALL: &[Scenario] = &[
         run: crate::node::rule_and_cluster_pull_secret,
     },
     Scenario {
+        name: "controller-orphan-sweep",
+        run: crate::recovery::orphaned_copies_swept,
+    },
+    Scenario {
+        name: "node-recovery-deployment",
+        run: crate::recovery::deployment_before_secret,
+    },
+    Scenario {
+        name: "node-recovery-cluster-pull-secret",
+        run: crate::recovery::cluster_pull_secret_selects_later,
+    },
+    Scenario {
+        name: "node-recovery-bare-pod-and-budget",
+        run: crate::recovery::bare_pod_and_budget,
+    },
+    Scenario {
         name: "shutdown-and-webhook-down",
         run: shutdown_and_webhook_down,
     },
@@ -105,6 +125,10 @@ pub const ALL: &[Scenario] = &[
     Scenario {
         name: "node-chart-in-cluster",
         run: crate::incluster::chart_in_cluster,
+    },
+    Scenario {
+        name: "node-chart-fail-policy",
+        run: crate::failpolicy::chart_fail_policy,
     },
     Scenario {
         name: "no-credential-leaks",

@@ -561,7 +561,8 @@ fn an_empty_selector_serves_every_namespace_but_the_system_ones() {
     }
     // The injector's own namespace is excluded as well.
     assert!(state.selects(&Default::default(), "injector"));
-    let own = crate::cluster::statefile::load_state(&[], Some("injector")).unwrap();
+    let own =
+        crate::cluster::statefile::load_state(&[], Some("injector"), Copies::Controller).unwrap();
     assert!(!own.selects(&Default::default(), "injector"));
 }
 
@@ -619,6 +620,74 @@ fn a_managed_copy_is_the_credential_not_a_conflict() {
     let (injected, decision) = decide_in("apps", &["registry.corp.example/app"], &documents);
     assert_eq!(injected, ["corp"]);
     assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
+}
+
+/// The decision for one image in `namespace` when no controller writes copies.
+fn decide_without_controller(
+    namespace: &str,
+    image: &str,
+    documents: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("state.yaml");
+    std::fs::write(&file, documents.join("\n")).expect("state file");
+    let state = crate::cluster::statefile::load_state(&[file], None, Copies::Manual)
+        .expect("valid test state");
+    let (view, value) = pod(pod_with_images(&[image]));
+    let decision = decide(&view, namespace, &state);
+    (
+        pull_secret_names(&patched(&value, &decision)),
+        decision.warnings,
+    )
+}
+
+#[test]
+fn without_the_controller_only_a_copy_that_exists_is_injected() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        // Copied by hand: not labelled as managed, and that is fine when nobody else writes.
+        secret("by-hand", "corp-pull", &["registry.corp.example"]),
+        broken_secret("broken", "corp-pull", "{not json"),
+        cluster_pull_secret(
+            "corp",
+            ("infra", "corp"),
+            json!({ "targetName": "corp-pull" }),
+        ),
+    ];
+    let image = "registry.corp.example/app";
+    let (injected, warnings) = decide_without_controller("by-hand", image, &documents);
+    assert_eq!(injected, ["corp-pull"]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    // No copy: nothing that would fail the pull is added, and the pod is told why.
+    let (injected, warnings) = decide_without_controller("no-copy", image, &documents);
+    assert_eq!(injected, Vec::<String>::new());
+    assert_eq!(
+        warnings,
+        [
+            "ClusterPullSecret \"corp\": no secret \"corp-pull\" in namespace \"no-copy\", and no controller copies it (serve --enable-controller, controller.enabled in the chart); not injected"
+        ]
+    );
+
+    let (injected, warnings) = decide_without_controller("broken", image, &documents);
+    assert_eq!(injected, Vec::<String>::new());
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("\"corp-pull\" in namespace \"broken\" cannot be decoded")),
+        "{warnings:?}"
+    );
+
+    // With the controller the same hand-made copy is a conflict it will not claim (discovery
+    // still finds it), and a missing copy counts: the controller is about to write it.
+    let (injected, decision) = decide_in("by-hand", &[image], &documents);
+    assert_eq!(injected, ["corp-pull"]);
+    assert!(
+        decision.warnings.iter().any(|w| w.contains("not managed")),
+        "{:?}",
+        decision.warnings
+    );
+    assert_eq!(decide_in("no-copy", &[image], &documents).0, ["corp-pull"]);
 }
 
 #[test]

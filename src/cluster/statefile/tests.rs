@@ -77,7 +77,12 @@ fn errors_name_the_source_and_document() {
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let error = load_state(&[PathBuf::from("/nonexistent/state.yaml")], None).expect_err("missing");
+    let error = load_state(
+        &[PathBuf::from("/nonexistent/state.yaml")],
+        None,
+        Copies::Controller,
+    )
+    .expect_err("missing");
     assert!(
         error
             .to_string()
@@ -164,7 +169,8 @@ fn the_summary_counts_what_was_read_and_what_was_ignored() {
     )
     .expect("write");
     let (_, summaries) =
-        load_state_summarized(&[state.clone(), manifests.clone()], None).expect("readable");
+        load_state_summarized(&[state.clone(), manifests.clone()], None, Copies::Manual)
+            .expect("readable");
     assert_eq!(
         summaries,
         [
