@@ -348,7 +348,8 @@ pub fn bare_pod_and_budget(s: &Suite) -> Result<Outcome> {
 }
 
 /// A ClusterPullSecret whose finalizer was removed by hand before it was deleted leaves its
-/// copies behind; the Lease holder's sweep deletes them (and nothing else).
+/// copies behind; the Lease holder's sweep (the suite's serve, every 2 s) deletes them and
+/// nothing else.
 pub fn orphaned_copies_swept(s: &Suite) -> Result<Outcome> {
     let source = s.namespace("orphan-source", &[])?;
     s.registry_secret(&source, "corp-source", "orphans.e2e.example")?;
@@ -399,19 +400,6 @@ spec:
         "--timeout=30s",
     ])?;
 
-    let serve = s.start_extra_serve(
-        "sweeper",
-        &[
-            "--enable-controller",
-            "--lease-namespace",
-            s.lease_namespace(),
-            "--lease-name",
-            &format!("{}-sweeper", s.lease_name()),
-            "--orphan-sweep-interval",
-            "1s",
-        ]
-        .map(str::to_owned),
-    )?;
     poll("the orphaned copy to be swept", RECOVERY_TIMEOUT, || {
         let out = s.kubectl(&[
             "get",
@@ -427,10 +415,10 @@ spec:
     })?;
     s.kubectl(&["get", "secret", "orphan-pull", "-n", &bystander])
         .context("the unmanaged Secret was swept")?;
-    let log = std::fs::read_to_string(&serve.log)?;
+    let log = std::fs::read_to_string(s.serve_log())?;
     ensure!(
         log.contains("deleted a copy whose ClusterPullSecret is gone"),
-        "the sweep is not in the log"
+        "the sweep is not in the suite's serve log"
     );
     Ok(Outcome::Passed)
 }
