@@ -145,7 +145,22 @@ fn run(selected: &[&scenarios::Scenario]) -> (usize, usize) {
     }
     println!("suite finished in {:.1}s", started.elapsed().as_secs_f64());
     drop(suite);
-    drop(cluster);
+    // A cluster the suite started must go without a trace (processes, mounts, network).
+    if cluster.owned() {
+        match cluster.stop_and_check() {
+            Ok(()) => {
+                passed += 1;
+                println!("ok cluster-down-leaves-nothing");
+            }
+            Err(error) => {
+                failed += 1;
+                println!(
+                    "FAILED cluster-down-leaves-nothing: {}",
+                    one_line(&format!("{error:#}"))
+                );
+            }
+        }
+    }
     (passed, failed)
 }
 

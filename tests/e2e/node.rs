@@ -589,3 +589,81 @@ pub fn tls_registry(s: &Suite) -> Result<Outcome> {
     expect_secrets(&wait_running(s, &ns, "trusted")?, &["registry-tls"])?;
     Ok(Outcome::Passed)
 }
+
+/// The network rules of the local node, as the README states them: the node's address is the
+/// cluster's bridge (never eth0's), pods get addresses of its /24 in their own namespaces,
+/// nothing forwarded leaves the bridge, nothing from the pods is masqueraded, and a second
+/// cluster with a node is refused while this one runs.
+pub fn network_rules(s: &Suite) -> Result<Outcome> {
+    let node_ip = node_ip(s)?;
+    let prefix = node_ip
+        .rsplit_once('.')
+        .map(|(net, _)| format!("{net}."))
+        .unwrap_or_default();
+    let node = s.get_json(&["nodes"])?;
+    let addresses = &node["items"][0]["status"]["addresses"];
+    ensure!(
+        addresses
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == node_ip.as_str()),
+        "the node's InternalIP is not the bridge address {node_ip}: {addresses}"
+    );
+    let bridge = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "psi-br0"])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&bridge.stdout).contains(&format!("{node_ip}/24")),
+        "bridge psi-br0 does not carry {node_ip}/24"
+    );
+
+    let registry = Registry::start(s, "net")?;
+    let image = registry.push_busybox("team/app:1")?;
+    let ns = s.node_namespace("node-net", &[])?;
+    registry.secret(s, &ns, "registry-net")?;
+    s.wait_cache_synced()?;
+    s.run_pod(&ns, "web", &image, &[])?;
+    let pod = wait_running(s, &ns, "web")?;
+    let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+    ensure!(
+        pod_ip.starts_with(&prefix) && pod_ip != node_ip,
+        "pod IP {pod_ip} is not in the bridge's /24"
+    );
+
+    let table = Command::new("nft")
+        .args(["list", "table", "inet", "pullsecret_injector_node"])
+        .output()?;
+    let rules = String::from_utf8_lossy(&table.stdout);
+    ensure!(
+        rules.contains("iifname \"psi-br0\" oifname != \"psi-br0\"") && rules.contains("drop"),
+        "the forward guard is missing: {rules}"
+    );
+    let ruleset = Command::new("nft").args(["list", "ruleset"]).output()?;
+    let masquerading: Vec<String> = String::from_utf8_lossy(&ruleset.stdout)
+        .lines()
+        .filter(|line| line.contains("masquerade") && line.contains(&format!("ip saddr {prefix}")))
+        .map(str::to_owned)
+        .collect();
+    ensure!(
+        masquerading.is_empty(),
+        "pod traffic is masqueraded: {masquerading:?}"
+    );
+
+    // One node per machine: another cluster with a node is refused, and this one keeps running.
+    let other = s.work_path().join("second-cluster");
+    let out = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/cluster.sh"))
+        .arg("up")
+        .env("PULLSECRET_INJECTOR_CLUSTER_DIR", &other)
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && said.contains("another cluster with a node is running"),
+        "a second cluster with a node was not refused ({}): {}",
+        out.status,
+        tail(&said, 5)
+    );
+    wait_running(s, &ns, "web")?;
+    Ok(Outcome::Passed)
+}

@@ -347,9 +347,9 @@ pub fn bare_pod_and_budget(s: &Suite) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-/// A ClusterPullSecret whose finalizer was removed by hand before it was deleted leaves its
-/// copies behind; the Lease holder's sweep (the suite's serve, every 2 s) deletes them and
-/// nothing else.
+/// What a ClusterPullSecret whose finalizer was removed by hand leaves behind: managed copies
+/// naming a resource that no longer exists. The Lease holder's sweep (the suite's serve, every
+/// 2 s) deletes them, and neither the copy of a live resource nor an unmanaged Secret.
 pub fn orphaned_copies_swept(s: &Suite) -> Result<Outcome> {
     let source = s.namespace("orphan-source", &[])?;
     s.registry_secret(&source, "corp-source", "orphans.e2e.example")?;
@@ -363,62 +363,53 @@ spec:
   source: {{namespace: {source}, name: corp-source}}
   namespaceSelector:
     matchLabels: {{{select}: \"{run}\"}}
-  targetName: orphan-pull
+  targetName: live-pull
 ",
         run = s.run_id
     ))?;
     let ns = s.namespace("orphans", &[(select, &s.run_id)])?;
-    // An unmanaged Secret of the same shape in another namespace must survive the sweep.
-    let bystander = s.namespace("orphans-bystander", &[])?;
-    s.registry_secret(&bystander, "orphan-pull", "orphans.e2e.example")?;
-    poll("the copy", RECOVERY_TIMEOUT, || {
+    let exists = |name: &str| -> Result<bool> {
         let out = s.kubectl(&[
             "get",
             "secret",
-            "orphan-pull",
+            name,
             "-n",
             &ns,
             "--ignore-not-found",
             "-o",
             "name",
         ])?;
-        Ok((!out.stdout.trim().is_empty()).then_some(()))
+        Ok(!out.stdout.trim().is_empty())
+    };
+    poll("the live resource's copy", RECOVERY_TIMEOUT, || {
+        Ok(exists("live-pull")?.then_some(()))
     })?;
+    // The leftovers: one labelled as the copy of a resource that is gone, one unmanaged.
+    s.registry_secret(&ns, "orphan-pull", "orphans.e2e.example")?;
     s.kubectl(&[
-        "patch",
-        "clusterpullsecret",
-        &cps,
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        "label",
+        "secret",
+        "orphan-pull",
+        "-n",
+        &ns,
+        "app.kubernetes.io/managed-by=pullsecret-injector",
+        &format!(
+            "pullsecret-injector.io/cluster-pull-secret=gone-{}",
+            s.run_id
+        ),
     ])?;
-    s.kubectl(&[
-        "delete",
-        "clusterpullsecret",
-        &cps,
-        "--wait=true",
-        "--timeout=30s",
-    ])?;
+    s.registry_secret(&ns, "bystander", "orphans.e2e.example")?;
 
     poll("the orphaned copy to be swept", RECOVERY_TIMEOUT, || {
-        let out = s.kubectl(&[
-            "get",
-            "secret",
-            "orphan-pull",
-            "-n",
-            &ns,
-            "--ignore-not-found",
-            "-o",
-            "name",
-        ])?;
-        Ok(out.stdout.trim().is_empty().then_some(()))
+        Ok((!exists("orphan-pull")?).then_some(()))
     })?;
-    s.kubectl(&["get", "secret", "orphan-pull", "-n", &bystander])
-        .context("the unmanaged Secret was swept")?;
+    ensure!(exists("bystander")?, "the unmanaged Secret was swept");
+    ensure!(exists("live-pull")?, "the live resource's copy was swept");
     let log = std::fs::read_to_string(s.serve_log())?;
     ensure!(
         log.contains("deleted a copy whose ClusterPullSecret is gone"),
         "the sweep is not in the suite's serve log"
     );
+    s.kubectl(&["delete", "clusterpullsecret", &cps, "--wait=false"])?;
     Ok(Outcome::Passed)
 }

@@ -82,6 +82,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::node::two_registries,
     },
     Scenario {
+        name: "node-network",
+        run: crate::node::network_rules,
+    },
+    Scenario {
         name: "node-tls-registry",
         run: crate::node::tls_registry,
     },
