@@ -123,6 +123,8 @@ impl Cluster {
     pub fn stop_and_check(mut self) -> Result<()> {
         ensure!(self.owned, "the suite did not start this cluster");
         let state = self.state_dir().context("no state dir recorded")?;
+        // The node's machine-wide parts are this cluster's only when it ran a node.
+        let had_node = state.join("node.env").exists();
         self.owned = false;
         self.stop()?;
         let mut left = Vec::new();
@@ -148,16 +150,18 @@ impl Cluster {
                 .status()
                 .is_ok_and(|status| status.success())
         };
-        if quiet("ip", &["link", "show", "psi-br0"]) {
-            left.push("bridge psi-br0".to_owned());
-        }
-        for table in [["inet", "pullsecret_injector_node"], ["ip", "kube-proxy"]] {
-            if quiet("nft", &["list", "table", table[0], table[1]]) {
-                left.push(format!("nftables table {} {}", table[0], table[1]));
+        if had_node {
+            if quiet("ip", &["link", "show", "psi-br0"]) {
+                left.push("bridge psi-br0".to_owned());
             }
-        }
-        if Path::new("/run/pullsecret-injector-node.owner").exists() {
-            left.push("the node owner record".to_owned());
+            for table in [["inet", "pullsecret_injector_node"], ["ip", "kube-proxy"]] {
+                if quiet("nft", &["list", "table", table[0], table[1]]) {
+                    left.push(format!("nftables table {} {}", table[0], table[1]));
+                }
+            }
+            if Path::new("/run/pullsecret-injector-node.owner").exists() {
+                left.push("the node owner record".to_owned());
+            }
         }
         ensure!(left.is_empty(), "cluster.sh down left: {}", left.join("; "));
         Ok(())
