@@ -19,7 +19,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
-use crate::state::snapshot::{ClusterState, StateBuilder};
+use crate::state::snapshot::{ClusterState, SecretType, StateBuilder};
 use crate::telemetry::Metrics;
 
 /// The watches the server runs; each reports ready after its first complete list.
@@ -306,8 +306,8 @@ impl Relist {
         cache: &ClusterCache,
     ) {
         let secret_type = match kind {
-            WatchKind::DockerConfigJsonSecrets => DOCKER_CONFIG_JSON_TYPE,
-            _ => DOCKERCFG_TYPE,
+            WatchKind::DockerConfigJsonSecrets => SecretType::DockerConfigJson,
+            _ => SecretType::DockerCfg,
         };
         let seen = &mut self.seen_secrets[usize::from(kind == WatchKind::DockerCfgSecrets)];
         match event {
@@ -327,9 +327,11 @@ impl Relist {
                 cache.mark_synced(kind);
             }
             Event::Apply(secret) => builder.apply_secret(&secret),
-            Event::Delete(secret) => {
-                builder.delete_secret(&secret.namespace().unwrap_or_default(), &secret.name_any())
-            }
+            Event::Delete(secret) => builder.delete_secret(
+                &secret.namespace().unwrap_or_default(),
+                &secret.name_any(),
+                secret_type,
+            ),
         }
     }
 
@@ -361,9 +363,15 @@ impl Relist {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use kube::core::Status;
+    use prometheus_client::registry::Registry;
 
     use super::*;
+    use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_KEY, DOCKERCFG_KEY};
 
     fn api_error(code: u16, reason: &str) -> watcher::Error {
         let status = Status {
@@ -381,5 +389,113 @@ mod tests {
         assert!(is_not_found(&api_error(404, "NotFound")));
         assert!(!is_not_found(&api_error(403, "Forbidden")));
         assert!(!is_not_found(&api_error(500, "InternalError")));
+    }
+
+    fn regcred(uid: &str, secret_type: &str, registry: &str) -> Secret {
+        let (key, payload) = if secret_type == DOCKER_CONFIG_JSON_TYPE {
+            (
+                DOCKER_CONFIG_JSON_KEY,
+                format!(r#"{{"auths":{{"{registry}":{{}}}}}}"#),
+            )
+        } else {
+            (DOCKERCFG_KEY, format!(r#"{{"{registry}":{{}}}}"#))
+        };
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("regcred".to_owned()),
+                namespace: Some("shop".to_owned()),
+                uid: Some(uid.to_owned()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(secret_type.to_owned()),
+            data: Some(BTreeMap::from([(
+                key.to_owned(),
+                ByteString(payload.into_bytes()),
+            )])),
+            ..Secret::default()
+        }
+    }
+
+    /// Feeds the events, in this order, through the code the live watches use.
+    async fn cached_after(events: Vec<(WatchKind, Event<Secret>)>) -> Vec<(String, Vec<String>)> {
+        let cache = ClusterCache::default();
+        let metrics = Metrics::new(&mut Registry::default());
+        let changes = stream::iter(
+            events
+                .into_iter()
+                .map(|(kind, event)| (kind, Ok(Change::Secret(kind, event)))),
+        );
+        apply_changes(changes, &cache, &metrics).await;
+        let snapshot = cache.snapshot();
+        snapshot
+            .namespace("shop")
+            .map(|ns| {
+                ns.secrets()
+                    .iter()
+                    .map(|(name, secret)| {
+                        let keys = secret.registries().iter().map(|k| k.to_string()).collect();
+                        (format!("{name} ({})", secret.secret_type.as_str()), keys)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `regcred` deleted as dockercfg and created again as dockerconfigjson: the two watches
+    /// deliver independently, so the old Secret's events may arrive after the new one's.
+    #[tokio::test]
+    async fn a_delete_from_one_type_watch_never_removes_the_other_type() {
+        use WatchKind::{DockerCfgSecrets as Cfg, DockerConfigJsonSecrets as Json};
+        let old = || regcred("uid-old", DOCKERCFG_TYPE, "old.example.com");
+        let new = || regcred("uid-new", DOCKER_CONFIG_JSON_TYPE, "new.example.com");
+        let expected = vec![(
+            format!("regcred ({DOCKER_CONFIG_JSON_TYPE})"),
+            vec!["new.example.com".to_owned()],
+        )];
+        let orders = [
+            // The order things happened in.
+            vec![
+                (Cfg, Event::Apply(old())),
+                (Cfg, Event::Delete(old())),
+                (Json, Event::Apply(new())),
+            ],
+            // The new Secret's Apply before the old one's Delete.
+            vec![
+                (Cfg, Event::Apply(old())),
+                (Json, Event::Apply(new())),
+                (Cfg, Event::Delete(old())),
+            ],
+            // Even the old Secret's last update after the new Secret's Apply.
+            vec![
+                (Json, Event::Apply(new())),
+                (Cfg, Event::Apply(old())),
+                (Cfg, Event::Delete(old())),
+            ],
+        ];
+        for (order, events) in orders.into_iter().enumerate() {
+            assert_eq!(cached_after(events).await, expected, "order {order}");
+        }
+    }
+
+    /// The end of a relist of one type drops only what that watch no longer lists.
+    #[tokio::test]
+    async fn a_relist_of_one_type_keeps_the_other_type() {
+        use WatchKind::{DockerCfgSecrets as Cfg, DockerConfigJsonSecrets as Json};
+        let old = || regcred("uid-old", DOCKERCFG_TYPE, "old.example.com");
+        let new = || regcred("uid-new", DOCKER_CONFIG_JSON_TYPE, "new.example.com");
+        let events = vec![
+            (Cfg, Event::Apply(old())),
+            (Json, Event::Apply(new())),
+            // The dockercfg watch failed and relists: the old Secret is gone.
+            (Cfg, Event::Init),
+            (Cfg, Event::InitDone),
+        ];
+        assert_eq!(
+            cached_after(events).await,
+            vec![(
+                format!("regcred ({DOCKER_CONFIG_JSON_TYPE})"),
+                vec!["new.example.com".to_owned()],
+            )]
+        );
     }
 }
