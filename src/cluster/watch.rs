@@ -5,17 +5,27 @@
 //! immutable [`ClusterState`] only when something changed. Handlers just load the snapshot, so
 //! they never call the API server. A relist applies objects as they stream in (no buffering
 //! of full Secrets) and removes what it did not see when it completes.
+//!
+//! Each watch's health is tracked: it is *in sync* once a complete list has been applied and
+//! until its next error. After an error the watch starts over with a complete list (after a
+//! backoff), so being in sync again means the cache has caught up, not merely that a
+//! connection was re-established. Readiness needs each watch's first list only; the
+//! controller defers deleting copies while the namespace watch is out of sync.
 
 use std::collections::HashSet;
+use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, DefaultBackoff, Event};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
@@ -41,6 +51,17 @@ impl WatchKind {
         WatchKind::ClusterPullSecrets,
     ];
 
+    /// The watch's name in metrics, logs and `/readyz`.
+    pub fn label(self) -> &'static str {
+        match self {
+            WatchKind::DockerConfigJsonSecrets => "dockerconfigjson_secrets",
+            WatchKind::DockerCfgSecrets => "dockercfg_secrets",
+            WatchKind::Namespaces => "namespaces",
+            WatchKind::PullSecretRules => "pullsecretrules",
+            WatchKind::ClusterPullSecrets => "clusterpullsecrets",
+        }
+    }
+
     fn resource(self) -> &'static str {
         match self {
             WatchKind::DockerConfigJsonSecrets | WatchKind::DockerCfgSecrets => "secrets",
@@ -65,14 +86,24 @@ enum Change {
     ClusterPullSecret(Event<ClusterPullSecret>),
 }
 
-/// Shared with the HTTP side and the controller: the latest snapshot, which watches have
-/// synced, and a counter bumped whenever namespaces appear, go or change labels.
+/// Shared with the HTTP side and the controller: the latest snapshot, each watch's health,
+/// and a counter bumped whenever namespaces appear, go or change labels.
 #[derive(Debug)]
 pub struct ClusterCache {
     snapshot: ArcSwap<ClusterState>,
-    synced: [AtomicBool; 5],
+    watches: [WatchHealth; 5],
     own_namespace: Option<String>,
     namespace_changes: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct WatchHealth {
+    /// A complete list has been applied at least once.
+    listed: AtomicBool,
+    /// A complete list has been applied and the watch has not failed since.
+    in_sync: AtomicBool,
+    /// Unix time (seconds) the last complete list was applied; 0 before the first.
+    last_sync: AtomicU64,
 }
 
 impl Default for ClusterCache {
@@ -87,7 +118,7 @@ impl ClusterCache {
     pub fn new(own_namespace: Option<String>) -> ClusterCache {
         ClusterCache {
             snapshot: ArcSwap::from_pointee(ClusterState::default()),
-            synced: Default::default(),
+            watches: Default::default(),
             own_namespace,
             namespace_changes: tokio::sync::watch::Sender::new(0),
         }
@@ -102,53 +133,78 @@ impl ClusterCache {
         self.snapshot.load_full()
     }
 
-    /// True once every watch has delivered its initial list.
+    /// True once every watch has delivered its initial list (it stays true when a watch
+    /// fails later: see [`ClusterCache::is_in_sync`]).
     pub fn is_synced(&self) -> bool {
-        self.synced
+        self.watches
             .iter()
-            .all(|synced| synced.load(Ordering::Acquire))
+            .all(|watch| watch.listed.load(Ordering::Acquire))
     }
 
-    fn index(kind: WatchKind) -> usize {
+    /// Whether the watch has applied a complete list and not failed since: what the cache
+    /// holds of that kind is current, as far as anyone can tell.
+    pub fn is_in_sync(&self, kind: WatchKind) -> bool {
+        self.health(kind).in_sync.load(Ordering::Acquire)
+    }
+
+    /// The watches that have listed once but are out of sync now.
+    pub fn out_of_sync(&self) -> Vec<WatchKind> {
         WatchKind::ALL
+            .into_iter()
+            .filter(|kind| self.last_sync(*kind).is_some() && !self.is_in_sync(*kind))
+            .collect()
+    }
+
+    /// Unix time of the watch's last complete list, if any.
+    pub fn last_sync(&self, kind: WatchKind) -> Option<u64> {
+        Some(self.health(kind).last_sync.load(Ordering::Acquire)).filter(|at| *at > 0)
+    }
+
+    fn health(&self, kind: WatchKind) -> &WatchHealth {
+        let index = WatchKind::ALL
             .iter()
             .position(|k| *k == kind)
-            .unwrap_or_default()
-    }
-
-    fn is_kind_synced(&self, kind: WatchKind) -> bool {
-        self.synced[Self::index(kind)].load(Ordering::Acquire)
+            .unwrap_or_default();
+        &self.watches[index]
     }
 
     fn mark_synced(&self, kind: WatchKind) {
-        self.synced[Self::index(kind)].store(true, Ordering::Release);
+        let health = self.health(kind);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |since| since.as_secs().max(1));
+        health.last_sync.store(now, Ordering::Release);
+        health.listed.store(true, Ordering::Release);
+        health.in_sync.store(true, Ordering::Release);
+    }
+
+    /// Returns whether the watch was in sync until now.
+    fn mark_failed(&self, kind: WatchKind) -> bool {
+        self.health(kind).in_sync.swap(false, Ordering::AcqRel)
     }
 }
 
-/// Runs the watches until the process ends; errors are retried with backoff by kube's watcher.
+/// Runs the watches until the process ends; each starts over with a complete list, after a
+/// backoff, whenever it fails.
 pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
     let secrets: Api<Secret> = Api::all(client.clone());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let rules: Api<PullSecretRule> = Api::all(client.clone());
-    let cluster_pull_secrets: Api<ClusterPullSecret> = Api::all(client);
     let secret_watch = |kind: WatchKind, secret_type: &str| {
         let config = watcher::Config::default().fields(&format!("type={secret_type}"));
-        watcher::watcher(secrets.clone(), config)
-            .default_backoff()
+        relisting(secrets.clone(), config)
             .map(move |event| (kind, event.map(|event| Change::Secret(kind, event))))
             .boxed()
     };
-    let namespace_watch = watcher::watcher(namespaces, watcher::Config::default())
-        .default_backoff()
+    let namespace_watch = relisting(Api::<Namespace>::all(client.clone()), Default::default())
         .map(|event| (WatchKind::Namespaces, event.map(Change::Namespace)))
         .boxed();
-    let rule_watch = watcher::watcher(rules, watcher::Config::default())
-        .default_backoff()
-        .map(|event| (WatchKind::PullSecretRules, event.map(Change::Rule)))
-        .boxed();
+    let rule_watch = relisting(
+        Api::<PullSecretRule>::all(client.clone()),
+        Default::default(),
+    )
+    .map(|event| (WatchKind::PullSecretRules, event.map(Change::Rule)))
+    .boxed();
     let cluster_pull_secret_watch =
-        watcher::watcher(cluster_pull_secrets, watcher::Config::default())
-            .default_backoff()
+        relisting(Api::<ClusterPullSecret>::all(client), Default::default())
             .map(|event| {
                 (
                     WatchKind::ClusterPullSecrets,
@@ -164,6 +220,40 @@ pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
         cluster_pull_secret_watch,
     ]);
     apply_changes(changes, &cache, &metrics).await;
+}
+
+type WatchEvents<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
+
+/// kube's watcher, started over with a complete list after each error (after a backoff).
+///
+/// kube's own watcher resumes from its last resourceVersion after most errors, without a
+/// list and without any event, so nothing would tell when it is healthy again; starting over
+/// costs one list per failure and makes "in sync" mean that a complete list has been applied.
+fn relisting<K>(api: Api<K>, config: watcher::Config) -> WatchEvents<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let start = move || watcher::watcher(api.clone(), config.clone()).boxed();
+    let first = start();
+    stream::unfold(
+        (first, start, DefaultBackoff::default()),
+        |(mut events, start, mut backoff)| async move {
+            let event = events.next().await?;
+            match &event {
+                Ok(Event::InitDone) => backoff.reset(),
+                Ok(_) => {}
+                Err(_) => {
+                    let delay = backoff.next().unwrap_or(std::time::Duration::from_secs(30));
+                    let again = start.clone();
+                    events = stream::once(tokio::time::sleep(delay))
+                        .flat_map(move |()| again())
+                        .boxed();
+                }
+            }
+            Some((event, (events, start, backoff)))
+        },
+    )
+    .boxed()
 }
 
 async fn apply_changes(
@@ -185,12 +275,17 @@ async fn apply_changes(
                     if kind.is_custom() && is_not_found(&error) {
                         // CRDs not installed: nothing of that kind exists, which must not keep
                         // the webhook unready. The watch keeps retrying and picks them up.
-                        if !cache.is_kind_synced(kind) {
-                            tracing::warn!(watch = ?kind, "custom resource not installed; treating it as empty (install the chart's CRDs)");
+                        if cache.last_sync(kind).is_none() {
+                            tracing::warn!(
+                                watch = kind.label(),
+                                "custom resource not installed; treating it as empty (install the chart's CRDs)"
+                            );
                         }
                         cache.mark_synced(kind);
+                    } else if cache.mark_failed(kind) {
+                        tracing::warn!(watch = kind.label(), %error, "watch failed: out of sync until it has listed again; retrying with backoff");
                     } else {
-                        tracing::warn!(watch = ?kind, %error, "watch failed; retrying with backoff");
+                        tracing::debug!(watch = kind.label(), %error, "watch failed again");
                     }
                 }
             }
@@ -205,6 +300,9 @@ async fn apply_changes(
         metrics
             .undecodable_secrets
             .set(snapshot.undecodable_secret_count() as i64);
+        for kind in WatchKind::ALL {
+            metrics.observe_watch_sync(kind.label(), cache.is_in_sync(kind), cache.last_sync(kind));
+        }
         if builder.take_namespace_changes() {
             cache.namespace_changes.send_modify(|count| *count += 1);
         }
@@ -497,5 +595,65 @@ mod tests {
                 vec!["new.example.com".to_owned()],
             )]
         );
+    }
+
+    /// Out of sync from a watch's failure until its next complete list; readiness needs only
+    /// the first list of each.
+    #[tokio::test]
+    async fn a_failed_watch_is_out_of_sync_until_it_has_listed_again() {
+        let cache = ClusterCache::default();
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let listed = |kind| (kind, Ok(Change::Namespace(Event::Init)));
+        let done = |kind: WatchKind| match kind {
+            WatchKind::DockerConfigJsonSecrets | WatchKind::DockerCfgSecrets => {
+                (kind, Ok(Change::Secret(kind, Event::InitDone)))
+            }
+            WatchKind::Namespaces => (kind, Ok(Change::Namespace(Event::InitDone))),
+            WatchKind::PullSecretRules => (kind, Ok(Change::Rule(Event::InitDone))),
+            WatchKind::ClusterPullSecrets => (kind, Ok(Change::ClusterPullSecret(Event::InitDone))),
+        };
+        let mut first: Vec<_> = WatchKind::ALL.into_iter().map(done).collect();
+        first.insert(0, listed(WatchKind::Namespaces));
+        apply_changes(stream::iter(first), &cache, &metrics).await;
+        assert!(cache.is_synced());
+        assert!(WatchKind::ALL.iter().all(|kind| cache.is_in_sync(*kind)));
+        let synced_at = cache.last_sync(WatchKind::Namespaces).expect("synced");
+
+        let failure = (WatchKind::Namespaces, Err(api_error(500, "InternalError")));
+        apply_changes(stream::iter([failure]), &cache, &metrics).await;
+        assert!(cache.is_synced(), "readiness keeps the first list");
+        assert!(!cache.is_in_sync(WatchKind::Namespaces));
+        assert_eq!(cache.out_of_sync(), vec![WatchKind::Namespaces]);
+        assert_eq!(cache.last_sync(WatchKind::Namespaces), Some(synced_at));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.contains(r#"pullsecret_injector_watch_in_sync{watch="namespaces"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pullsecret_injector_watch_in_sync{watch="dockercfg_secrets"} 1"#),
+            "{text}"
+        );
+
+        // Events alone do not bring it back: only a complete list does.
+        let shop = Namespace {
+            metadata: ObjectMeta {
+                name: Some("shop".to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let event = (
+            WatchKind::Namespaces,
+            Ok(Change::Namespace(Event::Apply(shop))),
+        );
+        apply_changes(stream::iter([event]), &cache, &metrics).await;
+        assert!(!cache.is_in_sync(WatchKind::Namespaces));
+        let relist = [listed(WatchKind::Namespaces), done(WatchKind::Namespaces)];
+        apply_changes(stream::iter(relist), &cache, &metrics).await;
+        assert!(cache.is_in_sync(WatchKind::Namespaces));
+        assert!(cache.out_of_sync().is_empty());
     }
 }

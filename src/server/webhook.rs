@@ -195,9 +195,23 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
     }
 }
 
+/// 200 once every watch has listed (also while one is out of sync again: the last snapshot is
+/// still the best answer, and every replica would go unready at once); the body names the
+/// watches that are out of sync.
 async fn readyz(State(app): State<AppState>) -> Response {
     match app.0.health.readiness() {
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(()) => {
+            let stale = app.0.cache.out_of_sync();
+            if stale.is_empty() {
+                return (StatusCode::OK, "ok\n").into_response();
+            }
+            let names: Vec<&str> = stale.iter().map(|kind| kind.label()).collect();
+            let body = format!(
+                "ok (serving from the last snapshot; watches out of sync: {})\n",
+                names.join(", ")
+            );
+            (StatusCode::OK, body).into_response()
+        }
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),

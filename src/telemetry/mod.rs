@@ -86,6 +86,11 @@ struct ResourceLabel {
     resource: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabel {
+    watch: &'static str,
+}
+
 /// Every metric the server exports. Cheap to clone (the metric types are `Arc`s inside).
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -102,6 +107,8 @@ pub struct Metrics {
     pub certificate_expiry: Gauge<f64, AtomicU64>,
     certificate_reloads: Family<ResultLabel, Counter>,
     watch_errors: Family<ResourceLabel, Counter>,
+    watch_in_sync: Family<WatchLabel, Gauge>,
+    watch_last_sync: Family<WatchLabel, Gauge>,
     pub ready: Gauge,
     /// 1 while this replica holds the controller's Lease.
     pub leader: Gauge,
@@ -128,6 +135,8 @@ impl Metrics {
             certificate_expiry: Gauge::default(),
             certificate_reloads: Family::default(),
             watch_errors: Family::default(),
+            watch_in_sync: Family::default(),
+            watch_last_sync: Family::default(),
             ready: Gauge::default(),
             leader: Gauge::default(),
             controller_writes: Family::default(),
@@ -198,6 +207,16 @@ impl Metrics {
             "watch_errors",
             "Errors from the Kubernetes watches, by resource",
             metrics.watch_errors.clone(),
+        );
+        r.register(
+            "watch_in_sync",
+            "1 while the watch has applied a complete list and not failed since, by watch",
+            metrics.watch_in_sync.clone(),
+        );
+        r.register(
+            "watch_last_sync_timestamp_seconds",
+            "When the watch last applied a complete list (Unix time; 0 before the first), by watch",
+            metrics.watch_last_sync.clone(),
         );
         r.register(
             "ready",
@@ -280,6 +299,16 @@ impl Metrics {
 
     pub fn observe_reconcile_error(&self) {
         self.reconcile_errors.inc();
+    }
+
+    pub fn observe_watch_sync(&self, watch: &'static str, in_sync: bool, last_sync: Option<u64>) {
+        let label = WatchLabel { watch };
+        self.watch_in_sync
+            .get_or_create(&label)
+            .set(i64::from(in_sync));
+        self.watch_last_sync
+            .get_or_create(&label)
+            .set(last_sync.map_or(0, |at| i64::try_from(at).unwrap_or(i64::MAX)));
     }
 
     pub fn observe_watch_error(&self, resource: &'static str) {
