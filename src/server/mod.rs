@@ -72,7 +72,8 @@ pub struct ServeArgs {
     /// Log format: plain text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain, env = "PULLSECRET_INJECTOR_LOG_FORMAT")]
     pub log_format: LogFormat,
-    /// Log filter, e.g. `info` or `pullsecret_injector=debug,info`.
+    /// Log filter: a level (error, warn, info, debug, trace, off) or comma-separated
+    /// `target=level` directives, e.g. `pullsecret_injector=debug,info`.
     #[arg(long, default_value = "info", env = "PULLSECRET_INJECTOR_LOG_LEVEL")]
     pub log_level: String,
     /// The injector's own namespace: never served by ClusterPullSecrets, and the default
@@ -142,6 +143,32 @@ impl ControllerArgs {
             lease_duration,
             renew_interval: lease_duration / 3,
         }
+    }
+}
+
+impl ServeArgs {
+    /// Refuses values that would break the server silently: a zero reload interval (the
+    /// reloader would panic and certificates never be re-read), no connection slots (nothing
+    /// would ever be accepted), a zero idle timeout (every request's headers would time out).
+    pub fn validate(&self) -> Result<(), String> {
+        let zero = |flag: &str, why: &str| Err(format!("{flag} must be greater than 0: {why}"));
+        if self.tls_reload_interval.is_zero() {
+            return zero(
+                "--tls-reload-interval",
+                "the certificate would never be re-read",
+            );
+        }
+        if self.max_connections == 0 {
+            return zero(
+                "--max-connections",
+                "no webhook connection would ever be accepted",
+            );
+        }
+        if self.idle_timeout.is_zero() {
+            return zero("--idle-timeout", "every request's headers would time out");
+        }
+        crate::telemetry::check_log_filter(&self.log_level)
+            .map_err(|error| format!("--log-level: {error}"))
     }
 }
 

@@ -27,6 +27,43 @@ pub enum LogFormat {
     Json,
 }
 
+/// Checks a log filter more strictly than tracing does: a bare word must be a level, and every
+/// `target=level` directive must name a level. (To tracing, `debgu` is a valid filter that
+/// enables the target `debgu` only, which silently turns every log line off.)
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::LevelFilter;
+    let is_level =
+        |word: &str| !word.trim().is_empty() && LevelFilter::from_str(word.trim()).is_ok();
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // `target[span{field=value}]=level`: the level follows the last `=` outside brackets.
+        let mut depth = 0usize;
+        let mut level_at = None;
+        for (index, c) in directive.char_indices() {
+            match c {
+                '[' | '{' => depth += 1,
+                ']' | '}' => depth = depth.saturating_sub(1),
+                '=' if depth == 0 => level_at = Some(index),
+                _ => {}
+            }
+        }
+        let bad = match level_at {
+            Some(index) => !is_level(&directive[index + 1..]),
+            // A bare module path or span filter enables it at every level; a bare word must
+            // be a level.
+            None => !directive.contains("::") && !directive.contains('[') && !is_level(directive),
+        };
+        if bad {
+            return Err(format!(
+                "{directive:?} is not a log level (use error, warn, info, debug, trace or off, or target=level)"
+            ));
+        }
+    }
+    EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
 /// Installs the global tracing subscriber, writing to stderr. `level` is an env-filter
 /// directive such as `info` or `pullsecret_injector=debug,kube=info`.
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
@@ -46,6 +83,7 @@ pub fn init_logging_to<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    check_log_filter(level).map_err(|error| anyhow::anyhow!("--log-level: {error}"))?;
     let filter = EnvFilter::try_new(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -315,5 +353,34 @@ impl Metrics {
         self.watch_errors
             .get_or_create(&ResourceLabel { resource })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_log_filter;
+
+    #[test]
+    fn log_filters_must_name_levels() {
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "pullsecret_injector=debug,info",
+            "kube=warn,pullsecret_injector::controller=trace",
+            "pullsecret_injector::server",
+            "pullsecret_injector[review{uid=abc}]=debug",
+        ] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "debgu",
+            "info,warnn",
+            "pullsecret_injector=verbose",
+            "kube=",
+        ] {
+            let error = check_log_filter(bad).expect_err(bad);
+            assert!(error.contains("is not a log level"), "{bad}: {error}");
+        }
     }
 }
