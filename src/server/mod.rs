@@ -141,7 +141,6 @@ impl ControllerArgs {
             name: self.lease_name.clone(),
             identity,
             lease_duration,
-            renew_interval: lease_duration / 3,
         }
     }
 }

@@ -413,13 +413,24 @@ impl ClusterState {
     /// own and terminating ones are never selected. A namespace the watch has not delivered
     /// yet is judged by the one label the apiserver gives every namespace, its name.
     pub fn selects(&self, selector: &LabelSelector, namespace: &str) -> bool {
+        let known = self
+            .namespace(namespace)
+            .and_then(|ns| ns.labels().map(|labels| (labels, ns.terminating())));
+        self.selects_with(selector, namespace, known)
+    }
+
+    /// [`ClusterState::selects`] with the namespace's labels and whether it is terminating
+    /// read elsewhere (e.g. freshly from the API server) instead of from the snapshot.
+    pub fn selects_with(
+        &self,
+        selector: &LabelSelector,
+        namespace: &str,
+        known: Option<(&BTreeMap<String, String>, bool)>,
+    ) -> bool {
         if SYSTEM_NAMESPACES.contains(&namespace) || self.own_namespace() == Some(namespace) {
             return false;
         }
-        match self
-            .namespace(namespace)
-            .and_then(|ns| ns.labels().map(|labels| (labels, ns.terminating())))
-        {
+        match known {
             Some((_, true)) => false,
             Some((labels, false)) => selector.matches(labels),
             None => selector.matches(&BTreeMap::from([(

@@ -151,6 +151,7 @@ pub struct Metrics {
     /// 1 while this replica holds the controller's Lease.
     pub leader: Gauge,
     controller_writes: Family<OperationLabel, Counter>,
+    copy_failures: Family<ReasonLabel, Counter>,
     reconcile_errors: Counter,
 }
 
@@ -178,6 +179,7 @@ impl Metrics {
             ready: Gauge::default(),
             leader: Gauge::default(),
             controller_writes: Family::default(),
+            copy_failures: Family::default(),
             reconcile_errors: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("pullsecret_injector");
@@ -272,6 +274,11 @@ impl Metrics {
             metrics.controller_writes.clone(),
         );
         r.register(
+            "controller_copy_failures",
+            "Copies the ClusterPullSecret controller could not write or delete in a namespace, by reason (quota, terminating, namespace_not_found, forbidden, invalid, conflict, other)",
+            metrics.copy_failures.clone(),
+        );
+        r.register(
             "controller_reconcile_errors",
             "ClusterPullSecret reconciles that failed and were retried",
             metrics.reconcile_errors.clone(),
@@ -332,6 +339,12 @@ impl Metrics {
     pub fn observe_write(&self, operation: &'static str) {
         self.controller_writes
             .get_or_create(&OperationLabel { operation })
+            .inc();
+    }
+
+    pub fn observe_copy_failure(&self, reason: &'static str) {
+        self.copy_failures
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
