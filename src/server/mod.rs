@@ -231,6 +231,9 @@ impl Health {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Listening from the start, and until the end: a second signal arriving at any moment of
+    // the shutdown sequence is never lost.
+    let mut signals = Signals::new()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -311,8 +314,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         accepting,
     ));
 
-    wait_for_signal().await?;
+    signals.next().await;
     tracing::info!(delay = ?args.shutdown_delay, "shutdown requested: reporting unready");
+    // A second signal during the sequence ends the process at once.
+    tokio::spawn(async move {
+        signals.next().await;
+        tracing::warn!("second signal: exiting immediately");
+        std::process::exit(1);
+    });
     health.begin_shutdown();
     metrics.ready.set(0);
     let unready_until = tokio::time::Instant::now() + args.shutdown_delay;
@@ -321,13 +330,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(controller) = controller {
         let _ = tokio::time::timeout_at(unready_until, controller).await;
     }
-    // A second signal during the sequence ends the process at once.
-    tokio::spawn(async {
-        if wait_for_signal().await.is_ok() {
-            tracing::warn!("second signal: exiting immediately");
-            std::process::exit(1);
-        }
-    });
     tokio::time::sleep_until(unready_until).await;
     tracing::info!(timeout = ?args.drain_timeout, "no longer accepting connections; draining");
     let _ = stop_accepting.send(true);
@@ -338,15 +340,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGTERM and SIGINT.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt())
+                .context("cannot install the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    /// The next signal, also one that arrived while nobody was waiting.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
