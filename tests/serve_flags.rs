@@ -63,9 +63,13 @@ fn serve_with(extra: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn flags_that_would_break_the_server_silently_are_refused_at_start_up() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--tls-reload-interval", "0s"], "--tls-reload-interval"),
         (&["--max-connections", "0"], "--max-connections"),
+        (
+            &["--max-body-bytes-in-flight", "1Mi"],
+            "--max-body-bytes-in-flight",
+        ),
         (&["--idle-timeout", "0"], "--idle-timeout"),
         (&["--log-level", "debgu"], "--log-level"),
         (

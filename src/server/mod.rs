@@ -6,6 +6,7 @@
 //!
 //! The top layer: the process wiring of `serve` may use every other layer.
 
+mod budget;
 mod listener;
 pub mod tls;
 mod webhook;
@@ -69,6 +70,11 @@ pub struct ServeArgs {
         env = "PULLSECRET_INJECTOR_MAX_CONNECTIONS"
     )]
     pub max_connections: usize,
+    /// The most bytes of request bodies held in memory at once, across all webhook
+    /// connections (e.g. `32Mi`; at least the 3 MiB a single review may take). A request that
+    /// finds it spent is answered 503 at once.
+    #[arg(long, default_value = "32Mi", value_parser = parse_bytes, env = "PULLSECRET_INJECTOR_MAX_BODY_BYTES_IN_FLIGHT")]
+    pub max_body_bytes_in_flight: usize,
     /// Log format: plain text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain, env = "PULLSECRET_INJECTOR_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -163,6 +169,12 @@ impl ServeArgs {
                 "no webhook connection would ever be accepted",
             );
         }
+        if self.max_body_bytes_in_flight < webhook::MAX_BODY_BYTES {
+            return Err(format!(
+                "--max-body-bytes-in-flight must be at least 3Mi: a review of the largest size the apiserver sends would always be refused ({} bytes given)",
+                self.max_body_bytes_in_flight
+            ));
+        }
         if self.idle_timeout.is_zero() {
             return zero("--idle-timeout", "every request's headers would time out");
         }
@@ -193,6 +205,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
+}
+
+/// Parses a byte count: a number, optionally with `Ki`, `Mi` or `Gi`.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: usize = number
+        .parse()
+        .map_err(|_| format!("invalid byte count {text:?}"))?;
+    let factor: usize = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(format!("invalid unit in {text:?} (use Ki, Mi or Gi)")),
+    };
+    value
+        .checked_mul(factor)
+        .ok_or_else(|| format!("byte count {text:?} too large"))
 }
 
 /// Readiness inputs, shared by the admin listener and the shutdown sequence.
@@ -292,13 +326,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics.clone(),
         Arc::new(registry),
         Arc::clone(&health),
+        args.max_body_bytes_in_flight,
     );
-    let admin = axum::serve(admin_listener, admin_router(app.clone()));
-    tokio::spawn(async move {
-        if let Err(error) = admin.await {
-            tracing::error!(%error, "admin listener failed");
-        }
-    });
+    // Probes keep being answered until the process exits.
+    let (_keep_admin, admin_stop) = watch::channel(false);
+    tokio::spawn(listener::serve_plain(
+        admin_listener,
+        admin_router(app.clone()),
+        ConnectionLimits::admin(),
+        admin_stop,
+    ));
 
     let (stop_accepting, accepting) = watch::channel(false);
     let limits = ConnectionLimits {

@@ -148,6 +148,9 @@ pub struct Metrics {
     watch_in_sync: Family<WatchLabel, Gauge>,
     watch_last_sync: Family<WatchLabel, Gauge>,
     pub ready: Gauge,
+    /// Request-body bytes reserved by requests in flight, and the most there may be.
+    pub body_bytes_in_flight: Gauge,
+    pub body_budget_bytes: Gauge,
     /// 1 while this replica holds the controller's Lease.
     pub leader: Gauge,
     controller_writes: Family<OperationLabel, Counter>,
@@ -177,6 +180,8 @@ impl Metrics {
             watch_in_sync: Family::default(),
             watch_last_sync: Family::default(),
             ready: Gauge::default(),
+            body_bytes_in_flight: Gauge::default(),
+            body_budget_bytes: Gauge::default(),
             leader: Gauge::default(),
             controller_writes: Family::default(),
             copy_failures: Family::default(),
@@ -262,6 +267,16 @@ impl Metrics {
             "ready",
             "1 when the webhook reports ready",
             metrics.ready.clone(),
+        );
+        r.register(
+            "request_body_bytes_in_flight",
+            "Request-body bytes held by webhook requests in flight",
+            metrics.body_bytes_in_flight.clone(),
+        );
+        r.register(
+            "request_body_budget_bytes",
+            "The most request-body bytes webhook requests may hold at once (--max-body-bytes-in-flight)",
+            metrics.body_budget_bytes.clone(),
         );
         r.register(
             "leader",
