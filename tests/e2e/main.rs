@@ -18,6 +18,7 @@
 //! scenario and finally `N passed, M failed`. The exit status is 1 when anything failed.
 
 mod client;
+mod controller_faults;
 mod faults;
 mod harness;
 mod hostile;
