@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::PartialObjectMeta;
@@ -850,7 +850,14 @@ async fn report_new_problems(context: &Context, resource: &ClusterPullSecret, re
                 problem.namespace, problem.reason
             )),
             action: "CopySecret".to_owned(),
-            secondary: None,
+            // Also keeps the namespaces apart: the recorder folds Events with the same
+            // reason, action and objects into one series.
+            secondary: Some(ObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Namespace".to_owned()),
+                name: Some(problem.namespace.clone()),
+                ..ObjectReference::default()
+            }),
         };
         if let Err(error) = context
             .recorder
