@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
@@ -209,7 +209,8 @@ async fn run_controller(
         )
         .flat_map(move |()| stream::iter(all_refs(&store)))
     };
-    controller
+    let shutdown = shutdown.shared();
+    let running = controller
         .watches_stream(
             secret_triggers(DOCKER_CONFIG_JSON_TYPE),
             secret_mapper(store.clone()),
@@ -219,14 +220,26 @@ async fn run_controller(
             secret_mapper(store.clone()),
         )
         .reconcile_on(namespace_triggers)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
             }
-        })
-        .await;
+        });
+    // kube holds every reconcile until its store has listed, and a graceful shutdown before
+    // then never completes (the list it waits for was stopped): with no reconcile to wait for,
+    // the controller is simply dropped.
+    let never_listed = async {
+        shutdown.await;
+        if store.wait_until_ready().now_or_never().is_some() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = running => {}
+        () = never_listed => {}
+    }
 }
 
 fn all_refs(store: &Store<ClusterPullSecret>) -> Vec<ObjectRef<ClusterPullSecret>> {

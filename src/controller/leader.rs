@@ -74,10 +74,11 @@ impl Leadership {
         matches!(*self.0.borrow(), Term::Leading { until } if Instant::now() < until)
     }
 
-    /// Waits until this replica leads; false when the election has ended.
+    /// Waits until this replica starts a term that has not run out; false when the election
+    /// has ended.
     pub async fn acquired(&mut self) -> bool {
         self.0
-            .wait_for(|term| matches!(term, Term::Leading { .. }))
+            .wait_for(|term| matches!(term, Term::Leading { until } if Instant::now() < *until))
             .await
             .is_ok()
     }
@@ -348,6 +349,23 @@ mod tests {
         assert_eq!(hanging.await, None);
         assert_eq!(Instant::now(), until);
         assert!(!leadership.is_leading());
+    }
+
+    /// A term whose deadline passed before the elector stepped down is no term to start on.
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_term_is_not_acquired() {
+        use futures::FutureExt;
+        let (terms, mut leadership) = leadership();
+        let until = Instant::now() + Duration::from_secs(10);
+        terms.send_replace(Term::Leading { until });
+        assert_eq!(leadership.acquired().now_or_never(), Some(true));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(leadership.acquired().now_or_never(), None);
+        terms.send_replace(Term::Follower);
+        terms.send_replace(Term::Leading {
+            until: Instant::now() + Duration::from_secs(10),
+        });
+        assert_eq!(leadership.acquired().now_or_never(), Some(true));
     }
 
     #[tokio::test(start_paused = true)]
