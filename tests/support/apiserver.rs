@@ -50,6 +50,8 @@ struct Shared {
 struct Route {
     shared: Arc<Shared>,
     fault: Arc<Mutex<Fault>>,
+    /// Paths containing one of these answer 404, as for an API group not installed.
+    missing: Arc<Mutex<Vec<String>>>,
     via: &'static str,
 }
 
@@ -61,6 +63,7 @@ pub struct Apiserver {
 pub struct Listener {
     pub url: String,
     fault: Arc<Mutex<Fault>>,
+    missing: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -72,9 +75,11 @@ impl Apiserver {
     /// A new listener on a free port of 127.0.0.1, named `via` in the write log.
     pub async fn listen(&self, via: &'static str) -> Listener {
         let fault = Arc::new(Mutex::new(Fault::None));
+        let missing = Arc::new(Mutex::new(Vec::new()));
         let route = Route {
             shared: Arc::clone(&self.shared),
             fault: Arc::clone(&fault),
+            missing: Arc::clone(&missing),
             via,
         };
         let router = Router::new().fallback(answer).with_state(route);
@@ -85,7 +90,12 @@ impl Apiserver {
         let task = tokio::spawn(async move {
             let _ = axum::serve(socket, router).await;
         });
-        Listener { url, fault, task }
+        Listener {
+            url,
+            fault,
+            missing,
+            task,
+        }
     }
 
     pub fn writes(&self) -> Vec<Write> {
@@ -113,6 +123,14 @@ impl Apiserver {
 impl Listener {
     pub fn set_fault(&self, fault: Fault) {
         *self.fault.lock().expect("fault") = fault;
+    }
+
+    /// Requests whose path contains `fragment` get 404 from now on.
+    pub fn missing(&self, fragment: &str) {
+        self.missing
+            .lock()
+            .expect("missing")
+            .push(fragment.to_owned());
     }
 
     /// A kube client for this listener, with kube's default settings (retries included).
@@ -184,6 +202,17 @@ async fn answer(State(route): State<Route>, method: Method, uri: Uri, body: Byte
             }
             Fault::None => lease(&route, &method, &path, &body),
         };
+    }
+    let missing = route.missing.lock().expect("missing").clone();
+    if missing
+        .iter()
+        .any(|fragment| path.contains(fragment.as_str()))
+    {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     }
     let watch = query
         .split('&')
