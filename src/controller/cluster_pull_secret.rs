@@ -928,17 +928,11 @@ async fn update_status(
         return Ok(());
     }
     let api: Api<ClusterPullSecret> = Api::all(context.client.clone());
-    // Conditional on the resourceVersion this reconcile read: a stale view (a replica whose
-    // term ended, a reconcile that raced a newer one) never overwrites a newer status.
-    let patch = json!({
-        "metadata": {"resourceVersion": resource.resource_version()},
-        "status": status,
-    });
     match api
         .patch_status(
             &resource.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(patch),
+            &Patch::Merge(status_patch(resource, &status)),
         )
         .await
     {
@@ -953,6 +947,19 @@ async fn update_status(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// The status write, conditional on the resourceVersion this reconcile read: a stale view (a
+/// replica whose term ended, a reconcile that raced a newer one) gets 409 instead of
+/// overwriting a newer status.
+fn status_patch(
+    resource: &ClusterPullSecret,
+    status: &ClusterPullSecretStatus,
+) -> serde_json::Value {
+    json!({
+        "metadata": {"resourceVersion": resource.resource_version()},
+        "status": status,
+    })
 }
 
 #[cfg(test)]
@@ -1054,6 +1061,15 @@ mod tests {
             namespace: namespace.to_owned(),
             reason: "create: the namespace does not exist (404)".to_owned(),
         }
+    }
+
+    #[test]
+    fn status_writes_are_conditional_on_the_version_read() {
+        let mut read = resource();
+        read.metadata.resource_version = Some("41".to_owned());
+        let patch = status_patch(&read, &ClusterPullSecretStatus::default());
+        assert_eq!(patch["metadata"]["resourceVersion"], "41");
+        assert!(patch["status"].is_object());
     }
 
     /// Never "up to date" while anything is left undone.
