@@ -89,7 +89,7 @@ crds:
 	$(CARGO) run --locked --quiet -- crds --out-dir charts/pullsecret-injector/crds
 
 ## Criterion decision benchmarks, the heap held per cached secret (benches/memory, no cluster),
-## then the load/scale/overhead bench (benches/load), which
+## then the load/overhead/attack/scale bench (benches/load), which
 ## starts its own control plane in target/bench-cluster and rewrites the generated section of
 ## BENCHMARKS.md. Every process it starts is stopped by pid, also on failure or Ctrl-C.
 bench: control-plane

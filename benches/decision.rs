@@ -1,16 +1,24 @@
 //! Decision micro-benchmarks: pods of 1, 3 and 20 containers against namespaces holding 1, 50
 //! and 500 pull secrets (exact hosts, host globs and path prefixes), plus a whole review
-//! (parse + decide + encode) of a realistic kubectl-made Pod.
+//! (parse + decide + encode) of a realistic kubectl-made Pod; and the parsers on hostile sizes,
+//! at four sizes each, where constant time per byte shows they are linear (the unit tests
+//! check their answers, not their speed).
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::collections::BTreeMap;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prometheus_client::registry::Registry;
 use pullsecret_injector::admission::decision::decide;
 use pullsecret_injector::admission::pod::PodView;
 use pullsecret_injector::admission::review::review;
 use pullsecret_injector::cluster::statefile::state_from_str;
+use pullsecret_injector::kubelet::dockerconfig::{
+    self, DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE,
+};
+use pullsecret_injector::kubelet::reference::ImageRef;
 use pullsecret_injector::server::answer;
 use pullsecret_injector::state::snapshot::ClusterState;
 use pullsecret_injector::telemetry::{self, LogFormat, Metrics};
@@ -146,5 +154,49 @@ fn handler(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, decision, whole_review, handler);
+/// Sizes of the hostile inputs; a linear parser takes the same time per byte at each.
+const LONG_INPUT_SIZES: [usize; 4] = [25_000, 50_000, 100_000, 200_000];
+
+/// Image references of `n` repeated pieces, shaped like the ones that would make a naive
+/// backtracking parser quadratic.
+fn long_references(n: usize) -> [(&'static str, String); 4] {
+    [
+        ("slashes", format!("{}a", "a/".repeat(n))),
+        ("colons", format!("a{}", ":".repeat(n))),
+        ("dashes", "a-".repeat(n) + "a"),
+        ("long-domain", format!("{}.com/a", "d".repeat(n))),
+    ]
+}
+
+fn long_inputs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("long-input");
+    group.sample_size(20);
+    for size in LONG_INPUT_SIZES {
+        for (shape, input) in long_references(size) {
+            group.throughput(Throughput::Bytes(input.len() as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("reference-{shape}"), size),
+                &input,
+                |b, input| b.iter(|| ImageRef::parse(black_box(input))),
+            );
+        }
+        // A dockerconfigjson with `size / 10` registry keys.
+        let keys: Vec<String> = (0..size / 10)
+            .map(|i| format!(r#""r{i}.io":{{"auth":"Og=="}}"#))
+            .collect();
+        let payload = format!(r#"{{"auths":{{{}}}}}"#, keys.join(","));
+        group.throughput(Throughput::Bytes(payload.len() as u64));
+        let data = BTreeMap::from([(DOCKER_CONFIG_JSON_KEY.to_owned(), payload.into_bytes())]);
+        group.bench_with_input(
+            BenchmarkId::new("dockerconfig-keys", size),
+            &data,
+            |b, data| {
+                b.iter(|| dockerconfig::registry_keys(DOCKER_CONFIG_JSON_TYPE, black_box(data)))
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decision, whole_review, handler, long_inputs);
 criterion_main!(benches);

@@ -1,4 +1,5 @@
-//! Heap held per cached pull secret, without a cluster.
+//! Heap held per cached pull secret, and per pod tracked by the stuck-pod recovery, without a
+//! cluster.
 //!
 //! Feeds a `StateBuilder` the objects of the scale benchmark (benches/load: 1,000 namespaces,
 //! 50,000 `kubernetes.io/dockerconfigjson` Secrets with one `auths` key each, spread round-robin)
@@ -6,7 +7,11 @@
 //! the final snapshot keeps alive, per secret: bytes requested, bytes glibc malloc spends on
 //! them (its chunk sizes), and allocation count.
 //!
-//! `cargo bench --bench memory` (`-- --secrets N --namespaces N` to change the shape).
+//! The recovery part keeps, of each pod waiting on a failed pull, only what the decision needs
+//! (`StuckPod`); it is measured against keeping the whole `Pod` objects (what a reflector
+//! cache would hold), for pods shaped like `kubectl apply`'d Deployment pods.
+//!
+//! `cargo bench --bench memory` (`-- --secrets N --namespaces N --pods N` to change the shape).
 
 /// The load benchmark's objects, so both measure the same secrets.
 #[path = "load/reviews.rs"]
@@ -17,8 +22,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use pullsecret_injector::admission::recovery::StuckPod;
 use pullsecret_injector::state::snapshot::StateBuilder;
 
 /// Counts live allocations and their bytes on top of the system allocator.
@@ -104,10 +110,10 @@ impl Heap {
         }
     }
 
-    fn report(self, what: &str, secrets: usize) {
-        let per = |value: isize| value as f64 / secrets as f64;
+    fn report(self, what: &str, count: usize, unit: &str) {
+        let per = |value: isize| value as f64 / count as f64;
         println!(
-            "{what:<34} {:>8.1} B/secret requested  {:>8.1} B/secret malloc  {:>6.2} allocations/secret",
+            "{what:<34} {:>8.1} B/{unit} requested  {:>8.1} B/{unit} malloc  {:>6.2} allocations/{unit}",
             per(self.bytes),
             per(self.chunk_bytes),
             per(self.allocations),
@@ -136,6 +142,7 @@ const BATCH: usize = 512;
 fn main() {
     let mut secrets = 50_000;
     let mut namespaces = 1_000;
+    let mut pods = 5_000;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || -> usize {
@@ -146,9 +153,10 @@ fn main() {
         match arg.as_str() {
             "--secrets" => secrets = value(),
             "--namespaces" => namespaces = value(),
+            "--pods" => pods = value(),
             // What `cargo bench` passes to every bench binary.
             "--bench" => {}
-            _ => panic!("unknown argument {arg}; use --secrets N --namespaces N"),
+            _ => panic!("unknown argument {arg}; use --secrets N --namespaces N --pods N"),
         }
     }
     let names: Vec<String> = (0..namespaces).map(|i| format!("scale-{i:04}")).collect();
@@ -186,7 +194,80 @@ fn main() {
     );
     synced
         .since(with_namespaces)
-        .report("secrets (namespaces already known)", secrets);
-    synced.since(empty).report("namespaces + secrets", secrets);
+        .report("secrets (namespaces already known)", secrets, "secret");
+    synced
+        .since(empty)
+        .report("namespaces + secrets", secrets, "secret");
     drop(snapshot);
+    drop(builder);
+
+    stuck_pods(pods);
+}
+
+/// A Deployment's pod as `kubectl apply` makes it, with one container waiting on a pull.
+fn deployment_pod(index: usize) -> Pod {
+    let image = format!(
+        "registry.example.com:5000/team/app-{}:1.{index}",
+        index % 50
+    );
+    let manifest = format!(
+        r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"app-{index}","namespace":"team-{ns}"}},"spec":{{"template":{{"spec":{{"containers":[{{"name":"app","image":"{image}"}},{{"name":"proxy","image":"nginx:1.25"}}]}}}}}}}}"#,
+        ns = index % 100
+    );
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": format!("app-{index}-5d8f7c9b4-x{index:05}"),
+            "namespace": format!("team-{}", index % 100),
+            "uid": format!("0b6f3c9e-0000-4000-8000-{index:012}"),
+            "labels": { "app": format!("app-{index}"), "pod-template-hash": "5d8f7c9b4" },
+            "annotations": { "kubectl.kubernetes.io/last-applied-configuration": manifest },
+            "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                  "name": format!("app-{index}-5d8f7c9b4"),
+                                  "uid": format!("1c7a4d0f-0000-4000-8000-{index:012}"),
+                                  "controller": true, "blockOwnerDeletion": true }],
+        },
+        "spec": {
+            "containers": [
+                { "name": "app", "image": image, "imagePullPolicy": "IfNotPresent",
+                  "resources": { "requests": { "cpu": "100m", "memory": "64Mi" } } },
+                { "name": "proxy", "image": "nginx:1.25", "ports": [{ "containerPort": 80 }] },
+            ],
+            "imagePullSecrets": [{ "name": "old-credentials" }],
+            "serviceAccountName": "default",
+            "nodeName": "node-1",
+        },
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                { "name": "app", "image": image, "imageID": "", "ready": false, "restartCount": 0,
+                  "state": { "waiting": { "reason": "ImagePullBackOff",
+                             "message": format!("Back-off pulling image \"{image}\"") } } },
+                { "name": "proxy", "image": "nginx:1.25", "imageID": "", "ready": true,
+                  "restartCount": 0, "state": { "running": { "startedAt": "2026-11-25T00:00:00Z" } } },
+            ],
+        },
+    }))
+    .expect("pod")
+}
+
+/// Heap held per stuck pod: `StuckPod` (what recovery keeps) against the whole `Pod`.
+fn stuck_pods(count: usize) {
+    let before = Heap::now();
+    let whole: Vec<Pod> = (0..count).map(deployment_pod).collect();
+    let with_pods = Heap::now();
+    let kept: std::collections::HashMap<String, StuckPod> = whole
+        .iter()
+        .filter_map(StuckPod::from_pod)
+        .map(|stuck| (stuck.uid.clone(), stuck))
+        .collect();
+    assert_eq!(kept.len(), count);
+    drop(whole);
+    let with_stuck = Heap::now();
+    with_pods
+        .since(before)
+        .report("whole Pod objects (a reflector)", count, "pod");
+    with_stuck
+        .since(before)
+        .report("StuckPod (recovery keeps)", count, "pod");
+    drop(kept);
 }

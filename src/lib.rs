@@ -11,7 +11,7 @@
 //! - [`telemetry`]: logs and Prometheus metrics;
 //! - [`cluster`]: where snapshots come from: live watches or state files;
 //! - [`controller`] and [`cli`] (side by side): the ClusterPullSecret controller with its
-//!   Lease election, and the offline commands;
+//!   Lease election and the Helm chart's hooks, and the offline commands;
 //! - [`server`]: `serve`, TLS, HTTP, probes, shutdown.
 //!
 //! Data flows one way: cluster state ([`cluster::watch`] or [`cluster::statefile`]) → immutable

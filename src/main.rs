@@ -1,7 +1,9 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pullsecret_injector::cli::{certs, commands};
+use pullsecret_injector::controller::chart_hooks;
 use pullsecret_injector::state::crd;
 use pullsecret_injector::{server, telemetry};
 
@@ -30,6 +32,9 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Write the CustomResourceDefinitions (PullSecretRule, ClusterPullSecret) as YAML.
     Crds(CrdsArgs),
+    /// The Helm chart's hooks: enable failurePolicy Fail after a rollout, delete the
+    /// release's ClusterPullSecrets before an uninstall.
+    ChartHook(chart_hooks::HookArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,9 +51,10 @@ fn main() -> ExitCode {
         Command::Review(args) => offline(commands::review(&args)),
         Command::Apply(args) => offline(commands::apply(&args)),
         Command::Explain(args) => offline(commands::explain(&args)),
+        Command::ChartHook(args) => chart_hook(&args),
         Command::Crds(args) => match write_crds(&args) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&error, 1),
+            Err(error) => fail(&error, commands::EXIT_FAILURE),
         },
         Command::Certs(args) => match certs::generate(&args) {
             Ok(files) => {
@@ -61,7 +67,7 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(error) => fail(&error, 2),
+            Err(error) => fail(&error, error.exit_code()),
         },
     }
 }
@@ -71,7 +77,7 @@ fn serve(args: server::ServeArgs) -> ExitCode {
         return fail(&error, 2);
     }
     if let Err(error) = telemetry::init_logging(args.log_format, &args.log_level) {
-        return fail(&*error, 2);
+        return fail(&*error, commands::EXIT_INPUT);
     }
     if rustls::crypto::ring::default_provider()
         .install_default()
@@ -81,15 +87,28 @@ fn serve(args: server::ServeArgs) -> ExitCode {
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
-        Err(error) => return fail(&error, 1),
+        Err(error) => return fail(&error, commands::EXIT_FAILURE),
     };
     match runtime.block_on(server::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "serve failed");
             eprintln!("pullsecret-injector: {error:#}");
-            ExitCode::from(1)
+            ExitCode::from(commands::EXIT_FAILURE)
         }
+    }
+}
+
+fn chart_hook(args: &chart_hooks::HookArgs) -> ExitCode {
+    // Kubernetes API calls over rustls; a provider already installed is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error, 1),
+    };
+    match runtime.block_on(chart_hooks::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error, 1),
     }
 }
 
@@ -97,14 +116,21 @@ fn write_crds(args: &CrdsArgs) -> anyhow::Result<()> {
     let crds = crd::crd_yaml()?;
     match &args.out_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|error| anyhow::anyhow!("{}: cannot create: {error}", dir.display()))?;
             for (file, yaml) in crds {
-                std::fs::write(dir.join(file), yaml)?;
+                let path = dir.join(file);
+                std::fs::write(&path, yaml).map_err(|error| {
+                    anyhow::anyhow!("{}: cannot write: {error}", path.display())
+                })?;
             }
         }
         None => {
             let documents: Vec<String> = crds.into_iter().map(|(_, yaml)| yaml).collect();
-            print!("{}", documents.join("---\n"));
+            let mut out = std::io::stdout().lock();
+            out.write_all(documents.join("---\n").as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|error| anyhow::anyhow!("cannot write output: {error}"))?;
         }
     }
     Ok(())

@@ -44,6 +44,7 @@ async fn stopped_before_its_first_list_the_controller_ends_and_releases_the_leas
         Arc::clone(&cache),
         metrics,
         lease,
+        channel::channel(pullsecret_injector::controller::leader::Term::Follower).0,
         stopped,
     ));
     tokio::time::timeout(GUARD, async {

@@ -55,11 +55,30 @@ impl Target {
         })
     }
 
-    async fn connect(&self, fresh: bool) -> Result<SendRequest<Full<Bytes>>> {
+    /// A TLS connection with nothing sent on it yet.
+    pub async fn tls(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        self.tls_with(&self.keep_alive).await
+    }
+
+    async fn tls_with(
+        &self,
+        connector: &TlsConnector,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
+        Ok(connector.connect(self.name.clone(), tcp).await?)
+    }
+
+    /// One request on a new connection, closed after the answer; an error unless it was an
+    /// allowed review.
+    pub async fn post_fresh(&self, body: Bytes) -> Result<()> {
+        let mut connection = self.connect(true).await?;
+        post(&mut connection, self.addr, body, true).await
+    }
+
+    async fn connect(&self, fresh: bool) -> Result<SendRequest<Full<Bytes>>> {
         let connector = if fresh { &self.fresh } else { &self.keep_alive };
-        let tls = connector.connect(self.name.clone(), tcp).await?;
+        let tls = self.tls_with(connector).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(async move {
             let _ = connection.await;

@@ -4,11 +4,14 @@
 //! 1. TLS load on loopback: `serve` and a same-stack baseline, keep-alive (1/25/100
 //!    connections), a new TLS connection per request, and a fixed 2,000 reviews/s.
 //! 2. Pod-create latency through kube-apiserver with the webhook registered and not.
-//! 3. Memory and start-up with 1k/10k/50k pull secrets over 1k namespaces, and admission
+//! 3. Good requests before and during an attack: idle and slowloris connections and hostile
+//!    requests (`attack.rs`).
+//! 4. Memory and start-up with 1k/10k/50k pull secrets over 1k namespaces, and admission
 //!    latency while secrets churn.
 //!
 //! Traffic goes to 127.0.0.1 only; every process started here is stopped by its pid.
 
+mod attack;
 mod baseline;
 mod client;
 mod kubeops;
@@ -38,7 +41,7 @@ struct Plan {
     scale_steps: Vec<usize>,
     scale_namespaces: usize,
     churn_seconds: u64,
-    /// Which phases run: `load`, `overhead`, `scale` (all by default).
+    /// Which phases run: `load`, `overhead`, `attack`, `scale` (all by default).
     phases: Vec<String>,
     /// Extra `serve` flags, for experiments (`--serve-arg=--log-level=warn`).
     serve_args: Vec<String>,
@@ -283,6 +286,9 @@ async fn run(plan: Plan) -> Result<Results> {
     if plan.runs("overhead") {
         overhead_phase(&plan, &work, &kube, &certs, &serve, &mut results).await?;
     }
+    if plan.runs("attack") {
+        attack_phase(&plan, &certs, &serve, &mut results).await?;
+    }
     serve.process.stop();
     if plan.runs("scale") {
         scale_phase(&plan, &work, &certs, &cluster, &kube, &mut results).await?;
@@ -352,6 +358,57 @@ async fn load_phase(
         results.load.push(row);
     }
     baseline.stop();
+    Ok(())
+}
+
+/// Good requests on one keep-alive connection, quiet and then under attack (`attack.rs`).
+async fn attack_phase(
+    plan: &Plan,
+    certs: &Certs,
+    serve: &Serve,
+    results: &mut Results,
+) -> Result<()> {
+    let size = if plan.quick {
+        attack::AttackSize::QUICK
+    } else {
+        attack::AttackSize::FULL
+    };
+    let target = Target::new(serve.webhook, &certs.ca)?;
+    let bodies = Arc::new(reviews::bodies(256, &[BENCH_NAMESPACE.to_owned()]));
+    let good = Mode::KeepAlive(1);
+    log("attack: good requests, quiet");
+    let quiet = client::run(
+        &target,
+        good,
+        Arc::clone(&bodies),
+        plan.warmup,
+        plan.measure,
+    )
+    .await?;
+    let rss_before_kib = serve.process.memory_kib()?.0;
+    log(format!(
+        "attack: opening {} hostile connections",
+        size.connections()
+    ));
+    let attack = attack::Attack::start(&target, size).await?;
+    log("attack: good requests, under attack");
+    // The warm-up lets the burst of connections that set the attack up settle.
+    let under_attack = client::run(&target, good, bodies, plan.warmup, plan.measure).await;
+    let rss_during_kib = serve.process.memory_kib()?.0;
+    let hostile_sent = attack.stop().await;
+    let under_attack = under_attack?;
+    log(format!(
+        "  p99 {:.0}µs quiet, {:.0}µs under attack; {} errors; {hostile_sent} hostile requests",
+        quiet.p99_us, under_attack.p99_us, under_attack.errors
+    ));
+    results.attack = Some(report::AttackRow {
+        size,
+        quiet,
+        under_attack,
+        hostile_sent,
+        rss_before_kib,
+        rss_during_kib,
+    });
     Ok(())
 }
 

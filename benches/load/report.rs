@@ -27,6 +27,7 @@ pub struct Results {
     pub namespaces_create_seconds: f64,
     pub scale: Vec<ScaleRow>,
     pub churn: Option<ChurnRow>,
+    pub attack: Option<AttackRow>,
     pub total_seconds: f64,
 }
 
@@ -149,6 +150,18 @@ pub struct ChurnRow {
     pub rss_after_kib: u64,
 }
 
+/// Good requests, one keep-alive connection, before and during the hostile clients of
+/// `attack.rs`.
+#[derive(Debug, Serialize)]
+pub struct AttackRow {
+    pub size: super::attack::AttackSize,
+    pub quiet: Stats,
+    pub under_attack: Stats,
+    pub hostile_sent: u64,
+    pub rss_before_kib: u64,
+    pub rss_during_kib: u64,
+}
+
 /// Criterion's median estimates (ns) by benchmark id, from `target/criterion`.
 pub fn criterion_medians(root: &Path) -> Vec<(String, f64)> {
     let mut found = Vec::new();
@@ -199,6 +212,26 @@ fn sort_key(id: &str) -> Vec<(String, u64)> {
     }
     key.push((text, 0));
     key
+}
+
+/// A markdown table of throughput and latency, one row per labelled run.
+fn latency_table(first: &str, runs: &[(&str, &Stats)]) -> Vec<String> {
+    let mut rows = vec![
+        format!("| {first} | reviews/s | p50 | p99 | p99.9 | max | errors |"),
+        "|---|---|---|---|---|---|---|".to_owned(),
+    ];
+    rows.extend(runs.iter().map(|(label, stats)| {
+        format!(
+            "| {label} | {:.0} | {} | {} | {} | {} | {} |",
+            stats.throughput,
+            us(stats.p50_us),
+            us(stats.p99_us),
+            us(stats.p999_us),
+            us(stats.max_us),
+            stats.errors
+        )
+    }));
+    rows
 }
 
 fn us(value: f64) -> String {
@@ -367,22 +400,52 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
             churn.secrets, churn.updates_per_second, churn.review_rate
         ));
         line(String::new());
-        line("| secrets | reviews/s | p50 | p99 | p99.9 | max | errors |".to_owned());
-        line("|---|---|---|---|---|---|---|".to_owned());
-        for (label, stats) in [("quiet", &churn.quiet), ("churning", &churn.churning)] {
-            line(format!(
-                "| {label} | {:.0} | {} | {} | {} | {} | {} |",
-                stats.throughput,
-                us(stats.p50_us),
-                us(stats.p99_us),
-                us(stats.p999_us),
-                us(stats.max_us),
-                stats.errors
-            ));
+        for row in latency_table(
+            "secrets",
+            &[("quiet", &churn.quiet), ("churning", &churn.churning)],
+        ) {
+            line(row);
         }
         line(format!(
             "\nResident after the churn run: {}.",
             mib(churn.rss_after_kib)
+        ));
+        line(String::new());
+    }
+
+    if let Some(attack) = &results.attack {
+        let size = &attack.size;
+        line("### Good requests under attack".to_owned());
+        line(String::new());
+        line(format!(
+            "Good reviews one after another on one keep-alive connection (as the apiserver sends \
+             them), quiet and then while {} raw TCP connections that never start TLS, {} idle TLS \
+             connections, {} clients trickling a request head and {} trickling a body (one byte \
+             per 100 ms each) are open, and {} hostile requests/s (malformed, 4 MiB, 100,000 \
+             levels deep) arrive on fresh connections ({} sent). The e2e scenario \
+             `idle-and-slow-clients-under-attack` checks that every good request is answered \
+             correctly; this is where the slowdown is measured.",
+            size.raw_idle,
+            size.tls_idle,
+            size.slow_headers,
+            size.slow_bodies,
+            size.hostile_rate,
+            attack.hostile_sent
+        ));
+        line(String::new());
+        for row in latency_table(
+            "good requests",
+            &[
+                ("quiet", &attack.quiet),
+                ("under attack", &attack.under_attack),
+            ],
+        ) {
+            line(row);
+        }
+        line(format!(
+            "\nResident {} before the attack, {} during it.",
+            mib(attack.rss_before_kib),
+            mib(attack.rss_during_kib)
         ));
         line(String::new());
     }
@@ -482,6 +545,33 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
             "| new TLS connection per request ≥ 2,000/s (ECDSA P-256) | {:.0}/s | {} |",
             row.webhook.throughput,
             verdict(row.webhook.throughput >= 2_000.0)
+        ));
+    }
+    for shape in [
+        "reference-slashes",
+        "reference-colons",
+        "reference-dashes",
+        "reference-long-domain",
+        "dockerconfig-keys",
+    ] {
+        let per_size = |size: u32| find(&format!("long-input/{shape}/{size}"));
+        if let (Some(small), Some(large)) = (per_size(25_000), per_size(200_000)) {
+            // 8× the input: linear means about 8× the time.
+            let ratio = large / small / 8.0;
+            line(format!(
+                "| {shape}: linear (time per byte at 200k pieces ≤ 2 × at 25k) | {ratio:.2} × | {} |",
+                verdict(ratio <= 2.0)
+            ));
+        }
+    }
+    if let Some(attack) = &results.attack {
+        let ratio = attack.under_attack.p99_us / attack.quiet.p99_us.max(1.0);
+        line(format!(
+            "| good requests' p99 under attack ≤ 2 × quiet, none failing | {} vs {} ({ratio:.2} ×), {} errors | {} |",
+            us(attack.under_attack.p99_us),
+            us(attack.quiet.p99_us),
+            attack.under_attack.errors,
+            verdict(ratio <= 2.0 && attack.under_attack.errors == 0)
         ));
     }
     line(format!(

@@ -6,6 +6,7 @@
 //! chosen that the pod lacks are appended. The result carries the JSON patch plus what users
 //! and auditors read: warnings, audit annotations and the pod annotation.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use json_patch::jsonptr::PointerBuf;
@@ -13,10 +14,12 @@ use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
 
 use crate::admission::pod::{INJECTED_ANNOTATION, PodView};
+use crate::kubelet::keyring::fold_host_case;
 use crate::kubelet::reference::ImageRef;
 use crate::state::crd::RuleMode;
 use crate::state::snapshot::{
-    ClusterState, CredentialSource, INJECT_LABEL, NamespaceState, SecretUse,
+    ClusterCredential, ClusterState, Copies, CredentialSource, INJECT_LABEL, NamespaceState,
+    PullSecret, SecretUse,
 };
 use crate::text::{clip, quote};
 
@@ -104,6 +107,7 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
             && !choice.exclusive
         {
             warnings.undecodable_for_image(ns, &lookup, choice.chosen.is_empty());
+            warnings.case_only_mismatch(ns, &lookup, &choice.chosen);
         }
     }
     decision.undecodable_secrets = warnings.undecodable_seen.len();
@@ -161,6 +165,19 @@ pub enum Problem {
         namespace: String,
         target: String,
     },
+    /// No controller writes the copies, and none exists in the namespace.
+    CopyMissing {
+        credential: String,
+        namespace: String,
+        target: String,
+    },
+    /// No controller writes the copies, and the one in the namespace cannot be decoded.
+    CopyUndecodable {
+        credential: String,
+        namespace: String,
+        target: String,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -205,6 +222,29 @@ impl std::fmt::Display for Problem {
             } => write!(
                 f,
                 "ClusterPullSecret {}: secret {} in namespace {} is not managed by it; not injected on its behalf",
+                quote(credential),
+                quote(target),
+                quote(namespace)
+            ),
+            Problem::CopyMissing {
+                credential,
+                namespace,
+                target,
+            } => write!(
+                f,
+                "ClusterPullSecret {}: no secret {} in namespace {}, and no controller copies it (serve --enable-controller, controller.enabled in the chart); not injected",
+                quote(credential),
+                quote(target),
+                quote(namespace)
+            ),
+            Problem::CopyUndecodable {
+                credential,
+                namespace,
+                target,
+                reason,
+            } => write!(
+                f,
+                "ClusterPullSecret {}: secret {} in namespace {} cannot be decoded by the kubelet ({reason}); not injected",
                 quote(credential),
                 quote(target),
                 quote(namespace)
@@ -312,17 +352,10 @@ pub fn choose(
                     });
                     continue;
                 }
-                // A Secret of that name the controller does not manage for this credential is
-                // never overwritten, so the credential cannot count on it.
                 let existing = ns.and_then(|ns| ns.secrets().get(credential.target_name.as_str()));
-                if existing
-                    .is_some_and(|s| s.managed_for.as_deref() != Some(credential.name.as_str()))
+                if let Some(problem) = copy_problem(state.copies(), credential, namespace, existing)
                 {
-                    choice.problems.push(Problem::TargetTaken {
-                        credential: credential.name.clone(),
-                        namespace: namespace.to_owned(),
-                        target: credential.target_name.clone(),
-                    });
+                    choice.problems.push(problem);
                     continue;
                 }
                 choice.add(
@@ -335,6 +368,46 @@ pub fn choose(
         }
     }
     choice
+}
+
+/// Why the copy of a cluster credential in `namespace` cannot be injected, if it cannot.
+fn copy_problem(
+    copies: Copies,
+    credential: &ClusterCredential,
+    namespace: &str,
+    existing: Option<&PullSecret>,
+) -> Option<Problem> {
+    let (credential_name, target) = (credential.name.clone(), credential.target_name.clone());
+    let namespace = namespace.to_owned();
+    match (copies, existing) {
+        // The controller never overwrites a Secret of that name it does not manage for this
+        // credential, so the credential cannot count on it. One not written yet will be.
+        (Copies::Controller, Some(secret))
+            if secret.managed_for.as_deref() != Some(credential.name.as_str()) =>
+        {
+            Some(Problem::TargetTaken {
+                credential: credential_name,
+                namespace,
+                target,
+            })
+        }
+        (Copies::Controller, _) => None,
+        // Nobody writes copies: only one that exists can be pulled with.
+        (Copies::Manual, None) => Some(Problem::CopyMissing {
+            credential: credential_name,
+            namespace,
+            target,
+        }),
+        (Copies::Manual, Some(secret)) => match &secret.usage {
+            SecretUse::Registries(_) => None,
+            SecretUse::Undecodable { reason, .. } => Some(Problem::CopyUndecodable {
+                credential: credential_name,
+                namespace,
+                target,
+                reason: reason.to_string(),
+            }),
+        },
+    }
 }
 
 impl Decision {
@@ -403,6 +476,28 @@ impl Warnings {
             {
                 self.push(format!(
                     "secret {} cannot be decoded by the kubelet ({reason}); not injected for {lookup}",
+                    quote(name)
+                ));
+            }
+        }
+    }
+
+    /// Secrets that would serve the image if registry hosts were compared without case: the
+    /// kubelet compares them exactly, so they are not used.
+    fn case_only_mismatch(&mut self, ns: &NamespaceState, lookup: &str, chosen: &[Chosen]) {
+        let folded = fold_host_case(lookup);
+        let keyring = match (ns.case_folded_keyring(), &folded) {
+            (Some(keyring), _) => keyring,
+            (None, Cow::Owned(_)) => ns.keyring(),
+            (None, Cow::Borrowed(_)) => return,
+        };
+        let exact = ns.keyring().lookup(lookup);
+        for name in keyring.lookup(&folded) {
+            let used = exact.iter().any(|secret| secret == &name)
+                || chosen.iter().any(|secret| *secret.secret == **name);
+            if !used {
+                self.push(format!(
+                    "secret {} matches {lookup} only if case is ignored, and the kubelet compares registry hosts case-sensitively: not used; write the host in the same case in the image and in the secret's key",
                     quote(name)
                 ));
             }
@@ -496,17 +591,23 @@ fn patch_for(pod: &PodView, injected: &[Injection], description: &str) -> Patch 
         }
         _ => description.to_owned(),
     };
-    if pod.metadata.annotations.is_some() {
-        operations.push(add(
-            PointerBuf::from_tokens(["metadata", "annotations", INJECTED_ANNOTATION]),
-            Value::String(annotation),
-        ));
-    } else {
-        operations.push(add(
+    // A JSON patch `add` needs the parent to exist: create whatever level is missing.
+    operations.push(if !pod.metadata.present {
+        add(
+            PointerBuf::from_tokens(["metadata"]),
+            json!({ "annotations": { INJECTED_ANNOTATION: annotation } }),
+        )
+    } else if pod.metadata.annotations.is_none() {
+        add(
             PointerBuf::from_tokens(["metadata", "annotations"]),
             json!({ INJECTED_ANNOTATION: annotation }),
-        ));
-    }
+        )
+    } else {
+        add(
+            PointerBuf::from_tokens(["metadata", "annotations", INJECTED_ANNOTATION]),
+            Value::String(annotation),
+        )
+    });
     Patch(operations)
 }
 

@@ -1,7 +1,9 @@
-//! The pure admission, no I/O: the Pod fields it reads ([`pod`]), the decision ([`decision`])
-//! and the `admission.k8s.io/v1` AdmissionReview envelope around it ([`review`]).
+//! The pure admission, no I/O: the Pod fields it reads ([`pod`]), the decision ([`decision`]),
+//! the `admission.k8s.io/v1` AdmissionReview envelope around it ([`review`]), and the same
+//! decision applied to an existing pod stuck on a pull ([`recovery`]).
 //! May use `state` and `kubelet` (and `text`).
 
 pub mod decision;
 pub mod pod;
+pub mod recovery;
 pub mod review;

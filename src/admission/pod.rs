@@ -18,7 +18,7 @@ pub const INJECTED_ANNOTATION: &str = "pullsecret-injector.io/injected";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodView {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "read_metadata")]
     pub metadata: PodMeta,
     #[serde(default)]
     pub spec: Option<PodSpecView>,
@@ -27,6 +27,10 @@ pub struct PodView {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodMeta {
+    /// Whether the object has a `metadata` map at all (a pod template often has none): the
+    /// patch must then create it.
+    #[serde(skip)]
+    pub present: bool,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -40,6 +44,17 @@ pub struct PodMeta {
     /// patch must then create the map.
     #[serde(default, deserialize_with = "read_annotations")]
     pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// `metadata`, remembering that it was there; absent and `null` read as not present.
+fn read_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PodMeta, D::Error> {
+    let metadata = Option::<PodMeta>::deserialize(deserializer)?;
+    Ok(metadata
+        .map(|metadata| PodMeta {
+            present: true,
+            ..metadata
+        })
+        .unwrap_or_default())
 }
 
 fn read_labels<'de, D: Deserializer<'de>>(

@@ -39,6 +39,16 @@ pub enum CertsError {
     Generate(#[from] rcgen::Error),
 }
 
+impl CertsError {
+    /// [`NoNames`](CertsError::NoNames) is a usage error; the others stop a valid request.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CertsError::NoNames => 2,
+            CertsError::Io { .. } | CertsError::Generate(_) => 1,
+        }
+    }
+}
+
 /// Paths of the files written.
 #[derive(Debug, Clone)]
 pub struct CertFiles {

@@ -1,10 +1,15 @@
 //! The offline commands: `review`, `apply` and `explain`, over `--state` files.
 //!
 //! They share the webhook's state model and decision code, so what they print is what the
-//! webhook would do with the same cluster state.
+//! webhook would do with the same cluster state. Warnings go to stderr as `Warning: ...` lines,
+//! also where the input is probably not what the user meant (a namespace the state knows
+//! nothing about, a manifests file given as `--state`, an empty state): the answer would
+//! otherwise be a confident "no secret".
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
@@ -12,32 +17,60 @@ use serde_json::Value;
 
 use crate::admission::decision::decide;
 use crate::admission::pod::PodView;
-use crate::admission::review::{self, ReviewError};
+use crate::admission::review::{self, Outcome, ReviewError};
 use crate::cli::explain::{self, ImageExplanation};
-use crate::cluster::statefile::{self, InputError, Source};
-use crate::state::snapshot::ClusterState;
+use crate::cluster::statefile::{self, InputError, Source, SourceSummary};
+use crate::state::snapshot::{ClusterState, Copies};
+use crate::text::quote;
+
+/// Exit code of a command that could not complete for a reason other than its input: output
+/// that cannot be written, an internal error, an unreachable live cluster.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a usage or input error: flags, unreadable or invalid files, a review that is
+/// not one.
+pub const EXIT_INPUT: u8 = 2;
 
 /// Failures of an offline command; `exit_code` is what the process returns.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
     Input(#[from] InputError),
-    #[error("{0}")]
+    #[error("<stdin>: {0}")]
     Review(#[from] ReviewError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     #[error("cannot encode output: {0}")]
     Encode(String),
+    /// The patch made for a document did not apply to it: a bug, never to pass unnoticed.
+    #[error(
+        "{source_name}: document {document}: {object}: internal error: the injection's patch does not apply ({reason}); nothing was written"
+    )]
+    PatchFailed {
+        source_name: String,
+        document: usize,
+        object: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("live cluster: {0}")]
+    Cluster(String),
 }
 
 impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Input(_) => 2,
-            CommandError::Review(_) => 3,
-            CommandError::Output(_) | CommandError::Encode(_) => 1,
+            CommandError::Input(_) | CommandError::Review(_) | CommandError::Usage(_) => EXIT_INPUT,
+            CommandError::Output(_)
+            | CommandError::Encode(_)
+            | CommandError::PatchFailed { .. }
+            | CommandError::Cluster(_) => EXIT_FAILURE,
         }
     }
+}
+
+fn warn(warning: &str) {
+    eprintln!("Warning: {warning}");
 }
 
 #[derive(Debug, Clone, Args)]
@@ -49,7 +82,6 @@ pub struct StateArgs {
     #[arg(
         long = "state",
         value_name = "FILE",
-        required = true,
         env = "PULLSECRET_INJECTOR_STATE",
         value_delimiter = ','
     )]
@@ -61,12 +93,85 @@ pub struct StateArgs {
         env = "PULLSECRET_INJECTOR_OWN_NAMESPACE"
     )]
     pub own_namespace: Option<String>,
+    /// Answer as a webhook running the ClusterPullSecret controller (`serve
+    /// --enable-controller`): a ClusterPullSecret's copy counts in every namespace it selects,
+    /// even where it is not written yet. Without it, only copies that exist are injected.
+    #[arg(long, env = "PULLSECRET_INJECTOR_ENABLE_CONTROLLER")]
+    pub enable_controller: bool,
 }
 
 impl StateArgs {
-    fn load(&self) -> Result<std::sync::Arc<ClusterState>, InputError> {
-        statefile::load_state(&self.state_files, self.own_namespace.as_deref())
+    /// The state, after warning about sources that held something else and about a state
+    /// that holds nothing.
+    fn load(&self) -> Result<Arc<ClusterState>, CommandError> {
+        if self.state_files.is_empty() {
+            return Err(CommandError::Usage(
+                "--state FILE is required (only `explain pod/NAME` reads the live cluster)"
+                    .to_owned(),
+            ));
+        }
+        let copies = if self.enable_controller {
+            Copies::Controller
+        } else {
+            Copies::Manual
+        };
+        let (state, summaries) = statefile::load_state_summarized(
+            &self.state_files,
+            self.own_namespace.as_deref(),
+            copies,
+        )?;
+        for warning in state_warnings(&state, &summaries) {
+            warn(&warning);
+        }
+        Ok(state)
     }
+}
+
+/// Sources with objects state files do not use, and a state that holds nothing at all.
+pub fn state_warnings(state: &ClusterState, summaries: &[SourceSummary]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for summary in summaries
+        .iter()
+        .filter(|summary| !summary.ignored.is_empty())
+    {
+        let kinds: Vec<String> = summary
+            .ignored
+            .iter()
+            .map(|(kind, count)| format!("{count} {kind}"))
+            .collect();
+        let hint = if summary.read == 0 {
+            ": is it a manifests file? --state takes Secrets, Namespaces, PullSecretRules and ClusterPullSecrets"
+        } else {
+            ""
+        };
+        warnings.push(format!(
+            "{}: ignored objects that are not cluster state ({}){hint}",
+            summary.source_name,
+            kinds.join(", ")
+        ));
+    }
+    if holds_nothing(state) {
+        warnings.push(
+            "the state holds no registry-credential Secret, Namespace, PullSecretRule or ClusterPullSecret: every answer is \"no secret\"".to_owned(),
+        );
+    }
+    warnings
+}
+
+fn holds_nothing(state: &ClusterState) -> bool {
+    state.namespace_count() == 0 && state.credentials().is_empty()
+}
+
+/// A namespace the state knows nothing about, probably misspelt (not said again when the
+/// state holds nothing at all).
+pub fn unknown_namespace_warning(state: &ClusterState, namespace: &str) -> Option<String> {
+    if state.namespace(namespace).is_some() || holds_nothing(state) {
+        return None;
+    }
+    Some(format!(
+        "namespace {} does not appear in the state (no Namespace object, registry-credential Secret or PullSecretRule of it): only ClusterPullSecrets can serve it; is the name right?",
+        quote(namespace)
+    ))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -98,10 +203,16 @@ pub fn review(args: &ReviewArgs) -> Result<(), CommandError> {
             reason: error.to_string(),
         })?;
     let reviewed = review::review(&body, &state)?;
+    if reviewed.outcome != Outcome::NotApplicable
+        && let Some(warning) = unknown_namespace_warning(&state, &reviewed.namespace)
+    {
+        warn(&warning);
+    }
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &reviewed.response)
         .map_err(|e| CommandError::Encode(e.to_string()))?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -124,71 +235,147 @@ pub struct ApplyArgs {
 
 pub fn apply(args: &ApplyArgs) -> Result<(), CommandError> {
     let state = args.state.load()?;
+    let mut injector = Injector::new(&state);
     let mut rendered = Vec::new();
     for file in &args.manifests {
         let source = Source::from_arg(file);
-        for document in statefile::parse_documents(&source.name(), &source.read()?)? {
+        let source_name = source.name();
+        for document in statefile::parse_documents(&source_name, &source.read()?)? {
             let mut value = document.value;
-            inject_into_manifest(&mut value, &args.namespace.name, &state);
+            let at = Location {
+                source_name: &source_name,
+                document: document.number,
+            };
+            injector.inject(&mut value, &args.namespace.name, &at)?;
             rendered.push(
                 serde_yaml::to_string(&value).map_err(|e| CommandError::Encode(e.to_string()))?,
             );
         }
     }
+    for warning in injector.into_warnings() {
+        warn(&warning);
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(rendered.join("---\n").as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 
-/// Applies the decision to a Pod, to the pod template of a workload, or to every item of a
-/// List; any other document is left as it is.
-pub fn inject_into_manifest(manifest: &mut Value, default_namespace: &str, state: &ClusterState) {
-    let namespace = manifest
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or(default_namespace)
-        .to_owned();
-    let text_at = |pointer: &str| {
-        manifest
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (kind, name) = (text_at("/kind"), text_at("/metadata/name"));
-    let template_path = match kind.as_str() {
-        "Pod" => "",
+/// Where a document comes from, for messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Location<'a> {
+    pub source_name: &'a str,
+    /// 1-based, as in input errors.
+    pub document: usize,
+}
+
+/// Where the pod template of each workload kind is, as a JSON pointer (`""`: the Pod itself).
+pub fn pod_template_path(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some(""),
         "Deployment"
         | "StatefulSet"
         | "DaemonSet"
         | "ReplicaSet"
         | "Job"
-        | "ReplicationController" => "/spec/template",
-        "CronJob" => "/spec/jobTemplate/spec/template",
-        kind if kind.ends_with("List") => {
-            if let Some(Value::Array(items)) = manifest.get_mut("items") {
+        | "ReplicationController" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+/// Applies the decision to manifests, collecting what `apply` reports on stderr.
+pub struct Injector<'a> {
+    state: &'a ClusterState,
+    warnings: Vec<String>,
+    /// Namespaces of the pods seen, for one warning per unknown namespace at the end.
+    namespaces: BTreeSet<String>,
+}
+
+impl<'a> Injector<'a> {
+    pub fn new(state: &'a ClusterState) -> Injector<'a> {
+        Injector {
+            state,
+            warnings: Vec::new(),
+            namespaces: BTreeSet::new(),
+        }
+    }
+
+    /// Applies the decision to a Pod, to the pod template of a workload, or to every item of
+    /// a List; any other document is left as it is. A template that is not a readable pod
+    /// template is an input error; a patch that does not apply is an internal error.
+    pub fn inject(
+        &mut self,
+        manifest: &mut Value,
+        default_namespace: &str,
+        at: &Location<'_>,
+    ) -> Result<(), CommandError> {
+        let namespace = manifest
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|namespace| !namespace.is_empty())
+            .unwrap_or(default_namespace)
+            .to_owned();
+        let text_at = |pointer: &str| {
+            manifest
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (kind, name) = (text_at("/kind"), text_at("/metadata/name"));
+        let object = format!("{kind}/{name}");
+        let Some(template_path) = pod_template_path(&kind) else {
+            if kind.ends_with("List")
+                && let Some(Value::Array(items)) = manifest.get_mut("items")
+            {
                 for item in items {
-                    inject_into_manifest(item, &namespace, state);
+                    self.inject(item, &namespace, at)?;
                 }
             }
-            return;
-        }
-        _ => return,
-    };
-    let Some(template) = manifest.pointer_mut(template_path) else {
-        return;
-    };
-    let Ok(pod) = PodView::deserialize(&*template) else {
-        return;
-    };
-    let decision = decide(&pod, &namespace, state);
-    for warning in &decision.warnings {
-        eprintln!("Warning: {kind}/{name}: {warning}");
+            return Ok(());
+        };
+        let Some(template) = manifest.pointer_mut(template_path) else {
+            self.warnings.push(format!(
+                "{}: document {}: {object} has no pod template at {}; left unchanged",
+                at.source_name,
+                at.document,
+                template_path.trim_start_matches('/').replace('/', ".")
+            ));
+            return Ok(());
+        };
+        let pod = PodView::deserialize(&*template).map_err(|error| InputError::InvalidObject {
+            source_name: at.source_name.to_owned(),
+            document: at.document,
+            kind: "pod template",
+            reason: format!("{object}: {error}"),
+        })?;
+        self.namespaces.insert(namespace.clone());
+        let decision = decide(&pod, &namespace, self.state);
+        self.warnings.extend(
+            decision
+                .warnings
+                .iter()
+                .map(|warning| format!("{object}: {warning}")),
+        );
+        json_patch::patch(template, &decision.patch).map_err(|error| CommandError::PatchFailed {
+            source_name: at.source_name.to_owned(),
+            document: at.document,
+            object,
+            reason: error.to_string(),
+        })
     }
-    // The patch was made for this very document; if it did not apply, leave it untouched.
-    let mut patched = template.clone();
-    if json_patch::patch(&mut patched, &decision.patch).is_ok() {
-        *template = patched;
+
+    /// The warnings so far, then one per namespace the state knows nothing about.
+    pub fn into_warnings(self) -> Vec<String> {
+        let state = self.state;
+        let mut warnings = self.warnings;
+        warnings.extend(
+            self.namespaces
+                .iter()
+                .filter_map(|namespace| unknown_namespace_warning(state, namespace)),
+        );
+        warnings
     }
 }
 
@@ -209,13 +396,31 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Container images, as they would appear in a pod spec.
-    #[arg(value_name = "IMAGE", required = true)]
+    /// Container images, as they would appear in a pod spec; or one `pod/NAME`: that existing
+    /// pod, read with the namespace's state from the live cluster (KUBECONFIG, read-only;
+    /// without --state).
+    #[arg(value_name = "IMAGE|pod/NAME", required = true)]
     pub images: Vec<String>,
 }
 
 pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
+    if let Some(pod) = args
+        .images
+        .iter()
+        .find_map(|target| target.strip_prefix("pod/"))
+    {
+        if args.images.len() > 1 || !args.state.state_files.is_empty() {
+            return Err(CommandError::Usage(
+                "explain pod/NAME takes one pod and reads the live cluster: no images, no --state"
+                    .to_owned(),
+            ));
+        }
+        return explain_live_pod(args, pod);
+    }
     let state = args.state.load()?;
+    if let Some(warning) = unknown_namespace_warning(&state, &args.namespace.name) {
+        warn(&warning);
+    }
     let explanations: Vec<ImageExplanation> = args
         .images
         .iter()
@@ -234,5 +439,76 @@ pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
             }
         }
     }
+    out.flush()?;
     Ok(())
+}
+
+/// `explain -n NS pod/NAME` against the live cluster.
+fn explain_live_pod(args: &ExplainArgs, pod: &str) -> Result<(), CommandError> {
+    let namespace = args.namespace.name.as_str();
+    let own = args.state.own_namespace.as_deref();
+    let cluster = |error: &dyn std::fmt::Display| CommandError::Cluster(error.to_string());
+    // One TLS provider for the kube client, as `serve` installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cluster(&e))?;
+    let (pod, state) = runtime.block_on(async {
+        let client = kube::Client::try_default().await.map_err(|e| cluster(&e))?;
+        crate::cluster::live::load_pod(&client, namespace, pod, own)
+            .await
+            .map_err(|e| cluster(&e))
+    })?;
+    let explanation = crate::cli::pod_explain::explain_pod(&pod, &state, own);
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &explanation)
+                .map_err(|e| CommandError::Encode(e.to_string()))?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => write!(out, "{explanation}")?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_that_does_not_apply_is_a_one_line_internal_error() {
+        let error = CommandError::PatchFailed {
+            source_name: "m.yaml".to_owned(),
+            document: 3,
+            object: "Job/nightly".to_owned(),
+            reason: "path /metadata does not exist".to_owned(),
+        };
+        assert_eq!(error.exit_code(), EXIT_FAILURE);
+        let message = error.to_string();
+        assert!(
+            message.starts_with("m.yaml: document 3: Job/nightly: internal error"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn every_workload_kind_has_its_pod_template_path() {
+        for (kind, path) in [
+            ("Pod", Some("")),
+            ("Deployment", Some("/spec/template")),
+            ("StatefulSet", Some("/spec/template")),
+            ("DaemonSet", Some("/spec/template")),
+            ("ReplicaSet", Some("/spec/template")),
+            ("ReplicationController", Some("/spec/template")),
+            ("Job", Some("/spec/template")),
+            ("CronJob", Some("/spec/jobTemplate/spec/template")),
+            ("ConfigMap", None),
+            ("PodTemplate", None),
+        ] {
+            assert_eq!(pod_template_path(kind), path, "{kind}");
+        }
+    }
 }

@@ -219,6 +219,18 @@ fn verdict(secret: &str, key: &str, lookup: &str) -> KeyVerdict {
         ),
         Some(index_key) => match keyring::match_key(index_key, lookup) {
             KeyMatch::Matched => (true, "matched".to_owned()),
+            KeyMatch::LabelMismatch { .. }
+                if keyring::match_key(
+                    &keyring::fold_host_case(index_key),
+                    &keyring::fold_host_case(lookup),
+                ) == KeyMatch::Matched =>
+            {
+                (
+                    false,
+                    "host differs only in case: the kubelet compares registry hosts case-sensitively"
+                        .to_owned(),
+                )
+            }
             other => (false, mismatch_reason(&other)),
         },
     };
@@ -433,5 +445,37 @@ spec: {source: {namespace: infra, name: corp}, targetName: corp-pull}
         let system = explain_image("registry.corp.example/app", "kube-system", &state);
         assert!(system.result.is_empty());
         assert!(!system.cluster_credentials[0].serves_namespace);
+    }
+
+    #[test]
+    fn a_key_that_differs_only_in_case_says_so() {
+        let state = state_from_str(
+            "state.yaml",
+            r#"
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/dockerconfigjson
+metadata: {namespace: shop, name: mixed}
+stringData: {.dockerconfigjson: '{"auths": {"Registry.Example.com": {}, "other.example.com": {}}}'}
+"#,
+        )
+        .expect("valid state");
+        let explanation = explain_image("registry.example.com/app", "shop", &state);
+        let reasons: Vec<(&str, &str)> = explanation
+            .keys
+            .iter()
+            .map(|key| (key.key.as_str(), key.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("other.example.com", "host label 1 does not match the glob"),
+                (
+                    "Registry.Example.com",
+                    "host differs only in case: the kubelet compares registry hosts case-sensitively"
+                ),
+            ]
+        );
+        assert!(explanation.result.is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! flattened, so `kubectl get secrets,namespaces,pullsecretrules,clusterpullsecrets -A -o yaml
 //! > state.yaml` works as it is.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::state::crd::{ClusterPullSecret, GROUP, PullSecretRule};
-use crate::state::snapshot::{ClusterState, StateBuilder};
+use crate::state::snapshot::{ClusterState, Copies, StateBuilder};
 use crate::text::clip;
 
 #[derive(Debug, thiserror::Error)]
@@ -137,20 +138,48 @@ pub fn flatten_lists(value: Value, out: &mut Vec<Value>) {
     }
 }
 
+/// What one state source held: how many objects were read as state, and the kinds it held
+/// that state files do not use (a manifests file given as `--state` shows up here).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSummary {
+    pub source_name: String,
+    /// Secrets (of any type), Namespaces, PullSecretRules and ClusterPullSecrets.
+    pub read: usize,
+    /// Other objects, counted by kind (`<none>` for an object without one).
+    pub ignored: BTreeMap<String, usize>,
+}
+
 /// Builds cluster state from `--state` files: Secrets, Namespaces, PullSecretRules and
 /// ClusterPullSecrets; other kinds are ignored. `own_namespace` is the injector's namespace,
-/// which cluster credentials never serve.
+/// which cluster credentials never serve; `copies` says whether a controller writes the
+/// ClusterPullSecrets' copies.
 pub fn load_state(
     paths: &[PathBuf],
     own_namespace: Option<&str>,
+    copies: Copies,
 ) -> Result<Arc<ClusterState>, InputError> {
+    load_state_summarized(paths, own_namespace, copies).map(|(state, _)| state)
+}
+
+/// [`load_state`], with what each source held.
+pub fn load_state_summarized(
+    paths: &[PathBuf],
+    own_namespace: Option<&str>,
+    copies: Copies,
+) -> Result<(Arc<ClusterState>, Vec<SourceSummary>), InputError> {
     let mut builder = StateBuilder::new();
     builder.set_own_namespace(own_namespace);
+    builder.set_copies(copies);
+    let mut summaries = Vec::with_capacity(paths.len());
     for path in paths {
         let source = Source::from_arg(path);
-        add_state_text(&mut builder, &source.name(), &source.read()?)?;
+        summaries.push(add_state_text(
+            &mut builder,
+            &source.name(),
+            &source.read()?,
+        )?);
     }
-    Ok(builder.snapshot())
+    Ok((builder.snapshot(), summaries))
 }
 
 /// Cluster state from one text in state-file form (used by tests and benchmarks too).
@@ -164,7 +193,11 @@ fn add_state_text(
     builder: &mut StateBuilder,
     source_name: &str,
     text: &str,
-) -> Result<(), InputError> {
+) -> Result<SourceSummary, InputError> {
+    let mut summary = SourceSummary {
+        source_name: source_name.to_owned(),
+        ..SourceSummary::default()
+    };
     for document in parse_documents(source_name, text)? {
         let mut objects = Vec::new();
         flatten_lists(document.value, &mut objects);
@@ -221,11 +254,16 @@ fn add_state_text(
                         })?;
                     builder.apply_cluster_pull_secret(&resource);
                 }
-                _ => {}
+                kind => {
+                    let kind = kind.unwrap_or("<none>").to_owned();
+                    *summary.ignored.entry(kind).or_default() += 1;
+                    continue;
+                }
             }
+            summary.read += 1;
         }
     }
-    Ok(())
+    Ok(summary)
 }
 
 #[cfg(test)]

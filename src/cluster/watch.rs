@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
-use crate::state::snapshot::{ClusterState, SecretType, StateBuilder};
+use crate::state::snapshot::{ClusterState, Copies, SecretType, StateBuilder};
 use crate::telemetry::Metrics;
 
 /// The watches the server runs; each reports ready after its first complete list.
@@ -93,7 +93,9 @@ pub struct ClusterCache {
     snapshot: ArcSwap<ClusterState>,
     watches: [WatchHealth; 5],
     own_namespace: Option<String>,
+    copies: Copies,
     namespace_changes: tokio::sync::watch::Sender<u64>,
+    snapshot_changes: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -120,13 +122,27 @@ impl ClusterCache {
             snapshot: ArcSwap::from_pointee(ClusterState::default()),
             watches: Default::default(),
             own_namespace,
+            copies: Copies::default(),
             namespace_changes: tokio::sync::watch::Sender::new(0),
+            snapshot_changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Who writes the copies of ClusterPullSecrets: [`Copies::Manual`] when this server runs
+    /// no controller.
+    pub fn with_copies(mut self, copies: Copies) -> ClusterCache {
+        self.copies = copies;
+        self
     }
 
     /// Notified after a snapshot with changed namespaces has been published.
     pub fn namespace_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.namespace_changes.subscribe()
+    }
+
+    /// Notified after every published snapshot.
+    pub fn snapshot_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.snapshot_changes.subscribe()
     }
 
     pub fn snapshot(&self) -> Arc<ClusterState> {
@@ -263,6 +279,7 @@ async fn apply_changes(
 ) {
     let mut builder = StateBuilder::new();
     builder.set_own_namespace(cache.own_namespace.as_deref());
+    builder.set_copies(cache.copies);
     let mut relist = Relist::default();
     // Batching keeps bursts (a relist, a mass rollout of secrets) to one publish per batch.
     let mut batches = std::pin::pin!(changes.ready_chunks(512));
@@ -303,9 +320,13 @@ async fn apply_changes(
         for kind in WatchKind::ALL {
             metrics.observe_watch_sync(kind.label(), cache.is_in_sync(kind), cache.last_sync(kind));
         }
+        metrics
+            .cluster_pull_secrets
+            .set(snapshot.credentials().len() as i64);
         if builder.take_namespace_changes() {
             cache.namespace_changes.send_modify(|count| *count += 1);
         }
+        cache.snapshot_changes.send_modify(|count| *count += 1);
     }
 }
 

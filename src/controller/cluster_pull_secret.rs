@@ -121,9 +121,10 @@ pub async fn run(
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     lease: LeaseConfig,
+    terms: watch::Sender<Term>,
     stop: watch::Receiver<bool>,
 ) {
-    let (terms, term) = watch::channel(Term::Follower);
+    let term = terms.subscribe();
     let (release, released) = watch::channel(false);
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
@@ -612,6 +613,7 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
     let ready = report.readiness(resource, source.is_some());
     report_new_problems(context, resource, &report).await;
     update_status(context, resource, report, ready.clone()).await?;
+    context.metrics.observe_reconcile_completed();
     Ok(Action::requeue(context.next_attempt(&name, ready.0)))
 }
 

@@ -107,6 +107,31 @@ fn urls_match(index_key: &[u8], lookup: &[u8]) -> KeyMatch {
     KeyMatch::Matched
 }
 
+/// `text` (an auths key or a lookup string) with the ASCII letters of its host lowercased; the
+/// host is what follows an `https://` or `http://` prefix, up to the first `/`.
+///
+/// The kubelet compares hosts case-sensitively (`url.Parse` keeps their case, `filepath.Match`
+/// is exact), so `Registry.example.com` and `registry.example.com` never match each other.
+/// Matching the folded forms tells users when a key misses an image only because of case.
+/// Borrowed when the host has no uppercase letter.
+pub fn fold_host_case(text: &str) -> Cow<'_, str> {
+    let start = ["https://", "http://"]
+        .iter()
+        .find(|prefix| text.starts_with(*prefix))
+        .map_or(0, |prefix| prefix.len());
+    let end = text[start..].find('/').map_or(text.len(), |at| start + at);
+    let host = &text[start..end];
+    if !host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(format!(
+        "{}{}{}",
+        &text[..start],
+        host.to_ascii_lowercase(),
+        &text[end..]
+    ))
+}
+
 /// Whether the kubelet would fall back to Docker Hub credentials for this lookup string
 /// (`isDefaultRegistryMatch`): its first `/`-separated component is non-empty and either there
 /// is no `/` at all, or the component is `docker.io` or `index.docker.io`, or it contains

@@ -19,11 +19,14 @@ use axum::extract::Request;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use crate::telemetry::Metrics;
 
 /// During the drain, how long a connection with no request in progress stays open for one to
 /// arrive.
@@ -71,6 +74,7 @@ pub async fn serve(
     tls_config: Arc<rustls::ServerConfig>,
     router: Router,
     limits: ConnectionLimits,
+    metrics: Metrics,
     stop: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls_config);
@@ -78,7 +82,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         async move { acceptor.accept(tcp).await }
     };
-    accept_loop(listener, router, limits, stop, handshake).await;
+    accept_loop(listener, router, limits, Some(metrics), stop, handshake).await;
 }
 
 /// Serves plain HTTP on `listener`, like [`serve`].
@@ -89,13 +93,16 @@ pub async fn serve_plain(
     stop: watch::Receiver<bool>,
 ) {
     let handshake = |tcp: TcpStream| async move { Ok(tcp) };
-    accept_loop(listener, router, limits, stop, handshake).await;
+    accept_loop(listener, router, limits, None, stop, handshake).await;
 }
 
+/// With `max_connections` open, new clients wait in the kernel's accept queue until one
+/// closes; `metrics` (the webhook's listener) counts those waits and the open connections.
 async fn accept_loop<H, F, S>(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    metrics: Option<Metrics>,
     mut stop: watch::Receiver<bool>,
     handshake: H,
 ) where
@@ -107,11 +114,20 @@ async fn accept_loop<H, F, S>(
     // Every connection task holds a sender; `recv` returns None once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => permit,
-            _ = stop.wait_for(|stop| *stop) => break,
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(metrics) = &metrics {
+                    metrics.connection_limit_reached.inc();
+                }
+                let permit = tokio::select! {
+                    permit = Arc::clone(&slots).acquire_owned() => permit,
+                    _ = stop.wait_for(|stop| *stop) => break,
+                };
+                let Ok(permit) = permit else { break };
+                permit
+            }
         };
-        let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => break,
@@ -130,9 +146,13 @@ async fn accept_loop<H, F, S>(
         let router = router.clone();
         let stop = stop.clone();
         let open = open.clone();
+        let counted = metrics
+            .as_ref()
+            .map(|metrics| OpenConnection::new(&metrics.webhook_connections));
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
+            let _counted = counted;
             let stream = match tokio::time::timeout(limits.handshake_timeout, handshake(tcp)).await
             {
                 Ok(Ok(stream)) => stream,
@@ -258,6 +278,22 @@ impl Activity {
     }
 }
 
+/// One open connection in the gauge, for as long as it lives.
+struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    fn new(gauge: &Gauge) -> OpenConnection {
+        gauge.inc();
+        OpenConnection(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
@@ -273,15 +309,23 @@ mod tests {
     use crate::cli::certs::{CertsArgs, generate};
     use crate::server::tls::{CertificateStore, server_config};
 
+    /// Bounds a wait that only a bug leaves unfinished; never a measure of speed.
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
     struct Server {
         addr: SocketAddr,
         stop: watch::Sender<bool>,
         done: tokio::task::JoinHandle<()>,
         connector: tokio_rustls::TlsConnector,
+        metrics: Metrics,
         _dir: tempfile::TempDir,
     }
 
     async fn start() -> Server {
+        start_with(ConnectionLimits::default()).await
+    }
+
+    async fn start_with(limits: ConnectionLimits) -> Server {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let dir = tempfile::tempdir().expect("temp dir");
         let files = generate(&CertsArgs {
@@ -307,11 +351,13 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let router = Router::new().route("/mutate", post(|| async { "answered" }));
         let (stop, stopped) = watch::channel(false);
+        let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
         let done = tokio::spawn(serve(
             listener,
             Arc::new(config),
             router,
-            ConnectionLimits::default(),
+            limits,
+            metrics.clone(),
             stopped,
         ));
         Server {
@@ -319,21 +365,39 @@ mod tests {
             stop,
             done,
             connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            metrics,
             _dir: dir,
+        }
+    }
+
+    /// Polls `condition` until it holds; panics (naming `what`) only after [`HANG_GUARD`].
+    async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + HANG_GUARD;
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     impl Server {
         async fn connect(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
             let tcp = TcpStream::connect(self.addr).await.expect("connect");
+            self.handshake(tcp).await
+        }
+
+        fn handshake(
+            &self,
+            tcp: TcpStream,
+        ) -> impl Future<Output = tokio_rustls::client::TlsStream<TcpStream>> + use<> {
             let name = ServerName::IpAddress(self.addr.ip().into());
-            self.connector.connect(name, tcp).await.expect("handshake")
+            let connect = self.connector.connect(name, tcp);
+            async move { connect.await.expect("handshake") }
         }
 
         /// Stops accepting and waits (polling) until new connections are refused.
         async fn stop_accepting(&self) {
             self.stop.send(true).expect("stop");
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let deadline = tokio::time::Instant::now() + HANG_GUARD;
             while TcpStream::connect(self.addr).await.is_ok() {
                 assert!(
                     tokio::time::Instant::now() < deadline,
@@ -344,15 +408,32 @@ mod tests {
         }
     }
 
-    async fn exchange(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
-        stream
-            .write_all(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-            .await
-            .expect("write");
+    const REQUEST: &[u8] = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+
+    /// Sends one request and reads the whole response (the router answers `answered`), leaving
+    /// the connection open for the next.
+    async fn request(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+        stream.write_all(REQUEST).await.expect("write");
         let mut response = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        let mut buffer = [0u8; 4096];
+        while !response.ends_with(b"answered") {
+            let read = tokio::time::timeout(HANG_GUARD, stream.read(&mut buffer))
+                .await
+                .expect("an answer")
+                .expect("read");
+            assert!(read > 0, "closed mid-response: {response:?}");
+            response.extend_from_slice(&buffer[..read]);
+        }
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// Sends one request and reads until the server closes the connection.
+    async fn exchange(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+        stream.write_all(REQUEST).await.expect("write");
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(HANG_GUARD, stream.read_to_end(&mut response))
             .await
-            .expect("response in time");
+            .expect("the connection is closed after the response");
         String::from_utf8_lossy(&response).into_owned()
     }
 
@@ -364,14 +445,8 @@ mod tests {
         let mut fresh = server.connect().await;
         // Keep-alive: one request served before the drain, the next one during it.
         let mut kept = server.connect().await;
-        kept.write_all(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-            .await
-            .expect("write");
-        let mut first = [0u8; 12];
-        kept.read_exact(&mut first).await.expect("first response");
-        assert_eq!(&first, b"HTTP/1.1 200");
-        let mut buffer = [0u8; 4096];
-        let _ = tokio::time::timeout(Duration::from_millis(200), kept.read(&mut buffer)).await;
+        let first = request(&mut kept).await;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
 
         server.stop_accepting().await;
         for stream in [&mut fresh, &mut kept] {
@@ -379,7 +454,7 @@ mod tests {
             assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
             assert!(response.ends_with("answered"), "{response:?}");
         }
-        tokio::time::timeout(Duration::from_secs(10), server.done)
+        tokio::time::timeout(HANG_GUARD, server.done)
             .await
             .expect("serve returns once the connections are closed")
             .expect("serve task");
@@ -391,14 +466,60 @@ mod tests {
         let mut silent = server.connect().await;
         server.stop_accepting().await;
         let mut buffer = Vec::new();
-        let read = tokio::time::timeout(DRAIN_GRACE * 10, silent.read_to_end(&mut buffer))
+        let read = tokio::time::timeout(HANG_GUARD, silent.read_to_end(&mut buffer))
             .await
-            .expect("closed within the grace");
+            .expect("closed after the grace");
         assert!(read.is_err() || buffer.is_empty(), "{buffer:?}");
-        tokio::time::timeout(Duration::from_secs(10), server.done)
+        tokio::time::timeout(HANG_GUARD, server.done)
             .await
             .expect("serve returns")
             .expect("serve task");
+    }
+
+    #[tokio::test]
+    async fn clients_beyond_max_connections_wait_until_a_connection_closes() {
+        let server = start_with(ConnectionLimits {
+            max_connections: 2,
+            ..ConnectionLimits::default()
+        })
+        .await;
+        let mut first = server.connect().await;
+        let mut second = server.connect().await;
+        for stream in [&mut first, &mut second] {
+            let response = request(stream).await;
+            assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+        }
+        // Two open: the accept loop finds no free slot and stops accepting.
+        let metrics = &server.metrics;
+        wait_until("the listener reports the limit reached", || {
+            metrics.connection_limit_reached.get() == 1
+        })
+        .await;
+        assert_eq!(metrics.webhook_connections.get(), 2);
+
+        // A third client gets a TCP connection from the kernel's queue, and its handshake
+        // waits there until a slot is free.
+        let tcp = TcpStream::connect(server.addr).await.expect("queued");
+        let third = tokio::spawn(server.handshake(tcp));
+        // The connections being served keep being served meanwhile.
+        let response = request(&mut second).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+        assert_eq!(metrics.webhook_connections.get(), 2);
+        assert_eq!(metrics.connection_limit_reached.get(), 1);
+
+        drop(first);
+        let mut third = tokio::time::timeout(HANG_GUARD, third)
+            .await
+            .expect("accepted once a slot is free")
+            .expect("handshake task");
+        let response = request(&mut third).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+        // Back at the limit: the loop waits again, with two open.
+        wait_until("the listener reports the limit reached again", || {
+            metrics.connection_limit_reached.get() == 2
+        })
+        .await;
+        assert_eq!(metrics.webhook_connections.get(), 2);
     }
 
     /// The admin port: headers that never finish, or grow past the buffer limit, end the

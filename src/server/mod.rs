@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cluster::watch::ClusterCache;
+use crate::controller::leader::{Leadership, Term};
+use crate::controller::pod_recovery::RecoveryConfig;
+use crate::state::snapshot::Copies;
 use crate::telemetry::{LogFormat, Metrics};
 
 pub use listener::ConnectionLimits;
@@ -99,6 +102,8 @@ pub struct ServeArgs {
 pub struct ControllerArgs {
     /// Run the ClusterPullSecret controller. Every replica still serves admission; only the
     /// one holding the Lease writes. Needs write access to Secrets, Leases and Events.
+    /// Without it, a ClusterPullSecret injects its `targetName` only where a Secret of that
+    /// name exists (copied by hand or another tool).
     #[arg(
         long,
         default_value_t = false,
@@ -125,6 +130,35 @@ pub struct ControllerArgs {
     /// How long a Lease holder that stopped renewing keeps it.
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_LEASE_DURATION")]
     pub lease_duration: Duration,
+    /// Evict pods stuck in ErrImagePull/ImagePullBackOff that a secret now fixes (their
+    /// controller recreates them with it); bare pods only get an Event. Needs
+    /// --enable-controller, and pods list/watch and pods/eviction create. Off by default:
+    /// evicting workloads is a disruptive write an admin turns on knowingly.
+    #[arg(
+        long,
+        default_value_t = false,
+        requires = "enable_controller",
+        env = "PULLSECRET_INJECTOR_RECOVER_STUCK_PODS"
+    )]
+    pub recover_stuck_pods: bool,
+    /// How often the Lease holder sweeps copies whose ClusterPullSecret went without its
+    /// finalizer (removed by hand, or force-deleted).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_ORPHAN_SWEEP_INTERVAL")]
+    pub orphan_sweep_interval: Duration,
+    /// At most one recovery eviction per this interval, cluster-wide.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_RECOVERY_EVICTION_INTERVAL")]
+    pub recovery_eviction_interval: Duration,
+}
+
+impl ServeArgs {
+    /// The webhook listener's limits, as the flags set them.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            ..ConnectionLimits::default()
+        }
+    }
 }
 
 impl ControllerArgs {
@@ -285,8 +319,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")?;
+    // The same configuration without the client's retries of 429/5xx answers: a refused
+    // eviction must come back as a refusal.
+    let evictions = {
+        let mut config = kube::Config::infer()
+            .await
+            .context("cannot configure the Kubernetes client (KUBECONFIG or in-cluster)")?;
+        config.default_retry = false;
+        kube::Client::try_from(config).context("cannot build the Kubernetes client")?
+    };
     let own_namespace = args.own_namespace.clone().filter(|ns| !ns.is_empty());
-    let cache = Arc::new(ClusterCache::new(own_namespace.clone()));
+    let copies = if args.controller.enable_controller {
+        Copies::Controller
+    } else {
+        Copies::Manual
+    };
+    let cache = Arc::new(ClusterCache::new(own_namespace.clone()).with_copies(copies));
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
 
     let webhook_listener = TcpListener::bind(args.listen)
@@ -306,11 +354,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let controller = args.controller.enable_controller.then(|| {
         let lease = args.controller.lease(own_namespace.as_deref());
         tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "ClusterPullSecret controller enabled; competing for the lease");
+        // Every writer of the Lease holder follows the same terms (and stops writing when one
+        // runs out, whatever its calls are doing).
+        let (terms, _) = watch::channel(Term::Follower);
+        let leadership = || Leadership::new(terms.subscribe());
+        tokio::spawn(crate::controller::orphans::run(
+            client.clone(),
+            metrics.clone(),
+            args.controller.orphan_sweep_interval,
+            leadership(),
+        ));
+        if args.controller.recover_stuck_pods {
+            tracing::info!("recovery of pods stuck on pulls enabled (Lease holder only)");
+            tokio::spawn(crate::controller::pod_recovery::run(
+                client.clone(),
+                evictions.clone(),
+                Arc::clone(&cache),
+                metrics.clone(),
+                RecoveryConfig {
+                    own_namespace: own_namespace.clone(),
+                    eviction_interval: args.controller.recovery_eviction_interval,
+                },
+                lease.identity.clone(),
+                leadership(),
+            ));
+        }
         tokio::spawn(crate::controller::cluster_pull_secret::run(
             client,
             Arc::clone(&cache),
             metrics.clone(),
             lease,
+            terms,
             controller_stop,
         ))
     });
@@ -338,16 +412,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
 
     let (stop_accepting, accepting) = watch::channel(false);
-    let limits = ConnectionLimits {
-        idle_timeout: args.idle_timeout,
-        max_connections: args.max_connections,
-        ..ConnectionLimits::default()
-    };
     let server = tokio::spawn(listener::serve(
         webhook_listener,
         Arc::new(tls_config),
         webhook_router(app),
-        limits,
+        args.connection_limits(),
+        metrics.clone(),
         accepting,
     ));
 
@@ -400,5 +470,70 @@ impl Signals {
             _ = self.terminate.recv() => {}
             _ = self.interrupt.recv() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let args = [
+            "serve",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+        ];
+        Command::try_parse_from(args.iter().chain(extra))
+            .expect("valid flags")
+            .serve
+    }
+
+    #[test]
+    fn the_connection_flags_reach_the_listener() {
+        let limits =
+            serve_args(&["--max-connections", "3", "--idle-timeout", "95s"]).connection_limits();
+        assert_eq!(limits.max_connections, 3);
+        assert_eq!(limits.idle_timeout, Duration::from_secs(95));
+        let defaults = serve_args(&[]).connection_limits();
+        assert_eq!(defaults.max_connections, 4096);
+        assert_eq!(defaults.idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_lease_defaults_to_the_own_namespace_and_renews_every_third() {
+        let lease = |extra: &[&str], own: Option<&str>| serve_args(extra).controller.lease(own);
+        assert_eq!(lease(&[], None).namespace, "default");
+        assert_eq!(lease(&[], Some("injector")).namespace, "injector");
+        assert_eq!(
+            lease(&["--lease-namespace", "leases"], Some("injector")).namespace,
+            "leases"
+        );
+        let defaults = lease(&[], None);
+        assert_eq!(defaults.name, "pullsecret-injector-controller");
+        assert!(
+            defaults
+                .identity
+                .ends_with(&format!("-{}", std::process::id())),
+            "hostname-pid: {}",
+            defaults.identity
+        );
+        assert_eq!(defaults.lease_duration, Duration::from_secs(15));
+        assert_eq!(defaults.retry_period(), Duration::from_secs(3));
+        let custom = lease(
+            &["--lease-identity", "pod-a", "--lease-duration", "30s"],
+            None,
+        );
+        assert_eq!(custom.identity, "pod-a");
+        assert_eq!(custom.retry_period(), Duration::from_secs(6));
     }
 }

@@ -375,4 +375,30 @@ mod tests {
                 .starts_with("cannot read /nonexistent/tls.crt")
         );
     }
+
+    #[test]
+    fn an_rsa_pair_is_served_as_well_as_an_ecdsa_one() {
+        // `certs` makes ECDSA pairs; an RSA pair comes from openssl (needed, never skipped).
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl is needed to make an RSA test certificate");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let store = CertificateStore::new(cert, key);
+        let provider = rustls::crypto::ring::default_provider();
+        assert!(store.reload(&provider).expect("an RSA pair loads"));
+        assert!(store.expiry().is_some());
+    }
 }

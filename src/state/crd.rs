@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use kube::CustomResource;
 use kube::core::CustomResourceExt;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 pub const GROUP: &str = "pullsecret-injector.io";
 /// Label on every Secret the controller writes.
@@ -19,6 +20,44 @@ pub const MANAGED_BY_VALUE: &str = "pullsecret-injector";
 pub const OWNER_LABEL: &str = "pullsecret-injector.io/cluster-pull-secret";
 /// Namespaces a ClusterPullSecret never serves, whatever its selector says.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// A Secret name (a DNS subdomain), as the apiserver requires it.
+const OBJECT_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A namespace name (a DNS label).
+const NAMESPACE_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Most registry patterns one resource may list; bounds the apiserver's cost of the rules below.
+const MAX_REGISTRY_PATTERNS: usize = 64;
+
+/// Schema of a list of registry patterns: what the apiserver refuses instead of storing a
+/// pattern that can never match an image. The kubelet's keyring strips a scheme from the
+/// *keys of a Secret*, but a pattern with a scheme or an API path (`https://r.example/v2/`) is
+/// a pasted URL, and whitespace never occurs in an image reference.
+fn registry_patterns(schema: &mut Schema) {
+    schema.insert("minItems".to_owned(), json!(1));
+    schema.insert("maxItems".to_owned(), json!(MAX_REGISTRY_PATTERNS));
+    schema.insert(
+        "items".to_owned(),
+        json!({"type": "string", "minLength": 1, "maxLength": 255}),
+    );
+    schema.insert(
+        "x-kubernetes-validations".to_owned(),
+        json!([
+            {
+                "rule": "self.all(r, !r.contains('://'))",
+                "message": "a registry pattern has no scheme: write registry.example.com, not https://registry.example.com"
+            },
+            {
+                "rule": "self.all(r, !r.matches('\\\\s'))",
+                "message": "a registry pattern contains no whitespace"
+            },
+            {
+                "rule": "self.all(r, !r.matches('^[^/]+/v[12]/?$'))",
+                "message": "a registry pattern names images, not the registry API: write registry.example.com, not registry.example.com/v2/"
+            }
+        ]),
+    );
+}
 
 /// Maps registries to pull secrets of this namespace, on top of or instead of discovery.
 ///
@@ -66,12 +105,13 @@ pub struct PullSecretRuleSpec {
     /// Registry patterns in the kubelet's key syntax, matched exactly as the kubelet matches
     /// the keys of a dockerconfigjson: a host whose labels may be globs (`*.example.com`), an
     /// optional port that must be equal (`registry.example.com:5000`), and an optional path
-    /// prefix (`quay.io/team`). `docker.io` matches Docker Hub images.
-    #[schemars(length(min = 1))]
+    /// prefix (`quay.io/team`). `docker.io` matches Docker Hub images. No scheme, no
+    /// whitespace, no registry API path (`/v2/`).
+    #[schemars(transform = registry_patterns)]
     pub registries: Vec<String>,
     /// Names of Secrets in this namespace to inject for matching images. A missing or
     /// undecodable Secret is never injected; the pod gets an admission warning instead.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN)))]
     pub secrets: Vec<String>,
     /// `add` (default): inject these as well as what discovery finds. `exclusive`: for matching
     /// images inject only these, ignoring discovery and cluster credentials.
@@ -162,11 +202,14 @@ pub struct ClusterPullSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
     /// Registry patterns (kubelet key syntax) the credential is injected for. Absent: the
-    /// registries of the source Secret's own keys.
+    /// registries of the source Secret's own keys. No scheme, no whitespace, no registry API
+    /// path (`/v2/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = registry_patterns)]
     pub registries: Option<Vec<String>>,
-    /// Name of the copies. Absent: the ClusterPullSecret's own name.
+    /// Name of the copies (a Secret name). Absent: the ClusterPullSecret's own name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub target_name: Option<String>,
 }
 
@@ -174,10 +217,10 @@ pub struct ClusterPullSecretSpec {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
 pub struct SourceSecret {
     /// Namespace of the source Secret.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = NAMESPACE_NAME_PATTERN))]
     pub namespace: String,
     /// Name of the source Secret.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 
@@ -427,6 +470,84 @@ mod tests {
             assert!(
                 committed == generated,
                 "charts/pullsecret-injector/crds/{file} is stale: run `make crds` and commit it"
+            );
+        }
+    }
+
+    /// Every property under `spec` (and `status`) with a description, recursively: what
+    /// `kubectl explain` shows.
+    fn undescribed(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+            return;
+        };
+        for (name, property) in properties {
+            let path = format!("{path}.{name}");
+            if property.get("description").is_none() {
+                out.push(path.clone());
+            }
+            undescribed(property, &path, out);
+            if let Some(items) = property.get("items") {
+                undescribed(items, &path, out);
+            }
+        }
+    }
+
+    #[test]
+    fn kubectl_get_and_explain_have_what_the_readme_promises() {
+        use kube::CustomResourceExt;
+        let crds = [
+            (
+                PullSecretRule::crd(),
+                "psr",
+                &["Mode", "Registries", "Secrets"][..],
+            ),
+            (
+                ClusterPullSecret::crd(),
+                "cps",
+                &["Source", "Ready", "Namespaces", "Conflicts"][..],
+            ),
+        ];
+        for (crd, short, columns) in crds {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            assert_eq!(crd.spec.group, GROUP, "{name}");
+            assert_eq!(
+                crd.spec.names.short_names,
+                Some(vec![short.to_owned()]),
+                "{name}"
+            );
+            let version = &crd.spec.versions[0];
+            assert_eq!(version.name, "v1alpha1");
+            let shown: Vec<&str> = version
+                .additional_printer_columns
+                .iter()
+                .flatten()
+                .map(|column| column.name.as_str())
+                .collect();
+            for column in columns {
+                assert!(
+                    shown.contains(column),
+                    "{name}: no {column} column in {shown:?}"
+                );
+            }
+            let schema = serde_json::to_value(
+                version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                    .expect("schema"),
+            )
+            .expect("JSON");
+            // `kubectl explain <kind>.spec` documents every field.
+            let mut missing = Vec::new();
+            undescribed(&schema["properties"]["spec"], "spec", &mut missing);
+            assert_eq!(
+                missing,
+                Vec::<String>::new(),
+                "{name}: fields without a description"
+            );
+            assert!(
+                schema["properties"]["spec"].get("description").is_some(),
+                "{name}"
             );
         }
     }

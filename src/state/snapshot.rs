@@ -6,6 +6,7 @@
 //! share behind an `Arc`; [`StateBuilder`] is the mutable side that watch events and state files
 //! write into, and it republishes only the namespaces that changed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Deref;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 
 use crate::kubelet::dockerconfig::{self, DecodeError};
-use crate::kubelet::keyring::Keyring;
+use crate::kubelet::keyring::{Keyring, fold_host_case};
 use crate::state::crd::{
     ClusterPullSecret, LabelSelector, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL,
     PullSecretRule, RuleMode, SYSTEM_NAMESPACES,
@@ -248,6 +249,9 @@ pub struct NamespaceState {
     rules: Vec<Arc<Rule>>,
     secrets: Arc<SecretMap>,
     keyring: Keyring<SecretName>,
+    /// The keyring over keys with their hosts lowercased, only when some key's host has an
+    /// uppercase letter (rare, so boxed): for the warning that case alone made a key miss.
+    case_folded: Option<Box<Keyring<SecretName>>>,
     undecodable: Keyring<SecretName>,
     undecodable_unknown_registries: Vec<SecretName>,
 }
@@ -266,6 +270,20 @@ impl NamespaceState {
             )
         };
         let keyring = keyring_of(true);
+        let usable = || secrets.iter().filter(|(_, secret)| secret.is_usable());
+        let case_folded = usable()
+            .flat_map(|(_, secret)| secret.registries())
+            .any(|key| matches!(fold_host_case(key), Cow::Owned(_)))
+            .then(|| {
+                Box::new(Keyring::new(usable().map(|(name, secret)| {
+                    let folded: Vec<String> = secret
+                        .registries()
+                        .iter()
+                        .map(|key| fold_host_case(key).into_owned())
+                        .collect();
+                    (SecretName::clone(name), folded)
+                })))
+            });
         let undecodable = keyring_of(false);
         let undecodable_unknown_registries = secrets
             .iter()
@@ -279,6 +297,7 @@ impl NamespaceState {
             rules: entry.rules.values().cloned().collect(),
             secrets,
             keyring,
+            case_folded,
             undecodable,
             undecodable_unknown_registries,
         }
@@ -316,6 +335,12 @@ impl NamespaceState {
     /// The kubelet keyring over every decodable secret of the namespace.
     pub fn keyring(&self) -> &Keyring<SecretName> {
         &self.keyring
+    }
+
+    /// The keyring over every decodable secret with the hosts of its keys lowercased; `None`
+    /// when no key's host has an uppercase letter (then it would equal [`Self::keyring`]).
+    pub fn case_folded_keyring(&self) -> Option<&Keyring<SecretName>> {
+        self.case_folded.as_deref()
     }
 
     /// A keyring over the registries undecodable secrets appear to be meant for.
@@ -390,12 +415,26 @@ impl ClusterCredential {
     }
 }
 
+/// Who writes the copies of ClusterPullSecrets, which decides when a copy can be counted on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Copies {
+    /// The controller (`serve --enable-controller`): a copy counts in every selected namespace,
+    /// also before it has been written (the kubelet retries the pull until it is), and a Secret
+    /// of that name the controller does not manage is a conflict, never injected for it.
+    #[default]
+    Controller,
+    /// No controller: a ClusterPullSecret injects a Secret named `targetName` only where one
+    /// exists, whoever made it (by hand, another tool); where none exists the pod is warned.
+    Manual,
+}
+
 /// An immutable snapshot of the cluster, as the admission decision sees it.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterState {
     namespaces: HashMap<String, Arc<NamespaceState>>,
     credentials: Arc<Vec<ClusterCredential>>,
     own_namespace: Option<Arc<str>>,
+    copies: Copies,
 }
 
 impl ClusterState {
@@ -407,6 +446,11 @@ impl ClusterState {
     /// The injector's own namespace, never served by cluster credentials.
     pub fn own_namespace(&self) -> Option<&str> {
         self.own_namespace.as_deref()
+    }
+
+    /// Who writes the copies of ClusterPullSecrets.
+    pub fn copies(&self) -> Copies {
+        self.copies
     }
 
     /// Whether a namespace selector selects `namespace`. System namespaces, the injector's
@@ -505,6 +549,7 @@ pub struct StateBuilder {
     namespaces: HashMap<String, NamespaceEntry>,
     cluster_pull_secrets: BTreeMap<String, ClusterPullSecret>,
     own_namespace: Option<Arc<str>>,
+    copies: Copies,
     published: Arc<ClusterState>,
     /// A Secret of one registry type shadowed by a Secret of the same name and the other type.
     /// Only one can exist at a time, but the two types come from two watches that deliver
@@ -525,6 +570,14 @@ impl StateBuilder {
         let namespace = namespace.filter(|ns| !ns.is_empty()).map(Arc::from);
         if self.own_namespace != namespace {
             self.own_namespace = namespace;
+            self.credentials_dirty = true;
+        }
+    }
+
+    /// Who writes the copies of ClusterPullSecrets (the server: whether it runs the controller).
+    pub fn set_copies(&mut self, copies: Copies) {
+        if self.copies != copies {
+            self.copies = copies;
             self.credentials_dirty = true;
         }
     }
@@ -781,6 +834,7 @@ impl StateBuilder {
             namespaces,
             credentials: Arc::clone(&self.published.credentials),
             own_namespace: self.own_namespace.clone(),
+            copies: self.copies,
         };
         if std::mem::take(&mut self.credentials_dirty) {
             let credentials = self

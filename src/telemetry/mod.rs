@@ -151,11 +151,32 @@ pub struct Metrics {
     /// Request-body bytes reserved by requests in flight, and the most there may be.
     pub body_bytes_in_flight: Gauge,
     pub body_budget_bytes: Gauge,
+    /// Webhook connections open, from accept to close (the handshake included).
+    pub webhook_connections: Gauge,
+    /// Times the webhook listener had `--max-connections` open and left new clients waiting.
+    pub connection_limit_reached: Counter,
     /// 1 while this replica holds the controller's Lease.
     pub leader: Gauge,
     controller_writes: Family<OperationLabel, Counter>,
     copy_failures: Family<ReasonLabel, Counter>,
     reconcile_errors: Counter,
+    /// Unix time of the controller's last completed reconcile.
+    pub controller_last_sync: Gauge<f64, AtomicU64>,
+    pub cluster_pull_secrets: Gauge,
+    recoveries: Family<OutcomeName, Counter>,
+    recoveries_skipped: Family<ReasonName, Counter>,
+    /// Pods the recovery currently tracks (waiting on a failed pull).
+    pub stuck_pods: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeName {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonName {
+    reason: &'static str,
 }
 
 impl Metrics {
@@ -182,10 +203,17 @@ impl Metrics {
             ready: Gauge::default(),
             body_bytes_in_flight: Gauge::default(),
             body_budget_bytes: Gauge::default(),
+            webhook_connections: Gauge::default(),
+            connection_limit_reached: Counter::default(),
             leader: Gauge::default(),
             controller_writes: Family::default(),
             copy_failures: Family::default(),
             reconcile_errors: Counter::default(),
+            controller_last_sync: Gauge::default(),
+            cluster_pull_secrets: Gauge::default(),
+            recoveries: Family::default(),
+            recoveries_skipped: Family::default(),
+            stuck_pods: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("pullsecret_injector");
         r.register(
@@ -279,6 +307,16 @@ impl Metrics {
             metrics.body_budget_bytes.clone(),
         );
         r.register(
+            "webhook_connections",
+            "Webhook connections open",
+            metrics.webhook_connections.clone(),
+        );
+        r.register(
+            "connection_limit_reached",
+            "Times the webhook had --max-connections open and new clients waited in the accept queue",
+            metrics.connection_limit_reached.clone(),
+        );
+        r.register(
             "leader",
             "1 while this replica holds the ClusterPullSecret controller's Lease",
             metrics.leader.clone(),
@@ -298,6 +336,39 @@ impl Metrics {
             "ClusterPullSecret reconciles that failed and were retried",
             metrics.reconcile_errors.clone(),
         );
+        r.register(
+            "controller_last_sync_timestamp_seconds",
+            "When the ClusterPullSecret controller last completed a reconcile (each resource is resynced every 10 minutes), as a Unix timestamp; 0 before the first",
+            metrics.controller_last_sync.clone(),
+        );
+        r.register(
+            "cluster_pull_secrets",
+            "ClusterPullSecrets in the cache",
+            metrics.cluster_pull_secrets.clone(),
+        );
+        r.register(
+            "pod_recoveries",
+            "Pods stuck on a pull that a secret now fixes: evicted, reported (bare pods), refused_by_pdb (retried), failed",
+            metrics.recoveries.clone(),
+        );
+        r.register(
+            "pod_recoveries_skipped",
+            "Stuck pods left alone, by reason (protected_namespace, opted_out, no_new_secret)",
+            metrics.recoveries_skipped.clone(),
+        );
+        r.register(
+            "stuck_pods",
+            "Pods with a container waiting on a failed pull, tracked by the recovery (Lease holder only)",
+            metrics.stuck_pods.clone(),
+        );
+        for outcome in ["evicted", "reported", "refused_by_pdb", "failed"] {
+            let _ = metrics.recoveries.get_or_create(&OutcomeName { outcome });
+        }
+        for reason in ["protected_namespace", "opted_out", "no_new_secret"] {
+            let _ = metrics
+                .recoveries_skipped
+                .get_or_create(&ReasonName { reason });
+        }
         for operation in ["create", "update", "delete", "status"] {
             let _ = metrics
                 .controller_writes
@@ -363,6 +434,18 @@ impl Metrics {
             .inc();
     }
 
+    pub fn observe_recovery(&self, outcome: &'static str) {
+        self.recoveries
+            .get_or_create(&OutcomeName { outcome })
+            .inc();
+    }
+
+    pub fn observe_recovery_skipped(&self, reason: &'static str) {
+        self.recoveries_skipped
+            .get_or_create(&ReasonName { reason })
+            .inc();
+    }
+
     pub fn observe_reconcile_error(&self) {
         self.reconcile_errors.inc();
     }
@@ -375,6 +458,13 @@ impl Metrics {
         self.watch_last_sync
             .get_or_create(&label)
             .set(last_sync.map_or(0, |at| i64::try_from(at).unwrap_or(i64::MAX)));
+    }
+
+    pub fn observe_reconcile_completed(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+        self.controller_last_sync.set(now);
     }
 
     pub fn observe_watch_error(&self, resource: &'static str) {

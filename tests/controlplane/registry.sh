@@ -3,12 +3,15 @@
 # on a free loopback port, and images made without a Docker daemon (crane).
 #
 # Usage: tests/controlplane/registry.sh COMMAND ...
-#   start DIR USER PASSWORD [tls]
+#   start DIR USER PASSWORD [http|tls [ADDRESS]]
 #                             starts a registry whose data, config, htpasswd, pid and log live in
-#                             DIR; prints "127.0.0.1:PORT" once it answers. Only USER:PASSWORD
-#                             may pull or push. With `tls` it serves HTTPS with a certificate of
-#                             a CA of its own, DIR/ca.crt (the node trusts it after
-#                             `cluster.sh trust-registry 127.0.0.1:PORT DIR/ca.crt`).
+#                             DIR, on ADDRESS (default 127.0.0.1; else an address of an interface
+#                             this machine's cluster made, such as the node's bridge); prints
+#                             "ADDRESS:PORT" once it answers. Only USER:PASSWORD may pull or push.
+#                             With `tls` it serves HTTPS with a certificate of a CA of its own,
+#                             DIR/ca.crt (the node trusts it after
+#                             `cluster.sh trust-registry ADDRESS:PORT DIR/ca.crt`; containerd
+#                             does not verify localhost registries at all).
 #   stop DIR                  stops the registry started in DIR (by its recorded pid).
 #   push-busybox DIR REF      pushes the busybox image (a static busybox; runs `sleep 3600`) to
 #                             REF, with DIR's registry credentials.
@@ -40,16 +43,17 @@ bcrypt() {
   python3 -W ignore -c 'import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))' "$1"
 }
 
-# A CA and a serving certificate for 127.0.0.1 and localhost, in DIR.
+# A CA and a serving certificate for ADDRESS, 127.0.0.1 and localhost, in DIR.
 make_tls() {
-  local dir=$1
+  local dir=$1 address=$2
   {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -keyout "$dir/ca.key" -out "$dir/ca.crt" -days 2 -subj "/CN=test registry CA" \
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign"
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -keyout "$dir/tls.key" -out "$dir/tls.csr" -subj "/CN=127.0.0.1"
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$dir/tls.ext"
+    printf 'subjectAltName=IP:%s,IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' \
+      "$address" >"$dir/tls.ext"
     openssl x509 -req -in "$dir/tls.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
       -set_serial "0x$(openssl rand -hex 16)" -days 2 -extfile "$dir/tls.ext" -out "$dir/tls.crt"
   } >"$dir/tls.log" 2>&1 || { cat "$dir/tls.log" >&2; die "could not make the TLS certificates"; }
@@ -66,14 +70,15 @@ crane_for() {
 }
 
 do_start() {
-  local dir=$1 user=$2 password=$3 tls=${4:-} bin port pid scheme=http tls_config=""
+  local dir=$1 user=$2 password=$3 tls=${4:-http} address=${5:-127.0.0.1}
+  local bin port pid scheme=http tls_config=""
   bin=$(node_bin)
   mkdir -p "$dir/data" "$dir/docker"
   dir=$(cd "$dir" && pwd)
   printf '%s:%s\n' "$user" "$(bcrypt "$password")" >"$dir/htpasswd"
   port=$(free_port)
   if [ "$tls" = tls ]; then
-    make_tls "$dir"
+    make_tls "$dir" "$address"
     scheme=https
     tls_config="  tls: {certificate: $dir/tls.crt, key: $dir/tls.key}"
   fi
@@ -86,7 +91,7 @@ storage:
   filesystem: {rootdirectory: $dir/data}
   delete: {enabled: true}
 http:
-  addr: 127.0.0.1:$port
+  addr: $address:$port
   secret: $(openssl rand -hex 16)
 $tls_config
 auth:
@@ -97,14 +102,14 @@ EOF
   echo "$pid" >"$dir/registry.pid"
   local deadline=$((SECONDS + 30))
   # 401 means it is up and asks for credentials.
-  until [ "$(curl -s --cacert "$dir/ca.crt" -o /dev/null -w '%{http_code}' "$scheme://127.0.0.1:$port/v2/")" = 401 ]; do
+  until [ "$(curl -s --cacert "$dir/ca.crt" -o /dev/null -w '%{http_code}' "$scheme://$address:$port/v2/")" = 401 ]; do
     kill -0 "$pid" 2>/dev/null || { tail -n 20 "$dir/registry.log" >&2; die "registry exited"; }
-    [ "$SECONDS" -lt "$deadline" ] || die "registry did not answer on 127.0.0.1:$port"
+    [ "$SECONDS" -lt "$deadline" ] || die "registry did not answer on $address:$port"
     sleep 0.1
   done
-  crane_for "$dir" auth login "127.0.0.1:$port" -u "$user" --password-stdin <<<"$password" \
+  crane_for "$dir" auth login "$address:$port" -u "$user" --password-stdin <<<"$password" \
     >/dev/null 2>&1 || die "crane auth login failed"
-  echo "127.0.0.1:$port"
+  echo "$address:$port"
 }
 
 do_stop() {
@@ -186,14 +191,14 @@ CSOURCE
 }
 
 case "${1:-}" in
-  start) do_start "${2:?dir}" "${3:?user}" "${4:?password}" "${5:-}" ;;
+  start) do_start "${2:?dir}" "${3:?user}" "${4:?password}" "${5:-http}" "${6:-127.0.0.1}" ;;
   stop) do_stop "${2:?dir}" ;;
   push-busybox) do_push "${2:?dir}" "$(node_bin)/busybox.tar" "${3:?image reference}" ;;
   push) do_push "${2:?dir}" "${3:?image tarball}" "${4:?image reference}" ;;
   image) do_image "${2:?output tarball}" "${3:?layer tarball}" "${@:4}" ;;
   build-base) do_build_base "${2:?bin dir}" ;;
   *)
-    sed -n '2,22p' "$0" >&2
+    sed -n '2,25p' "$0" >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,6 @@
 //! Test-side tools for the hardening scenarios: a blocking HTTPS client for the webhook port
-//! (rustls, trusting the suite's CA), AdmissionReview bodies, latency percentiles, and the
-//! resource usage of a process from /proc.
+//! (rustls, trusting the suite's CA), AdmissionReview bodies, and the resource usage of a
+//! process from /proc.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -281,22 +281,7 @@ pub fn clip(text: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Measurements
-
-/// The q-quantile (0..=1) of `samples`, nearest rank.
-pub fn percentile(samples: &[Duration], q: f64) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-pub fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
+// Resource usage
 
 /// Resident memory of a process, in KiB (VmRSS).
 pub fn rss_kib(pid: u32) -> Result<u64> {

@@ -513,7 +513,7 @@ fn issue(s: &Suite, dir: &Path, days: u32) -> Result<()> {
 struct LoadRecord {
     started: Instant,
     ok: usize,
-    /// (serial served, when) of each completed request.
+    /// (serial served, when its connection was opened) of each completed request.
     served: Vec<(String, Instant)>,
     failures: Vec<String>,
 }
@@ -546,6 +546,7 @@ fn fresh_connection_load(
                 let started = Instant::now();
                 while !stop.load(Ordering::Acquire) && started.elapsed() < Duration::from_secs(120)
                 {
+                    let opened = Instant::now();
                     let result = (|| -> Result<String> {
                         let mut stream = client.connect()?;
                         let serial = peer_leaf(&stream)
@@ -569,7 +570,7 @@ fn fresh_connection_load(
                     match result {
                         Ok(serial) => {
                             record.ok += 1;
-                            record.served.push((serial, Instant::now()));
+                            record.served.push((serial, opened));
                         }
                         Err(error) => record.failures.push(format!("{error:#}")),
                     }
@@ -621,9 +622,10 @@ fn cert_rotation_under_load(s: &Suite) -> Result<Outcome> {
     mount.publish(&second)?;
     let swapped = Instant::now();
     let mut last_seen = String::new();
+    // Within the reload interval (10 s) in practice; the bound only stops a hang.
     let served_after = poll(
         "the new certificate to be served",
-        Duration::from_secs(15),
+        RECOVERY,
         || {
             let stream = client.connect()?;
             let der = peer_leaf(&stream).context("no peer certificate")?;
@@ -677,14 +679,15 @@ fn cert_rotation_under_load(s: &Suite) -> Result<Outcome> {
         record.failures.len() + record.ok,
         record.failures[0]
     );
+    // Once one handshake got the new certificate, every handshake begun later gets it too.
     let stale = record
         .served
         .iter()
-        .filter(|(serial, at)| *at > seen_new + Duration::from_millis(100) && *serial != new_serial)
+        .filter(|(serial, opened)| *opened > seen_new && *serial != new_serial)
         .count();
     ensure!(
         stale == 0,
-        "{stale} connections got the old certificate after the new one was served"
+        "{stale} connections opened after the new certificate was served got the old one"
     );
     ensure!(served_after == new_expiry && new_expiry != old_expiry);
     let expiry_metric = metric(

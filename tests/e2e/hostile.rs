@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
 use crate::client::{
-    HttpResponse, WebhookClient, expect_allowed, fd_count, ms, percentile, pod_request, pod_review,
+    HttpResponse, WebhookClient, expect_allowed, fd_count, pod_request, pod_review,
     pod_with_images, read_response, review_envelope, rss_kib, write_request,
 };
 use crate::harness::{Suite, http_get, metric, poll};
@@ -614,12 +614,16 @@ const RAW_IDLE: usize = 1500;
 const TLS_IDLE: usize = 500;
 const SLOW_HEADERS: usize = 100;
 const SLOW_BODIES: usize = 100;
-const SAMPLES: usize = 2000;
-const ATTEMPTS: usize = 3;
+/// Good requests sent while the attack runs.
+const GOOD_REQUESTS: usize = 1000;
+/// Bounds on waits that only a fault leaves unfinished; not expectations of speed.
+const HANG_GUARD: Duration = Duration::from_secs(60);
 
 /// Thousands of idle connections, slowloris headers and bodies, and a stream of hostile
-/// requests: memory and descriptors stay bounded, and good requests keep their p99 within 2×
-/// of a baseline measured just before, in the same run.
+/// requests: every good request sent meanwhile is answered correctly (allowed, its uid echoed,
+/// patched), the server stays up, and memory and descriptors stay bounded and come back. How
+/// much the attack slows good requests is a measurement of the load benchmark (`make bench`,
+/// BENCHMARKS.md), not an assertion here: timing on shared cores proves nothing.
 fn idle_and_slow_clients(s: &Suite) -> Result<Outcome> {
     let ns = s.namespace("load", &[])?;
     s.registry_secret(&ns, "reg5000", "registry.example.com:5000")?;
@@ -627,86 +631,64 @@ fn idle_and_slow_clients(s: &Suite) -> Result<Outcome> {
     let client = webhook_client(s)?;
     let (pid, _) = s.serve_pid_alive()?;
     let good = pod_review("uid-good", &ns, &[IMAGE]);
+    good_requests(&client, &good, 10).context("good requests before the attack")?;
+    let rss_before = rss_kib(pid)?;
+    let fds_before = fd_count(pid)?;
 
-    let mut report = Vec::new();
-    for attempt in 1..=ATTEMPTS {
-        let baseline = measure(&client, &good, SAMPLES)?;
-        let rss_before = rss_kib(pid)?;
-        let fds_before = fd_count(pid)?;
-
-        let attack = Attack::start(&client, &ns)?;
-        let opened = attack.idle_connections();
-        let fds_open = poll(
-            "the server to accept the idle connections",
-            Duration::from_secs(8),
-            || {
-                let fds = fd_count(pid)?;
-                Ok((fds + 8 >= fds_before + opened).then_some(fds))
-            },
-        )
-        .with_context(|| {
-            format!(
-                "{opened} connections open; server fds {fds_before} before, {:?} now",
-                fd_count(pid).ok()
-            )
-        })?;
-        // The server has just accepted thousands of connections; let that burst settle so the
-        // measurement sees the steady attack, not the connection storm that set it up.
-        let _warm_up = measure(&client, &good, SAMPLES / 10);
-        let during = measure(&client, &good, SAMPLES);
-        let rss_during = rss_kib(pid)?;
-        let fds_during = fd_count(pid)?.max(fds_open);
-        let hostile_sent = attack.stop()?;
-        let during = during?;
-        still_up(s, "the attack")?;
-
-        let (base_p50, base_p99) = (percentile(&baseline, 0.5), percentile(&baseline, 0.99));
-        let (p50, p99) = (percentile(&during, 0.5), percentile(&during, 0.99));
-        let line = format!(
-            "attempt {attempt}: good requests p50/p99 {:.2}/{:.2} ms before, {:.2}/{:.2} ms during \
-             ({SAMPLES} each; {hostile_sent} hostile requests, {opened} idle/slow connections); \
-             VmRSS {} -> {} MiB; fds {fds_before} -> {fds_during}",
-            ms(base_p50),
-            ms(base_p99),
-            ms(p50),
-            ms(p99),
-            rss_before / 1024,
-            rss_during / 1024,
-        );
-        println!("  {line}");
-        report.push(line);
-        // Bounded: a few KiB per connection, never the bodies that were offered.
-        ensure!(
-            rss_during < rss_before + 200 * 1024,
-            "VmRSS grew from {rss_before} to {rss_during} KiB"
-        );
-        ensure!(
-            fds_during <= fds_before + opened + 64,
-            "fds grew from {fds_before} to {fds_during} for {opened} connections"
-        );
-        // Resources come back once the clients go away.
-        poll(
-            "descriptors to return after the clients left",
-            Duration::from_secs(30),
-            || Ok((fd_count(pid)? <= fds_before + 16).then_some(())),
-        )?;
-        if p99 <= base_p99 * 2 {
-            return Ok(Outcome::Passed);
-        }
-    }
-    bail!(
-        "p99 of good requests more than doubled under attack in all {ATTEMPTS} attempts: {}",
-        report.join(" | ")
+    let attack = Attack::start(&client, &ns)?;
+    let opened = attack.idle_connections();
+    let fds_open = poll(
+        "the server to accept the idle connections",
+        HANG_GUARD,
+        || {
+            let fds = fd_count(pid)?;
+            Ok((fds + 8 >= fds_before + opened).then_some(fds))
+        },
     )
+    .with_context(|| {
+        format!(
+            "{opened} connections open; server fds {fds_before} before, {:?} now",
+            fd_count(pid).ok()
+        )
+    })?;
+    let answered = good_requests(&client, &good, GOOD_REQUESTS);
+    let rss_during = rss_kib(pid)?;
+    let fds_during = fd_count(pid)?.max(fds_open);
+    let hostile_sent = attack.stop()?;
+    answered.context("a good request during the attack")?;
+    still_up(s, "the attack")?;
+    println!(
+        "  {GOOD_REQUESTS} good requests answered during the attack ({hostile_sent} hostile \
+         requests, {opened} idle/slow connections); VmRSS {} -> {} MiB; fds {fds_before} -> \
+         {fds_during}",
+        rss_before / 1024,
+        rss_during / 1024,
+    );
+    ensure!(hostile_sent > 0, "the attack sent no hostile request");
+    // Bounded: a few KiB per connection, never the bodies that were offered.
+    ensure!(
+        rss_during < rss_before + 200 * 1024,
+        "VmRSS grew from {rss_before} to {rss_during} KiB"
+    );
+    ensure!(
+        fds_during <= fds_before + opened + 64,
+        "fds grew from {fds_before} to {fds_during} for {opened} connections"
+    );
+    // Resources come back once the clients go away.
+    poll(
+        "descriptors to return after the clients left",
+        HANG_GUARD,
+        || Ok((fd_count(pid)? <= fds_before + 16).then_some(())),
+    )?;
+    good_requests(&client, &good, 10).context("good requests after the attack")?;
+    Ok(Outcome::Passed)
 }
 
 /// `count` sequential good requests on one keep-alive connection (as the apiserver sends
-/// them); their latencies.
-fn measure(client: &WebhookClient, body: &[u8], count: usize) -> Result<Vec<Duration>> {
+/// them), each answered allowed, with its uid and a patch.
+fn good_requests(client: &WebhookClient, body: &[u8], count: usize) -> Result<()> {
     let mut stream = client.connect()?;
-    let mut samples = Vec::with_capacity(count);
-    for _ in 0..count {
-        let started = Instant::now();
+    for sent in 0..count {
         write_request(
             &mut stream,
             "POST",
@@ -716,11 +698,15 @@ fn measure(client: &WebhookClient, body: &[u8], count: usize) -> Result<Vec<Dura
             false,
         )?;
         let response = read_response(&mut stream)?;
-        samples.push(started.elapsed());
-        let answer = expect_allowed(&response, "uid-good")?;
-        ensure!(answer["patch"].is_string(), "good request not patched");
+        let answer = expect_allowed(&response, "uid-good")
+            .with_context(|| format!("good request {} of {count}", sent + 1))?;
+        ensure!(
+            answer["patch"].is_string(),
+            "good request {} of {count} not patched",
+            sent + 1
+        );
     }
-    Ok(samples)
+    Ok(())
 }
 
 /// The attackers: idle connections (raw TCP and after TLS), trickled headers and bodies, and

@@ -12,19 +12,24 @@
 //!                                               running (only this run's objects are deleted).
 //!   PULLSECRET_INJECTOR_E2E_KEEP=1              keep the temporary directory (serve log,
 //!                                               certificates) even when everything passed.
-//! Arguments: optional substrings; only scenarios whose name contains one of them run.
+//! Arguments: optional substrings; only scenarios whose name contains one of them run. A
+//! substring that matches no scenario is an error (exit 1, before any cluster starts), so a
+//! typo never reads as a green run.
 //!
-//! Output: one `ok NAME (1.2s)` / `FAILED NAME: reason` / `skipped NAME: reason` line per
-//! scenario and finally `N passed, M failed`. The exit status is 1 when anything failed.
+//! Output: one `ok NAME (1.2s)` / `FAILED NAME: reason` line per scenario and finally
+//! `N passed, M failed`. There is no "skipped": a scenario that cannot run here fails and says
+//! why. The exit status is 1 when anything failed or nothing ran.
 
 mod client;
 mod controller_faults;
+mod failpolicy;
 mod faults;
 mod harness;
 mod hostile;
 mod incluster;
 mod mappings;
 mod node;
+mod recovery;
 mod scenarios;
 
 use std::io::Write;
@@ -39,19 +44,55 @@ fn main() -> ExitCode {
         .skip(1)
         .filter(|arg| !arg.starts_with('-'))
         .collect();
-    let (passed, failed) = run(&filters);
+    let selected = match select(&ordered_scenarios(), &filters) {
+        Ok(selected) => selected,
+        Err(error) => {
+            println!("FAILED: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (passed, failed) = run(&selected);
     println!("{passed} passed, {failed} failed");
     let _ = std::io::stdout().flush();
-    if failed == 0 {
+    if failed == 0 && passed > 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
 }
 
+/// The scenarios the filters ask for, in suite order (all without filters); an error naming
+/// the filters that match nothing, or when nothing is selected.
+fn select<'a>(
+    all: &[&'a scenarios::Scenario],
+    filters: &[String],
+) -> Result<Vec<&'a scenarios::Scenario>, String> {
+    let unmatched: Vec<&str> = filters
+        .iter()
+        .filter(|filter| !all.iter().any(|s| s.name.contains(filter.as_str())))
+        .map(String::as_str)
+        .collect();
+    if !unmatched.is_empty() {
+        let names: Vec<&str> = all.iter().map(|s| s.name).collect();
+        return Err(format!(
+            "no scenario matches {unmatched:?}; the scenarios are: {}",
+            names.join(", ")
+        ));
+    }
+    let selected: Vec<_> = all
+        .iter()
+        .copied()
+        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        return Err("no scenario selected".to_owned());
+    }
+    Ok(selected)
+}
+
 /// Runs setup and the scenarios; every guard (serve process, webhook configuration, cluster)
 /// is dropped before this returns, also when a scenario or the setup panics.
-fn run(filters: &[String]) -> (usize, usize) {
+fn run(selected: &[&scenarios::Scenario]) -> (usize, usize) {
     let started = Instant::now();
     let cluster = match catch_unwind(Cluster::start) {
         Ok(Ok(cluster)) => cluster,
@@ -72,14 +113,7 @@ fn run(filters: &[String]) -> (usize, usize) {
     );
 
     let (mut passed, mut failed) = (0, 0);
-    for scenario in ordered_scenarios() {
-        if !filters.is_empty()
-            && !filters
-                .iter()
-                .any(|filter| scenario.name.contains(filter.as_str()))
-        {
-            continue;
-        }
+    for scenario in selected {
         let clock = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| (scenario.run)(&suite)));
         let seconds = clock.elapsed().as_secs_f64();
@@ -87,9 +121,6 @@ fn run(filters: &[String]) -> (usize, usize) {
             Ok(Ok(scenarios::Outcome::Passed)) => {
                 passed += 1;
                 println!("ok {} ({seconds:.1}s)", scenario.name);
-            }
-            Ok(Ok(scenarios::Outcome::Skipped(reason))) => {
-                println!("skipped {}: {reason}", scenario.name)
             }
             Ok(Err(error)) => {
                 failed += 1;
@@ -115,7 +146,22 @@ fn run(filters: &[String]) -> (usize, usize) {
     }
     println!("suite finished in {:.1}s", started.elapsed().as_secs_f64());
     drop(suite);
-    drop(cluster);
+    // A cluster the suite started must go without a trace (processes, mounts, network).
+    if cluster.owned() {
+        match cluster.stop_and_check() {
+            Ok(()) => {
+                passed += 1;
+                println!("ok cluster-down-leaves-nothing");
+            }
+            Err(error) => {
+                failed += 1;
+                println!(
+                    "FAILED cluster-down-leaves-nothing: {}",
+                    one_line(&format!("{error:#}"))
+                );
+            }
+        }
+    }
     (passed, failed)
 }
 

@@ -9,6 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::client::{WebhookClient, expect_allowed, pod_review};
 use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll};
 use crate::scenarios::Outcome;
 
@@ -19,20 +23,7 @@ pub(crate) const OWNER_LABEL: &str = "pullsecret-injector.io/cluster-pull-secret
 pub(crate) const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
 pub(crate) fn secret_or_none(s: &Suite, ns: &str, name: &str) -> Result<Option<Value>> {
-    let out = s.kubectl(&[
-        "get",
-        "secret",
-        name,
-        "-n",
-        ns,
-        "--ignore-not-found",
-        "-o",
-        "json",
-    ])?;
-    if out.stdout.trim().is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(serde_json::from_str(&out.stdout)?))
+    s.get_json_opt(&["secret", name, "-n", ns])
 }
 
 pub(crate) fn data_of(secret: &Value) -> Value {
@@ -73,6 +64,112 @@ fn admin_metrics(serve: &Serve) -> Result<String> {
     let (code, body) = http_get(serve.admin, "/metrics")?;
     ensure!(code == 200, "/metrics answered {code}");
     Ok(body)
+}
+
+/// What `serve` at `client` answers for a pod with `image` in `namespace`: the secrets its
+/// patch appends, and its warnings.
+fn answer_of(
+    client: &WebhookClient,
+    namespace: &str,
+    image: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let uid = format!("no-controller-{namespace}");
+    let answer = expect_allowed(
+        &client.post_once(&pod_review(&uid, namespace, &[image]), None)?,
+        &uid,
+    )?;
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.as_str().or_else(|| item["name"].as_str()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut injected = Vec::new();
+    if let Some(patch) = answer["patch"].as_str() {
+        let patch: Value = serde_json::from_slice(&BASE64.decode(patch)?)?;
+        for operation in patch.as_array().into_iter().flatten() {
+            if operation["path"]
+                .as_str()
+                .is_some_and(|path| path.starts_with("/spec/imagePullSecrets"))
+            {
+                match &operation["value"] {
+                    list @ Value::Array(_) => injected.extend(strings(list)),
+                    single => injected.extend(single["name"].as_str().map(str::to_owned)),
+                }
+            }
+        }
+    }
+    Ok((injected, strings(&answer["warnings"])))
+}
+
+/// A ClusterPullSecret with and without the controller: a `serve` without
+/// `--enable-controller` injects the copy only where one exists (a hand-made one included, no
+/// conflict warning), and warns in a selected namespace without one, where the suite's serve
+/// (controller on) counts the copy it is about to write.
+pub fn cluster_pull_secret_without_controller(s: &Suite) -> Result<Outcome> {
+    let plain = s.start_extra_serve("no-controller", &[])?;
+    s.record_serve_log(plain.log.clone());
+    let source_ns = s.namespace("manual-source", &[])?;
+    let registry = "registry.manual.e2e.example";
+    s.registry_secret(&source_ns, "manual-source", registry)?;
+    // Copied by hand before the resource exists: the suite's controller reports it as a
+    // conflict and leaves it alone. "Ghost" is selected but never created, so nobody can
+    // write a copy there.
+    let by_hand = s.namespace("manual-copy", &[])?;
+    s.registry_secret(&by_hand, "manual-pull", registry)?;
+    let ghost = format!("e2e-{}-manual-ghost", s.run_id);
+    let cps = format!("e2e-manual-{}", s.run_id);
+    s.apply(&format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {{name: {cps}}}
+spec:
+  source: {{namespace: {source_ns}, name: manual-source}}
+  namespaceSelector:
+    matchExpressions:
+      - {{key: kubernetes.io/metadata.name, operator: In, values: [{by_hand}, {ghost}]}}
+  targetName: manual-pull
+"
+    ))?;
+    let image = format!("{registry}/team/app:1");
+    let without = WebhookClient::new(plain.webhook, &[&s.cert_path("ca.crt")])?;
+    let with = WebhookClient::new(s.webhook_addr()?, &[&s.cert_path("ca.crt")])?;
+    let missing = format!(
+        "ClusterPullSecret \"{cps}\": no secret \"manual-pull\" in namespace \"{ghost}\", and no controller copies it"
+    );
+    poll(
+        "the serve without a controller to see the ClusterPullSecret",
+        CONVERGENCE,
+        || {
+            let (injected, warnings) = answer_of(&without, &ghost, &image)?;
+            Ok(
+                (injected.is_empty() && warnings.iter().any(|w| w.starts_with(&missing)))
+                    .then_some(()),
+            )
+        },
+    )?;
+    let (injected, warnings) = answer_of(&without, &by_hand, &image)?;
+    ensure!(
+        injected == ["manual-pull"] && warnings.is_empty(),
+        "without the controller, the hand-made copy: injected {injected:?}, warnings {warnings:?}"
+    );
+    poll(
+        "the suite's serve (controller on) to count the copy it will write",
+        CONVERGENCE,
+        || Ok((answer_of(&with, &ghost, &image)?.0 == ["manual-pull"]).then_some(())),
+    )?;
+    s.kubectl(&[
+        "delete",
+        "clusterpullsecret",
+        &cps,
+        "--wait=true",
+        "--timeout=60s",
+    ])?;
+    drop(plain);
+    Ok(Outcome::Passed)
 }
 
 /// ClusterPullSecret end to end: copy into a new namespace and injection, rotation in place,
@@ -185,6 +282,44 @@ spec:
         log.contains("conflict: not overwriting"),
         "the serve log does not report the conflict"
     );
+    // ... and a Warning Event on the resource names the namespace.
+    poll("the conflict Event", CONVERGENCE, || {
+        let events = s.get_json(&[
+            "events",
+            "-A",
+            "--field-selector",
+            &format!(
+                "involvedObject.kind=ClusterPullSecret,involvedObject.name={cps},reason=Conflict"
+            ),
+        ])?;
+        Ok(events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|event| {
+                event["type"] == "Warning"
+                    && event["message"]
+                        .as_str()
+                        .is_some_and(|message| message.contains(ns_b.as_str()))
+            })
+            .then_some(()))
+    })?;
+    // `kubectl get cps` shows readiness, namespaces served and conflicts; `kubectl explain`
+    // documents the spec.
+    let listed = s.kubectl(&["get", "cps", &cps])?.stdout;
+    for column in ["READY", "NAMESPACES", "CONFLICTS"] {
+        ensure!(
+            listed.contains(column),
+            "`kubectl get cps` has no {column} column: {listed}"
+        );
+    }
+    let explained = s.kubectl(&["explain", "clusterpullsecret.spec"])?.stdout;
+    for field in ["source", "namespaceSelector", "registries", "targetName"] {
+        ensure!(
+            explained.contains(field),
+            "`kubectl explain clusterpullsecret.spec` lacks {field}: {explained}"
+        );
+    }
 
     // A namespace labelled out loses its copy.
     s.kubectl(&["label", "namespace", &ns_a, &format!("{select_label}-")])?;
@@ -313,5 +448,91 @@ spec:
             .any(|w| w.contains("\"ghost\"") && w.contains("quay-extra")),
         "no warning about the missing secret ghost: {warnings:?}"
     );
+
+    // `kubectl get psr -A` lists them with their mode; `kubectl explain` documents the spec.
+    let listed = s.kubectl(&["get", "psr", "-n", &ns])?.stdout;
+    for expected in ["mirror-only", "exclusive", "quay-extra", "add"] {
+        ensure!(
+            listed.contains(expected),
+            "`kubectl get psr` lacks {expected}: {listed}"
+        );
+    }
+    let explained = s.kubectl(&["explain", "pullsecretrule.spec"])?.stdout;
+    for field in ["registries", "secrets", "mode"] {
+        ensure!(
+            explained.contains(field),
+            "`kubectl explain pullsecretrule.spec` lacks {field}: {explained}"
+        );
+    }
+    rules_that_can_never_match_are_refused(s, &ns)?;
     Ok(Outcome::Passed)
+}
+
+/// The CRDs' validation: a pattern or a name that could never take effect is refused by the
+/// apiserver with a message saying what to write instead, rather than stored and ignored.
+fn rules_that_can_never_match_are_refused(s: &Suite, ns: &str) -> Result<()> {
+    let cases: &[(&str, &str, &str)] = &[
+        (r#"[""]"#, "[mirror]", "should be at least 1 chars long"),
+        (
+            r#"["https://registry.example.com/v2/"]"#,
+            "[mirror]",
+            "a registry pattern has no scheme",
+        ),
+        (
+            r#"["registry.example.com/v2/"]"#,
+            "[mirror]",
+            "names images, not the registry API",
+        ),
+        (r#"["registry example.com"]"#, "[mirror]", "no whitespace"),
+        (
+            r#"["registry.example.com"]"#,
+            "[Mirror_Secret]",
+            "should match",
+        ),
+        (
+            r#"["registry.example.com"]"#,
+            "[]",
+            "should have at least 1 items",
+        ),
+    ];
+    for (registries, secrets, expected) in cases {
+        let out = s.kubectl_raw(
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: pullsecret-injector.io/v1alpha1
+kind: PullSecretRule
+metadata: {{name: never-matches, namespace: {ns}}}
+spec: {{registries: {registries}, secrets: {secrets}}}
+"
+            )),
+        )?;
+        ensure!(
+            !out.status.success() && out.stderr.contains(expected),
+            "a PullSecretRule with registries {registries} and secrets {secrets} was not refused \
+             with {expected:?}: {}",
+            out.stderr.trim()
+        );
+    }
+    let out = s.kubectl_raw(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {name: e2e-never-matches}
+spec:
+  source: {namespace: Infra, name: corp}
+  registries: [\"http://registry.example.com\"]
+  targetName: corp_pull
+",
+        ),
+    )?;
+    let refused = out.stderr.trim();
+    ensure!(
+        !out.status.success()
+            && refused.contains("spec.source.namespace")
+            && refused.contains("spec.targetName")
+            && refused.contains("a registry pattern has no scheme"),
+        "an invalid ClusterPullSecret was not refused field by field: {refused}"
+    );
+    Ok(())
 }

@@ -19,6 +19,16 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// What containerd reports when a registry asks for credentials the pull did not carry.
 pub const NO_CREDENTIALS: &str = "authorization failed: no basic auth credentials";
 
+/// The node's address (the cluster's bridge), from cluster.env.
+fn node_ip(s: &Suite) -> Result<String> {
+    let (env_file, _, _) = s.cluster_env();
+    let env = std::fs::read_to_string(env_file)?;
+    env.lines()
+        .find_map(|line| line.strip_prefix("export NODE_IP="))
+        .map(|ip| ip.trim_matches('\'').to_owned())
+        .context("cluster.env has no NODE_IP: the cluster runs without a node")
+}
+
 fn registry_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/registry.sh")
 }
@@ -34,15 +44,16 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(s: &Suite, name: &str) -> Result<Registry> {
-        Registry::launch(s, name, false)
+        Registry::launch(s, name, None)
     }
 
-    /// A registry serving HTTPS with a certificate of its own CA (`ca_file`).
+    /// A registry serving HTTPS with a certificate of its own CA (`ca_file`) on the node's
+    /// address: containerd verifies certificates of every registry but localhost ones.
     pub fn start_tls(s: &Suite, name: &str) -> Result<Registry> {
-        Registry::launch(s, name, true)
+        Registry::launch(s, name, Some(&node_ip(s)?))
     }
 
-    fn launch(s: &Suite, name: &str, tls: bool) -> Result<Registry> {
+    fn launch(s: &Suite, name: &str, tls_address: Option<&str>) -> Result<Registry> {
         let dir = s.work_path().join(format!("registry-{name}"));
         let user = format!("{name}-user");
         let password = s.new_password(&format!("registry {name}"));
@@ -51,7 +62,12 @@ impl Registry {
             .args(["start"])
             .arg(&dir)
             .args([&user, &password])
-            .args(tls.then_some("tls"))
+            .args(
+                tls_address
+                    .map(|address| ["tls", address])
+                    .into_iter()
+                    .flatten(),
+            )
             .output()
             .context("cannot run registry.sh")?;
         ensure!(
@@ -61,7 +77,8 @@ impl Registry {
         );
         let host = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         ensure!(
-            host.starts_with("127.0.0.1:"),
+            host.rsplit_once(':')
+                .is_some_and(|(_, port)| port.parse::<u16>().is_ok()),
             "registry.sh printed {host:?}"
         );
         Ok(Registry {
@@ -222,7 +239,8 @@ fn waiting_on_pull(pod: &Value) -> Option<(String, String, String)> {
     })
 }
 
-fn expect_secrets(pod: &Value, expected: &[&str]) -> Result<()> {
+/// The pod's exact imagePullSecrets.
+pub fn expect_secrets(pod: &Value, expected: &[&str]) -> Result<()> {
     let got = pull_secrets(pod);
     ensure!(
         got == expected,
@@ -539,8 +557,8 @@ spec:
     Ok(Outcome::Passed)
 }
 
-/// A registry with TLS: the node refuses its certificate until `cluster.sh trust-registry`
-/// (the one documented command) trusts its CA; then the same image pulls.
+/// A registry with TLS on the node's address: the node refuses its certificate until
+/// `cluster.sh trust-registry` (the one documented command) trusts its CA; then it pulls.
 pub fn tls_registry(s: &Suite) -> Result<Outcome> {
     let registry = Registry::start_tls(s, "tls")?;
     let image = registry.push_busybox("team/app:1")?;
@@ -569,5 +587,83 @@ pub fn tls_registry(s: &Suite) -> Result<Outcome> {
     );
     s.run_pod(&ns, "trusted", &image, &[])?;
     expect_secrets(&wait_running(s, &ns, "trusted")?, &["registry-tls"])?;
+    Ok(Outcome::Passed)
+}
+
+/// The network rules of the local node, as the README states them: the node's address is the
+/// cluster's bridge (never eth0's), pods get addresses of its /24 in their own namespaces,
+/// nothing forwarded leaves the bridge, nothing from the pods is masqueraded, and a second
+/// cluster with a node is refused while this one runs.
+pub fn network_rules(s: &Suite) -> Result<Outcome> {
+    let node_ip = node_ip(s)?;
+    let prefix = node_ip
+        .rsplit_once('.')
+        .map(|(net, _)| format!("{net}."))
+        .unwrap_or_default();
+    let node = s.get_json(&["nodes"])?;
+    let addresses = &node["items"][0]["status"]["addresses"];
+    ensure!(
+        addresses
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == node_ip.as_str()),
+        "the node's InternalIP is not the bridge address {node_ip}: {addresses}"
+    );
+    let bridge = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "psi-br0"])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&bridge.stdout).contains(&format!("{node_ip}/24")),
+        "bridge psi-br0 does not carry {node_ip}/24"
+    );
+
+    let registry = Registry::start(s, "net")?;
+    let image = registry.push_busybox("team/app:1")?;
+    let ns = s.node_namespace("node-net", &[])?;
+    registry.secret(s, &ns, "registry-net")?;
+    s.wait_cache_synced()?;
+    s.run_pod(&ns, "web", &image, &[])?;
+    let pod = wait_running(s, &ns, "web")?;
+    let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+    ensure!(
+        pod_ip.starts_with(&prefix) && pod_ip != node_ip,
+        "pod IP {pod_ip} is not in the bridge's /24"
+    );
+
+    let table = Command::new("nft")
+        .args(["list", "table", "inet", "pullsecret_injector_node"])
+        .output()?;
+    let rules = String::from_utf8_lossy(&table.stdout);
+    ensure!(
+        rules.contains("iifname \"psi-br0\" oifname != \"psi-br0\"") && rules.contains("drop"),
+        "the forward guard is missing: {rules}"
+    );
+    let ruleset = Command::new("nft").args(["list", "ruleset"]).output()?;
+    let masquerading: Vec<String> = String::from_utf8_lossy(&ruleset.stdout)
+        .lines()
+        .filter(|line| line.contains("masquerade") && line.contains(&format!("ip saddr {prefix}")))
+        .map(str::to_owned)
+        .collect();
+    ensure!(
+        masquerading.is_empty(),
+        "pod traffic is masqueraded: {masquerading:?}"
+    );
+
+    // One node per machine: another cluster with a node is refused, and this one keeps running.
+    let other = s.work_path().join("second-cluster");
+    let out = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/cluster.sh"))
+        .arg("up")
+        .env("PULLSECRET_INJECTOR_CLUSTER_DIR", &other)
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && said.contains("another cluster with a node is running"),
+        "a second cluster with a node was not refused ({}): {}",
+        out.status,
+        tail(&said, 5)
+    );
+    wait_running(s, &ns, "web")?;
     Ok(Outcome::Passed)
 }

@@ -561,7 +561,8 @@ fn an_empty_selector_serves_every_namespace_but_the_system_ones() {
     }
     // The injector's own namespace is excluded as well.
     assert!(state.selects(&Default::default(), "injector"));
-    let own = crate::cluster::statefile::load_state(&[], Some("injector")).unwrap();
+    let own =
+        crate::cluster::statefile::load_state(&[], Some("injector"), Copies::Controller).unwrap();
     assert!(!own.selects(&Default::default(), "injector"));
 }
 
@@ -619,6 +620,74 @@ fn a_managed_copy_is_the_credential_not_a_conflict() {
     let (injected, decision) = decide_in("apps", &["registry.corp.example/app"], &documents);
     assert_eq!(injected, ["corp"]);
     assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
+}
+
+/// The decision for one image in `namespace` when no controller writes copies.
+fn decide_without_controller(
+    namespace: &str,
+    image: &str,
+    documents: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("state.yaml");
+    std::fs::write(&file, documents.join("\n")).expect("state file");
+    let state = crate::cluster::statefile::load_state(&[file], None, Copies::Manual)
+        .expect("valid test state");
+    let (view, value) = pod(pod_with_images(&[image]));
+    let decision = decide(&view, namespace, &state);
+    (
+        pull_secret_names(&patched(&value, &decision)),
+        decision.warnings,
+    )
+}
+
+#[test]
+fn without_the_controller_only_a_copy_that_exists_is_injected() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        // Copied by hand: not labelled as managed, and that is fine when nobody else writes.
+        secret("by-hand", "corp-pull", &["registry.corp.example"]),
+        broken_secret("broken", "corp-pull", "{not json"),
+        cluster_pull_secret(
+            "corp",
+            ("infra", "corp"),
+            json!({ "targetName": "corp-pull" }),
+        ),
+    ];
+    let image = "registry.corp.example/app";
+    let (injected, warnings) = decide_without_controller("by-hand", image, &documents);
+    assert_eq!(injected, ["corp-pull"]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    // No copy: nothing that would fail the pull is added, and the pod is told why.
+    let (injected, warnings) = decide_without_controller("no-copy", image, &documents);
+    assert_eq!(injected, Vec::<String>::new());
+    assert_eq!(
+        warnings,
+        [
+            "ClusterPullSecret \"corp\": no secret \"corp-pull\" in namespace \"no-copy\", and no controller copies it (serve --enable-controller, controller.enabled in the chart); not injected"
+        ]
+    );
+
+    let (injected, warnings) = decide_without_controller("broken", image, &documents);
+    assert_eq!(injected, Vec::<String>::new());
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("\"corp-pull\" in namespace \"broken\" cannot be decoded")),
+        "{warnings:?}"
+    );
+
+    // With the controller the same hand-made copy is a conflict it will not claim (discovery
+    // still finds it), and a missing copy counts: the controller is about to write it.
+    let (injected, decision) = decide_in("by-hand", &[image], &documents);
+    assert_eq!(injected, ["corp-pull"]);
+    assert!(
+        decision.warnings.iter().any(|w| w.contains("not managed")),
+        "{:?}",
+        decision.warnings
+    );
+    assert_eq!(decide_in("no-copy", &[image], &documents).0, ["corp-pull"]);
 }
 
 #[test]
@@ -694,4 +763,250 @@ fn annotations_stay_bounded_for_pods_with_thousands_of_images() {
     );
     assert_eq!(decision.audit_annotations["injected-for"], annotation);
     assert_eq!(pull_secret_names(&result), ["r"]);
+}
+
+#[test]
+fn the_patch_applies_whatever_part_of_metadata_is_missing() {
+    let state = state(&[secret("ns", "r", &["r.example.com"])]);
+    let containers = json!([{ "name": "c", "image": "r.example.com/x" }]);
+    let cases: &[(&str, Option<Value>)] = &[
+        ("no metadata (a pod template)", None),
+        ("metadata: null", Some(Value::Null)),
+        ("empty metadata", Some(json!({}))),
+        (
+            "labels, no annotations",
+            Some(json!({ "labels": { "app": "x" } })),
+        ),
+        ("annotations: null", Some(json!({ "annotations": null }))),
+        (
+            "other annotations",
+            Some(json!({ "annotations": { "keep": "me" } })),
+        ),
+    ];
+    for (label, metadata) in cases {
+        let mut value = json!({ "spec": { "containers": containers } });
+        if let Some(metadata) = metadata {
+            value["metadata"] = metadata.clone();
+        }
+        let (view, value) = pod(value);
+        let decision = decide(&view, "ns", &state);
+        let mut result = value.clone();
+        json_patch::patch(&mut result, &decision.patch)
+            .unwrap_or_else(|error| panic!("{label}: the patch does not apply: {error}"));
+        assert_eq!(pull_secret_names(&result), ["r"], "{label}");
+        assert_eq!(
+            result.pointer("/metadata/annotations/pullsecret-injector.io~1injected"),
+            Some(&json!("r (r.example.com/x)")),
+            "{label}"
+        );
+        // What was there stays.
+        for kept in ["/metadata/labels/app", "/metadata/annotations/keep"] {
+            assert_eq!(result.pointer(kept), value.pointer(kept), "{label}: {kept}");
+        }
+    }
+}
+
+/// One image's choice: (secret, origin) pairs and the problems, as `choose` reports them.
+fn choice_in(
+    namespace: &str,
+    image: &str,
+    documents: &[String],
+) -> (Vec<(String, Origin)>, Vec<Problem>) {
+    let state = state(documents);
+    let lookup = ImageRef::parse(image).expect("valid image").lookup_key();
+    let choice = choose(&state, namespace, state.namespace(namespace), &lookup);
+    let chosen = choice
+        .chosen
+        .into_iter()
+        .map(|chosen| (chosen.secret, chosen.origin))
+        .collect();
+    (chosen, choice.problems)
+}
+
+fn owned(pairs: &[(&str, Origin)]) -> Vec<(String, Origin)> {
+    pairs
+        .iter()
+        .map(|(secret, origin)| (secret.to_string(), origin.clone()))
+        .collect()
+}
+
+#[test]
+fn every_injection_records_its_origin_and_nothing_warns_without_cause() {
+    let documents = [
+        secret("apps", "discovered", &["registry.example.com"]),
+        secret("apps", "extra", &["other.example"]),
+        secret("apps", "mirror", &["mirror.example"]),
+        rule(
+            "apps",
+            "also-extra",
+            "add",
+            &["registry.example.com"],
+            &["extra"],
+        ),
+        rule(
+            "apps",
+            "mirror-only",
+            "exclusive",
+            &["quay.io"],
+            &["mirror"],
+        ),
+        secret("infra", "corp", &["registry.corp.example"]),
+        cluster_pull_secret(
+            "corp-registry",
+            ("infra", "corp"),
+            json!({ "targetName": "corp-pull" }),
+        ),
+    ];
+    let add = Origin::Rule {
+        name: "also-extra".to_owned(),
+        mode: RuleMode::Add,
+    };
+    let exclusive = Origin::Rule {
+        name: "mirror-only".to_owned(),
+        mode: RuleMode::Exclusive,
+    };
+    let credential = Origin::ClusterCredential {
+        name: "corp-registry".to_owned(),
+    };
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, Origin)]);
+    let cases: &[Case] = &[
+        (
+            "apps",
+            "registry.example.com/app",
+            &[("discovered", Origin::Discovery), ("extra", add.clone())],
+        ),
+        ("apps", "quay.io/team/app", &[("mirror", exclusive)]),
+        (
+            "apps",
+            "registry.corp.example/app",
+            &[("corp-pull", credential.clone())],
+        ),
+        // In the source's namespace the copy would have another name: the credential serves it.
+        (
+            "infra",
+            "registry.corp.example/app",
+            &[("corp", Origin::Discovery), ("corp-pull", credential)],
+        ),
+        ("apps", "nginx", &[]),
+    ];
+    for (namespace, image, expected) in cases {
+        let (chosen, problems) = choice_in(namespace, image, &documents);
+        assert_eq!(chosen, owned(expected), "{namespace} {image}");
+        assert_eq!(problems, [], "{namespace} {image}");
+        let (injected, decision) = decide_in(namespace, &[image], &documents);
+        let names: Vec<&str> = expected.iter().map(|(secret, _)| *secret).collect();
+        assert_eq!(injected, names, "{namespace} {image}");
+        assert_eq!(
+            decision.warnings,
+            Vec::<String>::new(),
+            "{namespace} {image}"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_credential_never_serves_the_namespace_its_source_lives_in() {
+    // Target name = source name: in the source's namespace the "copy" is the source itself.
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+        cluster_pull_secret(
+            "corp-mirror",
+            ("infra", "corp"),
+            json!({ "registries": ["mirror.corp.example"], "targetName": "corp" }),
+        ),
+    ];
+    // Discovery finds the source; the credential adds nothing and claims no conflict.
+    let (chosen, problems) = choice_in("infra", "registry.corp.example/app", &documents);
+    assert_eq!(chosen, owned(&[("corp", Origin::Discovery)]));
+    assert_eq!(problems, []);
+    // A registry only the credential's override covers: nothing, and no warning either.
+    let (chosen, problems) = choice_in("infra", "mirror.corp.example/app", &documents);
+    assert_eq!(chosen, []);
+    assert_eq!(problems, []);
+    for image in ["registry.corp.example/app", "mirror.corp.example/app"] {
+        let (_, decision) = decide_in("infra", &[image], &documents);
+        assert_eq!(decision.warnings, Vec::<String>::new(), "{image}");
+    }
+    // Every other namespace is served by the credential itself.
+    let (chosen, problems) = choice_in("apps", "mirror.corp.example/app", &documents);
+    let credential = Origin::ClusterCredential {
+        name: "corp-mirror".to_owned(),
+    };
+    assert_eq!(chosen, owned(&[("corp", credential)]));
+    assert_eq!(problems, []);
+}
+
+#[test]
+fn a_conflicting_secret_is_reported_as_the_problem_it_is() {
+    let documents = [
+        secret("infra", "corp", &["registry.corp.example"]),
+        secret("apps", "corp", &["elsewhere.example"]),
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+    ];
+    let (chosen, problems) = choice_in("apps", "registry.corp.example/app", &documents);
+    assert_eq!(chosen, []);
+    assert_eq!(
+        problems,
+        [Problem::TargetTaken {
+            credential: "corp".to_owned(),
+            namespace: "apps".to_owned(),
+            target: "corp".to_owned(),
+        }]
+    );
+    let (_, decision) = decide_in("apps", &["registry.corp.example/app"], &documents);
+    assert_eq!(
+        decision.warnings,
+        [
+            "ClusterPullSecret \"corp\": secret \"corp\" in namespace \"apps\" is not managed by it; not injected on its behalf"
+        ]
+    );
+}
+
+#[test]
+fn a_key_that_misses_only_by_case_is_not_injected_and_is_warned_about() {
+    let documents = [
+        secret("ns", "lower", &["registry.example.com"]),
+        secret("ns", "upper", &["https://Mirror.Example.com/v1/"]),
+    ];
+    let cases: &[(&str, &[&str], &str)] = &[
+        // The image's host in another case than the key.
+        ("Registry.Example.com/app", &[], "\"lower\""),
+        // The key's host in another case than the image.
+        ("mirror.example.com/app", &[], "\"upper\""),
+    ];
+    for (image, injected, named) in cases {
+        let (names, decision) = decide_in("ns", &[image], &documents);
+        assert_eq!(names, *injected, "{image}");
+        assert_eq!(
+            decision.warnings.len(),
+            1,
+            "{image}: {:?}",
+            decision.warnings
+        );
+        let warning = &decision.warnings[0];
+        assert!(warning.contains(named), "{warning}");
+        assert!(
+            warning.contains("the kubelet compares registry hosts case-sensitively"),
+            "{warning}"
+        );
+    }
+    // Exact matches warn about nothing, with or without uppercase keys in the namespace.
+    for image in [
+        "registry.example.com/app",
+        "Mirror.Example.com/app",
+        "quay.io/x",
+    ] {
+        let (_, decision) = decide_in("ns", &[image], &documents);
+        assert_eq!(decision.warnings, Vec::<String>::new(), "{image}");
+    }
+    // A secret that serves the image exactly is not reported for another key of another case.
+    let both = [
+        secret("ns", "exact", &["registry.example.com"]),
+        secret("ns", "other-case", &["Registry.example.com"]),
+    ];
+    let (names, decision) = decide_in("ns", &["registry.example.com/app"], &both);
+    assert_eq!(names, ["exact"]);
+    assert_eq!(decision.warnings.len(), 1, "{:?}", decision.warnings);
+    assert!(decision.warnings[0].contains("\"other-case\""));
 }

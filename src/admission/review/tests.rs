@@ -156,3 +156,22 @@ fn deeply_nested_json_does_not_overflow_the_stack() {
     );
     assert!(review(nested_object.as_bytes(), &state()).is_err());
 }
+
+#[test]
+fn a_pod_without_metadata_gets_a_patch_that_applies() {
+    let object =
+        json!({ "spec": { "containers": [{ "name": "app", "image": "r.example.com/app:1" }] } });
+    let value = answer(&review_body(pod_request(object.clone())));
+    let patch: json_patch::Patch =
+        serde_json::from_value(value["response"]["patchOps"].clone()).expect("a JSON patch");
+    let mut patched = object;
+    json_patch::patch(&mut patched, &patch).expect("the patch applies");
+    assert_eq!(
+        patched["spec"]["imagePullSecrets"],
+        json!([{ "name": "regcred" }])
+    );
+    assert_eq!(
+        patched["metadata"]["annotations"]["pullsecret-injector.io/injected"],
+        "regcred (r.example.com/app)"
+    );
+}

@@ -77,7 +77,12 @@ fn errors_name_the_source_and_document() {
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let error = load_state(&[PathBuf::from("/nonexistent/state.yaml")], None).expect_err("missing");
+    let error = load_state(
+        &[PathBuf::from("/nonexistent/state.yaml")],
+        None,
+        Copies::Controller,
+    )
+    .expect_err("missing");
     assert!(
         error
             .to_string()
@@ -146,4 +151,43 @@ fn namespace_label_changes_reselect_and_notify() {
     let state = builder.snapshot();
     assert!(builder.take_namespace_changes());
     assert_eq!(state.credentials_for("apps").count(), 0);
+}
+
+#[test]
+fn the_summary_counts_what_was_read_and_what_was_ignored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state.yaml");
+    let manifests = dir.path().join("manifests.yaml");
+    std::fs::write(
+        &state,
+        "kind: Namespace\nmetadata: {name: a}\n---\nkind: Secret\ntype: Opaque\nmetadata: {name: s, namespace: a}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        &manifests,
+        "kind: List\nitems:\n- {kind: Pod, metadata: {name: p}}\n- {kind: Pod, metadata: {name: q}}\n---\nkind: Deployment\nmetadata: {name: d}\n---\nmetadata: {name: kindless}\n",
+    )
+    .expect("write");
+    let (_, summaries) =
+        load_state_summarized(&[state.clone(), manifests.clone()], None, Copies::Manual)
+            .expect("readable");
+    assert_eq!(
+        summaries,
+        [
+            SourceSummary {
+                source_name: state.display().to_string(),
+                read: 2,
+                ignored: BTreeMap::new(),
+            },
+            SourceSummary {
+                source_name: manifests.display().to_string(),
+                read: 0,
+                ignored: BTreeMap::from([
+                    ("<none>".to_owned(), 1),
+                    ("Deployment".to_owned(), 1),
+                    ("Pod".to_owned(), 2),
+                ]),
+            },
+        ]
+    );
 }

@@ -1069,3 +1069,38 @@ proptest! {
         prop_assert_eq!(glob.matches(name.as_bytes()), go_match(pattern.as_bytes(), name.as_bytes()));
     }
 }
+
+#[test]
+fn fold_host_case_lowercases_the_host_only() {
+    for (text, folded) in [
+        ("registry.example.com", "registry.example.com"),
+        (
+            "Registry.Example.COM:5000/Team/app",
+            "registry.example.com:5000/Team/app",
+        ),
+        ("https://Quay.IO/v1/", "https://quay.io/v1/"),
+        ("http://Quay.io", "http://quay.io"),
+        ("docker.io/library/nginx", "docker.io/library/nginx"),
+        ("", ""),
+        ("Ünïcode.example/x", "Ünïcode.example/x"),
+    ] {
+        assert_eq!(fold_host_case(text), folded, "{text}");
+    }
+    assert!(matches!(fold_host_case("quay.io/A"), Cow::Borrowed(_)));
+    // What the kubelet does with case: no match either way.
+    assert_eq!(
+        match_key("Registry.example.com", "registry.example.com/app"),
+        KeyMatch::LabelMismatch { label: 0 }
+    );
+    assert_eq!(
+        match_key("registry.example.com", "Registry.example.com/app"),
+        KeyMatch::LabelMismatch { label: 0 }
+    );
+    assert_eq!(
+        match_key(
+            &fold_host_case("Registry.example.com"),
+            &fold_host_case("registry.Example.com/app")
+        ),
+        KeyMatch::Matched
+    );
+}

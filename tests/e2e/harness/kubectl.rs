@@ -108,6 +108,20 @@ impl Suite {
         Ok(out)
     }
 
+    /// `kubectl get ARGS -o json`, or `None` when the object does not exist.
+    pub fn get_json_opt(&self, args: &[&str]) -> Result<Option<Value>> {
+        let mut full = vec!["get"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--ignore-not-found", "-o", "json"]);
+        let out = self.kubectl(&full)?;
+        if out.stdout.trim().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_str(&out.stdout).with_context(
+            || format!("kubectl {} printed no JSON", full.join(" ")),
+        )?))
+    }
+
     pub fn get_json(&self, args: &[&str]) -> Result<Value> {
         let mut full = vec!["get"];
         full.extend_from_slice(args);

@@ -89,6 +89,8 @@ impl Suite {
             &self.lease_name(),
             "--lease-identity",
             identity,
+            "--orphan-sweep-interval",
+            "2s",
         ]
         .map(str::to_owned)
         .to_vec()

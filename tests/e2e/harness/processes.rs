@@ -99,15 +99,82 @@ impl Drop for Cluster {
         if !self.owned {
             return;
         }
-        match self.script_command("down").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "warning: cluster.sh down failed ({}): {}",
-                out.status,
-                tail(&String::from_utf8_lossy(&out.stderr), 10)
-            ),
-            Err(error) => eprintln!("warning: cannot run cluster.sh down: {error}"),
+        if let Err(error) = self.stop() {
+            eprintln!("warning: {error:#}");
         }
+    }
+}
+
+impl Cluster {
+    /// Whether the suite started this cluster (and so stops it).
+    pub fn owned(&self) -> bool {
+        self.owned
+    }
+
+    /// The state directory of the running cluster (its processes' command lines name it).
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        std::fs::read_to_string(self.dir.join("cluster.state-dir"))
+            .ok()
+            .map(|dir| PathBuf::from(dir.trim()))
+    }
+
+    /// `cluster.sh down`, then what it must have left: no process, mount, bridge, nftables
+    /// table or node owner record of this cluster. Only for a cluster the suite started.
+    pub fn stop_and_check(mut self) -> Result<()> {
+        ensure!(self.owned, "the suite did not start this cluster");
+        let state = self.state_dir().context("no state dir recorded")?;
+        self.owned = false;
+        self.stop()?;
+        let mut left = Vec::new();
+        let needle = state.to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        left.extend(
+            mounts
+                .lines()
+                .filter(|line| line.contains(&needle))
+                .map(|line| format!("mount {line}")),
+        );
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                left.push(format!("process {}", entry.file_name().to_string_lossy()));
+            }
+        }
+        let quiet = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        if quiet("ip", &["link", "show", "psi-br0"]) {
+            left.push("bridge psi-br0".to_owned());
+        }
+        for table in [["inet", "pullsecret_injector_node"], ["ip", "kube-proxy"]] {
+            if quiet("nft", &["list", "table", table[0], table[1]]) {
+                left.push(format!("nftables table {} {}", table[0], table[1]));
+            }
+        }
+        if Path::new("/run/pullsecret-injector-node.owner").exists() {
+            left.push("the node owner record".to_owned());
+        }
+        ensure!(left.is_empty(), "cluster.sh down left: {}", left.join("; "));
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<()> {
+        let out = self
+            .script_command("down")
+            .output()
+            .context("cannot run cluster.sh down")?;
+        ensure!(
+            out.status.success(),
+            "cluster.sh down failed ({}): {}",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stderr), 10)
+        );
+        Ok(())
     }
 }
 

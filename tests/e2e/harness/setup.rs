@@ -196,6 +196,9 @@ impl Suite {
             // The suite's serve runs the ClusterPullSecret controller with this identity.
             "--set",
             "controller.enabled=true",
+            // RBAC for the recovery scenarios' serve processes (pods, pods/eviction).
+            "--set",
+            "controller.recoverStuckPods=true",
             "--set-json",
             &format!(
                 r#"webhook.extraNamespaceSelectorExpressions=[{{"key":"{NEVER_LABEL}","operator":"Exists"}}]"#

@@ -1,0 +1,157 @@
+//! `explain -n NS pod/NAME`: an existing pod against the live cluster (read-only, KUBECONFIG or
+//! in-cluster): per image what the pod has, what it would get now, and whether the recovery of
+//! stuck pods would act on it and why not.
+
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+
+use crate::admission::decision::decide;
+use crate::admission::pod::PodView;
+use crate::admission::recovery::{StuckPod, Verdict, assess};
+use crate::cli::explain::{ImageExplanation, explain_image};
+use crate::state::snapshot::ClusterState;
+
+#[derive(Debug, Serialize)]
+pub struct PodExplanation {
+    pub namespace: String,
+    pub pod: String,
+    /// `Kind/name` of the controller that owns it, if any.
+    pub owner: Option<String>,
+    /// `spec.imagePullSecrets` as it is (it cannot change on an existing pod).
+    pub has: Vec<String>,
+    /// What the webhook would append if the pod were created now.
+    pub would_get: Vec<WouldGet>,
+    /// Containers waiting on a failed pull, by image.
+    pub failing_images: Vec<String>,
+    pub recovery: RecoveryAnswer,
+    pub images: Vec<ImageExplanation>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WouldGet {
+    pub secret: String,
+    /// Lookup strings it was chosen for.
+    pub registries: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecoveryAnswer {
+    /// `evict`, `report` (a bare pod gets an Event), `none`.
+    pub action: &'static str,
+    pub why: String,
+}
+
+/// Everything `explain` says about an existing pod, given the state of its namespace.
+pub fn explain_pod(
+    pod: &Pod,
+    state: &Arc<ClusterState>,
+    own_namespace: Option<&str>,
+) -> PodExplanation {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let view: PodView = serde_json::to_value(pod)
+        .ok()
+        .and_then(|value| serde_json::from_value(value).ok())
+        .unwrap_or_default();
+    let decision = decide(&view, &namespace, state);
+    let stuck = StuckPod::from_pod(pod);
+    let recovery = match &stuck {
+        None => RecoveryAnswer {
+            action: "none",
+            why: "no container waits on a failed pull (ErrImagePull/ImagePullBackOff)".to_owned(),
+        },
+        Some(stuck) => match assess(stuck, state, own_namespace) {
+            Verdict::Skip(reason) => RecoveryAnswer {
+                action: "none",
+                why: reason.describe().to_owned(),
+            },
+            Verdict::Recover {
+                secrets,
+                images,
+                evict: true,
+            } => RecoveryAnswer {
+                action: "evict",
+                why: format!(
+                    "{} would now be injected for {}; its owner recreates it (with --recover-stuck-pods on the controller's Lease holder)",
+                    secrets.join(", "),
+                    images.join(", ")
+                ),
+            },
+            Verdict::Recover {
+                secrets, images, ..
+            } => RecoveryAnswer {
+                action: "report",
+                why: format!(
+                    "{} would now be injected for {}, but no controller recreates this pod: it gets an Event; recreate it yourself",
+                    secrets.join(", "),
+                    images.join(", ")
+                ),
+            },
+        },
+    };
+    PodExplanation {
+        pod: pod.metadata.name.clone().unwrap_or_default(),
+        owner: stuck
+            .as_ref()
+            .and_then(|s| s.owner.as_ref())
+            .map(|owner| format!("{}/{}", owner.kind, owner.name)),
+        has: view.pull_secret_names().map(str::to_owned).collect(),
+        would_get: decision
+            .injected
+            .iter()
+            .map(|injection| WouldGet {
+                secret: injection.secret.clone(),
+                registries: injection.registries.clone(),
+            })
+            .collect(),
+        failing_images: stuck.map(|s| s.failing).unwrap_or_default(),
+        recovery,
+        images: view
+            .containers()
+            .filter_map(|container| container.image.as_deref())
+            .map(|image| explain_image(image, &namespace, state))
+            .collect(),
+        namespace,
+    }
+}
+
+impl fmt::Display for PodExplanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "pod {}/{}", self.namespace, self.pod)?;
+        if let Some(owner) = &self.owner {
+            writeln!(f, "  owner: {owner}")?;
+        }
+        let list = |items: &[String]| {
+            if items.is_empty() {
+                "(none)".to_owned()
+            } else {
+                items.join(", ")
+            }
+        };
+        writeln!(f, "  has imagePullSecrets: {}", list(&self.has))?;
+        if self.would_get.is_empty() {
+            writeln!(f, "  would get now: nothing more")?;
+        }
+        for item in &self.would_get {
+            writeln!(
+                f,
+                "  would get now: {} (for {})",
+                item.secret,
+                item.registries.join(", ")
+            )?;
+        }
+        writeln!(f, "  failing to pull: {}", list(&self.failing_images))?;
+        writeln!(
+            f,
+            "  recovery: {}: {}",
+            self.recovery.action, self.recovery.why
+        )?;
+        for image in &self.images {
+            writeln!(f)?;
+            write!(f, "{image}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! Copies whose ClusterPullSecret is gone without its finalizer having run (removed by hand, or
+//! the resource force-deleted): the Lease holder sweeps them.
+//!
+//! A copy is a Secret labelled `app.kubernetes.io/managed-by: pullsecret-injector` with the
+//! owner label naming its ClusterPullSecret. Every sweep lists those copies and the
+//! ClusterPullSecrets, both from the API (not the cache: a sweep must not act on a lagging
+//! picture), and deletes a copy only when its owner is absent from a complete list, with the
+//! copy's UID as precondition so a Secret recreated meanwhile is never touched.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::core::PartialObjectMeta;
+use kube::{Client, ResourceExt};
+
+use crate::controller::leader::Leadership;
+use crate::state::crd::{ClusterPullSecret, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL};
+use crate::telemetry::Metrics;
+
+/// The copies to delete: managed copies whose owner is not among `owners`.
+pub fn orphans<'a>(
+    copies: &'a [PartialObjectMeta<Secret>],
+    owners: &BTreeSet<String>,
+) -> Vec<&'a PartialObjectMeta<Secret>> {
+    copies
+        .iter()
+        .filter(|copy| {
+            let labels = copy.labels();
+            labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+                && labels
+                    .get(OWNER_LABEL)
+                    .is_some_and(|owner| !owners.contains(owner))
+        })
+        .collect()
+}
+
+/// Sweeps every `interval` while this replica leads, until the process ends; a sweep is
+/// dropped the moment the term ends.
+pub async fn run(client: Client, metrics: Metrics, interval: Duration, mut leadership: Leadership) {
+    while leadership.acquired().await {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let tick = leadership.while_leading(ticks.tick()).await;
+            if tick.is_none() {
+                break;
+            }
+            match leadership.while_leading(sweep(&client, &metrics)).await {
+                None => break,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "cannot sweep orphaned copies; trying again later");
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// One sweep; the number of copies deleted.
+pub async fn sweep(client: &Client, metrics: &Metrics) -> Result<usize, kube::Error> {
+    let secrets: Api<Secret> = Api::all(client.clone());
+    let selector = ListParams::default().labels(&format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{OWNER_LABEL}"
+    ));
+    let copies = secrets.list_metadata(&selector).await?.items;
+    if copies.is_empty() {
+        return Ok(0);
+    }
+    let owners: BTreeSet<String> = Api::<ClusterPullSecret>::all(client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let mut deleted = 0;
+    for copy in orphans(&copies, &owners) {
+        let namespace = copy.namespace().unwrap_or_default();
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: copy.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match Api::<Secret>::namespaced(client.clone(), &namespace)
+            .delete(&copy.name_any(), &params)
+            .await
+        {
+            Ok(_) => {
+                deleted += 1;
+                metrics.observe_write("delete");
+                tracing::info!(namespace, secret = %copy.name_any(), owner = copy.labels().get(OWNER_LABEL).map(String::as_str).unwrap_or(""), "deleted a copy whose ClusterPullSecret is gone");
+            }
+            // Gone already, or replaced meanwhile (the UID precondition failed): nothing to do.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn copy(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Secret> {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": { "name": name, "namespace": "shop", "labels": labels },
+        }))
+        .expect("metadata")
+    }
+
+    #[test]
+    fn only_managed_copies_of_absent_owners_are_orphans() {
+        let managed = (MANAGED_BY_LABEL, MANAGED_BY_VALUE);
+        let copies = vec![
+            copy("kept", &[managed, (OWNER_LABEL, "corp")]),
+            copy("orphan", &[managed, (OWNER_LABEL, "gone")]),
+            copy(
+                "foreign",
+                &[(MANAGED_BY_LABEL, "helm"), (OWNER_LABEL, "gone")],
+            ),
+            copy("unowned", &[managed]),
+        ];
+        let owners = BTreeSet::from(["corp".to_owned()]);
+        let names: Vec<String> = orphans(&copies, &owners)
+            .iter()
+            .map(|c| c.name_any())
+            .collect();
+        assert_eq!(names, ["orphan"]);
+        assert!(
+            orphans(
+                &copies,
+                &BTreeSet::from(["corp".to_owned(), "gone".to_owned()])
+            )
+            .is_empty()
+        );
+    }
+}

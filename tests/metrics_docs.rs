@@ -1,0 +1,91 @@
+//! Every metric the server exports is documented in the README's metrics table, and the
+//! chart's PrometheusRule only queries metrics that exist.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use prometheus_client::registry::Registry;
+use pullsecret_injector::telemetry::Metrics;
+
+/// The series names a user queries: `NAME_total` for counters, `NAME` for the rest (a
+/// histogram's `_bucket`, `_sum` and `_count` series share its name).
+fn exported_metrics() -> BTreeSet<String> {
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    // Families whose label values appear only with their first sample.
+    metrics.observe_rejected("too_large");
+    metrics.observe_watch_error("secrets");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .map(|declaration| {
+            let mut words = declaration.split_whitespace();
+            let name = words.next().expect("a name").to_owned();
+            match words.next() {
+                Some("counter") => format!("{name}_total"),
+                _ => name,
+            }
+        })
+        .collect()
+}
+
+fn read(relative: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
+}
+
+/// Every `pullsecret_injector_*` word in `text`.
+fn mentioned(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (at, _) in text.match_indices("pullsecret_injector_") {
+        let name: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // `pullsecret_injector_*` names the prefix, not a metric.
+        if !name.ends_with('_') {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_readme_documents_every_metric_in_its_table() {
+    let readme = read("README.md");
+    let table_rows: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .collect();
+    let exported = exported_metrics();
+    assert!(exported.len() >= 19, "{exported:?}");
+    let undocumented: Vec<&String> = exported.difference(&table_rows).collect();
+    assert!(
+        undocumented.is_empty(),
+        "metrics missing from the README's metrics table: {undocumented:?}"
+    );
+    let unknown: Vec<String> = mentioned(&readme)
+        .into_iter()
+        .filter(|name| !exported.contains(name))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the README names metrics the server does not export: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_prometheus_rule_queries_only_exported_metrics() {
+    let rule = read("charts/pullsecret-injector/templates/prometheusrule.yaml");
+    let exported = exported_metrics();
+    let queried = mentioned(&rule);
+    assert!(queried.len() >= 5, "{queried:?}");
+    let unknown: Vec<&String> = queried.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the PrometheusRule queries metrics the server does not export: {unknown:?}"
+    );
+}
