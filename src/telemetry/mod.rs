@@ -364,6 +364,27 @@ impl Metrics {
         for outcome in ["evicted", "reported", "refused_by_pdb", "failed"] {
             let _ = metrics.recoveries.get_or_create(&OutcomeName { outcome });
         }
+        for reason in [
+            "quota",
+            "terminating",
+            "namespace_not_found",
+            "forbidden",
+            "invalid",
+            "conflict",
+            "other",
+        ] {
+            let _ = metrics.copy_failures.get_or_create(&ReasonLabel { reason });
+        }
+        for watch in [
+            "dockerconfigjson_secrets",
+            "dockercfg_secrets",
+            "namespaces",
+            "pullsecretrules",
+            "clusterpullsecrets",
+        ] {
+            let _ = metrics.watch_in_sync.get_or_create(&WatchLabel { watch });
+            let _ = metrics.watch_last_sync.get_or_create(&WatchLabel { watch });
+        }
         for reason in ["protected_namespace", "opted_out", "no_new_secret"] {
             let _ = metrics
                 .recoveries_skipped
