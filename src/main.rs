@@ -73,6 +73,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: server::ServeArgs) -> ExitCode {
+    if let Err(error) = args.validate() {
+        return fail(&error, 2);
+    }
     if let Err(error) = telemetry::init_logging(args.log_format, &args.log_level) {
         return fail(&*error, commands::EXIT_INPUT);
     }

@@ -5,21 +5,31 @@
 //! immutable [`ClusterState`] only when something changed. Handlers just load the snapshot, so
 //! they never call the API server. A relist applies objects as they stream in (no buffering
 //! of full Secrets) and removes what it did not see when it completes.
+//!
+//! Each watch's health is tracked: it is *in sync* once a complete list has been applied and
+//! until its next error. After an error the watch starts over with a complete list (after a
+//! backoff), so being in sync again means the cache has caught up, not merely that a
+//! connection was re-established. Readiness needs each watch's first list only; the
+//! controller defers deleting copies while the namespace watch is out of sync.
 
 use std::collections::HashSet;
+use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, DefaultBackoff, Event};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
-use crate::state::snapshot::{ClusterState, Copies, StateBuilder};
+use crate::state::snapshot::{ClusterState, Copies, SecretType, StateBuilder};
 use crate::telemetry::Metrics;
 
 /// The watches the server runs; each reports ready after its first complete list.
@@ -40,6 +50,17 @@ impl WatchKind {
         WatchKind::PullSecretRules,
         WatchKind::ClusterPullSecrets,
     ];
+
+    /// The watch's name in metrics, logs and `/readyz`.
+    pub fn label(self) -> &'static str {
+        match self {
+            WatchKind::DockerConfigJsonSecrets => "dockerconfigjson_secrets",
+            WatchKind::DockerCfgSecrets => "dockercfg_secrets",
+            WatchKind::Namespaces => "namespaces",
+            WatchKind::PullSecretRules => "pullsecretrules",
+            WatchKind::ClusterPullSecrets => "clusterpullsecrets",
+        }
+    }
 
     fn resource(self) -> &'static str {
         match self {
@@ -65,16 +86,26 @@ enum Change {
     ClusterPullSecret(Event<ClusterPullSecret>),
 }
 
-/// Shared with the HTTP side and the controller: the latest snapshot, which watches have
-/// synced, and a counter bumped whenever namespaces appear, go or change labels.
+/// Shared with the HTTP side and the controller: the latest snapshot, each watch's health,
+/// and a counter bumped whenever namespaces appear, go or change labels.
 #[derive(Debug)]
 pub struct ClusterCache {
     snapshot: ArcSwap<ClusterState>,
-    synced: [AtomicBool; 5],
+    watches: [WatchHealth; 5],
     own_namespace: Option<String>,
     copies: Copies,
     namespace_changes: tokio::sync::watch::Sender<u64>,
     snapshot_changes: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct WatchHealth {
+    /// A complete list has been applied at least once.
+    listed: AtomicBool,
+    /// A complete list has been applied and the watch has not failed since.
+    in_sync: AtomicBool,
+    /// Unix time (seconds) the last complete list was applied; 0 before the first.
+    last_sync: AtomicU64,
 }
 
 impl Default for ClusterCache {
@@ -89,7 +120,7 @@ impl ClusterCache {
     pub fn new(own_namespace: Option<String>) -> ClusterCache {
         ClusterCache {
             snapshot: ArcSwap::from_pointee(ClusterState::default()),
-            synced: Default::default(),
+            watches: Default::default(),
             own_namespace,
             copies: Copies::default(),
             namespace_changes: tokio::sync::watch::Sender::new(0),
@@ -118,53 +149,78 @@ impl ClusterCache {
         self.snapshot.load_full()
     }
 
-    /// True once every watch has delivered its initial list.
+    /// True once every watch has delivered its initial list (it stays true when a watch
+    /// fails later: see [`ClusterCache::is_in_sync`]).
     pub fn is_synced(&self) -> bool {
-        self.synced
+        self.watches
             .iter()
-            .all(|synced| synced.load(Ordering::Acquire))
+            .all(|watch| watch.listed.load(Ordering::Acquire))
     }
 
-    fn index(kind: WatchKind) -> usize {
+    /// Whether the watch has applied a complete list and not failed since: what the cache
+    /// holds of that kind is current, as far as anyone can tell.
+    pub fn is_in_sync(&self, kind: WatchKind) -> bool {
+        self.health(kind).in_sync.load(Ordering::Acquire)
+    }
+
+    /// The watches that have listed once but are out of sync now.
+    pub fn out_of_sync(&self) -> Vec<WatchKind> {
         WatchKind::ALL
+            .into_iter()
+            .filter(|kind| self.last_sync(*kind).is_some() && !self.is_in_sync(*kind))
+            .collect()
+    }
+
+    /// Unix time of the watch's last complete list, if any.
+    pub fn last_sync(&self, kind: WatchKind) -> Option<u64> {
+        Some(self.health(kind).last_sync.load(Ordering::Acquire)).filter(|at| *at > 0)
+    }
+
+    fn health(&self, kind: WatchKind) -> &WatchHealth {
+        let index = WatchKind::ALL
             .iter()
             .position(|k| *k == kind)
-            .unwrap_or_default()
-    }
-
-    fn is_kind_synced(&self, kind: WatchKind) -> bool {
-        self.synced[Self::index(kind)].load(Ordering::Acquire)
+            .unwrap_or_default();
+        &self.watches[index]
     }
 
     fn mark_synced(&self, kind: WatchKind) {
-        self.synced[Self::index(kind)].store(true, Ordering::Release);
+        let health = self.health(kind);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |since| since.as_secs().max(1));
+        health.last_sync.store(now, Ordering::Release);
+        health.listed.store(true, Ordering::Release);
+        health.in_sync.store(true, Ordering::Release);
+    }
+
+    /// Returns whether the watch was in sync until now.
+    fn mark_failed(&self, kind: WatchKind) -> bool {
+        self.health(kind).in_sync.swap(false, Ordering::AcqRel)
     }
 }
 
-/// Runs the watches until the process ends; errors are retried with backoff by kube's watcher.
+/// Runs the watches until the process ends; each starts over with a complete list, after a
+/// backoff, whenever it fails.
 pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
     let secrets: Api<Secret> = Api::all(client.clone());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let rules: Api<PullSecretRule> = Api::all(client.clone());
-    let cluster_pull_secrets: Api<ClusterPullSecret> = Api::all(client);
     let secret_watch = |kind: WatchKind, secret_type: &str| {
         let config = watcher::Config::default().fields(&format!("type={secret_type}"));
-        watcher::watcher(secrets.clone(), config)
-            .default_backoff()
+        relisting(secrets.clone(), config)
             .map(move |event| (kind, event.map(|event| Change::Secret(kind, event))))
             .boxed()
     };
-    let namespace_watch = watcher::watcher(namespaces, watcher::Config::default())
-        .default_backoff()
+    let namespace_watch = relisting(Api::<Namespace>::all(client.clone()), Default::default())
         .map(|event| (WatchKind::Namespaces, event.map(Change::Namespace)))
         .boxed();
-    let rule_watch = watcher::watcher(rules, watcher::Config::default())
-        .default_backoff()
-        .map(|event| (WatchKind::PullSecretRules, event.map(Change::Rule)))
-        .boxed();
+    let rule_watch = relisting(
+        Api::<PullSecretRule>::all(client.clone()),
+        Default::default(),
+    )
+    .map(|event| (WatchKind::PullSecretRules, event.map(Change::Rule)))
+    .boxed();
     let cluster_pull_secret_watch =
-        watcher::watcher(cluster_pull_secrets, watcher::Config::default())
-            .default_backoff()
+        relisting(Api::<ClusterPullSecret>::all(client), Default::default())
             .map(|event| {
                 (
                     WatchKind::ClusterPullSecrets,
@@ -180,6 +236,40 @@ pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
         cluster_pull_secret_watch,
     ]);
     apply_changes(changes, &cache, &metrics).await;
+}
+
+type WatchEvents<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
+
+/// kube's watcher, started over with a complete list after each error (after a backoff).
+///
+/// kube's own watcher resumes from its last resourceVersion after most errors, without a
+/// list and without any event, so nothing would tell when it is healthy again; starting over
+/// costs one list per failure and makes "in sync" mean that a complete list has been applied.
+fn relisting<K>(api: Api<K>, config: watcher::Config) -> WatchEvents<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let start = move || watcher::watcher(api.clone(), config.clone()).boxed();
+    let first = start();
+    stream::unfold(
+        (first, start, DefaultBackoff::default()),
+        |(mut events, start, mut backoff)| async move {
+            let event = events.next().await?;
+            match &event {
+                Ok(Event::InitDone) => backoff.reset(),
+                Ok(_) => {}
+                Err(_) => {
+                    let delay = backoff.next().unwrap_or(std::time::Duration::from_secs(30));
+                    let again = start.clone();
+                    events = stream::once(tokio::time::sleep(delay))
+                        .flat_map(move |()| again())
+                        .boxed();
+                }
+            }
+            Some((event, (events, start, backoff)))
+        },
+    )
+    .boxed()
 }
 
 async fn apply_changes(
@@ -202,12 +292,17 @@ async fn apply_changes(
                     if kind.is_custom() && is_not_found(&error) {
                         // CRDs not installed: nothing of that kind exists, which must not keep
                         // the webhook unready. The watch keeps retrying and picks them up.
-                        if !cache.is_kind_synced(kind) {
-                            tracing::warn!(watch = ?kind, "custom resource not installed; treating it as empty (install the chart's CRDs)");
+                        if cache.last_sync(kind).is_none() {
+                            tracing::warn!(
+                                watch = kind.label(),
+                                "custom resource not installed; treating it as empty (install the chart's CRDs)"
+                            );
                         }
                         cache.mark_synced(kind);
+                    } else if cache.mark_failed(kind) {
+                        tracing::warn!(watch = kind.label(), %error, "watch failed: out of sync until it has listed again; retrying with backoff");
                     } else {
-                        tracing::warn!(watch = ?kind, %error, "watch failed; retrying with backoff");
+                        tracing::debug!(watch = kind.label(), %error, "watch failed again");
                     }
                 }
             }
@@ -222,6 +317,9 @@ async fn apply_changes(
         metrics
             .undecodable_secrets
             .set(snapshot.undecodable_secret_count() as i64);
+        for kind in WatchKind::ALL {
+            metrics.observe_watch_sync(kind.label(), cache.is_in_sync(kind), cache.last_sync(kind));
+        }
         metrics
             .cluster_pull_secrets
             .set(snapshot.credentials().len() as i64);
@@ -327,8 +425,8 @@ impl Relist {
         cache: &ClusterCache,
     ) {
         let secret_type = match kind {
-            WatchKind::DockerConfigJsonSecrets => DOCKER_CONFIG_JSON_TYPE,
-            _ => DOCKERCFG_TYPE,
+            WatchKind::DockerConfigJsonSecrets => SecretType::DockerConfigJson,
+            _ => SecretType::DockerCfg,
         };
         let seen = &mut self.seen_secrets[usize::from(kind == WatchKind::DockerCfgSecrets)];
         match event {
@@ -348,9 +446,11 @@ impl Relist {
                 cache.mark_synced(kind);
             }
             Event::Apply(secret) => builder.apply_secret(&secret),
-            Event::Delete(secret) => {
-                builder.delete_secret(&secret.namespace().unwrap_or_default(), &secret.name_any())
-            }
+            Event::Delete(secret) => builder.delete_secret(
+                &secret.namespace().unwrap_or_default(),
+                &secret.name_any(),
+                secret_type,
+            ),
         }
     }
 
@@ -382,9 +482,15 @@ impl Relist {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use kube::core::Status;
+    use prometheus_client::registry::Registry;
 
     use super::*;
+    use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_KEY, DOCKERCFG_KEY};
 
     fn api_error(code: u16, reason: &str) -> watcher::Error {
         let status = Status {
@@ -402,5 +508,173 @@ mod tests {
         assert!(is_not_found(&api_error(404, "NotFound")));
         assert!(!is_not_found(&api_error(403, "Forbidden")));
         assert!(!is_not_found(&api_error(500, "InternalError")));
+    }
+
+    fn regcred(uid: &str, secret_type: &str, registry: &str) -> Secret {
+        let (key, payload) = if secret_type == DOCKER_CONFIG_JSON_TYPE {
+            (
+                DOCKER_CONFIG_JSON_KEY,
+                format!(r#"{{"auths":{{"{registry}":{{}}}}}}"#),
+            )
+        } else {
+            (DOCKERCFG_KEY, format!(r#"{{"{registry}":{{}}}}"#))
+        };
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("regcred".to_owned()),
+                namespace: Some("shop".to_owned()),
+                uid: Some(uid.to_owned()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(secret_type.to_owned()),
+            data: Some(BTreeMap::from([(
+                key.to_owned(),
+                ByteString(payload.into_bytes()),
+            )])),
+            ..Secret::default()
+        }
+    }
+
+    /// Feeds the events, in this order, through the code the live watches use.
+    async fn cached_after(events: Vec<(WatchKind, Event<Secret>)>) -> Vec<(String, Vec<String>)> {
+        let cache = ClusterCache::default();
+        let metrics = Metrics::new(&mut Registry::default());
+        let changes = stream::iter(
+            events
+                .into_iter()
+                .map(|(kind, event)| (kind, Ok(Change::Secret(kind, event)))),
+        );
+        apply_changes(changes, &cache, &metrics).await;
+        let snapshot = cache.snapshot();
+        snapshot
+            .namespace("shop")
+            .map(|ns| {
+                ns.secrets()
+                    .iter()
+                    .map(|(name, secret)| {
+                        let keys = secret.registries().iter().map(|k| k.to_string()).collect();
+                        (format!("{name} ({})", secret.secret_type.as_str()), keys)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `regcred` deleted as dockercfg and created again as dockerconfigjson: the two watches
+    /// deliver independently, so the old Secret's events may arrive after the new one's.
+    #[tokio::test]
+    async fn a_delete_from_one_type_watch_never_removes_the_other_type() {
+        use WatchKind::{DockerCfgSecrets as Cfg, DockerConfigJsonSecrets as Json};
+        let old = || regcred("uid-old", DOCKERCFG_TYPE, "old.example.com");
+        let new = || regcred("uid-new", DOCKER_CONFIG_JSON_TYPE, "new.example.com");
+        let expected = vec![(
+            format!("regcred ({DOCKER_CONFIG_JSON_TYPE})"),
+            vec!["new.example.com".to_owned()],
+        )];
+        let orders = [
+            // The order things happened in.
+            vec![
+                (Cfg, Event::Apply(old())),
+                (Cfg, Event::Delete(old())),
+                (Json, Event::Apply(new())),
+            ],
+            // The new Secret's Apply before the old one's Delete.
+            vec![
+                (Cfg, Event::Apply(old())),
+                (Json, Event::Apply(new())),
+                (Cfg, Event::Delete(old())),
+            ],
+            // Even the old Secret's last update after the new Secret's Apply.
+            vec![
+                (Json, Event::Apply(new())),
+                (Cfg, Event::Apply(old())),
+                (Cfg, Event::Delete(old())),
+            ],
+        ];
+        for (order, events) in orders.into_iter().enumerate() {
+            assert_eq!(cached_after(events).await, expected, "order {order}");
+        }
+    }
+
+    /// The end of a relist of one type drops only what that watch no longer lists.
+    #[tokio::test]
+    async fn a_relist_of_one_type_keeps_the_other_type() {
+        use WatchKind::{DockerCfgSecrets as Cfg, DockerConfigJsonSecrets as Json};
+        let old = || regcred("uid-old", DOCKERCFG_TYPE, "old.example.com");
+        let new = || regcred("uid-new", DOCKER_CONFIG_JSON_TYPE, "new.example.com");
+        let events = vec![
+            (Cfg, Event::Apply(old())),
+            (Json, Event::Apply(new())),
+            // The dockercfg watch failed and relists: the old Secret is gone.
+            (Cfg, Event::Init),
+            (Cfg, Event::InitDone),
+        ];
+        assert_eq!(
+            cached_after(events).await,
+            vec![(
+                format!("regcred ({DOCKER_CONFIG_JSON_TYPE})"),
+                vec!["new.example.com".to_owned()],
+            )]
+        );
+    }
+
+    /// Out of sync from a watch's failure until its next complete list; readiness needs only
+    /// the first list of each.
+    #[tokio::test]
+    async fn a_failed_watch_is_out_of_sync_until_it_has_listed_again() {
+        let cache = ClusterCache::default();
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let listed = |kind| (kind, Ok(Change::Namespace(Event::Init)));
+        let done = |kind: WatchKind| match kind {
+            WatchKind::DockerConfigJsonSecrets | WatchKind::DockerCfgSecrets => {
+                (kind, Ok(Change::Secret(kind, Event::InitDone)))
+            }
+            WatchKind::Namespaces => (kind, Ok(Change::Namespace(Event::InitDone))),
+            WatchKind::PullSecretRules => (kind, Ok(Change::Rule(Event::InitDone))),
+            WatchKind::ClusterPullSecrets => (kind, Ok(Change::ClusterPullSecret(Event::InitDone))),
+        };
+        let mut first: Vec<_> = WatchKind::ALL.into_iter().map(done).collect();
+        first.insert(0, listed(WatchKind::Namespaces));
+        apply_changes(stream::iter(first), &cache, &metrics).await;
+        assert!(cache.is_synced());
+        assert!(WatchKind::ALL.iter().all(|kind| cache.is_in_sync(*kind)));
+        let synced_at = cache.last_sync(WatchKind::Namespaces).expect("synced");
+
+        let failure = (WatchKind::Namespaces, Err(api_error(500, "InternalError")));
+        apply_changes(stream::iter([failure]), &cache, &metrics).await;
+        assert!(cache.is_synced(), "readiness keeps the first list");
+        assert!(!cache.is_in_sync(WatchKind::Namespaces));
+        assert_eq!(cache.out_of_sync(), vec![WatchKind::Namespaces]);
+        assert_eq!(cache.last_sync(WatchKind::Namespaces), Some(synced_at));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.contains(r#"pullsecret_injector_watch_in_sync{watch="namespaces"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pullsecret_injector_watch_in_sync{watch="dockercfg_secrets"} 1"#),
+            "{text}"
+        );
+
+        // Events alone do not bring it back: only a complete list does.
+        let shop = Namespace {
+            metadata: ObjectMeta {
+                name: Some("shop".to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let event = (
+            WatchKind::Namespaces,
+            Ok(Change::Namespace(Event::Apply(shop))),
+        );
+        apply_changes(stream::iter([event]), &cache, &metrics).await;
+        assert!(!cache.is_in_sync(WatchKind::Namespaces));
+        let relist = [listed(WatchKind::Namespaces), done(WatchKind::Namespaces)];
+        apply_changes(stream::iter(relist), &cache, &metrics).await;
+        assert!(cache.is_in_sync(WatchKind::Namespaces));
+        assert!(cache.out_of_sync().is_empty());
     }
 }

@@ -4,20 +4,36 @@
 //! Which namespaces are selected comes from the same snapshot and the same code the admission
 //! decision uses ([`ClusterState::selects`]), so what the webhook promises is what gets copied.
 //! Copies carry `app.kubernetes.io/managed-by: pullsecret-injector` and the owner label; they
-//! are updated in place (same UID), deleted when a namespace stops matching, and removed with
-//! the resource through a finalizer. A Secret the controller does not manage is never touched:
-//! it is reported as a conflict in the status, an Event and the log.
+//! are updated in place (same UID) — or replaced, delete then create, when the source's type
+//! changed, which the API server refuses in place — deleted when a namespace stops matching,
+//! and removed with the resource through a finalizer. A Secret the controller does not manage
+//! is never touched: it is reported as a conflict in the status, an Event and the log.
+//!
+//! Each namespace is handled on its own: a namespace whose copy cannot be written (a
+//! ResourceQuota, an admission policy, a namespace being deleted) never keeps the others from
+//! theirs. Every such failure is counted, listed in the status (Ready=False, reason
+//! CopyFailed) with an Event, and retried with exponential backoff.
+//!
+//! Deleting a copy because its namespace no longer matches is the one decision the cache could
+//! get wrong: it is deferred while the namespace watch is out of sync, and otherwise confirmed
+//! with a fresh read of the namespace first.
+//!
+//! Everything a reconcile writes happens inside the current leadership term
+//! ([`Leadership::while_leading`]): when the term ends the reconcile is dropped, whatever call
+//! it was making. Status writes carry the resource's resourceVersion, so a stale view never
+//! overwrites a newer status. On shutdown the Lease is released only once every reconcile has
+//! finished.
 //!
 //! Reconciles are triggered by the resource itself, by metadata-only watches of registry
 //! Secrets (a source rotated, a copy edited or deleted) and by the snapshot publisher whenever
 //! namespaces change (after the new snapshot is visible, so the reconcile sees them).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::Secret;
+use futures::{FutureExt, StreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::PartialObjectMeta;
@@ -30,12 +46,12 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::cluster::watch::ClusterCache;
-use crate::controller::leader::{Elector, LeaseConfig};
+use crate::cluster::watch::{ClusterCache, WatchKind};
+use crate::controller::leader::{Elector, Leadership, LeaseConfig, Term};
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{
-    ClusterPullSecret, ClusterPullSecretStatus, Condition, Conflict, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, OWNER_LABEL,
+    ClusterPullSecret, ClusterPullSecretStatus, Condition, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    NamespaceProblem, OWNER_LABEL,
 };
 use crate::state::snapshot::ClusterState;
 use crate::telemetry::Metrics;
@@ -46,8 +62,13 @@ const FIELD_MANAGER: &str = "pullsecret-injector";
 const SOURCE_ANNOTATION: &str = "pullsecret-injector.io/source";
 /// Status lists are capped so the object stays small in large clusters.
 const STATUS_LIST_LIMIT: usize = 50;
+/// At most this many Events per reconcile (one per new conflict or failure); the log has all.
+const EVENT_LIMIT: usize = 10;
 /// Every resource is checked again this often even without a trigger.
 const RESYNC: Duration = Duration::from_secs(600);
+/// A resource left not Ready is retried after this, doubling each time up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -55,6 +76,8 @@ pub enum ReconcileError {
     Api(#[from] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("this replica's leadership term ended")]
+    NotLeader,
 }
 
 struct Context {
@@ -62,52 +85,102 @@ struct Context {
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     recorder: Recorder,
+    leadership: Leadership,
+    /// Consecutive reconciles of each resource that left it not Ready.
+    retries: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// When to reconcile `name` again: after the resync period once it is Ready, else after
+    /// an exponential backoff.
+    fn next_attempt(&self, name: &str, ready: bool) -> Duration {
+        let mut retries = self
+            .retries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if ready {
+            retries.remove(name);
+            return RESYNC;
+        }
+        let attempt = retries.entry(name.to_owned()).or_insert(0);
+        *attempt = attempt.saturating_add(1);
+        retry_delay(*attempt)
+    }
+}
+
+/// The backoff before the `attempt`-th retry (from 1): 2 s, 4 s, 8 s, ... at most 5 minutes.
+pub fn retry_delay(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
 }
 
 /// Runs the election and, while this replica leads, the controller; ends when `stop` turns
-/// true (the leader then releases the Lease). Leadership is published on `leader_tx` for the
-/// other writers of the Lease holder.
+/// true. The Lease is released only after every reconcile has finished.
 pub async fn run(
     client: Client,
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     lease: LeaseConfig,
-    leader_tx: watch::Sender<bool>,
+    terms: watch::Sender<Term>,
     stop: watch::Receiver<bool>,
 ) {
-    let mut leader = leader_tx.subscribe();
+    let term = terms.subscribe();
+    let (release, released) = watch::channel(false);
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
         instance: Some(lease.identity.clone()),
     };
     let elector = Elector::new(client.clone(), lease);
-    let election = tokio::spawn(elector.run(leader_tx, stop.clone(), metrics.clone()));
+    let election = tokio::spawn(elector.run(terms, released, metrics.clone()));
+    let mut leadership = Leadership::new(term);
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         cache,
         metrics,
+        leadership: leadership.clone(),
+        retries: Mutex::default(),
     });
     let mut stopping = stop.clone();
     loop {
         tokio::select! {
-            result = leader.wait_for(|leading| *leading) => if result.is_err() { break },
+            biased;
             _ = stopping.wait_for(|stop| *stop) => break,
+            acquired = leadership.acquired() => if !acquired { break },
         }
         // Decisions about namespaces need the complete picture first.
-        let mut changes = context.cache.namespace_changes();
-        while !context.cache.is_synced() {
-            let _ = tokio::time::timeout(Duration::from_millis(500), changes.changed()).await;
+        let synced = async {
+            let mut changes = context.cache.namespace_changes();
+            while !context.cache.is_synced() {
+                let _ = tokio::time::timeout(Duration::from_millis(500), changes.changed()).await;
+            }
+        };
+        tokio::select! {
+            () = synced => {}
+            () = term_or_stop(&leadership, &stop) => continue,
         }
         tracing::info!("leading: starting the ClusterPullSecret controller");
-        let mut lost = leader.clone();
-        run_controller(Arc::clone(&context), async move {
-            let _ = lost.wait_for(|leading| !*leading).await;
-        })
-        .await;
+        // Returns once every reconcile has finished (or was dropped with the term).
+        run_controller(Arc::clone(&context), term_or_stop(&leadership, &stop)).await;
         tracing::info!("ClusterPullSecret controller stopped");
     }
+    // Nothing writes any more: another replica may take over at once.
+    let _ = release.send(true);
     let _ = election.await;
+}
+
+/// Returns when this replica's term ends or the process stops.
+fn term_or_stop(
+    leadership: &Leadership,
+    stop: &watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+    let (leadership, mut stop) = (leadership.clone(), stop.clone());
+    async move {
+        tokio::select! {
+            () = leadership.lost() => {}
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+    }
 }
 
 async fn run_controller(
@@ -137,7 +210,8 @@ async fn run_controller(
         )
         .flat_map(move |()| stream::iter(all_refs(&store)))
     };
-    controller
+    let shutdown = shutdown.shared();
+    let running = controller
         .watches_stream(
             secret_triggers(DOCKER_CONFIG_JSON_TYPE),
             secret_mapper(store.clone()),
@@ -147,14 +221,26 @@ async fn run_controller(
             secret_mapper(store.clone()),
         )
         .reconcile_on(namespace_triggers)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
             }
-        })
-        .await;
+        });
+    // kube holds every reconcile until its store has listed, and a graceful shutdown before
+    // then never completes (the list it waits for was stopped): with no reconcile to wait for,
+    // the controller is simply dropped.
+    let never_listed = async {
+        shutdown.await;
+        if store.wait_until_ready().now_or_never().is_some() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = running => {}
+        () = never_listed => {}
+    }
 }
 
 fn all_refs(store: &Store<ClusterPullSecret>) -> Vec<ObjectRef<ClusterPullSecret>> {
@@ -197,12 +283,30 @@ fn error_policy(
     error: &ReconcileError,
     context: Arc<Context>,
 ) -> Action {
+    if let ReconcileError::NotLeader = error {
+        return Action::await_change();
+    }
     context.metrics.observe_reconcile_error();
-    tracing::warn!(cluster_pull_secret = %resource.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let name = resource.name_any();
+    let delay = context.next_attempt(&name, false);
+    tracing::warn!(cluster_pull_secret = %name, %error, retry_in = ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
 }
 
+/// Everything a reconcile does happens within the current term: when it ends, the reconcile
+/// is dropped with whatever call it was making.
 async fn reconcile(
+    resource: Arc<ClusterPullSecret>,
+    context: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let leadership = context.leadership.clone();
+    leadership
+        .while_leading(reconcile_leading(resource, context))
+        .await
+        .unwrap_or(Err(ReconcileError::NotLeader))
+}
+
+async fn reconcile_leading(
     resource: Arc<ClusterPullSecret>,
     context: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
@@ -231,15 +335,203 @@ fn copies_selector(name: &str) -> String {
 /// The namespaces that should hold a copy, by the same rules the admission decision uses.
 pub fn target_namespaces(state: &ClusterState, resource: &ClusterPullSecret) -> BTreeSet<String> {
     let selector = resource.spec.namespace_selector.clone().unwrap_or_default();
-    let target = resource.target_name();
     state
         .existing_namespaces()
         .filter(|namespace| state.selects(&selector, namespace))
-        .filter(|namespace| {
-            !(*namespace == resource.spec.source.namespace && target == resource.spec.source.name)
-        })
+        .filter(|namespace| !is_source_slot(resource, namespace))
         .map(str::to_owned)
         .collect()
+}
+
+/// Whether the copy in `namespace` would be the source itself.
+fn is_source_slot(resource: &ClusterPullSecret, namespace: &str) -> bool {
+    namespace == resource.spec.source.namespace
+        && resource.target_name() == resource.spec.source.name
+}
+
+/// Why a copy could not be written or deleted in one namespace. The texts are fixed: the API
+/// server's own message is never copied, since an admission policy's message may quote the
+/// object, credentials included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFailure {
+    /// 403: a ResourceQuota of the namespace.
+    Quota,
+    /// 403: the namespace is being deleted.
+    Terminating,
+    /// 404 on create: the namespace does not exist (any more).
+    NamespaceNotFound,
+    /// 403 for another reason: RBAC or an admission webhook.
+    Forbidden,
+    /// 422: validation or an admission policy.
+    Invalid,
+    /// 409: the Secret changed meanwhile, or appeared while it was being created.
+    Conflict,
+    /// Another status, or no answer at all (`None`).
+    Other(Option<u16>),
+}
+
+impl CopyFailure {
+    pub fn classify(error: &kube::Error) -> CopyFailure {
+        let kube::Error::Api(status) = error else {
+            return CopyFailure::Other(None);
+        };
+        match status.code {
+            403 if status.message.contains("exceeded quota") => CopyFailure::Quota,
+            403 if status.message.contains("being terminated") => CopyFailure::Terminating,
+            403 => CopyFailure::Forbidden,
+            404 => CopyFailure::NamespaceNotFound,
+            409 => CopyFailure::Conflict,
+            422 => CopyFailure::Invalid,
+            code => CopyFailure::Other(Some(code)),
+        }
+    }
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            CopyFailure::Quota => "quota",
+            CopyFailure::Terminating => "terminating",
+            CopyFailure::NamespaceNotFound => "namespace_not_found",
+            CopyFailure::Forbidden => "forbidden",
+            CopyFailure::Invalid => "invalid",
+            CopyFailure::Conflict => "conflict",
+            CopyFailure::Other(_) => "other",
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            CopyFailure::Quota => {
+                "a ResourceQuota of the namespace refuses another Secret (403)".to_owned()
+            }
+            CopyFailure::Terminating => "the namespace is being deleted (403)".to_owned(),
+            CopyFailure::NamespaceNotFound => "the namespace does not exist (404)".to_owned(),
+            CopyFailure::Forbidden => {
+                "forbidden (403): RBAC or an admission webhook refuses it".to_owned()
+            }
+            CopyFailure::Invalid => {
+                "refused as invalid (422), e.g. by a ValidatingAdmissionPolicy".to_owned()
+            }
+            CopyFailure::Conflict => {
+                "the Secret changed while it was being written (409)".to_owned()
+            }
+            CopyFailure::Other(Some(code)) => format!("the API server answered {code}"),
+            CopyFailure::Other(None) => "no answer from the API server".to_owned(),
+        }
+    }
+}
+
+/// A failed write in one namespace: what was being done, and why it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Failed {
+    action: &'static str,
+    failure: CopyFailure,
+}
+
+impl Failed {
+    fn of(action: &'static str) -> impl Fn(kube::Error) -> Failed {
+        move |error| Failed {
+            action,
+            failure: CopyFailure::classify(&error),
+        }
+    }
+
+    fn reason(self) -> String {
+        format!("{}: {}", self.action, self.failure.describe())
+    }
+}
+
+/// What a reconcile achieved, namespace by namespace.
+#[derive(Debug, Default)]
+struct Report {
+    /// Namespaces holding an up-to-date copy.
+    served: Vec<String>,
+    conflicts: Vec<NamespaceProblem>,
+    failures: Vec<NamespaceProblem>,
+    /// Copies kept although their namespace no longer seems selected: the namespace cache
+    /// cannot confirm it yet.
+    deferred: Vec<String>,
+    /// Whether the namespace watch was in sync.
+    namespaces_in_sync: bool,
+}
+
+impl Report {
+    fn failed(
+        &mut self,
+        context: &Context,
+        resource: &ClusterPullSecret,
+        namespace: &str,
+        failed: Failed,
+    ) {
+        context.metrics.observe_copy_failure(failed.failure.label());
+        tracing::warn!(
+            cluster_pull_secret = %resource.name_any(),
+            namespace,
+            reason = %failed.reason(),
+            "copy not written; retrying with backoff"
+        );
+        self.failures.push(NamespaceProblem {
+            namespace: namespace.to_owned(),
+            reason: failed.reason(),
+        });
+    }
+
+    /// The Ready condition: (status, reason, message).
+    fn readiness(
+        &self,
+        resource: &ClusterPullSecret,
+        source_found: bool,
+    ) -> (bool, &'static str, String) {
+        let target = resource.target_name();
+        if !source_found {
+            return (
+                false,
+                "SourceNotFound",
+                format!(
+                    "source Secret {}/{} does not exist or is not a registry-credential Secret",
+                    resource.spec.source.namespace, resource.spec.source.name
+                ),
+            );
+        }
+        if !self.failures.is_empty() {
+            return (
+                false,
+                "CopyFailed",
+                format!(
+                    "the copy {target} could not be written in {} namespaces (see status.failures); retrying with backoff",
+                    self.failures.len()
+                ),
+            );
+        }
+        if !self.namespaces_in_sync || !self.deferred.is_empty() {
+            return (
+                false,
+                "NamespacesOutOfSync",
+                format!(
+                    "the namespace cache is behind the API server: which namespaces match may be stale, and deleting the copies in {} namespaces is deferred until it has caught up",
+                    self.deferred.len()
+                ),
+            );
+        }
+        if !self.conflicts.is_empty() {
+            return (
+                false,
+                "Conflict",
+                format!(
+                    "{} namespaces have a Secret named {target} that this resource does not manage",
+                    self.conflicts.len()
+                ),
+            );
+        }
+        (
+            true,
+            "Synced",
+            format!(
+                "copy {target} is up to date in {} namespaces",
+                self.served.len()
+            ),
+        )
+    }
 }
 
 async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action, ReconcileError> {
@@ -247,6 +539,10 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
     let target = resource.target_name();
     let state = context.cache.snapshot();
     let wanted = target_namespaces(&state, resource);
+    let mut report = Report {
+        namespaces_in_sync: context.cache.is_in_sync(WatchKind::Namespaces),
+        ..Report::default()
+    };
     let all_secrets: Api<Secret> = Api::all(context.client.clone());
     let copies = all_secrets
         .list(&ListParams::default().labels(&copies_selector(&name)))
@@ -254,11 +550,35 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
     let mut existing: BTreeMap<String, Secret> = BTreeMap::new();
     for copy in copies {
         let namespace = copy.namespace().unwrap_or_default();
-        if wanted.contains(&namespace) && copy.name_any() == target {
+        if copy.name_any() == target && wanted.contains(&namespace) {
             existing.insert(namespace, copy);
-        } else {
-            delete_copy(context, &copy).await?;
+            continue;
         }
+        // A copy under an old targetName goes whatever the cache says; one in a namespace
+        // that no longer matches only once that is certain.
+        if copy.name_any() == target
+            && may_still_be_selected(
+                context,
+                &state,
+                resource,
+                &namespace,
+                report.namespaces_in_sync,
+            )
+            .await
+        {
+            report.deferred.push(namespace);
+            continue;
+        }
+        if let Err(failed) = delete_copy(context, &copy).await {
+            report.failed(context, resource, &namespace, failed);
+        }
+    }
+    if !report.deferred.is_empty() {
+        tracing::warn!(
+            cluster_pull_secret = %name,
+            namespaces = ?report.deferred,
+            "not deleting copies while the namespace cache cannot confirm their namespaces stopped matching"
+        );
     }
 
     let source_api: Api<Secret> =
@@ -272,56 +592,58 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
                 Some(DOCKER_CONFIG_JSON_TYPE | DOCKERCFG_TYPE)
             )
         });
-    let mut served = Vec::new();
-    let mut conflicts = Vec::new();
-    let ready = match &source {
-        None => (
-            false,
-            "SourceNotFound",
-            format!(
-                "source Secret {}/{} does not exist or is not a registry-credential Secret",
-                resource.spec.source.namespace, resource.spec.source.name
-            ),
-        ),
-        Some(source) => {
-            for namespace in &wanted {
-                match existing.remove(namespace) {
-                    Some(copy) => {
-                        update_copy(context, resource, source, copy).await?;
-                        served.push(namespace.clone());
-                    }
-                    None => match create_copy(context, resource, source, namespace).await? {
-                        Created::Yes => served.push(namespace.clone()),
-                        Created::Conflict(reason) => conflicts.push(Conflict {
-                            namespace: namespace.clone(),
-                            reason,
-                        }),
-                        Created::Skipped => {}
-                    },
-                }
-            }
-            if conflicts.is_empty() {
-                (
-                    true,
-                    "Synced",
-                    format!("copy {target} is up to date in {} namespaces", served.len()),
-                )
-            } else {
-                (
-                    false,
-                    "Conflict",
-                    format!(
-                        "{} namespaces have a Secret named {target} that this resource does not manage",
-                        conflicts.len()
-                    ),
-                )
+    if let Some(source) = &source {
+        for namespace in &wanted {
+            let copied = match existing.remove(namespace) {
+                Some(copy) => update_copy(context, resource, source, copy)
+                    .await
+                    .map(|()| Copied::Served),
+                None => create_copy(context, resource, source, namespace).await,
+            };
+            match copied {
+                Ok(Copied::Served) => report.served.push(namespace.clone()),
+                Ok(Copied::Conflict(reason)) => report.conflicts.push(NamespaceProblem {
+                    namespace: namespace.clone(),
+                    reason,
+                }),
+                Err(failed) => report.failed(context, resource, namespace, failed),
             }
         }
-    };
-    report_new_conflicts(context, resource, &conflicts).await;
-    update_status(context, resource, served, conflicts, ready).await?;
+    }
+    let ready = report.readiness(resource, source.is_some());
+    report_new_problems(context, resource, &report).await;
+    update_status(context, resource, report, ready.clone()).await?;
     context.metrics.observe_reconcile_completed();
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(context.next_attempt(&name, ready.0)))
+}
+
+/// Whether a namespace the snapshot no longer selects may still be selected: the namespace
+/// watch is out of sync, or a fresh read says it is selected (the cache lags behind), or the
+/// read fails.
+async fn may_still_be_selected(
+    context: &Context,
+    state: &ClusterState,
+    resource: &ClusterPullSecret,
+    namespace: &str,
+    namespaces_in_sync: bool,
+) -> bool {
+    if !namespaces_in_sync {
+        return true;
+    }
+    let api: Api<Namespace> = Api::all(context.client.clone());
+    match api.get_opt(namespace).await {
+        Ok(None) => false,
+        Ok(Some(fresh)) => {
+            let selector = resource.spec.namespace_selector.clone().unwrap_or_default();
+            let terminating = fresh.metadata.deletion_timestamp.is_some();
+            !is_source_slot(resource, namespace)
+                && state.selects_with(&selector, namespace, Some((fresh.labels(), terminating)))
+        }
+        Err(error) => {
+            tracing::debug!(namespace, %error, "cannot read the namespace; keeping its copy for now");
+            true
+        }
+    }
 }
 
 async fn cleanup(
@@ -332,9 +654,24 @@ async fn cleanup(
     let copies = all_secrets
         .list(&ListParams::default().labels(&copies_selector(&resource.name_any())))
         .await?;
+    let mut report = Report::default();
     for copy in copies {
-        delete_copy(context, &copy).await?;
+        if let Err(failed) = delete_copy(context, &copy).await {
+            report.failed(
+                context,
+                resource,
+                &copy.namespace().unwrap_or_default(),
+                failed,
+            );
+        }
     }
+    if !report.failures.is_empty() {
+        // Keeps the finalizer: the resource goes once every copy has.
+        report_new_problems(context, resource, &report).await;
+        let delay = context.next_attempt(&resource.name_any(), false);
+        return Ok(Action::requeue(delay));
+    }
+    context.next_attempt(&resource.name_any(), true);
     tracing::info!(cluster_pull_secret = %resource.name_any(), "deleted; copies removed");
     Ok(Action::await_change())
 }
@@ -364,11 +701,10 @@ fn desired_copy(resource: &ClusterPullSecret, source: &Secret, namespace: &str) 
     }
 }
 
-enum Created {
-    Yes,
+enum Copied {
+    Served,
+    /// A Secret this resource does not manage has the target name.
     Conflict(String),
-    /// The namespace is going away, or some other transient refusal: tried again later.
-    Skipped,
 }
 
 async fn create_copy(
@@ -376,7 +712,7 @@ async fn create_copy(
     resource: &ClusterPullSecret,
     source: &Secret,
     namespace: &str,
-) -> Result<Created, ReconcileError> {
+) -> Result<Copied, Failed> {
     let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
     let copy = desired_copy(resource, source, namespace);
     let params = PostParams {
@@ -387,47 +723,61 @@ async fn create_copy(
         Ok(_) => {
             context.metrics.observe_write("create");
             tracing::info!(cluster_pull_secret = %resource.name_any(), namespace, secret = %resource.target_name(), "copy created");
-            Ok(Created::Yes)
+            Ok(Copied::Served)
         }
         Err(kube::Error::Api(status)) if status.is_already_exists() => {
             let owner = api
                 .get_opt(&resource.target_name())
-                .await?
+                .await
+                .map_err(Failed::of("read"))?
                 .and_then(|secret| {
                     is_managed(secret.labels())
                         .then(|| secret.labels().get(OWNER_LABEL).cloned())
                         .flatten()
                 });
-            let reason = match owner {
-                Some(owner) if owner == resource.name_any() => return Ok(Created::Skipped),
-                Some(owner) => format!(
+            match owner {
+                // Ours, created since the list: looked at again with the next attempt.
+                Some(owner) if owner == resource.name_any() => Err(Failed {
+                    action: "create",
+                    failure: CopyFailure::Conflict,
+                }),
+                Some(owner) => Ok(Copied::Conflict(format!(
                     "Secret {} is managed for ClusterPullSecret {owner}",
                     resource.target_name()
-                ),
-                None => format!(
+                ))),
+                None => Ok(Copied::Conflict(format!(
                     "Secret {} exists and is not managed by pullsecret-injector",
                     resource.target_name()
-                ),
-            };
-            Ok(Created::Conflict(reason))
+                ))),
+            }
         }
-        Err(kube::Error::Api(status)) if status.code == 403 || status.is_not_found() => {
-            tracing::debug!(namespace, reason = %status.message, "copy not created (namespace going away?)");
-            Ok(Created::Skipped)
-        }
-        Err(error) => Err(error.into()),
+        Err(error) => Err(Failed::of("create")(error)),
     }
 }
 
-/// Brings a copy in line with the source in place: same object, same UID.
+/// Brings a copy in line with the source in place (same object, same UID); when the source's
+/// type changed, which the API server refuses in place, replaces it: delete exactly this
+/// object, then create.
 async fn update_copy(
     context: &Context,
     resource: &ClusterPullSecret,
     source: &Secret,
     mut copy: Secret,
-) -> Result<(), ReconcileError> {
+) -> Result<(), Failed> {
     let namespace = copy.namespace().unwrap_or_default();
     let desired = desired_copy(resource, source, &namespace);
+    if copy.type_ != desired.type_ {
+        delete_copy(context, &copy).await?;
+        tracing::info!(cluster_pull_secret = %resource.name_any(), namespace, secret = %copy.name_any(), "source type changed: replacing the copy");
+        return match create_copy(context, resource, source, &namespace).await? {
+            Copied::Served => Ok(()),
+            // Someone else's Secret took the name in between.
+            Copied::Conflict(_) => Err(Failed {
+                action: "replace",
+                failure: CopyFailure::Conflict,
+            }),
+        };
+    }
     let labels = copy.metadata.labels.get_or_insert_with(BTreeMap::new);
     let annotations = copy.metadata.annotations.get_or_insert_with(BTreeMap::new);
     let metadata_current = desired
@@ -442,7 +792,7 @@ async fn update_copy(
             .iter()
             .flatten()
             .all(|(k, v)| annotations.get(k) == Some(v));
-    if metadata_current && copy.data == desired.data && copy.type_ == desired.type_ {
+    if metadata_current && copy.data == desired.data {
         return Ok(());
     }
     labels.extend(desired.metadata.labels.unwrap_or_default());
@@ -454,13 +804,16 @@ async fn update_copy(
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PostParams::default()
     };
-    api.replace(&copy.name_any(), &params, &copy).await?;
+    // Carries the resourceVersion listed: a Secret changed since is not overwritten (409).
+    api.replace(&copy.name_any(), &params, &copy)
+        .await
+        .map_err(Failed::of("update"))?;
     context.metrics.observe_write("update");
     tracing::info!(cluster_pull_secret = %resource.name_any(), namespace, secret = %copy.name_any(), "copy updated in place");
     Ok(())
 }
 
-async fn delete_copy(context: &Context, copy: &Secret) -> Result<(), ReconcileError> {
+async fn delete_copy(context: &Context, copy: &Secret) -> Result<(), Failed> {
     let namespace = copy.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
     // Only the very object listed: never a Secret someone created since under that name.
@@ -478,44 +831,55 @@ async fn delete_copy(context: &Context, copy: &Secret) -> Result<(), ReconcileEr
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.is_not_found() || status.is_conflict() => Ok(()),
-        Err(error) => Err(error.into()),
+        Err(error) => Err(Failed::of("delete")(error)),
     }
 }
 
-/// An Event and a log line for each conflict the status does not list yet.
-async fn report_new_conflicts(
-    context: &Context,
-    resource: &ClusterPullSecret,
-    conflicts: &[Conflict],
-) {
-    let known: Vec<&Conflict> = resource
-        .status
+/// An Event and a log line for each conflict or failure the status does not list yet.
+async fn report_new_problems(context: &Context, resource: &ClusterPullSecret, report: &Report) {
+    let previous = resource.status.clone().unwrap_or_default();
+    let conflicts = report
+        .conflicts
         .iter()
-        .flat_map(|status| &status.conflicts)
-        .collect();
-    for conflict in conflicts.iter().filter(|c| !known.contains(c)) {
-        tracing::warn!(
-            cluster_pull_secret = %resource.name_any(),
-            namespace = %conflict.namespace,
-            reason = %conflict.reason,
-            "conflict: not overwriting a Secret this resource does not manage"
-        );
+        .filter(|c| !previous.conflicts.contains(c))
+        .map(|c| ("Conflict", c));
+    let failures = report
+        .failures
+        .iter()
+        .filter(|f| !previous.failures.contains(f))
+        .map(|f| ("CopyFailed", f));
+    for (reason, problem) in conflicts.chain(failures).take(EVENT_LIMIT) {
+        if reason == "Conflict" {
+            tracing::warn!(
+                cluster_pull_secret = %resource.name_any(),
+                namespace = %problem.namespace,
+                reason = %problem.reason,
+                "conflict: not overwriting a Secret this resource does not manage"
+            );
+        }
         let event = Event {
             type_: EventType::Warning,
-            reason: "Conflict".to_owned(),
+            reason: reason.to_owned(),
             note: Some(format!(
                 "namespace {}: {}",
-                conflict.namespace, conflict.reason
+                problem.namespace, problem.reason
             )),
             action: "CopySecret".to_owned(),
-            secondary: None,
+            // Also keeps the namespaces apart: the recorder folds Events with the same
+            // reason, action and objects into one series.
+            secondary: Some(ObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Namespace".to_owned()),
+                name: Some(problem.namespace.clone()),
+                ..ObjectReference::default()
+            }),
         };
         if let Err(error) = context
             .recorder
             .publish(&event, &resource.object_ref(&()))
             .await
         {
-            tracing::warn!(%error, "cannot publish the conflict Event");
+            tracing::warn!(%error, "cannot publish the Event");
         }
     }
 }
@@ -523,8 +887,7 @@ async fn report_new_conflicts(
 async fn update_status(
     context: &Context,
     resource: &ClusterPullSecret,
-    served: Vec<String>,
-    mut conflicts: Vec<Conflict>,
+    report: Report,
     (ready, reason, message): (bool, &str, String),
 ) -> Result<(), ReconcileError> {
     let previous = resource.status.clone().unwrap_or_default();
@@ -541,8 +904,11 @@ async fn update_status(
                 .unwrap_or_default()
         });
     let generation = resource.metadata.generation;
-    let conflict_count = i32::try_from(conflicts.len()).unwrap_or(i32::MAX);
-    conflicts.truncate(STATUS_LIST_LIMIT);
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let capped = |mut list: Vec<NamespaceProblem>| {
+        list.truncate(STATUS_LIST_LIMIT);
+        list
+    };
     let status = ClusterPullSecretStatus {
         observed_generation: generation,
         conditions: vec![Condition {
@@ -553,21 +919,198 @@ async fn update_status(
             last_transition_time,
             observed_generation: generation,
         }],
-        namespace_count: i32::try_from(served.len()).unwrap_or(i32::MAX),
-        namespaces: served.into_iter().take(STATUS_LIST_LIMIT).collect(),
-        conflict_count,
-        conflicts,
+        namespace_count: count(report.served.len()),
+        namespaces: report.served.into_iter().take(STATUS_LIST_LIMIT).collect(),
+        conflict_count: count(report.conflicts.len()),
+        conflicts: capped(report.conflicts),
+        failure_count: count(report.failures.len()),
+        failures: capped(report.failures),
     };
     if status == previous {
         return Ok(());
     }
     let api: Api<ClusterPullSecret> = Api::all(context.client.clone());
-    api.patch_status(
-        &resource.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await?;
-    context.metrics.observe_write("status");
-    Ok(())
+    match api
+        .patch_status(
+            &resource.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(status_patch(resource, &status)),
+        )
+        .await
+    {
+        Ok(_) => {
+            context.metrics.observe_write("status");
+            Ok(())
+        }
+        // Changed since it was read: its watch event reconciles the newer object.
+        Err(kube::Error::Api(status)) if status.is_conflict() => {
+            tracing::debug!(cluster_pull_secret = %resource.name_any(), "status changed since it was read; not overwritten");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The status write, conditional on the resourceVersion this reconcile read: a stale view (a
+/// replica whose term ended, a reconcile that raced a newer one) gets 409 instead of
+/// overwriting a newer status.
+fn status_patch(
+    resource: &ClusterPullSecret,
+    status: &ClusterPullSecretStatus,
+) -> serde_json::Value {
+    json!({
+        "metadata": {"resourceVersion": resource.resource_version()},
+        "status": status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_five_minutes() {
+        let delays: Vec<u64> = (1..=10).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(Status {
+            code,
+            message: message.to_owned(),
+            ..Status::default()
+        }))
+    }
+
+    /// What the API server answers, and what the status says, without its message.
+    #[test]
+    fn failures_are_classified_without_repeating_the_api_servers_message() {
+        let cases = [
+            (
+                api_error(
+                    403,
+                    "secrets \"corp\" is forbidden: exceeded quota: q, requested: secrets=1",
+                ),
+                CopyFailure::Quota,
+            ),
+            (
+                api_error(
+                    403,
+                    "secrets \"corp\" is forbidden: unable to create new content in namespace x because it is being terminated",
+                ),
+                CopyFailure::Terminating,
+            ),
+            (
+                api_error(403, "User cannot create secrets"),
+                CopyFailure::Forbidden,
+            ),
+            (
+                api_error(404, "namespaces \"x\" not found"),
+                CopyFailure::NamespaceNotFound,
+            ),
+            (
+                api_error(409, "the object has been modified"),
+                CopyFailure::Conflict,
+            ),
+            (
+                api_error(
+                    422,
+                    "ValidatingAdmissionPolicy denied request: password e2e-S3cr3t",
+                ),
+                CopyFailure::Invalid,
+            ),
+            (
+                api_error(500, "etcdserver: leader changed"),
+                CopyFailure::Other(Some(500)),
+            ),
+        ];
+        for (error, expected) in cases {
+            let failure = CopyFailure::classify(&error);
+            assert_eq!(failure, expected, "{error}");
+            let reason = Failed {
+                action: "create",
+                failure,
+            }
+            .reason();
+            assert!(reason.starts_with("create: "), "{reason}");
+            assert!(
+                !reason.contains("S3cr3t") && !reason.contains("etcdserver"),
+                "{reason}"
+            );
+        }
+    }
+
+    fn resource() -> ClusterPullSecret {
+        ClusterPullSecret::new(
+            "corp",
+            crate::state::crd::ClusterPullSecretSpec {
+                source: crate::state::crd::SourceSecret {
+                    namespace: "infra".to_owned(),
+                    name: "corp".to_owned(),
+                },
+                namespace_selector: None,
+                registries: None,
+                target_name: Some("corp-pull".to_owned()),
+            },
+        )
+    }
+
+    fn problem(namespace: &str) -> NamespaceProblem {
+        NamespaceProblem {
+            namespace: namespace.to_owned(),
+            reason: "create: the namespace does not exist (404)".to_owned(),
+        }
+    }
+
+    #[test]
+    fn status_writes_are_conditional_on_the_version_read() {
+        let mut read = resource();
+        read.metadata.resource_version = Some("41".to_owned());
+        let patch = status_patch(&read, &ClusterPullSecretStatus::default());
+        assert_eq!(patch["metadata"]["resourceVersion"], "41");
+        assert!(patch["status"].is_object());
+    }
+
+    /// Never "up to date" while anything is left undone.
+    #[test]
+    fn ready_only_when_nothing_is_left_undone() {
+        let resource = resource();
+        let synced = || Report {
+            served: vec!["a".to_owned(), "b".to_owned()],
+            namespaces_in_sync: true,
+            ..Report::default()
+        };
+        assert_eq!(synced().readiness(&resource, true).1, "Synced");
+        assert!(synced().readiness(&resource, true).0);
+        assert_eq!(synced().readiness(&resource, false).1, "SourceNotFound");
+
+        let failed = Report {
+            failures: vec![problem("c")],
+            conflicts: vec![problem("d")],
+            ..synced()
+        };
+        let (ready, reason, message) = failed.readiness(&resource, true);
+        assert_eq!((ready, reason), (false, "CopyFailed"));
+        assert!(message.contains("1 namespaces"), "{message}");
+
+        let out_of_sync = Report {
+            namespaces_in_sync: false,
+            ..synced()
+        };
+        let (ready, reason, _) = out_of_sync.readiness(&resource, true);
+        assert_eq!((ready, reason), (false, "NamespacesOutOfSync"));
+        let deferred = Report {
+            deferred: vec!["e".to_owned()],
+            ..synced()
+        };
+        assert_eq!(deferred.readiness(&resource, true).1, "NamespacesOutOfSync");
+        let conflict = Report {
+            conflicts: vec![problem("d")],
+            ..synced()
+        };
+        assert_eq!(conflict.readiness(&resource, true).1, "Conflict");
+    }
 }

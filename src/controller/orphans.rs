@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::{Client, ResourceExt};
-use tokio::sync::watch;
 
+use crate::controller::leader::Leadership;
 use crate::state::crd::{ClusterPullSecret, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL};
 use crate::telemetry::Metrics;
 
@@ -36,32 +36,24 @@ pub fn orphans<'a>(
         .collect()
 }
 
-/// Sweeps every `interval` while `leading` is true, until the process ends.
-pub async fn run(
-    client: Client,
-    metrics: Metrics,
-    interval: Duration,
-    mut leading: watch::Receiver<bool>,
-) {
-    loop {
-        if leading.wait_for(|leading| *leading).await.is_err() {
-            return;
-        }
-        let mut lost = leading.clone();
-        tokio::select! {
-            () = sweep_while_leading(&client, &metrics, interval) => {}
-            _ = lost.wait_for(|leading| !*leading) => {}
-        }
-    }
-}
-
-async fn sweep_while_leading(client: &Client, metrics: &Metrics, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if let Err(error) = sweep(client, metrics).await {
-            tracing::warn!(%error, "cannot sweep orphaned copies; trying again later");
+/// Sweeps every `interval` while this replica leads, until the process ends; a sweep is
+/// dropped the moment the term ends.
+pub async fn run(client: Client, metrics: Metrics, interval: Duration, mut leadership: Leadership) {
+    while leadership.acquired().await {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let tick = leadership.while_leading(ticks.tick()).await;
+            if tick.is_none() {
+                break;
+            }
+            match leadership.while_leading(sweep(&client, &metrics)).await {
+                None => break,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "cannot sweep orphaned copies; trying again later");
+                }
+                Some(Ok(_)) => {}
+            }
         }
     }
 }

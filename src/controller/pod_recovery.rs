@@ -28,11 +28,11 @@ use kube::api::{Api, EvictParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::runtime::{WatchStreamExt, watcher::Event as WatchEvent};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::admission::recovery::{SkipReason, StuckPod, Verdict, assess};
 use crate::cluster::watch::ClusterCache;
+use crate::controller::leader::Leadership;
 use crate::telemetry::Metrics;
 
 const FIELD_MANAGER: &str = "pullsecret-injector";
@@ -94,7 +94,7 @@ pub async fn run(
     metrics: Metrics,
     config: RecoveryConfig,
     identity: String,
-    mut leading: watch::Receiver<bool>,
+    mut leadership: Leadership,
 ) {
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
@@ -111,16 +111,10 @@ pub async fn run(
         relisting: None,
         last_eviction: None,
     };
-    loop {
-        if leading.wait_for(|leading| *leading).await.is_err() {
-            return;
-        }
+    while leadership.acquired().await {
         tracing::info!("leading: recovering pods stuck on pulls");
-        let mut lost = leading.clone();
-        tokio::select! {
-            () = recovery.run_while_leading() => {}
-            _ = lost.wait_for(|leading| !*leading) => {}
-        }
+        // Dropped, with any eviction in flight, the moment the term ends.
+        leadership.while_leading(recovery.run_while_leading()).await;
         recovery.tracked.clear();
         recovery.metrics.stuck_pods.set(0);
         tracing::info!("stopped recovering pods");

@@ -1,4 +1,6 @@
-//! The TLS accept loop: bounded connections, handshake and header deadlines, graceful drain.
+//! The accept loops: bounded connections, handshake and header deadlines, a bound on header
+//! bytes, graceful drain. The webhook port speaks TLS ([`serve`]); the admin port plain HTTP
+//! ([`serve_plain`]), with limits of its own ([`ConnectionLimits::admin`]).
 //!
 //! Drain: when `stop` turns true the listener closes (new clients are refused) and every open
 //! connection finishes the request it is serving and is then closed. A
@@ -7,6 +9,7 @@
 //! then closed. (hyper's own graceful shutdown closes such connections at once, so a client
 //! whose request was in the socket buffer would get no answer at all.)
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,7 +20,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -27,6 +31,10 @@ use crate::telemetry::Metrics;
 /// During the drain, how long a connection with no request in progress stays open for one to
 /// arrive.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// The most a connection buffers while reading: request headers larger than this are refused
+/// (431). The apiserver's are well under 1 KiB; hyper's default would let each of thousands of
+/// connections hold about 400 KiB of headers.
+pub const MAX_READ_BUFFER: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -48,18 +56,60 @@ impl Default for ConnectionLimits {
     }
 }
 
+impl ConnectionLimits {
+    /// The admin port's: probes and scrapes send a request at once and need few connections.
+    pub fn admin() -> ConnectionLimits {
+        ConnectionLimits {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+}
+
 /// Serves HTTPS on `listener` until `stop` turns true, then lets open connections finish (see
-/// the module docs) and returns when all have closed. With `max_connections` open, new clients
-/// wait in the kernel's accept queue until one closes.
+/// the module docs) and returns when all have closed.
 pub async fn serve(
     listener: TcpListener,
     tls_config: Arc<rustls::ServerConfig>,
     router: Router,
     limits: ConnectionLimits,
     metrics: Metrics,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls_config);
+    let handshake = move |tcp: TcpStream| {
+        let acceptor = acceptor.clone();
+        async move { acceptor.accept(tcp).await }
+    };
+    accept_loop(listener, router, limits, Some(metrics), stop, handshake).await;
+}
+
+/// Serves plain HTTP on `listener`, like [`serve`].
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    stop: watch::Receiver<bool>,
+) {
+    let handshake = |tcp: TcpStream| async move { Ok(tcp) };
+    accept_loop(listener, router, limits, None, stop, handshake).await;
+}
+
+/// With `max_connections` open, new clients wait in the kernel's accept queue until one
+/// closes; `metrics` (the webhook's listener) counts those waits and the open connections.
+async fn accept_loop<H, F, S>(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    metrics: Option<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    handshake: H,
+) where
+    H: Fn(TcpStream) -> F + Clone + Send + 'static,
+    F: Future<Output = std::io::Result<S>> + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // Every connection task holds a sender; `recv` returns None once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
@@ -67,7 +117,9 @@ pub async fn serve(
         let permit = match Arc::clone(&slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                metrics.connection_limit_reached.inc();
+                if let Some(metrics) = &metrics {
+                    metrics.connection_limit_reached.inc();
+                }
                 let permit = tokio::select! {
                     permit = Arc::clone(&slots).acquire_owned() => permit,
                     _ = stop.wait_for(|stop| *stop) => break,
@@ -90,32 +142,35 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let handshake = handshake.clone();
         let router = router.clone();
         let stop = stop.clone();
         let open = open.clone();
-        let counted = OpenConnection::new(&metrics.webhook_connections);
+        let counted = metrics
+            .as_ref()
+            .map(|metrics| OpenConnection::new(&metrics.webhook_connections));
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
             let _counted = counted;
-            let stream =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let stream = match tokio::time::timeout(limits.handshake_timeout, handshake(tcp)).await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
             let activity = Arc::new(Activity::default());
             let service = TowerToHyperService::new(activity.track(router));
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.idle_timeout)
+                .max_buf_size(MAX_READ_BUFFER)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(error) = drive(connection, stop, &activity).await {
@@ -126,22 +181,6 @@ pub async fn serve(
     drop(listener);
     drop(open);
     let _ = all_closed.recv().await;
-}
-
-/// One open connection in the gauge, for as long as it lives.
-struct OpenConnection(Gauge);
-
-impl OpenConnection {
-    fn new(gauge: &Gauge) -> OpenConnection {
-        gauge.inc();
-        OpenConnection(gauge.clone())
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 /// Runs one connection; once `stop` turns true, shuts it down gracefully as soon as it has a
@@ -236,6 +275,22 @@ impl Activity {
                 return;
             }
         }
+    }
+}
+
+/// One open connection in the gauge, for as long as it lives.
+struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    fn new(gauge: &Gauge) -> OpenConnection {
+        gauge.inc();
+        OpenConnection(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -465,5 +520,41 @@ mod tests {
         })
         .await;
         assert_eq!(metrics.webhook_connections.get(), 2);
+    }
+
+    /// The admin port: headers that never finish, or grow past the buffer limit, end the
+    /// connection; a complete request is answered.
+    #[tokio::test]
+    async fn the_admin_listener_cuts_slow_and_oversized_headers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = Router::new().route("/livez", axum::routing::get(|| async { "ok" }));
+        let limits = ConnectionLimits {
+            idle_timeout: Duration::from_millis(200),
+            ..ConnectionLimits::admin()
+        };
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(serve_plain(listener, router, limits, stopped));
+        let answer = |request: Vec<u8>| async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            let _ = stream.write_all(&request).await;
+            let mut response = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
+                    .await
+                    .expect("the connection ends");
+            String::from_utf8_lossy(&response).into_owned()
+        };
+
+        let complete =
+            answer(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()).await;
+        assert!(complete.starts_with("HTTP/1.1 200"), "{complete:?}");
+        let slow = answer(b"GET /livez HTTP/1.1\r\nHost: x\r\n".to_vec()).await;
+        assert!(!slow.contains(" 200 "), "{slow:?}");
+        let mut huge = b"GET /livez HTTP/1.1\r\nX-Big: ".to_vec();
+        huge.extend(vec![b'h'; 4 * MAX_READ_BUFFER]);
+        huge.extend(b"\r\n\r\n");
+        let oversized = answer(huge).await;
+        assert!(!oversized.contains(" 200 "), "{oversized:?}");
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! The top layer: the process wiring of `serve` may use every other layer.
 
+mod budget;
 mod listener;
 pub mod tls;
 mod webhook;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cluster::watch::ClusterCache;
+use crate::controller::leader::{Leadership, Term};
 use crate::controller::pod_recovery::RecoveryConfig;
 use crate::state::snapshot::Copies;
 use crate::telemetry::{LogFormat, Metrics};
@@ -71,10 +73,16 @@ pub struct ServeArgs {
         env = "PULLSECRET_INJECTOR_MAX_CONNECTIONS"
     )]
     pub max_connections: usize,
+    /// The most bytes of request bodies held in memory at once, across all webhook
+    /// connections (e.g. `32Mi`; at least the 3 MiB a single review may take). A request that
+    /// finds it spent is answered 503 at once.
+    #[arg(long, default_value = "32Mi", value_parser = parse_bytes, env = "PULLSECRET_INJECTOR_MAX_BODY_BYTES_IN_FLIGHT")]
+    pub max_body_bytes_in_flight: usize,
     /// Log format: plain text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain, env = "PULLSECRET_INJECTOR_LOG_FORMAT")]
     pub log_format: LogFormat,
-    /// Log filter, e.g. `info` or `pullsecret_injector=debug,info`.
+    /// Log filter: a level (error, warn, info, debug, trace, off) or comma-separated
+    /// `target=level` directives, e.g. `pullsecret_injector=debug,info`.
     #[arg(long, default_value = "info", env = "PULLSECRET_INJECTOR_LOG_LEVEL")]
     pub log_level: String,
     /// The injector's own namespace: never served by ClusterPullSecrets, and the default
@@ -173,8 +181,39 @@ impl ControllerArgs {
             name: self.lease_name.clone(),
             identity,
             lease_duration,
-            renew_interval: lease_duration / 3,
         }
+    }
+}
+
+impl ServeArgs {
+    /// Refuses values that would break the server silently: a zero reload interval (the
+    /// reloader would panic and certificates never be re-read), no connection slots (nothing
+    /// would ever be accepted), a zero idle timeout (every request's headers would time out).
+    pub fn validate(&self) -> Result<(), String> {
+        let zero = |flag: &str, why: &str| Err(format!("{flag} must be greater than 0: {why}"));
+        if self.tls_reload_interval.is_zero() {
+            return zero(
+                "--tls-reload-interval",
+                "the certificate would never be re-read",
+            );
+        }
+        if self.max_connections == 0 {
+            return zero(
+                "--max-connections",
+                "no webhook connection would ever be accepted",
+            );
+        }
+        if self.max_body_bytes_in_flight < webhook::MAX_BODY_BYTES {
+            return Err(format!(
+                "--max-body-bytes-in-flight must be at least 3Mi: a review of the largest size the apiserver sends would always be refused ({} bytes given)",
+                self.max_body_bytes_in_flight
+            ));
+        }
+        if self.idle_timeout.is_zero() {
+            return zero("--idle-timeout", "every request's headers would time out");
+        }
+        crate::telemetry::check_log_filter(&self.log_level)
+            .map_err(|error| format!("--log-level: {error}"))
     }
 }
 
@@ -200,6 +239,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
+}
+
+/// Parses a byte count: a number, optionally with `Ki`, `Mi` or `Gi`.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: usize = number
+        .parse()
+        .map_err(|_| format!("invalid byte count {text:?}"))?;
+    let factor: usize = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(format!("invalid unit in {text:?} (use Ki, Mi or Gi)")),
+    };
+    value
+        .checked_mul(factor)
+        .ok_or_else(|| format!("byte count {text:?} too large"))
 }
 
 /// Readiness inputs, shared by the admin listener and the shutdown sequence.
@@ -238,6 +299,9 @@ impl Health {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Listening from the start, and until the end: a second signal arriving at any moment of
+    // the shutdown sequence is never lost.
+    let mut signals = Signals::new()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -290,12 +354,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let controller = args.controller.enable_controller.then(|| {
         let lease = args.controller.lease(own_namespace.as_deref());
         tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "ClusterPullSecret controller enabled; competing for the lease");
-        let (leading, leading_rx) = watch::channel(false);
+        // Every writer of the Lease holder follows the same terms (and stops writing when one
+        // runs out, whatever its calls are doing).
+        let (terms, _) = watch::channel(Term::Follower);
+        let leadership = || Leadership::new(terms.subscribe());
         tokio::spawn(crate::controller::orphans::run(
             client.clone(),
             metrics.clone(),
             args.controller.orphan_sweep_interval,
-            leading_rx.clone(),
+            leadership(),
         ));
         if args.controller.recover_stuck_pods {
             tracing::info!("recovery of pods stuck on pulls enabled (Lease holder only)");
@@ -309,7 +376,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     eviction_interval: args.controller.recovery_eviction_interval,
                 },
                 lease.identity.clone(),
-                leading_rx,
+                leadership(),
             ));
         }
         tokio::spawn(crate::controller::cluster_pull_secret::run(
@@ -317,7 +384,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Arc::clone(&cache),
             metrics.clone(),
             lease,
-            leading,
+            terms,
             controller_stop,
         ))
     });
@@ -333,13 +400,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics.clone(),
         Arc::new(registry),
         Arc::clone(&health),
+        args.max_body_bytes_in_flight,
     );
-    let admin = axum::serve(admin_listener, admin_router(app.clone()));
-    tokio::spawn(async move {
-        if let Err(error) = admin.await {
-            tracing::error!(%error, "admin listener failed");
-        }
-    });
+    // Probes keep being answered until the process exits.
+    let (_keep_admin, admin_stop) = watch::channel(false);
+    tokio::spawn(listener::serve_plain(
+        admin_listener,
+        admin_router(app.clone()),
+        ConnectionLimits::admin(),
+        admin_stop,
+    ));
 
     let (stop_accepting, accepting) = watch::channel(false);
     let server = tokio::spawn(listener::serve(
@@ -351,8 +421,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         accepting,
     ));
 
-    wait_for_signal().await?;
+    signals.next().await;
     tracing::info!(delay = ?args.shutdown_delay, "shutdown requested: reporting unready");
+    // A second signal during the sequence ends the process at once.
+    tokio::spawn(async move {
+        signals.next().await;
+        tracing::warn!("second signal: exiting immediately");
+        std::process::exit(1);
+    });
     health.begin_shutdown();
     metrics.ready.set(0);
     let unready_until = tokio::time::Instant::now() + args.shutdown_delay;
@@ -361,13 +437,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(controller) = controller {
         let _ = tokio::time::timeout_at(unready_until, controller).await;
     }
-    // A second signal during the sequence ends the process at once.
-    tokio::spawn(async {
-        if wait_for_signal().await.is_ok() {
-            tracing::warn!("second signal: exiting immediately");
-            std::process::exit(1);
-        }
-    });
     tokio::time::sleep_until(unready_until).await;
     tracing::info!(timeout = ?args.drain_timeout, "no longer accepting connections; draining");
     let _ = stop_accepting.send(true);
@@ -378,17 +447,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGTERM and SIGINT.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt())
+                .context("cannot install the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    /// The next signal, also one that arrived while nobody was waiting.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -446,12 +528,12 @@ mod tests {
             defaults.identity
         );
         assert_eq!(defaults.lease_duration, Duration::from_secs(15));
-        assert_eq!(defaults.renew_interval, Duration::from_secs(5));
+        assert_eq!(defaults.retry_period(), Duration::from_secs(3));
         let custom = lease(
             &["--lease-identity", "pod-a", "--lease-duration", "30s"],
             None,
         );
         assert_eq!(custom.identity, "pod-a");
-        assert_eq!(custom.renew_interval, Duration::from_secs(10));
+        assert_eq!(custom.retry_period(), Duration::from_secs(6));
     }
 }

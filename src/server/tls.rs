@@ -3,9 +3,16 @@
 //! Files are re-read by path on an interval and compared by content, which also catches the
 //! kubelet's `..data` symlink swap of a mounted Secret (the paths stay, their targets change).
 //! A broken new pair is refused and the last good one keeps serving.
+//!
+//! Both files are read, checked to belong together, and only then swapped in as one pair. A
+//! certificate that does not match its key is what a writer replacing the two files one
+//! after the other leaves between its two writes, so the first sight of such a pair is not a
+//! failure: the current pair keeps serving and the files are read again on the next tick; the
+//! same mismatched pair seen twice is refused and reported.
 
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -37,6 +44,8 @@ pub struct CertificateStore {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: ArcSwapOption<LoadedPair>,
+    /// A fingerprint of the mismatched pair last read, if the last read was one.
+    mismatch_seen: Mutex<Option<u64>>,
 }
 
 #[derive(Debug)]
@@ -52,6 +61,7 @@ impl CertificateStore {
             cert_path,
             key_path,
             current: ArcSwapOption::empty(),
+            mismatch_seen: Mutex::new(None),
         }
     }
 
@@ -60,7 +70,8 @@ impl CertificateStore {
     }
 
     /// Re-reads both files; returns `Ok(true)` when a new pair was installed, `Ok(false)` when
-    /// nothing changed, and an error (keeping the previous pair) when the new files are unusable.
+    /// nothing changed (or the files are between the writes of a rotation, see the module
+    /// docs), and an error (keeping the previous pair) when the new files are unusable.
     pub fn reload(&self, provider: &CryptoProvider) -> Result<bool, TlsError> {
         let cert_pem = read(&self.cert_path)?;
         let key_pem = read(&self.key_path)?;
@@ -70,19 +81,42 @@ impl CertificateStore {
         {
             return Ok(false);
         }
-        let certified = certified_key(
+        let certified = match certified_key(
             &self.cert_path,
             &cert_pem,
             &self.key_path,
             &key_pem,
             provider,
-        )?;
+        ) {
+            Ok(certified) => certified,
+            Err(TlsError::KeyMismatch(_)) if self.first_sight_of_mismatch(&cert_pem, &key_pem) => {
+                return Ok(false);
+            }
+            Err(error) => return Err(error),
+        };
+        self.mismatch_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         self.current.store(Some(Arc::new(LoadedPair {
             cert_pem,
             key_pem,
             certified: Arc::new(certified),
         })));
         Ok(true)
+    }
+
+    /// Whether a mismatched pair may still be a rotation in progress: something is serving,
+    /// and these files were not already mismatched like this the last time.
+    fn first_sight_of_mismatch(&self, cert_pem: &[u8], key_pem: &[u8]) -> bool {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (cert_pem, key_pem).hash(&mut hasher);
+        let fingerprint = hasher.finish();
+        let mut seen = self
+            .mismatch_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.is_loaded() && seen.replace(fingerprint) != Some(fingerprint)
     }
 
     /// The leaf certificate's notAfter as a Unix timestamp.
@@ -278,6 +312,8 @@ mod tests {
             (cert.clone(), other_key),
         ] {
             mount.publish(&broken_cert, &broken_key);
+            // A mismatched pair may be a rotation between its two writes the first time.
+            let _ = store.reload(&provider);
             assert!(store.reload(&provider).is_err(), "a broken pair is refused");
             assert!(store.is_loaded());
             assert_eq!(
@@ -286,6 +322,44 @@ mod tests {
                 "the last good pair keeps serving"
             );
         }
+    }
+
+    /// A writer that replaces the certificate, then the key, in place: a reload between the
+    /// two writes must neither serve the new certificate with the old key nor report a failure.
+    #[test]
+    fn a_rotation_between_its_two_writes_is_neither_served_nor_a_failure() {
+        let provider = rustls::crypto::ring::default_provider();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let issuer = tempfile::tempdir().expect("temp dir");
+        let (old_cert, old_key) = issue(issuer.path(), 30);
+        std::fs::write(&cert_path, &old_cert).expect("cert");
+        std::fs::write(&key_path, &old_key).expect("key");
+        let store = CertificateStore::new(cert_path.clone(), key_path.clone());
+        assert!(store.reload(&provider).expect("first load"));
+        let old_expiry = store.expiry();
+
+        let (new_cert, new_key) = issue(tempfile::tempdir().expect("temp dir").path(), 90);
+        std::fs::write(&cert_path, &new_cert).expect("new cert");
+        assert!(
+            !store
+                .reload(&provider)
+                .expect("between the writes: not a failure"),
+            "nothing installed between the writes"
+        );
+        assert_eq!(store.expiry(), old_expiry, "the old pair keeps serving");
+
+        std::fs::write(&key_path, &new_key).expect("new key");
+        assert!(store.reload(&provider).expect("rotated"), "the new pair");
+        assert_ne!(store.expiry(), old_expiry, "the new certificate is served");
+
+        // A mismatched pair that stays is refused the second time it is read.
+        std::fs::write(&key_path, &old_key).expect("wrong key");
+        assert!(!store.reload(&provider).expect("first sight"));
+        assert!(matches!(
+            store.reload(&provider),
+            Err(TlsError::KeyMismatch(_))
+        ));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prometheus_client::registry::Registry;
 
 use super::Health;
+use super::budget::{BodyBudget, Reservation};
 use crate::admission::review::{self, Outcome};
 use crate::cluster::watch::ClusterCache;
 use crate::state::snapshot::ClusterState;
@@ -35,16 +36,20 @@ struct Shared {
     metrics: Metrics,
     registry: Arc<Registry>,
     health: Arc<Health>,
+    bodies: BodyBudget,
 }
 
 impl AppState {
+    /// `body_budget`: the most request-body bytes all webhook requests may hold at once.
     pub fn new(
         cache: Arc<ClusterCache>,
         metrics: Metrics,
         registry: Arc<Registry>,
         health: Arc<Health>,
+        body_budget: usize,
     ) -> AppState {
         AppState(Arc::new(Shared {
+            bodies: BodyBudget::new(body_budget, &metrics),
             cache,
             metrics,
             registry,
@@ -66,7 +71,8 @@ pub fn admin_router(app: AppState) -> Router {
 }
 
 async fn mutate(State(app): State<AppState>, request: Request) -> Response {
-    let body = match read_body(request).await {
+    // Held until the answer is built: the body and what is decoded from it.
+    let (body, _reservation) = match read_body(request, &app.0.bodies).await {
         Ok(body) => body,
         Err((status, reason, label)) => {
             app.0.metrics.observe_rejected(label);
@@ -136,33 +142,67 @@ pub fn answer(
 
 type Rejection = (StatusCode, &'static str, &'static str);
 
-/// The body, or the status to answer: 415 for a non-JSON content type, 413 past the limit
+/// The body and its reservation, or the status to answer: 415 for a non-JSON content type, 413
+/// past the limit (without reading on), 503 when the budget for bodies in flight is spent
 /// (without reading on), 408 for a body that does not arrive in time, 400 for a broken one.
-async fn read_body(request: Request) -> Result<bytes::Bytes, Rejection> {
+async fn read_body(
+    request: Request,
+    budget: &BodyBudget,
+) -> Result<(Vec<u8>, Reservation), Rejection> {
     check_content_type(request.headers())?;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    let limited = Limited::new(request.into_body(), MAX_BODY_BYTES);
-    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err((
-            StatusCode::BAD_REQUEST,
-            "request body could not be read",
-            "unreadable_body",
-        )),
+    // The declared length before a byte is read; a body without one frame by frame.
+    let mut reservation = budget.reserve(declared.unwrap_or(0)).ok_or_else(busy)?;
+    let mut body = Limited::new(request.into_body(), MAX_BODY_BYTES);
+    let collect = async {
+        let mut collected = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                if error.is::<LengthLimitError>() {
+                    too_large()
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "request body could not be read",
+                        "unreadable_body",
+                    )
+                }
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let more = (collected.len() + data.len()).saturating_sub(reservation.bytes());
+            if !reservation.grow(budget, more) {
+                return Err(busy());
+            }
+            collected.extend_from_slice(&data);
+        }
+        Ok(collected)
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+        Ok(Ok(collected)) => Ok((collected, reservation)),
+        Ok(Err(rejection)) => Err(rejection),
         Err(_) => Err((
             StatusCode::REQUEST_TIMEOUT,
             "request body not received in time",
             "body_timeout",
         )),
     }
+}
+
+fn busy() -> Rejection {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many request bodies in flight; try again",
+        "body_budget",
+    )
 }
 
 fn too_large() -> Rejection {
@@ -195,9 +235,23 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
     }
 }
 
+/// 200 once every watch has listed (also while one is out of sync again: the last snapshot is
+/// still the best answer, and every replica would go unready at once); the body names the
+/// watches that are out of sync.
 async fn readyz(State(app): State<AppState>) -> Response {
     match app.0.health.readiness() {
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(()) => {
+            let stale = app.0.cache.out_of_sync();
+            if stale.is_empty() {
+                return (StatusCode::OK, "ok\n").into_response();
+            }
+            let names: Vec<&str> = stale.iter().map(|kind| kind.label()).collect();
+            let body = format!(
+                "ok (serving from the last snapshot; watches out of sync: {})\n",
+                names.join(", ")
+            );
+            (StatusCode::OK, body).into_response()
+        }
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
@@ -222,4 +276,98 @@ async fn metrics(State(app): State<AppState>) -> Response {
         )
         .body(Body::from(text))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use axum::body::Bytes;
+    use futures::SinkExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::server::tls::CertificateStore;
+
+    const MIB: usize = 1024 * 1024;
+
+    fn router_with_budget(budget: usize) -> (Router, Metrics) {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let cache = Arc::new(ClusterCache::default());
+        let certificates = Arc::new(CertificateStore::new(PathBuf::new(), PathBuf::new()));
+        let health = Arc::new(Health::new(certificates, Arc::clone(&cache)));
+        let app = AppState::new(cache, metrics.clone(), Arc::new(registry), health, budget);
+        (webhook_router(app), metrics)
+    }
+
+    fn post(length: Option<usize>, body: Body) -> Request {
+        let mut request = Request::post("/mutate").header(header::CONTENT_TYPE, "application/json");
+        if let Some(length) = length {
+            request = request.header(header::CONTENT_LENGTH, length);
+        }
+        request.body(body).expect("request")
+    }
+
+    async fn status(router: &Router, request: Request) -> StatusCode {
+        router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible")
+            .status()
+    }
+
+    /// Bodies in flight hold their bytes of the budget; what does not fit is refused at once.
+    #[tokio::test]
+    async fn request_bodies_in_flight_never_exceed_the_budget() {
+        let (router, metrics) = router_with_budget(4 * MIB);
+        let (mut sender, receiver) =
+            futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let held = tokio::spawn(
+            router
+                .clone()
+                .oneshot(post(Some(3 * MIB), Body::from_stream(receiver))),
+        );
+        sender
+            .send(Ok(Bytes::from(vec![b' '; 1024])))
+            .await
+            .expect("send");
+        while metrics.body_bytes_in_flight.get() < 3 * MIB as i64 {
+            tokio::task::yield_now().await;
+        }
+
+        // Another 3 MiB body does not fit: 503 before a byte of it is read.
+        let unread = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        assert_eq!(
+            status(&router, post(Some(3 * MIB), unread)).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // Neither does a body without a length once it grows past what is left.
+        let chunks = futures::stream::iter(
+            (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 512 * 1024]))),
+        );
+        assert_eq!(
+            status(&router, post(None, Body::from_stream(chunks))).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // A small review still fits and is answered.
+        let small = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"team","operation":"CREATE","userInfo":{},"object":null}}"#;
+        assert_eq!(
+            status(&router, post(Some(small.len()), Body::from(small.to_vec()))).await,
+            StatusCode::OK
+        );
+        assert_eq!(metrics.body_bytes_in_flight.get(), 3 * MIB as i64);
+
+        // The held body ends (not JSON: 400) and gives its bytes back.
+        drop(sender);
+        let answer = held.await.expect("task").expect("infallible");
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(metrics.body_bytes_in_flight.get(), 0);
+        let spaces = vec![b' '; 3 * MIB];
+        assert_eq!(
+            status(&router, post(Some(spaces.len()), Body::from(spaces))).await,
+            StatusCode::BAD_REQUEST
+        );
+    }
 }

@@ -182,6 +182,12 @@ impl RuleMode {
         description = "Namespaces where an unmanaged Secret has the target name"
     ),
     printcolumn(
+        name = "Failures",
+        type_ = "integer",
+        json_path = ".status.failureCount",
+        description = "Namespaces where the copy could not be written (retried with backoff)"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -278,7 +284,8 @@ pub struct ClusterPullSecretStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` is True when every selected namespace holds an up-to-date copy.
+    /// `Ready` is True when every selected namespace holds an up-to-date copy. When False, its
+    /// reason says why: SourceNotFound, CopyFailed, NamespacesOutOfSync or Conflict.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// Number of namespaces holding an up-to-date copy.
@@ -292,14 +299,22 @@ pub struct ClusterPullSecretStatus {
     pub conflict_count: i32,
     /// Those conflicts (at most 50 listed). Such Secrets are never overwritten.
     #[serde(default)]
-    pub conflicts: Vec<Conflict>,
+    pub conflicts: Vec<NamespaceProblem>,
+    /// Number of namespaces where writing or deleting the copy failed (a ResourceQuota, an
+    /// admission policy, a namespace being deleted, ...). Retried with exponential backoff.
+    #[serde(default)]
+    pub failure_count: i32,
+    /// Those failures (at most 50 listed).
+    #[serde(default)]
+    pub failures: Vec<NamespaceProblem>,
 }
 
 /// A namespace where the copy could not be written.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
-pub struct Conflict {
+pub struct NamespaceProblem {
     pub namespace: String,
-    /// Why, e.g. that a Secret not managed by this ClusterPullSecret has the target name.
+    /// Why, e.g. that a Secret not managed by this ClusterPullSecret has the target name, or
+    /// that a ResourceQuota refuses another Secret.
     pub reason: String,
 }
 

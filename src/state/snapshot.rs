@@ -457,13 +457,24 @@ impl ClusterState {
     /// own and terminating ones are never selected. A namespace the watch has not delivered
     /// yet is judged by the one label the apiserver gives every namespace, its name.
     pub fn selects(&self, selector: &LabelSelector, namespace: &str) -> bool {
+        let known = self
+            .namespace(namespace)
+            .and_then(|ns| ns.labels().map(|labels| (labels, ns.terminating())));
+        self.selects_with(selector, namespace, known)
+    }
+
+    /// [`ClusterState::selects`] with the namespace's labels and whether it is terminating
+    /// read elsewhere (e.g. freshly from the API server) instead of from the snapshot.
+    pub fn selects_with(
+        &self,
+        selector: &LabelSelector,
+        namespace: &str,
+        known: Option<(&BTreeMap<String, String>, bool)>,
+    ) -> bool {
         if SYSTEM_NAMESPACES.contains(&namespace) || self.own_namespace() == Some(namespace) {
             return false;
         }
-        match self
-            .namespace(namespace)
-            .and_then(|ns| ns.labels().map(|labels| (labels, ns.terminating())))
-        {
+        match known {
             Some((_, true)) => false,
             Some((labels, false)) => selector.matches(labels),
             None => selector.matches(&BTreeMap::from([(
@@ -540,6 +551,10 @@ pub struct StateBuilder {
     own_namespace: Option<Arc<str>>,
     copies: Copies,
     published: Arc<ClusterState>,
+    /// A Secret of one registry type shadowed by a Secret of the same name and the other type.
+    /// Only one can exist at a time, but the two types come from two watches that deliver
+    /// independently, so the old one's Delete may arrive after the new one's Apply.
+    displaced: HashMap<(String, String), PullSecret>,
     dirty: HashSet<String>,
     credentials_dirty: bool,
     namespaces_changed: bool,
@@ -641,44 +656,90 @@ impl StateBuilder {
         }
     }
 
-    /// Adds or replaces a Secret; ones the kubelet ignores are dropped (also when replacing).
+    /// Adds or replaces a Secret; one the kubelet ignores (its data key missing or empty) is
+    /// dropped, as if deleted. Secrets of other types are not registry credentials: ignored.
     pub fn apply_secret(&mut self, secret: &Secret) {
-        let (Some(namespace), Some(name)) = (&secret.metadata.namespace, &secret.metadata.name)
-        else {
+        let (Some(namespace), Some(name), Some(secret_type)) = (
+            &secret.metadata.namespace,
+            &secret.metadata.name,
+            secret.type_.as_deref().and_then(SecretType::from_name),
+        ) else {
             return;
         };
-        let entry = self.namespaces.entry(namespace.clone()).or_default();
-        match PullSecret::from_secret(secret) {
-            Some(pull_secret) => {
-                if entry.secrets.get(name.as_str()) == Some(&pull_secret) {
+        self.set_secret(
+            namespace,
+            name,
+            secret_type,
+            PullSecret::from_secret(secret),
+        );
+    }
+
+    /// A Secret of `secret_type` was deleted. A Secret of the same name and the other type is
+    /// not touched: deletes match on type.
+    pub fn delete_secret(&mut self, namespace: &str, name: &str, secret_type: SecretType) {
+        self.set_secret(namespace, name, secret_type, None);
+    }
+
+    /// Records what the watch of `secret_type` says about `namespace/name`. The latest Secret
+    /// seen is the one used; the other type's stays aside until its own watch deletes it.
+    fn set_secret(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        secret_type: SecretType,
+        secret: Option<PullSecret>,
+    ) {
+        if secret.is_none() && !self.namespaces.contains_key(namespace) {
+            return;
+        }
+        let key = (namespace.to_owned(), name.to_owned());
+        let entry = self.namespaces.entry(namespace.to_owned()).or_default();
+        let current = entry.secrets.get(name);
+        match secret {
+            Some(secret) => {
+                if current == Some(&secret) {
                     return;
                 }
                 let secrets = Arc::make_mut(&mut entry.secrets);
-                match secrets.get_mut(name.as_str()) {
+                match secrets.get_mut(name) {
                     // Keeps the name the published keyrings share.
-                    Some(known) => *known = pull_secret,
+                    Some(known) => {
+                        let replaced = std::mem::replace(known, secret);
+                        if replaced.secret_type != secret_type {
+                            self.displaced.insert(key, replaced);
+                        }
+                    }
                     None => {
-                        secrets.insert(SecretName::from(name.as_str()), pull_secret);
+                        secrets.insert(SecretName::from(name), secret);
+                    }
+                }
+            }
+            None if current.is_some_and(|known| known.secret_type == secret_type) => {
+                let secrets = Arc::make_mut(&mut entry.secrets);
+                match self.displaced.remove(&key) {
+                    Some(other) => {
+                        if let Some(known) = secrets.get_mut(name) {
+                            *known = other;
+                        }
+                    }
+                    None => {
+                        secrets.remove(name);
                     }
                 }
             }
             None => {
-                if !entry.secrets.contains_key(name.as_str()) {
-                    return;
+                // Only the shadowed one, if it is of this type, is gone.
+                if self
+                    .displaced
+                    .get(&key)
+                    .is_some_and(|other| other.secret_type == secret_type)
+                {
+                    self.displaced.remove(&key);
                 }
-                Arc::make_mut(&mut entry.secrets).remove(name.as_str());
+                return;
             }
         }
-        self.dirty.insert(namespace.clone());
-    }
-
-    pub fn delete_secret(&mut self, namespace: &str, name: &str) {
-        if let Some(entry) = self.namespaces.get_mut(namespace)
-            && entry.secrets.contains_key(name)
-        {
-            Arc::make_mut(&mut entry.secrets).remove(name);
-            self.dirty.insert(namespace.to_owned());
-        }
+        self.dirty.insert(namespace.to_owned());
     }
 
     pub fn apply_namespace(&mut self, namespace: &Namespace) {
@@ -711,22 +772,26 @@ impl StateBuilder {
         }
     }
 
-    /// Keeps only the secrets of `secret_type` that `keep(namespace, name)` accepts: the end of
-    /// a relist, which drops what was deleted while the watch was down.
-    pub fn retain_secrets(&mut self, secret_type: &str, mut keep: impl FnMut(&str, &str) -> bool) {
-        for (namespace, entry) in &mut self.namespaces {
-            let mut kept = |name: &str, secret: &PullSecret| {
-                secret.secret_type.as_str() != secret_type || keep(namespace, name)
-            };
-            if entry
-                .secrets
-                .iter()
-                .all(|(name, secret)| kept(name, secret))
-            {
-                continue;
+    /// Keeps only the secrets of `secret_type` that `keep(namespace, name)` accepts: the end of a
+    /// relist, which drops what was deleted while the watch was down.
+    pub fn retain_secrets(
+        &mut self,
+        secret_type: SecretType,
+        mut keep: impl FnMut(&str, &str) -> bool,
+    ) {
+        let mut gone = Vec::new();
+        for (namespace, entry) in &self.namespaces {
+            for (name, secret) in entry.secrets.iter() {
+                if secret.secret_type == secret_type && !keep(namespace, name) {
+                    gone.push((namespace.clone(), name.to_string()));
+                }
             }
-            Arc::make_mut(&mut entry.secrets).retain(|name, secret| kept(name, secret));
-            self.dirty.insert(namespace.clone());
+        }
+        self.displaced.retain(|(namespace, name), secret| {
+            secret.secret_type != secret_type || keep(namespace, name)
+        });
+        for (namespace, name) in gone {
+            self.delete_secret(&namespace, &name, secret_type);
         }
     }
 

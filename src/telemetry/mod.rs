@@ -27,6 +27,43 @@ pub enum LogFormat {
     Json,
 }
 
+/// Checks a log filter more strictly than tracing does: a bare word must be a level, and every
+/// `target=level` directive must name a level. (To tracing, `debgu` is a valid filter that
+/// enables the target `debgu` only, which silently turns every log line off.)
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::LevelFilter;
+    let is_level =
+        |word: &str| !word.trim().is_empty() && LevelFilter::from_str(word.trim()).is_ok();
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // `target[span{field=value}]=level`: the level follows the last `=` outside brackets.
+        let mut depth = 0usize;
+        let mut level_at = None;
+        for (index, c) in directive.char_indices() {
+            match c {
+                '[' | '{' => depth += 1,
+                ']' | '}' => depth = depth.saturating_sub(1),
+                '=' if depth == 0 => level_at = Some(index),
+                _ => {}
+            }
+        }
+        let bad = match level_at {
+            Some(index) => !is_level(&directive[index + 1..]),
+            // A bare module path or span filter enables it at every level; a bare word must
+            // be a level.
+            None => !directive.contains("::") && !directive.contains('[') && !is_level(directive),
+        };
+        if bad {
+            return Err(format!(
+                "{directive:?} is not a log level (use error, warn, info, debug, trace or off, or target=level)"
+            ));
+        }
+    }
+    EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
 /// Installs the global tracing subscriber, writing to stderr. `level` is an env-filter
 /// directive such as `info` or `pullsecret_injector=debug,kube=info`.
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
@@ -46,6 +83,7 @@ pub fn init_logging_to<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    check_log_filter(level).map_err(|error| anyhow::anyhow!("--log-level: {error}"))?;
     let filter = EnvFilter::try_new(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -86,6 +124,11 @@ struct ResourceLabel {
     resource: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabel {
+    watch: &'static str,
+}
+
 /// Every metric the server exports. Cheap to clone (the metric types are `Arc`s inside).
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -102,7 +145,12 @@ pub struct Metrics {
     pub certificate_expiry: Gauge<f64, AtomicU64>,
     certificate_reloads: Family<ResultLabel, Counter>,
     watch_errors: Family<ResourceLabel, Counter>,
+    watch_in_sync: Family<WatchLabel, Gauge>,
+    watch_last_sync: Family<WatchLabel, Gauge>,
     pub ready: Gauge,
+    /// Request-body bytes reserved by requests in flight, and the most there may be.
+    pub body_bytes_in_flight: Gauge,
+    pub body_budget_bytes: Gauge,
     /// Webhook connections open, from accept to close (the handshake included).
     pub webhook_connections: Gauge,
     /// Times the webhook listener had `--max-connections` open and left new clients waiting.
@@ -110,6 +158,7 @@ pub struct Metrics {
     /// 1 while this replica holds the controller's Lease.
     pub leader: Gauge,
     controller_writes: Family<OperationLabel, Counter>,
+    copy_failures: Family<ReasonLabel, Counter>,
     reconcile_errors: Counter,
     /// Unix time of the controller's last completed reconcile.
     pub controller_last_sync: Gauge<f64, AtomicU64>,
@@ -149,11 +198,16 @@ impl Metrics {
             certificate_expiry: Gauge::default(),
             certificate_reloads: Family::default(),
             watch_errors: Family::default(),
+            watch_in_sync: Family::default(),
+            watch_last_sync: Family::default(),
             ready: Gauge::default(),
+            body_bytes_in_flight: Gauge::default(),
+            body_budget_bytes: Gauge::default(),
             webhook_connections: Gauge::default(),
             connection_limit_reached: Counter::default(),
             leader: Gauge::default(),
             controller_writes: Family::default(),
+            copy_failures: Family::default(),
             reconcile_errors: Counter::default(),
             controller_last_sync: Gauge::default(),
             cluster_pull_secrets: Gauge::default(),
@@ -228,9 +282,29 @@ impl Metrics {
             metrics.watch_errors.clone(),
         );
         r.register(
+            "watch_in_sync",
+            "1 while the watch has applied a complete list and not failed since, by watch",
+            metrics.watch_in_sync.clone(),
+        );
+        r.register(
+            "watch_last_sync_timestamp_seconds",
+            "When the watch last applied a complete list (Unix time; 0 before the first), by watch",
+            metrics.watch_last_sync.clone(),
+        );
+        r.register(
             "ready",
             "1 when the webhook reports ready",
             metrics.ready.clone(),
+        );
+        r.register(
+            "request_body_bytes_in_flight",
+            "Request-body bytes held by webhook requests in flight",
+            metrics.body_bytes_in_flight.clone(),
+        );
+        r.register(
+            "request_body_budget_bytes",
+            "The most request-body bytes webhook requests may hold at once (--max-body-bytes-in-flight)",
+            metrics.body_budget_bytes.clone(),
         );
         r.register(
             "webhook_connections",
@@ -251,6 +325,11 @@ impl Metrics {
             "controller_writes",
             "Writes by the ClusterPullSecret controller, by operation (create, update, delete, status)",
             metrics.controller_writes.clone(),
+        );
+        r.register(
+            "controller_copy_failures",
+            "Copies the ClusterPullSecret controller could not write or delete in a namespace, by reason (quota, terminating, namespace_not_found, forbidden, invalid, conflict, other)",
+            metrics.copy_failures.clone(),
         );
         r.register(
             "controller_reconcile_errors",
@@ -284,6 +363,27 @@ impl Metrics {
         );
         for outcome in ["evicted", "reported", "refused_by_pdb", "failed"] {
             let _ = metrics.recoveries.get_or_create(&OutcomeName { outcome });
+        }
+        for reason in [
+            "quota",
+            "terminating",
+            "namespace_not_found",
+            "forbidden",
+            "invalid",
+            "conflict",
+            "other",
+        ] {
+            let _ = metrics.copy_failures.get_or_create(&ReasonLabel { reason });
+        }
+        for watch in [
+            "dockerconfigjson_secrets",
+            "dockercfg_secrets",
+            "namespaces",
+            "pullsecretrules",
+            "clusterpullsecrets",
+        ] {
+            let _ = metrics.watch_in_sync.get_or_create(&WatchLabel { watch });
+            let _ = metrics.watch_last_sync.get_or_create(&WatchLabel { watch });
         }
         for reason in ["protected_namespace", "opted_out", "no_new_secret"] {
             let _ = metrics
@@ -349,6 +449,12 @@ impl Metrics {
             .inc();
     }
 
+    pub fn observe_copy_failure(&self, reason: &'static str) {
+        self.copy_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
     pub fn observe_recovery(&self, outcome: &'static str) {
         self.recoveries
             .get_or_create(&OutcomeName { outcome })
@@ -365,6 +471,16 @@ impl Metrics {
         self.reconcile_errors.inc();
     }
 
+    pub fn observe_watch_sync(&self, watch: &'static str, in_sync: bool, last_sync: Option<u64>) {
+        let label = WatchLabel { watch };
+        self.watch_in_sync
+            .get_or_create(&label)
+            .set(i64::from(in_sync));
+        self.watch_last_sync
+            .get_or_create(&label)
+            .set(last_sync.map_or(0, |at| i64::try_from(at).unwrap_or(i64::MAX)));
+    }
+
     pub fn observe_reconcile_completed(&self) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -376,5 +492,34 @@ impl Metrics {
         self.watch_errors
             .get_or_create(&ResourceLabel { resource })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_log_filter;
+
+    #[test]
+    fn log_filters_must_name_levels() {
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "pullsecret_injector=debug,info",
+            "kube=warn,pullsecret_injector::controller=trace",
+            "pullsecret_injector::server",
+            "pullsecret_injector[review{uid=abc}]=debug",
+        ] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "debgu",
+            "info,warnn",
+            "pullsecret_injector=verbose",
+            "kube=",
+        ] {
+            let error = check_log_filter(bad).expect_err(bad);
+            assert!(error.contains("is not a log level"), "{bad}: {error}");
+        }
     }
 }

@@ -323,6 +323,10 @@ check_controller_disabled() {
     '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
      | any(.name == "PULLSECRET_INJECTOR_ENABLE_CONTROLLER" and .value == "false")
        and any(.name == "PULLSECRET_INJECTOR_OWN_NAMESPACE" and .valueFrom.fieldRef.fieldPath == "metadata.namespace")'
+  check_jq "$label: the memory bounds the README's Memory section counts: 1024 connections, 32Mi of bodies" "$file" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | any(.name == "PULLSECRET_INJECTOR_MAX_CONNECTIONS" and .value == "1024")
+       and any(.name == "PULLSECRET_INJECTOR_MAX_BODY_BYTES_IN_FLIGHT" and .value == "32Mi")'
 }
 
 # The Secret name the Deployment mounts.

@@ -715,8 +715,10 @@ do_start_component() {
     kube-controller-manager) ;;
     kube-apiserver) ;;
   esac
-  # Whatever restarted, the cluster is back when the apiserver is ready again.
-  APISERVER_HOST=${NODE_IP:-127.0.0.1}
+  # Whatever restarted, the cluster is back when the apiserver is ready again, at the address
+  # `up` recorded (node.sh sets NODE_IP also when the cluster runs without a node).
+  APISERVER_HOST=${APISERVER_URL#https://}
+  APISERVER_HOST=${APISERVER_HOST%:*}
   wait_for kube-apiserver "kube-apiserver ready on https://$APISERVER_HOST:$APISERVER_PORT" \
     apiserver_ready
   case "$name" in

@@ -53,6 +53,22 @@ pub const SCENARIOS: &[Scenario] = &[
         run: sigkill_failure_policy,
     },
     Scenario {
+        name: "fault-cluster-pull-secret-namespace-failures",
+        run: crate::controller_faults::namespace_failures,
+    },
+    Scenario {
+        name: "fault-secret-type-flip",
+        run: crate::controller_faults::secret_type_flip,
+    },
+    Scenario {
+        name: "fault-namespace-watch-lost",
+        run: crate::controller_faults::namespace_watch_lost,
+    },
+    Scenario {
+        name: "fault-lease-failover",
+        run: crate::controller_faults::lease_failover,
+    },
+    Scenario {
         name: "no-credential-leaks-in-events",
         run: no_leaks_in_events,
     },
@@ -67,11 +83,11 @@ const RECOVERY: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // A serve process of a scenario's own
 
-struct ExtraServe {
+pub struct ExtraServe {
     child: Child,
     webhook: SocketAddr,
-    admin: SocketAddr,
-    log: PathBuf,
+    pub admin: SocketAddr,
+    pub log: PathBuf,
 }
 
 fn free_port() -> Result<SocketAddr> {
@@ -79,11 +95,22 @@ fn free_port() -> Result<SocketAddr> {
 }
 
 impl ExtraServe {
-    fn start(s: &Suite, name: &str, cert_dir: &Path, extra: &[&str]) -> Result<ExtraServe> {
+    pub fn start(s: &Suite, name: &str, cert_dir: &Path, extra: &[&str]) -> Result<ExtraServe> {
+        ExtraServe::start_as(s, name, cert_dir, s.kubeconfig_path(), extra)
+    }
+
+    /// [`ExtraServe::start`] with the identity of `kubeconfig` instead of the cluster admin.
+    pub fn start_as(
+        s: &Suite,
+        name: &str,
+        cert_dir: &Path,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Result<ExtraServe> {
         let (webhook, admin) = (free_port()?, free_port()?);
         let log = s.work_path().join(format!("serve-{name}.log"));
         let out = File::create(&log)?;
-        let child = serve_command(cert_dir, webhook, admin, s.kubeconfig_path())
+        let child = serve_command(cert_dir, webhook, admin, kubeconfig)
             .args(shutdown_timing(SHUTDOWN_DELAY, DRAIN_TIMEOUT))
             .args(extra)
             .stdin(Stdio::null())
@@ -121,7 +148,7 @@ impl ExtraServe {
         self.child.id()
     }
 
-    fn signal(&self, signal: &str) -> Result<()> {
+    pub fn signal(&self, signal: &str) -> Result<()> {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.pid().to_string()])
             .status()?;
@@ -129,20 +156,20 @@ impl ExtraServe {
         Ok(())
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         poll("serve to exit", timeout, || Ok(self.child.try_wait()?))
     }
 
-    fn client(&self, s: &Suite) -> Result<WebhookClient> {
+    pub fn client(&self, s: &Suite) -> Result<WebhookClient> {
         WebhookClient::new(self.webhook, &[&s.cert_path("ca.crt")])
     }
 
-    fn readyz(&self) -> Option<u16> {
+    pub fn readyz(&self) -> Option<u16> {
         http_get(self.admin, "/readyz").ok().map(|(code, _)| code)
     }
 
     /// /metrics, checked for every credential the suite knows.
-    fn metrics(&self, s: &Suite) -> Result<String> {
+    pub fn metrics(&self, s: &Suite) -> Result<String> {
         let (code, body) = http_get(self.admin, "/metrics")?;
         ensure!(code == 200, "/metrics answered {code}");
         for (description, needle) in s.secret_needles() {
@@ -172,14 +199,14 @@ impl Drop for ExtraServe {
 }
 
 /// A MutatingWebhookConfiguration for one ExtraServe, deleted on drop.
-struct Registration<'a> {
+pub struct Registration<'a> {
     s: &'a Suite,
     name: String,
 }
 
 impl<'a> Registration<'a> {
     /// Calls `serve` for namespaces labelled `FAULT_LABEL=<value>`.
-    fn new(
+    pub fn new(
         s: &'a Suite,
         value: &str,
         serve: &ExtraServe,
@@ -214,7 +241,7 @@ impl Drop for Registration<'_> {
 }
 
 /// A namespace only the webhook registered with `value` covers.
-fn fault_namespace(s: &Suite, short: &str, value: &str) -> Result<String> {
+pub fn fault_namespace(s: &Suite, short: &str, value: &str) -> Result<String> {
     s.namespace(short, &[(FAULT_LABEL, value)])
 }
 
@@ -242,7 +269,7 @@ fn pods_until_injected(
     Ok(started.elapsed())
 }
 
-fn cluster_script(s: &Suite, args: &[&str]) -> Result<Duration> {
+pub fn cluster_script(s: &Suite, args: &[&str]) -> Result<Duration> {
     let (_, _, cluster_dir) = s.cluster_env();
     let started = Instant::now();
     let out = Command::new("bash")

@@ -40,6 +40,14 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "tls-policy",
         run: tls_policy,
     },
+    Scenario {
+        name: "request-body-budget",
+        run: request_body_budget,
+    },
+    Scenario {
+        name: "admin-port-limits",
+        run: admin_port_limits,
+    },
 ];
 
 const IMAGE: &str = "registry.example.com:5000/team/app:1";
@@ -963,5 +971,127 @@ fn tls_policy(s: &Suite) -> Result<Outcome> {
         String::from_utf8_lossy(&answer)
     );
     still_up(s, "the TLS probes")?;
+    Ok(Outcome::Passed)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const MAX_BODY: usize = 3 * 1024 * 1024;
+/// The chart's memory limit for the container (values.yaml `resources.limits.memory`).
+const CHART_MEMORY_LIMIT_KIB: u64 = 256 * 1024;
+
+fn body_metric(s: &Suite, series: &str) -> Result<usize> {
+    let value = metric(&s.metrics()?, series).with_context(|| format!("no {series}"))?;
+    Ok(value as usize)
+}
+
+/// The memory all request bodies may take at once is bounded: bodies that fill the budget are
+/// all held and answered, one more is refused with 503 from its headers alone, a good review
+/// still fits beside them, and the process stays within the chart's memory limit.
+fn request_body_budget(s: &Suite) -> Result<Outcome> {
+    let ns = s.namespace("body-budget", &[])?;
+    s.registry_secret(&ns, "reg5000", "registry.example.com:5000")?;
+    s.wait_cache_synced()?;
+    let client = webhook_client(s)?;
+    let (pid, _) = s.serve_pid_alive()?;
+    let budget = body_metric(s, "pullsecret_injector_request_body_budget_bytes")?;
+    ensure!(budget >= MAX_BODY, "budget of {budget} bytes");
+    let in_flight = "pullsecret_injector_request_body_bytes_in_flight";
+    let head = |length: usize| {
+        format!(
+            "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+
+    // As many largest-size bodies as the budget takes, each sent but for its last byte.
+    let mut held = Vec::new();
+    for _ in 0..budget / MAX_BODY {
+        let mut stream = client.connect()?;
+        stream.write_all(head(MAX_BODY).as_bytes())?;
+        stream.write_all(&vec![b' '; MAX_BODY - 1])?;
+        stream.flush()?;
+        held.push(stream);
+    }
+    let reserved = held.len() * MAX_BODY;
+    poll(
+        "the held bodies to be reserved",
+        Duration::from_secs(30),
+        || Ok((body_metric(s, in_flight)? == reserved).then_some(())),
+    )?;
+    let rss_held = rss_kib(pid)?;
+
+    let mut extra = client.connect()?;
+    extra.write_all(head(MAX_BODY).as_bytes())?;
+    extra.flush()?;
+    let refused = read_response(&mut extra).context("no answer to the headers alone")?;
+    ensure!(
+        refused.status == 503,
+        "a body past the budget got {} ({:?})",
+        refused.status,
+        crate::client::clip(&refused.text())
+    );
+    let good = client.post_once(
+        &pod_review("uid-budget", &ns, &[IMAGE]),
+        Some("application/json"),
+    )?;
+    let answer = expect_allowed(&good, "uid-budget")?;
+    ensure!(
+        answer["patch"].is_string(),
+        "the good review beside them was not patched"
+    );
+
+    let held_count = held.len();
+    for mut stream in held {
+        stream.write_all(b" ")?;
+        stream.flush()?;
+        let response = read_response(&mut stream).context("a held body")?;
+        ensure!(
+            response.status == 400,
+            "a held body got {}",
+            response.status
+        );
+    }
+    poll(
+        "the reserved bytes to come back",
+        Duration::from_secs(30),
+        || Ok((body_metric(s, in_flight)? == 0).then_some(())),
+    )?;
+    still_up(s, "a full body budget")?;
+    ensure!(
+        rss_held < CHART_MEMORY_LIMIT_KIB,
+        "VmRSS {rss_held} KiB with the budget full, above the chart's limit"
+    );
+    println!(
+        "  {held_count} bodies of 3 MiB held ({} MiB budget), one more refused with 503, a good \
+         review patched beside them; VmRSS {} MiB with the budget full",
+        budget / (1024 * 1024),
+        rss_held / 1024
+    );
+    Ok(Outcome::Passed)
+}
+
+/// The admin port cuts request headers that never finish, and answers probes meanwhile.
+fn admin_port_limits(s: &Suite) -> Result<Outcome> {
+    let admin = s.admin_addr()?;
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(5))?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")?;
+        slow.push(stream);
+    }
+    let (code, _) = http_get(admin, "/livez")?;
+    ensure!(code == 200, "/livez answered {code} beside slow clients");
+    for mut stream in slow {
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut response = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut response)
+            .context("the admin port never closed a connection whose headers never finished")?;
+        let text = String::from_utf8_lossy(&response);
+        ensure!(
+            !text.contains(" 200 "),
+            "unfinished headers answered: {text:?}"
+        );
+    }
+    still_up(s, "slow admin clients")?;
     Ok(Outcome::Passed)
 }

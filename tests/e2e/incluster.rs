@@ -14,10 +14,10 @@ use crate::harness::{Suite, chart_dir, poll, pull_secrets, tail};
 use crate::node::{Registry, expect_secrets, wait_running};
 use crate::scenarios::Outcome;
 
-const ROLLOUT_TIMEOUT: &str = "180s";
+const ROLLOUT_TIMEOUT: &str = "300s";
 const CONVERGENCE: Duration = Duration::from_secs(120);
 /// Longer than helm's own --timeout, so helm reports a stuck rollout first.
-const DISRUPTION_TIMEOUT: Duration = Duration::from_secs(240);
+const DISRUPTION_TIMEOUT: Duration = Duration::from_secs(420);
 
 pub struct Release<'a> {
     pub s: &'a Suite,

@@ -21,6 +21,7 @@
 //! why. The exit status is 1 when anything failed or nothing ran.
 
 mod client;
+mod controller_faults;
 mod failpolicy;
 mod faults;
 mod harness;

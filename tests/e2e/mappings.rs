@@ -17,21 +17,21 @@ use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll};
 use crate::scenarios::Outcome;
 
 /// Within how long the controller must have acted on a change.
-const CONVERGENCE: Duration = Duration::from_secs(30);
+pub(crate) const CONVERGENCE: Duration = Duration::from_secs(30);
 const CORP: &str = "registry.corp.e2e.example";
-const OWNER_LABEL: &str = "pullsecret-injector.io/cluster-pull-secret";
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub(crate) const OWNER_LABEL: &str = "pullsecret-injector.io/cluster-pull-secret";
+pub(crate) const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
-fn secret_or_none(s: &Suite, ns: &str, name: &str) -> Result<Option<Value>> {
+pub(crate) fn secret_or_none(s: &Suite, ns: &str, name: &str) -> Result<Option<Value>> {
     s.get_json_opt(&["secret", name, "-n", ns])
 }
 
-fn data_of(secret: &Value) -> Value {
+pub(crate) fn data_of(secret: &Value) -> Value {
     secret["data"].clone()
 }
 
 /// Waits for a copy in `ns` with the source's current data; returns it.
-fn wait_copy(s: &Suite, ns: &str, target: &str, source: (&str, &str)) -> Result<Value> {
+pub(crate) fn wait_copy(s: &Suite, ns: &str, target: &str, source: (&str, &str)) -> Result<Value> {
     poll(
         &format!("copy {ns}/{target} equal to its source"),
         CONVERGENCE,
@@ -42,7 +42,7 @@ fn wait_copy(s: &Suite, ns: &str, target: &str, source: (&str, &str)) -> Result<
     )
 }
 
-fn wait_gone(s: &Suite, ns: &str, name: &str) -> Result<()> {
+pub(crate) fn wait_gone(s: &Suite, ns: &str, name: &str) -> Result<()> {
     poll(
         &format!("secret {ns}/{name} to be deleted"),
         CONVERGENCE,

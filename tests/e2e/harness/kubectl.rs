@@ -334,7 +334,7 @@ impl Suite {
 
     /// Registry-credential secrets the kubelet would read, cluster-wide (what the webhook's
     /// `cached_secrets` gauge counts).
-    fn pull_secret_count(&self) -> Result<u64> {
+    pub fn pull_secret_count(&self) -> Result<u64> {
         let list = self.get_json(&["secrets", "-A"])?;
         let items = list["items"].as_array().context("no items")?;
         Ok(items

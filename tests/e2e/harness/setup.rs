@@ -104,7 +104,11 @@ impl Suite {
     fn start_serve(&self) -> Result<()> {
         let port = free_port()?;
         self.install_chart(port)?;
-        let kubeconfig = self.serviceaccount_kubeconfig()?;
+        let kubeconfig = self.token_kubeconfig(
+            &self.chart.namespace,
+            &self.chart.service_account,
+            "serviceaccount.kubeconfig",
+        )?;
         let serve = Serve::start(
             &self.work_path,
             &kubeconfig,
@@ -224,16 +228,21 @@ impl Suite {
         )
     }
 
-    /// A kubeconfig with the admin kubeconfig's apiserver URL and CA and a one-hour token of
-    /// the chart's ServiceAccount.
-    fn serviceaccount_kubeconfig(&self) -> Result<PathBuf> {
+    /// A kubeconfig (`file` in the work directory) with the admin kubeconfig's apiserver URL
+    /// and CA and a one-hour token of the ServiceAccount `namespace/service_account`.
+    pub fn token_kubeconfig(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        file: &str,
+    ) -> Result<PathBuf> {
         let token = self
             .kubectl(&[
                 "-n",
-                &self.chart.namespace,
+                namespace,
                 "create",
                 "token",
-                &self.chart.service_account,
+                service_account,
                 "--duration=1h",
             ])?
             .stdout
@@ -272,9 +281,9 @@ contexts:
     user: {user}
 current-context: e2e
 "#,
-            user = self.chart.user(),
+            user = format!("system:serviceaccount:{namespace}:{service_account}"),
         );
-        let path = self.work_path.join("serviceaccount.kubeconfig");
+        let path = self.work_path.join(file);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -1,0 +1,90 @@
+//! `serve` refuses, at start-up, flag values that would break it silently: one line on stderr
+//! naming the flag, exit code 2, before it reads a certificate or calls the API server.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `serve` with otherwise working arguments plus `extra`: valid certificates, free
+/// ports, a kubeconfig for a server that is not there. Returns (exit code, stderr); a process
+/// still running after a minute is killed and reported as `None`.
+fn serve_with(extra: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
+        .args(["certs", "--ip", "127.0.0.1", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("certs");
+    assert!(certs.status.success(), "{certs:?}");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n\
+         users: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
+         current-context: c\n",
+    )
+    .expect("kubeconfig");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert-file")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.path().join("tls.key"))
+        .args(extra)
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("PULLSECRET_INJECTOR_LOG_LEVEL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let code = match child.try_wait().expect("wait") {
+        Some(status) => status.code(),
+        None => {
+            child.kill().expect("kill");
+            None
+        }
+    };
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Enough to see what happened, not a whole backtrace.
+    let clipped: String = stderr.chars().take(2000).collect();
+    (code, clipped)
+}
+
+#[test]
+fn flags_that_would_break_the_server_silently_are_refused_at_start_up() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["--tls-reload-interval", "0s"], "--tls-reload-interval"),
+        (&["--max-connections", "0"], "--max-connections"),
+        (
+            &["--max-body-bytes-in-flight", "1Mi"],
+            "--max-body-bytes-in-flight",
+        ),
+        (&["--idle-timeout", "0"], "--idle-timeout"),
+        (&["--log-level", "debgu"], "--log-level"),
+        (
+            &["--log-level", "pullsecret_injector=verbose,info"],
+            "--log-level",
+        ),
+    ];
+    for (flags, named) in cases {
+        let (code, stderr) = serve_with(flags);
+        assert_eq!(code, Some(2), "{flags:?}: exit code, stderr {stderr:?}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{flags:?}: one line, got {stderr:?}");
+        assert!(
+            lines[0].starts_with("pullsecret-injector: ") && lines[0].contains(named),
+            "{flags:?}: {stderr:?}"
+        );
+    }
+}
