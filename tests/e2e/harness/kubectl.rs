@@ -181,7 +181,9 @@ impl Suite {
         self.record.borrow_mut().namespaces.push(name.clone());
         poll(
             &format!("ServiceAccount {name}/default"),
-            Duration::from_secs(30),
+            // A bound on a hang: after an apiserver restart the controller manager's
+            // ServiceAccount controller can take a while to watch again.
+            Duration::from_secs(120),
             || {
                 let out = self.kubectl(&[
                     "get",
