@@ -82,9 +82,10 @@ PARITY_CASES ?= 20000
 parity:
 	PARITY_CASES=$(PARITY_CASES) $(CARGO) test --locked --test parity
 
-## The long campaign, in release mode, bounded by the case count (about ten minutes on 2 cores
-## once built), reporting cases per second and the total. PARITY_LONG_CASES=N to change it.
-PARITY_LONG_CASES ?= 300000
+## The long campaign, in release mode, bounded by the case count (about five minutes on 2 cores
+## once built; results in BENCHMARKS.md), reporting cases per second per target and in total.
+## PARITY_LONG_CASES=N to change it.
+PARITY_LONG_CASES ?= 500000
 parity-long:
 	PARITY_CASES=$(PARITY_LONG_CASES) $(CARGO) test --locked --release --test parity
 

@@ -446,7 +446,7 @@ fn boundary(text: &str, index: &Index) -> usize {
     at
 }
 
-impl KeyAim {
+impl Aim for KeyAim {
     fn render(&self, registry: &Registry) -> String {
         if registry.host.is_empty() {
             // Docker Hub: a key of its own; the path still counts.
@@ -509,7 +509,9 @@ impl KeyAim {
             self.tail
         )
     }
+}
 
+impl KeyAim {
     /// The key's path for a repository path (with its leading `/`).
     fn path(&self, path: &str) -> String {
         match &self.path {
@@ -524,31 +526,45 @@ impl KeyAim {
     }
 }
 
-/// An `auths` key: aimed at a registry of the world, or from the vocabulary alone.
+/// Something aimed at a registry of the world (the one `Index` picks), or taken from the
+/// vocabulary alone.
 #[derive(Debug, Clone)]
-pub enum KeySlot {
-    Aimed(Index, KeyAim),
+pub enum Slot<A> {
+    Aimed(Index, A),
     Free(String),
 }
 
-pub fn key_slot() -> BoxedStrategy<KeySlot> {
-    prop_oneof![
-        4 => (any::<Index>(), key_aim()).prop_map(|(index, aim)| KeySlot::Aimed(index, aim)),
-        1 => registry_key().prop_map(KeySlot::Free),
-    ]
-    .boxed()
+/// How a key, lookup string or image is made from a registry.
+pub trait Aim {
+    fn render(&self, registry: &Registry) -> String;
 }
 
-impl KeySlot {
+impl<A: Aim> Slot<A> {
     pub fn render(&self, world: &[Registry]) -> String {
         match self {
-            KeySlot::Aimed(index, aim) => aim.render(pick(world, index)),
-            KeySlot::Free(key) => key.clone(),
+            Slot::Aimed(index, aim) => aim.render(pick(world, index)),
+            Slot::Free(text) => text.clone(),
         }
     }
 }
 
-/// Which repository of a registry an image or lookup names.
+fn slot<A: Clone + std::fmt::Debug + 'static>(
+    aim: impl Strategy<Value = A> + 'static,
+    free: impl Strategy<Value = String> + 'static,
+) -> BoxedStrategy<Slot<A>> {
+    prop_oneof![
+        4 => (any::<Index>(), aim).prop_map(|(index, aim)| Slot::Aimed(index, aim)),
+        1 => free.prop_map(Slot::Free),
+    ]
+    .boxed()
+}
+
+/// An `auths` key.
+pub fn key_slot() -> BoxedStrategy<Slot<KeyAim>> {
+    slot(key_aim(), registry_key())
+}
+
+/// Which repository of a registry an image or lookup string names.
 #[derive(Debug, Clone)]
 pub enum PathVariant {
     Same,
@@ -577,63 +593,39 @@ impl PathVariant {
     }
 }
 
-/// A string the keyring is asked about: a world registry's, or from the vocabulary alone.
-#[derive(Debug, Clone)]
-pub enum LookupSlot {
-    Aimed(Index, PathVariant),
-    Free(String),
-}
-
-pub fn lookup_slot() -> BoxedStrategy<LookupSlot> {
-    prop_oneof![
-        4 => (any::<Index>(), path_variant()).prop_map(|(index, path)| LookupSlot::Aimed(index, path)),
-        1 => lookup().prop_map(LookupSlot::Free),
-    ]
-    .boxed()
-}
-
-impl LookupSlot {
-    pub fn render(&self, world: &[Registry]) -> String {
-        match self {
-            LookupSlot::Aimed(index, variant) => {
-                let registry = pick(world, index);
-                registry.lookup(&variant.apply(&registry.path))
-            }
-            LookupSlot::Free(lookup) => lookup.clone(),
-        }
+impl Aim for PathVariant {
+    fn render(&self, registry: &Registry) -> String {
+        registry.lookup(&self.apply(&registry.path))
     }
 }
 
-/// A pod's image: a world registry's with a tag or digest, or from the vocabulary alone.
-#[derive(Debug, Clone)]
-pub enum ImageSlot {
-    Aimed(Index, PathVariant, String),
-    Free(String),
+/// A string the keyring is asked about.
+pub fn lookup_slot() -> BoxedStrategy<Slot<PathVariant>> {
+    slot(path_variant(), lookup())
 }
 
-pub fn image_slot() -> BoxedStrategy<ImageSlot> {
+/// A pod's image of a registry: a repository and a tag or digest.
+#[derive(Debug, Clone)]
+pub struct ImageAim {
+    path: PathVariant,
+    suffix: String,
+}
+
+impl Aim for ImageAim {
+    fn render(&self, registry: &Registry) -> String {
+        let image = registry.image(&self.path.apply(&registry.path));
+        format!("{image}{}", self.suffix)
+    }
+}
+
+pub fn image_slot() -> BoxedStrategy<Slot<ImageAim>> {
     let suffix = prop_oneof![
         4 => Just(String::new()),
         2 => regex("[a-z0-9][a-z0-9.-]{0,4}").prop_map(|tag| format!(":{tag}")),
         1 => hex(64).prop_map(|hex| format!("@sha256:{hex}")),
     ];
-    prop_oneof![
-        4 => (any::<Index>(), path_variant(), suffix).prop_map(|(index, path, suffix)| ImageSlot::Aimed(index, path, suffix)),
-        1 => pod_image().prop_map(ImageSlot::Free),
-    ]
-    .boxed()
-}
-
-impl ImageSlot {
-    pub fn render(&self, world: &[Registry]) -> String {
-        match self {
-            ImageSlot::Aimed(index, variant, suffix) => {
-                let registry = pick(world, index);
-                format!("{}{suffix}", registry.image(&variant.apply(&registry.path)))
-            }
-            ImageSlot::Free(image) => image.clone(),
-        }
-    }
+    let aim = (path_variant(), suffix).prop_map(|(path, suffix)| ImageAim { path, suffix });
+    slot(aim, pod_image())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,7 +699,7 @@ enum Member {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    key: KeySlot,
+    key: Slot<KeyAim>,
     /// Some characters of the key written as `\u` escapes.
     escaped: bool,
     /// The entry's JSON text.

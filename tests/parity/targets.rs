@@ -24,7 +24,7 @@ use pullsecret_injector::kubelet::keyring::{KeyMatch, Keyring, index_key, match_
 use pullsecret_injector::kubelet::reference::{ImageRef, ReferenceError};
 use pullsecret_injector::state::snapshot::StateBuilder;
 
-use crate::cases::{self, ImageSlot, Payload};
+use crate::cases::{self, ImageAim, Payload, Slot};
 use crate::oracle::Oracle;
 
 /// Ours and Go's answers to one case, and the row that pins Go's answer in our tests.
@@ -514,7 +514,7 @@ fn secret_object() -> impl Strategy<Value = (&'static str, Vec<(&'static str, Pa
         })
 }
 
-fn pod_images(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<ImageSlot>> {
+fn pod_images(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Slot<ImageAim>>> {
     prop::collection::vec(cases::image_slot(), count)
 }
 
@@ -654,7 +654,7 @@ impl Target for NamespaceOfSecrets {
         )
             .prop_map(
                 |(world, secrets, pod_secrets, (init, containers, ephemeral))| {
-                    let images = |slots: Vec<ImageSlot>| -> Vec<String> {
+                    let images = |slots: Vec<Slot<ImageAim>>| -> Vec<String> {
                         slots.iter().map(|slot| slot.render(&world)).collect()
                     };
                     PodCase {

@@ -31,7 +31,7 @@ if [ -x "$BIN" ]; then
 fi
 
 started=$SECONDS
-log "building against k8s.io/kubernetes@$K8S_VERSION with $(go env GOVERSION) (a cold build takes a few minutes)"
+log "building against k8s.io/kubernetes@$K8S_VERSION with $(go env GOVERSION) (about a minute on 2 cores with an empty Go build cache)"
 MODULE="$DIR/module"
 rm -rf "$MODULE"
 kubernetes_go_mod "$MODULE" pullsecret-injector.local/parity/oracle
