@@ -9,15 +9,16 @@
 #   make image         the container image without a Docker daemon (target/image/*.tar)
 #   make crds          regenerate charts/pullsecret-injector/crds/ from src/state/crd.rs
 #   make fuzz          a long property-based fuzzing campaign (docs/fuzzing.md)
+#   make parity-long   a long differential campaign against the kubelet's Go code (docs/parity.md)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 BIN := target/release/pullsecret-injector
 
-.PHONY: all build test lint fmt-check clippy deny unit e2e fuzz tools control-plane cluster-up \
-        cluster-down cluster-status bench bench-quick demo demo-down dockerfile-lint clean crds \
-        image
+.PHONY: all build test lint fmt-check clippy deny unit e2e fuzz parity parity-long tools \
+        control-plane cluster-up cluster-down cluster-status bench bench-quick demo demo-down \
+        dockerfile-lint clean crds image
 
 all: build
 
@@ -43,7 +44,7 @@ control-plane:
 image:
 	bash hack/image.sh target/image/pullsecret-injector.tar
 
-test: tools lint unit e2e dockerfile-lint
+test: tools lint unit parity e2e dockerfile-lint
 	@echo "make test: all checks passed"
 
 lint: fmt-check clippy deny
@@ -71,6 +72,22 @@ e2e: control-plane
 FUZZ_CASES ?= 200000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test fuzz -- --test-threads 2
+
+## Differential run against the kubelet's own Go code (docs/parity.md): the same generated cases
+## go to our code and to an oracle linking k8s.io/kubernetes and distribution/reference at the
+## release of tests/kubernetes.sh (built from the Go module proxy on first use, then cached in
+## ~/.cache/pullsecret-injector/); the first difference fails with a row for the module's tests.
+## PARITY_CASES per target (20,000: well under a minute once built); PARITY_SEED replays a run.
+PARITY_CASES ?= 20000
+parity:
+	PARITY_CASES=$(PARITY_CASES) $(CARGO) test --locked --test parity
+
+## The long campaign, in release mode, bounded by the case count (about five minutes on 2 cores
+## once built; results in BENCHMARKS.md), reporting cases per second per target and in total.
+## PARITY_LONG_CASES=N to change it.
+PARITY_LONG_CASES ?= 500000
+parity-long:
+	PARITY_CASES=$(PARITY_LONG_CASES) $(CARGO) test --locked --release --test parity
 
 dockerfile-lint: tools
 	@if [ -f Dockerfile ]; then hadolint Dockerfile && echo "hadolint: Dockerfile clean"; fi

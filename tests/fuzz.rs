@@ -21,6 +21,9 @@ use pullsecret_injector::kubelet::dockerconfig::{
 use pullsecret_injector::kubelet::reference::ImageRef;
 use pullsecret_injector::state::snapshot::ClusterState;
 
+mod grammar;
+use grammar::{MARKER, dockerconfig_document, image_ish, json_ish};
+
 /// proptest's defaults, which already honour `PROPTEST_CASES`; failure persistence off, since
 /// integration tests have no source file next to them to keep regressions in.
 fn config() -> Config {
@@ -28,128 +31,6 @@ fn config() -> Config {
         failure_persistence: None,
         ..Config::default()
     }
-}
-
-/// A password that must never appear in any message derived from a document holding it.
-const MARKER: &str = "Fz-S3cr3t-marker";
-
-// ---------------------------------------------------------------------------------------------
-// Generators
-
-/// Text biased towards the characters the image grammar cares about, with long runs.
-fn image_ish() -> impl Strategy<Value = String> {
-    let atom = prop_oneof![
-        "[a-z0-9]{1,12}",
-        "[A-Z]{1,3}",
-        Just(".".to_owned()),
-        Just("/".to_owned()),
-        Just(":".to_owned()),
-        Just("@".to_owned()),
-        Just("-".to_owned()),
-        Just("__".to_owned()),
-        Just("[".to_owned()),
-        Just("]".to_owned()),
-        Just("sha256:".to_owned()),
-        "[0-9a-f]{64}",
-        Just("localhost".to_owned()),
-        Just("docker.io".to_owned()),
-        Just("index.docker.io".to_owned()),
-        Just("[::1]".to_owned()),
-        "[\\x00-\\x1f\\x7f]",
-        "\\PC{1,3}",
-        "[a-z]{200,300}",
-    ];
-    prop::collection::vec(atom, 0..24).prop_map(|atoms| atoms.concat())
-}
-
-/// JSON-like text: valid documents, near-misses and deep nesting.
-fn json_ish(depth: u32) -> impl Strategy<Value = String> {
-    let leaf = prop_oneof![
-        Just("null".to_owned()),
-        Just("true".to_owned()),
-        Just("1e999".to_owned()),
-        Just("-0.0".to_owned()),
-        Just("\"\\ud800\"".to_owned()),
-        Just("\"\\u0000\"".to_owned()),
-        "\"[^\"\\\\]{0,20}\"",
-        "[\\[\\]{}:,\"\\\\]",
-        Just(format!("\"{MARKER}\"")),
-    ];
-    leaf.prop_recursive(depth, 64, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
-            prop::collection::vec(("[a-zA-Z*?\\[\\]\\\\.:/]{0,12}", inner.clone()), 0..5).prop_map(
-                |members| {
-                    let body: Vec<String> = members
-                        .into_iter()
-                        .map(|(key, value)| format!("{}:{value}", Value::from(key)))
-                        .collect();
-                    format!("{{{}}}", body.join(","))
-                }
-            ),
-            // Unbalanced, truncated or doubled pieces.
-            prop::collection::vec(inner, 0..4).prop_map(|v| v.concat()),
-        ]
-    })
-}
-
-/// A registry key, hostile ones included.
-fn registry_key() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z0-9.-]{1,20}(:[0-9]{1,5})?(/[a-z0-9/]{0,10})?",
-        "https?://[a-zA-Z0-9.*?-]{1,20}/v[12]/",
-        "\\*{1,64}(\\.[a-z*]{1,5}){0,3}",
-        "\\[{1,4}[a-z\\]-]{0,6}",
-        "[\\x00-\\x1f \"\\\\]{1,4}",
-        "\\PC{0,12}",
-    ]
-}
-
-/// An `auths` entry: well-formed, wrongly typed, or with a broken `auth`.
-fn entry() -> impl Strategy<Value = Value> {
-    let password = Just(Value::from(MARKER));
-    let wrong = prop_oneof![
-        Just(Value::Null),
-        Just(json!(1)),
-        Just(json!([MARKER])),
-        Just(json!({ "x": MARKER })),
-        Just(json!(true)),
-    ];
-    prop_oneof![
-        password
-            .clone()
-            .prop_map(|p| json!({ "username": "u", "password": p })),
-        wrong
-            .clone()
-            .prop_map(|w| json!({ "username": "u", "password": w })),
-        wrong
-            .clone()
-            .prop_map(|w| json!({ "username": w, "password": MARKER })),
-        wrong.clone().prop_map(|w| json!({ "auth": w })),
-        wrong.prop_map(|w| w),
-        Just(json!({ "auth": BASE64.encode(format!("u:{MARKER}")) })),
-        Just(json!({ "auth": BASE64.encode(MARKER) })),
-        Just(json!({ "auth": format!("%%{MARKER}%%") })),
-        Just(json!({ "auth": format!("{} x", BASE64.encode(format!("u:{MARKER}"))) })),
-        Just(json!({ "Auth": BASE64.encode(format!("u:{MARKER}")), "PASSWORD": MARKER })),
-        Just(json!({})),
-    ]
-}
-
-fn dockerconfig_document() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        prop::collection::vec((registry_key(), entry()), 0..8).prop_map(|entries| {
-            let auths: serde_json::Map<String, Value> = entries.into_iter().collect();
-            json!({ "auths": auths }).to_string().into_bytes()
-        }),
-        // Duplicate members (serde_json's map would merge them): written out by hand.
-        (registry_key(), entry(), entry()).prop_map(|(key, a, b)| {
-            let key = Value::from(key);
-            format!(r#"{{"auths":{{{key}:{a},{key}:{b}}},"auths":{{{key}:{b}}}}}"#).into_bytes()
-        }),
-        json_ish(8).prop_map(String::into_bytes),
-        prop::collection::vec(any::<u8>(), 0..256),
-    ]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -238,7 +238,9 @@ else
 fi
 # A helm built without release ldflags assumes Kubernetes v1.20, below the chart's kubeVersion;
 # render for the cluster's version (or the control plane's default) instead.
-KUBE_VERSION=${KUBE_VERSION:-${K8S_VERSION:-v1.37.2}}
+# shellcheck source=../kubernetes.sh
+. "$SCRIPT_DIR/../kubernetes.sh"
+KUBE_VERSION=${KUBE_VERSION:-$K8S_VERSION}
 KV=(--kube-version "$KUBE_VERSION")
 READ_ONLY_RULES='[{apiGroups: [""], resources: ["secrets", "namespaces"], verbs: ["get", "list", "watch"]},
   {apiGroups: ["pullsecret-injector.io"], resources: ["pullsecretrules", "clusterpullsecrets"], verbs: ["get", "list", "watch"]}]'

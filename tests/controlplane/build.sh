@@ -4,7 +4,8 @@
 # them). Prints the cache's bin directory on stdout; progress goes to stderr.
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.37.2}
+# shellcheck source=../kubernetes.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../kubernetes.sh"
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 CACHE_ROOT=${PULLSECRET_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pullsecret-injector}
@@ -49,32 +50,17 @@ if ! need_build; then echo "$BIN"; exit 0; fi
 
 started=$SECONDS
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-staging_version="v0.$minor.${K8S_VERSION##*.}"
 
 build_kubernetes() {
   local dir="$WORK/kubernetes-$K8S_VERSION"
-  mkdir -p "$dir"
   log "resolving k8s.io/kubernetes@$K8S_VERSION from the module proxy"
-  local upstream_mod
-  upstream_mod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
-    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-  # Upstream points its staging modules at ./staging/src/...; we point them at their published
-  # versions instead. The list comes from upstream's own go.mod, so it tracks new releases.
+  kubernetes_go_mod "$dir" pullsecret-injector.local/controlplane/kubernetes
   {
-    echo "module pullsecret-injector.local/controlplane/kubernetes"
-    echo
-    echo "go 1.26"
-    echo
-    echo "require k8s.io/kubernetes $K8S_VERSION"
-    echo
-    echo "replace ("
-    sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9.-]*\) => \./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$upstream_mod"
-    echo ")"
     echo
     echo "tool ("
     printf '\tk8s.io/kubernetes/cmd/%s\n' "${KUBE_TOOLS[@]}"
     echo ")"
-  } >"$dir/go.mod"
+  } >>"$dir/go.mod"
   log "downloading Kubernetes dependencies (go mod tidy)"
   (cd "$dir" && go mod tidy)
   local ldflags="" pkg

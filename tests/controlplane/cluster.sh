@@ -70,8 +70,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 CLUSTER_DIR=${PULLSECRET_INJECTOR_CLUSTER_DIR:-$REPO_ROOT/.local}
 TIMEOUT=${PULLSECRET_INJECTOR_CLUSTER_TIMEOUT:-120}
-K8S_VERSION=${K8S_VERSION:-v1.37.2}
-export K8S_VERSION
+# shellcheck source=../kubernetes.sh
+. "$SCRIPT_DIR/../kubernetes.sh"
 
 KUBECONFIG_OUT="$CLUSTER_DIR/kubeconfig"
 ENV_OUT="$CLUSTER_DIR/cluster.env"

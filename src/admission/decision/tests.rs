@@ -4,6 +4,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::cluster::statefile::state_from_str;
+use crate::kubelet::dockerconfig::{
+    DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_KEY, DOCKERCFG_TYPE,
+};
 
 const AUTH: &str = "dXNlcjpwYXNz"; // base64("user:pass")
 
@@ -1009,4 +1012,131 @@ fn a_key_that_misses_only_by_case_is_not_injected_and_is_warned_about() {
     assert_eq!(names, ["exact"]);
     assert_eq!(decision.warnings.len(), 1, "{:?}", decision.warnings);
     assert!(decision.warnings[0].contains("\"other-case\""));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows printed by the parity run against the kubelet's Go code (tests/parity, `make parity`).
+
+/// A namespace of secrets and a pod, and what must be injected as the kubelet's own functions
+/// compute it (MATCHING.md §6).
+/// A secret as a row states it: (name, type, data as (key, value)).
+type GoSecret = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static [u8])],
+);
+
+struct GoCase {
+    secrets: &'static [GoSecret],
+    pod_secrets: &'static [&'static str],
+    init: &'static [&'static str],
+    containers: &'static [&'static str],
+    ephemeral: &'static [&'static str],
+    /// (secret, lookup strings it was injected for)
+    injected: &'static [(&'static str, &'static [&'static str])],
+    invalid_images: usize,
+}
+
+/// Cases where we differed from Go until fixed, and quirks confirmed against it.
+const GO_PARITY: &[GoCase] = &[GoCase {
+    secrets: &[
+        (
+            "a",
+            DOCKER_CONFIG_JSON_TYPE,
+            &[(DOCKER_CONFIG_JSON_KEY, b"{\"auths\":{\"docker.io\":{}}}")],
+        ),
+        (
+            "b",
+            DOCKERCFG_TYPE,
+            &[(DOCKERCFG_KEY, b"{\"https://index.docker.io/v1/\":{}}")],
+        ),
+        (
+            "c",
+            DOCKER_CONFIG_JSON_TYPE,
+            &[(
+                DOCKER_CONFIG_JSON_KEY,
+                b"{\"auths\":{\"quay.io\":{\"auth\":\"x\"}}}",
+            )],
+        ),
+        (
+            "d",
+            DOCKERCFG_TYPE,
+            &[(DOCKERCFG_KEY, b"{\"quay.io/team\":{}}")],
+        ),
+    ],
+    pod_secrets: &["missing"],
+    init: &["busybox"],
+    containers: &["nginx", "quay.io/x", "Bad"],
+    ephemeral: &["quay.io/team/app:1"],
+    injected: &[
+        (
+            "a",
+            &["docker.io/library/busybox", "docker.io/library/nginx"],
+        ),
+        ("d", &["quay.io/team/app"]),
+    ],
+    invalid_images: 1,
+}];
+
+#[test]
+fn go_parity_table() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+
+    for (index, case) in GO_PARITY.iter().enumerate() {
+        let mut documents = vec![namespace("ns", false)];
+        for (name, secret_type, data) in case.secrets {
+            let data: serde_json::Map<String, Value> = data
+                .iter()
+                .map(|(key, value)| (key.to_string(), Value::from(BASE64.encode(value))))
+                .collect();
+            documents.push(
+                json!({
+                    "apiVersion": "v1", "kind": "Secret", "type": secret_type,
+                    "metadata": { "namespace": "ns", "name": name },
+                    "data": data,
+                })
+                .to_string(),
+            );
+        }
+        let containers = |images: &[&str]| -> Vec<Value> {
+            images
+                .iter()
+                .map(|image| json!({ "name": "c", "image": image }))
+                .collect()
+        };
+        let references: Vec<Value> = case
+            .pod_secrets
+            .iter()
+            .map(|name| json!({ "name": name }))
+            .collect();
+        let (view, _) = pod(json!({
+            "metadata": { "name": "p" },
+            "spec": {
+                "initContainers": containers(case.init),
+                "containers": containers(case.containers),
+                "ephemeralContainers": containers(case.ephemeral),
+                "imagePullSecrets": references,
+            },
+        }));
+        let decision = decide(&view, "ns", &state(&documents));
+        let injected: Vec<(&str, Vec<&str>)> = decision
+            .injected
+            .iter()
+            .map(|injection| {
+                let registries = injection.registries.iter().map(String::as_str).collect();
+                (injection.secret.as_str(), registries)
+            })
+            .collect();
+        let want: Vec<(&str, Vec<&str>)> = case
+            .injected
+            .iter()
+            .map(|(secret, registries)| (*secret, registries.to_vec()))
+            .collect();
+        assert_eq!(injected, want, "GO_PARITY[{index}]");
+        assert_eq!(
+            decision.invalid_images, case.invalid_images,
+            "GO_PARITY[{index}]"
+        );
+    }
 }

@@ -1091,6 +1091,50 @@ fn credentials_never_appear_in_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Rows printed by the parity run against the kubelet's Go code (tests/parity, `make parity`).
+
+/// (secret type, data key, payload, what `MakeDockerKeyring` makes of it): cases where we
+/// differed from Go until fixed, and quirks confirmed against it. Keys compare as sets, in
+/// byte order: Go decodes them into a map.
+const GO_PARITY: &[(&str, &str, &[u8], Want)] = &[
+    (
+        DOCKER_CONFIG_JSON_TYPE,
+        DOCKER_CONFIG_JSON_KEY,
+        b"{\"auth\xc5\xbf\":{\"b\":{},\"a\":{\"u\xc5\xbfername\":1}}}",
+        Type,
+    ),
+    (
+        DOCKER_CONFIG_JSON_TYPE,
+        DOCKER_CONFIG_JSON_KEY,
+        b"{\"auths\":{\"b\":{}},\"Auths\":{\"a\":{}}}",
+        Keys(&["a", "b"]),
+    ),
+    (
+        DOCKERCFG_TYPE,
+        DOCKERCFG_KEY,
+        b"{\"r\":{\"auth\":\"dTp\\nw\"}}",
+        Keys(&["r"]),
+    ),
+    (
+        DOCKER_CONFIG_JSON_TYPE,
+        DOCKER_CONFIG_JSON_KEY,
+        b"{\"auths\":{\"r\":{\"auth\":\"dTpx=\"}}}",
+        Base64(4),
+    ),
+];
+
+#[test]
+fn go_parity_table() {
+    for (secret_type, key, payload, want) in GO_PARITY {
+        let mut got = secret(secret_type, key, payload);
+        if let Ok(Some(keys)) = &mut got {
+            keys.sort();
+        }
+        check(&String::from_utf8_lossy(payload), &got, want);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Never panics.
 
 fn json_fragment() -> impl Strategy<Value = String> {

@@ -2021,6 +2021,63 @@ fn large_inputs_get_the_answer_of_the_go_parser() {
 }
 
 // ---------------------------------------------------------------------------
+// Differences the parity run against Go found (tests/parity, `make parity`).
+// ---------------------------------------------------------------------------
+
+/// What Go's `ParseNormalizedNamed` makes of an image: (domain, path, tag, digest), or the kind
+/// of error, named as our `ReferenceError` variants (`Empty` counts as `InvalidFormat`).
+enum GoRef {
+    Named(
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+    ),
+    Invalid(&'static str),
+}
+
+/// Rows printed by the parity run: cases where we differed from Go until fixed, and quirks
+/// confirmed against it.
+const GO_PARITY: &[(&str, GoRef)] = &[
+    ("a_b.c/d:v1", GoRef::Named("", "a_b.c/d", Some("v1"), None)),
+    ("Foo/bar", GoRef::Named("Foo", "bar", None, None)),
+    // Unicode 16 gave U+A7DA a lowercase form; Go's tables (Unicode 15.0) have none, so Go
+    // sees no uppercase and rejects the name as plain invalid.
+    ("Ꟛ", GoRef::Invalid("InvalidFormat")),
+    ("Ꟛ/x", GoRef::Invalid("InvalidFormat")),
+    ("\u{1C89}", GoRef::Invalid("InvalidFormat")),
+    ("\u{10D50}", GoRef::Invalid("InvalidFormat")),
+    ("\u{16EA0}", GoRef::Invalid("InvalidFormat")),
+    // Letters Go lowercases all the same.
+    ("\u{212A}", GoRef::Invalid("NameContainsUppercase")),
+    ("x/\u{C0}", GoRef::Invalid("NameContainsUppercase")),
+];
+
+/// The variant's name, as the rows name Go's errors (Go calls an empty image plainly invalid).
+fn error_kind(error: &ReferenceError) -> String {
+    let debug = format!("{error:?}");
+    match debug.split(|c: char| !c.is_ascii_alphanumeric()).next() {
+        Some("Empty") => "InvalidFormat".to_owned(),
+        kind => kind.unwrap_or_default().to_owned(),
+    }
+}
+
+#[test]
+fn go_parity_table() {
+    for (input, want) in GO_PARITY {
+        match (ImageRef::parse(input), want) {
+            (Ok(r), GoRef::Named(domain, path, tag, digest)) => {
+                let got = (r.domain(), r.path(), r.tag(), r.digest());
+                assert_eq!(got, (*domain, *path, *tag, *digest), "{input:?}");
+            }
+            (Err(e), GoRef::Invalid(kind)) => assert_eq!(error_kind(&e), *kind, "{input:?}"),
+            (Ok(r), GoRef::Invalid(kind)) => panic!("{input:?}: parsed as {r:?}, Go says {kind}"),
+            (Err(e), GoRef::Named(..)) => panic!("{input:?}: {e}, Go parses it"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Property tests.
 // ---------------------------------------------------------------------------
 

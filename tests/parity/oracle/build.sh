@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the parity oracle (main.go here) against the Kubernetes release of tests/kubernetes.sh,
+# from the Go module proxy, into a cache outside the clone keyed by that release, the Go
+# toolchain (whose encoding/json, net/url and path/filepath the kubelet runs on) and main.go
+# itself. Prints the binary's path on stdout; progress goes to stderr.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../../kubernetes.sh
+. "$HERE/../../kubernetes.sh"
+
+log() { printf '[parity oracle build] %s\n' "$*" >&2; }
+
+command -v go >/dev/null || { log "Go is required to build the parity oracle (https://go.dev)"; exit 1; }
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+CACHE_ROOT=${PULLSECRET_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pullsecret-injector}
+DIR="$CACHE_ROOT/parity-oracle-k8s-$K8S_VERSION-$(go env GOVERSION)"
+SOURCE_HASH=$(sha256sum "$HERE/main.go" | cut -c1-16)
+BIN="$DIR/oracle-$SOURCE_HASH"
+
+if [ -x "$BIN" ]; then
+  echo "$BIN"
+  exit 0
+fi
+mkdir -p "$DIR"
+exec 9>"$DIR/build.lock"
+flock 9
+if [ -x "$BIN" ]; then
+  echo "$BIN"
+  exit 0
+fi
+
+started=$SECONDS
+log "building against k8s.io/kubernetes@$K8S_VERSION with $(go env GOVERSION) (about a minute on 2 cores with an empty Go build cache)"
+MODULE="$DIR/module"
+rm -rf "$MODULE"
+kubernetes_go_mod "$MODULE" pullsecret-injector.local/parity/oracle
+cp "$HERE/main.go" "$MODULE/main.go"
+(cd "$MODULE" && go mod tidy && go build -trimpath -o "$BIN.tmp" .)
+mv "$BIN.tmp" "$BIN"
+# Oracles of earlier versions of main.go are never used again.
+find "$DIR" -maxdepth 1 -name 'oracle-*' ! -name "oracle-$SOURCE_HASH" -delete
+log "done in $((SECONDS - started))s: $BIN"
+echo "$BIN"
