@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 use crate::faults::{ExtraServe, Registration, cluster_script, fault_namespace};
-use crate::harness::{Suite, http_get, metric, metric_sum, poll};
+use crate::harness::{Suite, cluster_pull_secret_manifest, http_get, metric, metric_sum, poll};
 use crate::mappings::{CONVERGENCE, MANAGED_BY, OWNER_LABEL, data_of, secret_or_none, wait_copy};
 use crate::scenarios::Outcome;
 
@@ -86,22 +86,6 @@ impl Drop for ClusterObjects<'_> {
             );
         }
     }
-}
-
-fn cluster_pull_secret(name: &str, source: (&str, &str), label: (&str, &str)) -> String {
-    format!(
-        "apiVersion: pullsecret-injector.io/v1alpha1
-kind: ClusterPullSecret
-metadata:
-  name: {name}
-spec:
-  source: {{namespace: {}, name: {}}}
-  namespaceSelector:
-    matchLabels: {{{}: \"{}\"}}
-  targetName: {TARGET}
-",
-        source.0, source.1, label.0, label.1
-    )
 }
 
 fn controller_args<'a>(lease_namespace: &'a str, identity: &'a str) -> Vec<&'a str> {
@@ -298,7 +282,7 @@ spec:
 
     let cps = format!("e2e-cpsf-{run}");
     objects.apply(
-        &cluster_pull_secret(&cps, (&source_ns, "corp-source"), (label, &run)),
+        &cluster_pull_secret_manifest(&cps, (&source_ns, "corp-source"), (label, &run), TARGET),
         &[("clusterpullsecret", &cps)],
     )?;
     let status = poll(
@@ -543,7 +527,7 @@ rules:
     let known_ns = s.namespace("nswatch-known", &[(label, &run)])?;
     let cps = format!("e2e-nswatch-{run}");
     objects.apply(
-        &cluster_pull_secret(&cps, (&source_ns, "corp-source"), (label, &run)),
+        &cluster_pull_secret_manifest(&cps, (&source_ns, "corp-source"), (label, &run), TARGET),
         &[("clusterpullsecret", &cps)],
     )?;
     wait_copy(s, &known_ns, TARGET, (&source_ns, "corp-source"))?;
@@ -689,7 +673,7 @@ pub fn lease_failover(s: &Suite) -> Result<Outcome> {
     s.registry_secret(&source_ns, "corp-source", CORP)?;
     let cps = format!("e2e-failover-{run}");
     objects.apply(
-        &cluster_pull_secret(&cps, (&source_ns, "corp-source"), (label, &run)),
+        &cluster_pull_secret_manifest(&cps, (&source_ns, "corp-source"), (label, &run), TARGET),
         &[("clusterpullsecret", &cps)],
     )?;
     let first = s.namespace("failover-1", &[(label, &run)])?;

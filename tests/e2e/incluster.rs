@@ -331,17 +331,12 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     registry.secret(s, &source, "corp-source")?;
     let select = format!("e2e.pullsecret-injector.io/incluster-corp-{}", s.run_id);
     let cps = format!("e2e-incluster-{}", s.run_id);
-    s.apply(&format!(
-        "apiVersion: pullsecret-injector.io/v1alpha1
-kind: ClusterPullSecret
-metadata: {{name: {cps}}}
-spec:
-  source: {{namespace: {source}, name: corp-source}}
-  namespaceSelector:
-    matchLabels: {{{select}: \"true\"}}
-  targetName: corp-pull
-"
-    ))?;
+    s.cluster_pull_secret(
+        &cps,
+        (&source, "corp-source"),
+        (&select, "true"),
+        "corp-pull",
+    )?;
     let target = s.foreign_namespace("incluster-corp", &[(&select, "true"), (&covered, "true")])?;
     poll("the in-cluster controller's copy", CONVERGENCE, || {
         let out = s.kubectl(&[

@@ -525,18 +525,12 @@ spec:
     registry.secret(s, &source_ns, "corp-source")?;
     let select_label = "e2e.pullsecret-injector.io/node-corp";
     let cps = format!("e2e-node-corp-{}", s.run_id);
-    s.apply(&format!(
-        "apiVersion: pullsecret-injector.io/v1alpha1
-kind: ClusterPullSecret
-metadata: {{name: {cps}}}
-spec:
-  source: {{namespace: {source_ns}, name: corp-source}}
-  namespaceSelector:
-    matchLabels: {{{select_label}: \"{run}\"}}
-  targetName: corp-pull
-",
-        run = s.run_id
-    ))?;
+    s.cluster_pull_secret(
+        &cps,
+        (&source_ns, "corp-source"),
+        (select_label, &s.run_id),
+        "corp-pull",
+    )?;
     let target_ns = s.node_namespace("node-cps", &[(select_label, &s.run_id)])?;
     poll("the controller's copy", START_TIMEOUT, || {
         let out = s.kubectl(&[

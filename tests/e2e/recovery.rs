@@ -212,18 +212,12 @@ pub fn cluster_pull_secret_selects_later(s: &Suite) -> Result<Outcome> {
     registry.secret(s, &source, "corp-source")?;
     let select = "e2e.pullsecret-injector.io/recover-corp";
     let cps = format!("e2e-recover-{}", s.run_id);
-    s.apply(&format!(
-        "apiVersion: pullsecret-injector.io/v1alpha1
-kind: ClusterPullSecret
-metadata: {{name: {cps}}}
-spec:
-  source: {{namespace: {source}, name: corp-source}}
-  namespaceSelector:
-    matchLabels: {{{select}: \"{run}\"}}
-  targetName: corp-late
-",
-        run = s.run_id
-    ))?;
+    s.cluster_pull_secret(
+        &cps,
+        (&source, "corp-source"),
+        (select, &s.run_id),
+        "corp-late",
+    )?;
     let ns = s.node_namespace("recover-cps", &[])?;
     s.kubectl(&[
         "create",
@@ -355,18 +349,12 @@ pub fn orphaned_copies_swept(s: &Suite) -> Result<Outcome> {
     s.registry_secret(&source, "corp-source", "orphans.e2e.example")?;
     let select = "e2e.pullsecret-injector.io/orphans";
     let cps = format!("e2e-orphans-{}", s.run_id);
-    s.apply(&format!(
-        "apiVersion: pullsecret-injector.io/v1alpha1
-kind: ClusterPullSecret
-metadata: {{name: {cps}}}
-spec:
-  source: {{namespace: {source}, name: corp-source}}
-  namespaceSelector:
-    matchLabels: {{{select}: \"{run}\"}}
-  targetName: live-pull
-",
-        run = s.run_id
-    ))?;
+    s.cluster_pull_secret(
+        &cps,
+        (&source, "corp-source"),
+        (select, &s.run_id),
+        "live-pull",
+    )?;
     let ns = s.namespace("orphans", &[(select, &s.run_id)])?;
     let exists = |name: &str| -> Result<bool> {
         let out = s.kubectl(&[

@@ -201,6 +201,17 @@ impl Suite {
         Ok(name)
     }
 
+    /// Applies [`cluster_pull_secret_manifest`].
+    pub fn cluster_pull_secret(
+        &self,
+        name: &str,
+        source: (&str, &str),
+        select: (&str, &str),
+        target: &str,
+    ) -> Result<Output> {
+        self.apply(&cluster_pull_secret_manifest(name, source, select, target))
+    }
+
     pub fn namespaces(&self) -> Vec<String> {
         self.record.borrow().namespaces.clone()
     }
@@ -427,4 +438,25 @@ impl Suite {
     pub fn kubectl_stderr(&self) -> Vec<String> {
         self.record.borrow().kubectl_stderr.clone()
     }
+}
+
+/// A ClusterPullSecret copying `source` (namespace, name) as `target` into the namespaces
+/// labelled `select` (key, value).
+pub fn cluster_pull_secret_manifest(
+    name: &str,
+    (source_ns, source_name): (&str, &str),
+    (key, value): (&str, &str),
+    target: &str,
+) -> String {
+    format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {{name: {name}}}
+spec:
+  source: {{namespace: {source_ns}, name: {source_name}}}
+  namespaceSelector:
+    matchLabels: {{{key}: \"{value}\"}}
+  targetName: {target}
+"
+    )
 }
