@@ -18,7 +18,7 @@ use crate::kubelet::keyring::fold_host_case;
 use crate::kubelet::reference::ImageRef;
 use crate::state::crd::RuleMode;
 use crate::state::snapshot::{
-    ClusterCredential, ClusterState, Copies, CredentialSource, INJECT_LABEL, NamespaceState,
+    ClusterCredential, ClusterState, Copies, CredentialSource, INJECT_LABEL, Mode, NamespaceState,
     PullSecret, SecretUse,
 };
 use crate::text::{clip, quote};
@@ -51,6 +51,9 @@ pub struct Decision {
     pub warnings: Vec<String>,
     pub audit_annotations: BTreeMap<String, String>,
     pub opt_out: Option<OptOut>,
+    /// In [`Mode::Shadow`], `injected` is what would have been injected: no patch is made and
+    /// the audit annotations say "would".
+    pub mode: Mode,
     /// Valid images for which no key of any secret matched.
     pub images_without_match: usize,
     pub invalid_images: usize,
@@ -67,7 +70,10 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
     if ns.is_some_and(NamespaceState::opted_out) {
         return Decision::opted_out(OptOut::Namespace);
     }
-    let mut decision = Decision::default();
+    let mut decision = Decision {
+        mode: state.mode(namespace).0,
+        ..Decision::default()
+    };
     let mut warnings = Warnings::default();
     let present: HashSet<&str> = pod.pull_secret_names().collect();
     // The most severe first: a broken secret already on the pod fails every pull.
@@ -115,8 +121,11 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
     if !decision.injected.is_empty() {
         // One description for the pod annotation and the audit annotation alike.
         let description = describe(&decision.injected);
-        decision.patch = patch_for(pod, &decision.injected, &description);
-        decision.audit_annotations = audit_annotations(&decision.injected, description);
+        if decision.mode == Mode::On {
+            decision.patch = patch_for(pod, &decision.injected, &description);
+        }
+        decision.audit_annotations =
+            audit_annotations(&decision.injected, description, decision.mode);
     }
     decision
 }
@@ -549,17 +558,28 @@ pub fn describe(injected: &[Injection]) -> String {
     clip(&text, MAX_DESCRIPTION_CHARS).into_owned()
 }
 
-fn audit_annotations(injected: &[Injection], description: String) -> BTreeMap<String, String> {
+/// The audit annotations (the apiserver prefixes each key with the webhook's name). In shadow
+/// mode the keys say what would have been injected, so an audit query cannot mistake one for
+/// the other.
+fn audit_annotations(
+    injected: &[Injection],
+    description: String,
+    mode: Mode,
+) -> BTreeMap<String, String> {
     let names: Vec<&str> = injected
         .iter()
         .map(|injection| injection.secret.as_str())
         .collect();
+    let (secrets_key, for_key) = match mode {
+        Mode::On => ("injected-secrets", "injected-for"),
+        Mode::Shadow => ("shadow-would-inject-secrets", "shadow-would-inject-for"),
+    };
     BTreeMap::from([
         (
-            "injected-secrets".to_owned(),
+            secrets_key.to_owned(),
             clip(&names.join(","), MAX_DESCRIPTION_CHARS).into_owned(),
         ),
-        ("injected-for".to_owned(), description),
+        (for_key.to_owned(), description),
     ])
 }
 

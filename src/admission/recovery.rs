@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use crate::admission::decision::decide;
 use crate::admission::pod::{ContainerView, PodMeta, PodSpecView, PodView, SecretReference};
 use crate::kubelet::reference::ImageRef;
-use crate::state::snapshot::{ClusterState, INJECT_LABEL};
+use crate::state::snapshot::{ClusterState, INJECT_LABEL, Mode};
 
 /// Owners that create a new pod when one is evicted.
 pub const RECREATING_OWNERS: [&str; 4] = ["ReplicaSet", "StatefulSet", "DaemonSet", "Job"];
@@ -142,6 +142,8 @@ pub enum SkipReason {
     OptedOut,
     /// No secret it lacks would serve a failing image.
     NoNewSecret,
+    /// Its namespace is in shadow mode: a replacement would not get the secret either.
+    Shadow,
 }
 
 impl SkipReason {
@@ -150,6 +152,7 @@ impl SkipReason {
             SkipReason::ProtectedNamespace => "protected_namespace",
             SkipReason::OptedOut => "opted_out",
             SkipReason::NoNewSecret => "no_new_secret",
+            SkipReason::Shadow => "shadow",
         }
     }
 
@@ -161,6 +164,9 @@ impl SkipReason {
             SkipReason::OptedOut => "the pod or its namespace opted out of injection",
             SkipReason::NoNewSecret => {
                 "no secret it lacks would serve a failing image: the fix is not a pull secret (or the secret is not there yet)"
+            }
+            SkipReason::Shadow => {
+                "its namespace is in shadow mode: a replacement pod would not get the secret either"
             }
         }
     }
@@ -187,6 +193,9 @@ pub fn assess(pod: &StuckPod, state: &ClusterState, own_namespace: Option<&str>)
     let decision = decide(&pod.view, &pod.namespace, state);
     if decision.opt_out.is_some() {
         return Verdict::Skip(SkipReason::OptedOut);
+    }
+    if decision.mode == Mode::Shadow {
+        return Verdict::Skip(SkipReason::Shadow);
     }
     let failing: Vec<(&str, String)> = pod
         .failing

@@ -16,7 +16,7 @@ use serde::{Serialize, Serializer};
 
 use crate::admission::decision::{self, Decision};
 use crate::admission::pod::PodView;
-use crate::state::snapshot::ClusterState;
+use crate::state::snapshot::{ClusterState, Mode};
 use crate::text::clip;
 
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -50,6 +50,9 @@ pub enum Outcome {
     Injected,
     Unchanged,
     OptedOut,
+    /// A pod of a namespace in shadow mode: decided, not changed (whether it would have got
+    /// secrets is in the decision).
+    Shadow,
     /// Not a Pod CREATE (another kind, a subresource, UPDATE, ...): allowed as is.
     NotApplicable,
     /// A Pod CREATE whose object could not be read: allowed as is, with a warning.
@@ -62,6 +65,7 @@ impl Outcome {
             Outcome::Injected => "injected",
             Outcome::Unchanged => "unchanged",
             Outcome::OptedOut => "opted_out",
+            Outcome::Shadow => "shadow",
             Outcome::NotApplicable => "not_applicable",
             Outcome::UnreadablePod => "unreadable_pod",
         }
@@ -192,12 +196,21 @@ fn review_pod(request: Request<'_, PodView>, state: &ClusterState) -> Reviewed {
         .to_owned();
     let decision = decision::decide(pod, &namespace, state);
     let pod_name = pod.display_name();
-    let outcome = match (&decision.opt_out, decision.injected.is_empty()) {
-        (Some(_), _) => Outcome::OptedOut,
-        (None, true) => Outcome::Unchanged,
-        (None, false) => Outcome::Injected,
+    let outcome = match (
+        &decision.opt_out,
+        decision.mode,
+        decision.injected.is_empty(),
+    ) {
+        (Some(_), _, _) => Outcome::OptedOut,
+        (None, Mode::Shadow, _) => Outcome::Shadow,
+        (None, Mode::On, true) => Outcome::Unchanged,
+        (None, Mode::On, false) => Outcome::Injected,
     };
     let mut response = ResponseReview::allowed(&request.uid, &decision.warnings);
+    // Shadow mode: no patch, only what would have been injected, for the audit log.
+    if outcome == Outcome::Shadow {
+        response.audit_annotations = decision.audit_annotations.clone();
+    }
     // Serializing our own patch cannot fail; if it ever did, the pod is admitted untouched.
     if outcome == Outcome::Injected
         && let Ok(patch) = serde_json::to_vec(&decision.patch)

@@ -20,7 +20,7 @@ use crate::admission::pod::PodView;
 use crate::admission::review::{self, Outcome, ReviewError};
 use crate::cli::explain::{self, ImageExplanation};
 use crate::cluster::statefile::{self, InputError, Source, SourceSummary};
-use crate::state::snapshot::{ClusterState, Copies};
+use crate::state::snapshot::{ClusterState, Copies, Mode};
 use crate::text::quote;
 
 /// Exit code of a command that could not complete for a reason other than its input: output
@@ -98,6 +98,26 @@ pub struct StateArgs {
     /// even where it is not written yet. Without it, only copies that exist are injected.
     #[arg(long, env = "PULLSECRET_INJECTOR_ENABLE_CONTROLLER")]
     pub enable_controller: bool,
+    /// Answer as a webhook started with `serve --shadow`: namespaces without a
+    /// `pullsecret-injector.io/mode` label are in shadow mode (decided, never changed).
+    #[arg(long, env = "PULLSECRET_INJECTOR_SHADOW")]
+    pub shadow: bool,
+}
+
+impl StateArgs {
+    /// The mode of namespaces without a mode label.
+    pub fn default_mode(&self) -> Mode {
+        if self.shadow { Mode::Shadow } else { Mode::On }
+    }
+
+    /// Who writes the ClusterPullSecrets' copies.
+    pub fn copies(&self) -> Copies {
+        if self.enable_controller {
+            Copies::Controller
+        } else {
+            Copies::Manual
+        }
+    }
 }
 
 impl StateArgs {
@@ -110,20 +130,20 @@ impl StateArgs {
                     .to_owned(),
             ));
         }
-        let copies = if self.enable_controller {
-            Copies::Controller
-        } else {
-            Copies::Manual
-        };
         let (state, summaries) = statefile::load_state_summarized(
             &self.state_files,
             self.own_namespace.as_deref(),
-            copies,
+            self.copies(),
         )?;
         for warning in state_warnings(&state, &summaries) {
             warn(&warning);
         }
-        Ok(state)
+        if !self.shadow {
+            return Ok(state);
+        }
+        Ok(Arc::new(
+            ClusterState::clone(&state).with_default_mode(self.default_mode()),
+        ))
     }
 }
 
@@ -460,6 +480,7 @@ fn explain_live_pod(args: &ExplainArgs, pod: &str) -> Result<(), CommandError> {
             .await
             .map_err(|e| cluster(&e))
     })?;
+    let state = Arc::new(ClusterState::clone(&state).with_default_mode(args.state.default_mode()));
     let explanation = crate::cli::pod_explain::explain_pod(&pod, &state, own);
     let mut out = std::io::stdout().lock();
     match args.output {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::admission::decision::{self, Origin};
 use crate::kubelet::keyring::{self, KeyMatch};
 use crate::kubelet::reference::ImageRef;
-use crate::state::snapshot::{ClusterState, SecretUse};
+use crate::state::snapshot::{ClusterState, MODE_LABEL, Mode, ModeSource, SecretUse};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,6 +25,10 @@ pub struct ImageExplanation {
     /// Why the image is not looked up at all.
     pub invalid: Option<String>,
     pub namespace_opted_out: bool,
+    /// `shadow`: the webhook decides `result` but changes nothing.
+    pub mode: Mode,
+    /// Where the mode comes from: the namespace's label or the server's default.
+    pub mode_source: ModeSource,
     /// Every key of every decodable secret, in the kubelet's order.
     pub keys: Vec<KeyVerdict>,
     pub undecodable: Vec<UndecodableSecret>,
@@ -104,6 +108,7 @@ pub enum Fallback {
 
 pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> ImageExplanation {
     let ns = state.namespace(namespace);
+    let (mode, mode_source) = state.mode(namespace);
     let mut explanation = ImageExplanation {
         image: image.to_owned(),
         namespace: namespace.to_owned(),
@@ -111,6 +116,8 @@ pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> Imag
         lookup: None,
         invalid: None,
         namespace_opted_out: ns.is_some_and(|ns| ns.opted_out()),
+        mode,
+        mode_source,
         keys: Vec::new(),
         undecodable: Vec::new(),
         docker_hub_fallback: Fallback::NotNeeded,
@@ -275,6 +282,20 @@ fn mismatch_reason(verdict: &KeyMatch) -> String {
     }
 }
 
+/// One line on the mode that applies and where it comes from.
+pub fn describe_mode(mode: Mode, source: ModeSource) -> String {
+    let from = match source {
+        ModeSource::NamespaceLabel => format!("namespace label {MODE_LABEL}"),
+        ModeSource::Default => "the server's default".to_owned(),
+    };
+    match mode {
+        Mode::On => format!("on ({from}): the webhook injects the result"),
+        Mode::Shadow => format!(
+            "shadow ({from}): the webhook only records the result (audit annotation, metric, log); the pod is not changed"
+        ),
+    }
+}
+
 impl fmt::Display for ImageExplanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -305,6 +326,11 @@ impl fmt::Display for ImageExplanation {
                 "  namespace is labelled pullsecret-injector.io/inject=false: the webhook injects nothing"
             )?;
         }
+        writeln!(
+            f,
+            "  mode:      {}",
+            describe_mode(self.mode, self.mode_source)
+        )?;
         if self.keys.is_empty() {
             writeln!(
                 f,

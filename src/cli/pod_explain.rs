@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::admission::decision::decide;
 use crate::admission::pod::PodView;
 use crate::admission::recovery::{StuckPod, Verdict, assess};
-use crate::cli::explain::{ImageExplanation, explain_image};
-use crate::state::snapshot::ClusterState;
+use crate::cli::explain::{ImageExplanation, describe_mode, explain_image};
+use crate::state::snapshot::{ClusterState, Mode, ModeSource};
 
 #[derive(Debug, Serialize)]
 pub struct PodExplanation {
@@ -22,6 +22,9 @@ pub struct PodExplanation {
     pub owner: Option<String>,
     /// `spec.imagePullSecrets` as it is (it cannot change on an existing pod).
     pub has: Vec<String>,
+    /// The mode of the pod's namespace now (`shadow`: `would_get` is only recorded).
+    pub mode: Mode,
+    pub mode_source: ModeSource,
     /// What the webhook would append if the pod were created now.
     pub would_get: Vec<WouldGet>,
     /// Containers waiting on a failed pull, by image.
@@ -56,6 +59,7 @@ pub fn explain_pod(
         .and_then(|value| serde_json::from_value(value).ok())
         .unwrap_or_default();
     let decision = decide(&view, &namespace, state);
+    let (mode, mode_source) = state.mode(&namespace);
     let stuck = StuckPod::from_pod(pod);
     let recovery = match &stuck {
         None => RecoveryAnswer {
@@ -98,6 +102,8 @@ pub fn explain_pod(
             .and_then(|s| s.owner.as_ref())
             .map(|owner| format!("{}/{}", owner.kind, owner.name)),
         has: view.pull_secret_names().map(str::to_owned).collect(),
+        mode,
+        mode_source,
         would_get: decision
             .injected
             .iter()
@@ -131,6 +137,7 @@ impl fmt::Display for PodExplanation {
             }
         };
         writeln!(f, "  has imagePullSecrets: {}", list(&self.has))?;
+        writeln!(f, "  mode: {}", describe_mode(self.mode, self.mode_source))?;
         if self.would_get.is_empty() {
             writeln!(f, "  would get now: nothing more")?;
         }

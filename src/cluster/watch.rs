@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
-use crate::state::snapshot::{ClusterState, Copies, SecretType, StateBuilder};
+use crate::state::snapshot::{ClusterState, Copies, Mode, SecretType, StateBuilder};
 use crate::telemetry::Metrics;
 
 /// The watches the server runs; each reports ready after its first complete list.
@@ -94,6 +94,7 @@ pub struct ClusterCache {
     watches: [WatchHealth; 5],
     own_namespace: Option<String>,
     copies: Copies,
+    default_mode: Mode,
     namespace_changes: tokio::sync::watch::Sender<u64>,
     snapshot_changes: tokio::sync::watch::Sender<u64>,
 }
@@ -123,6 +124,7 @@ impl ClusterCache {
             watches: Default::default(),
             own_namespace,
             copies: Copies::default(),
+            default_mode: Mode::default(),
             namespace_changes: tokio::sync::watch::Sender::new(0),
             snapshot_changes: tokio::sync::watch::Sender::new(0),
         }
@@ -132,6 +134,12 @@ impl ClusterCache {
     /// no controller.
     pub fn with_copies(mut self, copies: Copies) -> ClusterCache {
         self.copies = copies;
+        self
+    }
+
+    /// The mode of namespaces without a mode label: [`Mode::Shadow`] with `serve --shadow`.
+    pub fn with_default_mode(mut self, mode: Mode) -> ClusterCache {
+        self.default_mode = mode;
         self
     }
 
@@ -280,6 +288,7 @@ async fn apply_changes(
     let mut builder = StateBuilder::new();
     builder.set_own_namespace(cache.own_namespace.as_deref());
     builder.set_copies(cache.copies);
+    builder.set_default_mode(cache.default_mode);
     let mut relist = Relist::default();
     // Batching keeps bursts (a relist, a mass rollout of secrets) to one publish per batch.
     let mut batches = std::pin::pin!(changes.ready_chunks(512));

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::cluster::watch::ClusterCache;
 use crate::controller::leader::{Leadership, Term};
 use crate::controller::pod_recovery::RecoveryConfig;
-use crate::state::snapshot::Copies;
+use crate::state::snapshot::{Copies, Mode};
 use crate::telemetry::{LogFormat, Metrics};
 
 pub use listener::ConnectionLimits;
@@ -93,6 +93,13 @@ pub struct ServeArgs {
         env = "PULLSECRET_INJECTOR_OWN_NAMESPACE"
     )]
     pub own_namespace: Option<String>,
+    /// Shadow mode for every namespace without a `pullsecret-injector.io/mode` label: decide
+    /// as usual but change no pod; what would have been injected goes to an audit annotation,
+    /// `pullsecret_injector_shadow_reviews_total` and the log. A namespace labelled
+    /// `pullsecret-injector.io/mode: on` injects all the same (and one labelled `shadow` is in
+    /// shadow mode without this flag).
+    #[arg(long, default_value_t = false, env = "PULLSECRET_INJECTOR_SHADOW")]
+    pub shadow: bool,
     #[command(flatten)]
     pub controller: ControllerArgs,
 }
@@ -334,7 +341,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Copies::Manual
     };
-    let cache = Arc::new(ClusterCache::new(own_namespace.clone()).with_copies(copies));
+    let default_mode = if args.shadow { Mode::Shadow } else { Mode::On };
+    let cache = Arc::new(
+        ClusterCache::new(own_namespace.clone())
+            .with_copies(copies)
+            .with_default_mode(default_mode),
+    );
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
 
     let webhook_listener = TcpListener::bind(args.listen)

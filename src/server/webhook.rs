@@ -119,6 +119,10 @@ pub fn answer(
             let injected: Vec<&str> = reviewed.decision.injected_names().collect();
             tracing::info!(injected = ?injected, warnings = reviewed.decision.warnings.len(), "injected pull secrets")
         }
+        Outcome::Shadow => {
+            let would_inject: Vec<&str> = reviewed.decision.injected_names().collect();
+            tracing::info!(would_inject = ?would_inject, warnings = reviewed.decision.warnings.len(), "shadow mode: pod left unchanged")
+        }
         Outcome::UnreadablePod => {
             tracing::warn!(warnings = ?reviewed.decision.warnings, "pod could not be read")
         }

@@ -23,6 +23,50 @@ use crate::state::crd::{
 
 /// Label on a Pod or Namespace that turns injection off when set to `"false"`.
 pub const INJECT_LABEL: &str = "pullsecret-injector.io/inject";
+/// Label on a Namespace choosing its mode: `shadow` (decide, record, change nothing) or `on`
+/// (inject); any other value, or none, leaves the namespace in the server's default mode.
+pub const MODE_LABEL: &str = "pullsecret-injector.io/mode";
+
+/// Whether the webhook changes pods or only records what it would have done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Inject: the pod gets the secrets.
+    #[default]
+    On,
+    /// Decide as usual, return no patch: an audit annotation, a metric and a log line say
+    /// what would have been injected.
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::On => "on",
+            Mode::Shadow => "shadow",
+        }
+    }
+
+    /// The mode a [`MODE_LABEL`] value asks for; `None` for a value it does not know.
+    pub fn from_label(value: &str) -> Option<Mode> {
+        match value {
+            "on" => Some(Mode::On),
+            "shadow" => Some(Mode::Shadow),
+            _ => None,
+        }
+    }
+}
+
+/// Where a namespace's mode comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeSource {
+    /// The namespace's [`MODE_LABEL`].
+    NamespaceLabel,
+    /// The server's default (`serve --shadow`): no label, or one with an unknown value.
+    Default,
+}
+
 /// The label the apiserver puts on every namespace: all that is known of a namespace the
 /// watch has not delivered yet.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -435,9 +479,38 @@ pub struct ClusterState {
     credentials: Arc<Vec<ClusterCredential>>,
     own_namespace: Option<Arc<str>>,
     copies: Copies,
+    default_mode: Mode,
 }
 
 impl ClusterState {
+    /// The mode of pods created in `namespace`: its [`MODE_LABEL`] when that names a mode,
+    /// else the server's default. The label wins both ways, so a cluster installed in shadow
+    /// mode is switched on one namespace at a time, and one namespace of a cluster that
+    /// injects can be put back into shadow mode.
+    pub fn mode(&self, namespace: &str) -> (Mode, ModeSource) {
+        let labelled = self
+            .namespace(namespace)
+            .and_then(NamespaceState::labels)
+            .and_then(|labels| labels.get(MODE_LABEL))
+            .and_then(|value| Mode::from_label(value));
+        match labelled {
+            Some(mode) => (mode, ModeSource::NamespaceLabel),
+            None => (self.default_mode, ModeSource::Default),
+        }
+    }
+
+    /// The mode of namespaces without a [`MODE_LABEL`] (`serve --shadow`).
+    pub fn default_mode(&self) -> Mode {
+        self.default_mode
+    }
+
+    /// This state as a server with another default mode would see it (the offline commands'
+    /// `--shadow`).
+    pub fn with_default_mode(mut self, mode: Mode) -> ClusterState {
+        self.default_mode = mode;
+        self
+    }
+
     /// Every cluster credential, in name order.
     pub fn credentials(&self) -> &[ClusterCredential] {
         &self.credentials
@@ -550,6 +623,7 @@ pub struct StateBuilder {
     cluster_pull_secrets: BTreeMap<String, ClusterPullSecret>,
     own_namespace: Option<Arc<str>>,
     copies: Copies,
+    default_mode: Mode,
     published: Arc<ClusterState>,
     /// A Secret of one registry type shadowed by a Secret of the same name and the other type.
     /// Only one can exist at a time, but the two types come from two watches that deliver
@@ -580,6 +654,11 @@ impl StateBuilder {
             self.copies = copies;
             self.credentials_dirty = true;
         }
+    }
+
+    /// The mode of namespaces without a [`MODE_LABEL`] (the server: `--shadow`).
+    pub fn set_default_mode(&mut self, mode: Mode) {
+        self.default_mode = mode;
     }
 
     /// Whether namespaces appeared, went or changed labels since the last call (the
@@ -815,7 +894,10 @@ impl StateBuilder {
             .cluster_pull_secrets
             .values()
             .any(|resource| self.dirty.contains(resource.spec.source.namespace.as_str()));
-        if self.dirty.is_empty() && !self.credentials_dirty {
+        if self.dirty.is_empty()
+            && !self.credentials_dirty
+            && self.published.default_mode == self.default_mode
+        {
             return Arc::clone(&self.published);
         }
         let mut namespaces = self.published.namespaces.clone();
@@ -835,6 +917,7 @@ impl StateBuilder {
             credentials: Arc::clone(&self.published.credentials),
             own_namespace: self.own_namespace.clone(),
             copies: self.copies,
+            default_mode: self.default_mode,
         };
         if std::mem::take(&mut self.credentials_dirty) {
             let credentials = self

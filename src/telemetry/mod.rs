@@ -1,6 +1,7 @@
 //! Logging setup and the Prometheus metrics, all under the `pullsecret_injector_` prefix.
 //!
-//! No metric label or log field ever carries a credential: labels are fixed outcome names.
+//! No metric label or log field ever carries a credential: labels are fixed outcome names,
+//! and the namespace name of the shadow-mode counter.
 //!
 //! May use `admission` (the review outcomes it counts) and the layers below it.
 
@@ -104,6 +105,14 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+/// The one family labelled by a name: how many namespaces are in shadow mode is up to the
+/// admin, and each is one they chose to watch.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    namespace: String,
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
@@ -133,6 +142,7 @@ struct WatchLabel {
 #[derive(Clone, Debug)]
 pub struct Metrics {
     reviews: Family<OutcomeLabel, Counter>,
+    shadow_reviews: Family<ShadowLabels, Counter>,
     rejected_requests: Family<ReasonLabel, Counter>,
     review_duration: Histogram,
     secrets_injected: Counter,
@@ -183,6 +193,7 @@ impl Metrics {
     pub fn new(registry: &mut Registry) -> Metrics {
         let metrics = Metrics {
             reviews: Family::default(),
+            shadow_reviews: Family::default(),
             rejected_requests: Family::default(),
             // Sub-millisecond buckets: a decision takes microseconds.
             review_duration: Histogram::new([
@@ -220,6 +231,11 @@ impl Metrics {
             "reviews",
             "Admission reviews answered, by outcome",
             metrics.reviews.clone(),
+        );
+        r.register(
+            "shadow_reviews",
+            "Pods admitted in shadow mode, by namespace and whether secrets would have been injected",
+            metrics.shadow_reviews.clone(),
         );
         r.register(
             "rejected_requests",
@@ -385,7 +401,12 @@ impl Metrics {
             let _ = metrics.watch_in_sync.get_or_create(&WatchLabel { watch });
             let _ = metrics.watch_last_sync.get_or_create(&WatchLabel { watch });
         }
-        for reason in ["protected_namespace", "opted_out", "no_new_secret"] {
+        for reason in [
+            "protected_namespace",
+            "opted_out",
+            "no_new_secret",
+            "shadow",
+        ] {
             let _ = metrics
                 .recoveries_skipped
                 .get_or_create(&ReasonName { reason });
@@ -399,6 +420,7 @@ impl Metrics {
             Outcome::Injected,
             Outcome::Unchanged,
             Outcome::OptedOut,
+            Outcome::Shadow,
             Outcome::NotApplicable,
             Outcome::UnreadablePod,
         ] {
@@ -422,12 +444,33 @@ impl Metrics {
             .inc();
         self.review_duration.observe(seconds);
         let decision = &reviewed.decision;
-        self.secrets_injected.inc_by(decision.injected.len() as u64);
+        if reviewed.outcome == Outcome::Shadow {
+            // Nothing was appended: what would have been is the shadow counter's.
+            self.observe_shadow(&reviewed.namespace, !decision.injected.is_empty());
+        } else {
+            self.secrets_injected.inc_by(decision.injected.len() as u64);
+        }
         self.images_without_match
             .inc_by(decision.images_without_match as u64);
         self.invalid_images.inc_by(decision.invalid_images as u64);
         self.undecodable_encounters
             .inc_by(decision.undecodable_secrets as u64);
+    }
+
+    /// A pod admitted in shadow mode in `namespace`: `would_inject` when the decision chose
+    /// secrets it lacks (`outcome="would_inject"`, else `"nothing_to_inject"`).
+    pub fn observe_shadow(&self, namespace: &str, would_inject: bool) {
+        let outcome = if would_inject {
+            "would_inject"
+        } else {
+            "nothing_to_inject"
+        };
+        self.shadow_reviews
+            .get_or_create(&ShadowLabels {
+                namespace: namespace.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn observe_rejected(&self, reason: &'static str) {

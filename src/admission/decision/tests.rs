@@ -1140,3 +1140,98 @@ fn go_parity_table() {
         );
     }
 }
+
+#[test]
+fn the_namespace_mode_label_wins_over_the_default_both_ways() {
+    use crate::state::snapshot::{MODE_LABEL, ModeSource};
+    let documents = |label: Option<&str>| {
+        let labels = match label {
+            Some(value) => json!({ MODE_LABEL: value }),
+            None => json!({}),
+        };
+        vec![
+            labelled_namespace("shop", labels),
+            secret("shop", "regcred", &["r.example.com"]),
+        ]
+    };
+    for (label, default, mode, source) in [
+        (None, Mode::On, Mode::On, ModeSource::Default),
+        (None, Mode::Shadow, Mode::Shadow, ModeSource::Default),
+        (
+            Some("shadow"),
+            Mode::On,
+            Mode::Shadow,
+            ModeSource::NamespaceLabel,
+        ),
+        (
+            Some("on"),
+            Mode::Shadow,
+            Mode::On,
+            ModeSource::NamespaceLabel,
+        ),
+        (
+            Some("shadow"),
+            Mode::Shadow,
+            Mode::Shadow,
+            ModeSource::NamespaceLabel,
+        ),
+        // A value it does not know does not switch anything on (or off).
+        (
+            Some("enforce"),
+            Mode::Shadow,
+            Mode::Shadow,
+            ModeSource::Default,
+        ),
+        (Some("Shadow"), Mode::On, Mode::On, ModeSource::Default),
+    ] {
+        let state = ClusterState::clone(&state(&documents(label))).with_default_mode(default);
+        assert_eq!(state.mode("shop"), (mode, source), "{label:?} {default:?}");
+        let (view, value) = pod(pod_with_images(&["r.example.com/app:1"]));
+        let decision = decide(&view, "shop", &state);
+        assert_eq!(decision.mode, mode);
+        // The decision is the same in both modes; only what is done with it differs.
+        assert_eq!(decision.injected_names().collect::<Vec<_>>(), ["regcred"]);
+        match mode {
+            Mode::On => {
+                assert_eq!(pull_secret_names(&patched(&value, &decision)), ["regcred"]);
+                assert_eq!(decision.audit_annotations["injected-secrets"], "regcred");
+            }
+            Mode::Shadow => {
+                assert!(decision.patch.0.is_empty(), "{:?}", decision.patch);
+                assert_eq!(
+                    decision.audit_annotations,
+                    BTreeMap::from([
+                        (
+                            "shadow-would-inject-secrets".to_owned(),
+                            "regcred".to_owned()
+                        ),
+                        (
+                            "shadow-would-inject-for".to_owned(),
+                            "regcred (r.example.com/app)".to_owned()
+                        ),
+                    ])
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shadow_mode_leaves_opt_outs_and_pods_without_a_match_alone() {
+    use crate::state::snapshot::MODE_LABEL;
+    let state = state(&[
+        labelled_namespace("shop", json!({ MODE_LABEL: "shadow" })),
+        secret("shop", "regcred", &["r.example.com"]),
+    ]);
+    let (view, _) = pod(pod_with_images(&["docker.io/library/nginx:1"]));
+    let decision = decide(&view, "shop", &state);
+    assert_eq!(decision.mode, Mode::Shadow);
+    assert!(decision.injected.is_empty() && decision.audit_annotations.is_empty());
+    let (view, _) = pod(json!({
+        "metadata": { "name": "p", "labels": { INJECT_LABEL: "false" } },
+        "spec": { "containers": [{ "name": "c", "image": "r.example.com/app:1" }] },
+    }));
+    let decision = decide(&view, "shop", &state);
+    assert_eq!(decision.opt_out, Some(OptOut::Pod));
+    assert!(decision.audit_annotations.is_empty());
+}

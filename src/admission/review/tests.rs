@@ -175,3 +175,29 @@ fn a_pod_without_metadata_gets_a_patch_that_applies() {
         "regcred (r.example.com/app)"
     );
 }
+
+#[test]
+fn shadow_mode_answers_without_a_patch_but_with_the_audit_annotations() {
+    use crate::state::snapshot::Mode;
+    let state = ClusterState::clone(&state()).with_default_mode(Mode::Shadow);
+    let reviewed = review(&review_body(pod_request(app_pod())), &state).expect("review");
+    assert_eq!(reviewed.outcome, Outcome::Shadow);
+    assert_eq!(
+        reviewed.decision.injected_names().collect::<Vec<_>>(),
+        ["regcred"]
+    );
+    let response = serde_json::to_value(&reviewed.response).expect("encodes")["response"].clone();
+    assert_eq!(response["uid"], "0b8f-uid");
+    assert_eq!(response["allowed"], true);
+    assert!(
+        response.get("patch").is_none() && response.get("patchType").is_none(),
+        "{response}"
+    );
+    assert_eq!(
+        response["auditAnnotations"],
+        json!({
+            "shadow-would-inject-secrets": "regcred",
+            "shadow-would-inject-for": "regcred (r.example.com/app)",
+        })
+    );
+}
