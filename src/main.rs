@@ -2,7 +2,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pullsecret_injector::cli::{certs, commands};
+use pullsecret_injector::cli::{audit, certs, commands};
 use pullsecret_injector::controller::chart_hooks;
 use pullsecret_injector::state::crd;
 use pullsecret_injector::{server, telemetry};
@@ -28,6 +28,10 @@ enum Command {
     Apply(commands::ApplyArgs),
     /// Show, for each image, which secrets and keys match and why, in kubelet order.
     Explain(commands::ExplainArgs),
+    /// Check every workload of the live cluster (read-only) for what its next pod would lack
+    /// that the kubelet needs: missing or undecodable pull secrets, credentials only in other
+    /// namespaces, pods that would get other secrets now.
+    Audit(audit::AuditArgs),
     /// Write a development CA and serving certificate (ECDSA P-256).
     Certs(certs::CertsArgs),
     /// Write the CustomResourceDefinitions (PullSecretRule, ClusterPullSecret) as YAML.
@@ -51,6 +55,11 @@ fn main() -> ExitCode {
         Command::Review(args) => offline(commands::review(&args)),
         Command::Apply(args) => offline(commands::apply(&args)),
         Command::Explain(args) => offline(commands::explain(&args)),
+        Command::Audit(args) => match audit::run(&args) {
+            Ok(false) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::from(audit::EXIT_FINDINGS),
+            Err(error) => fail(&error, error.exit_code()),
+        },
         Command::ChartHook(args) => chart_hook(&args),
         Command::Crds(args) => match write_crds(&args) {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
-//! One namespace's cluster state read once from the live cluster (read-only), for `explain` on
-//! an existing pod: the same `StateBuilder` the watches feed, so the answer is the webhook's.
+//! Cluster state read once from the live cluster (read-only), fed to the same `StateBuilder` the
+//! watches feed, so the answer is the webhook's: one namespace for `explain` on an existing pod,
+//! the whole cluster and its workloads for `audit`.
 //!
 //! Read: the namespace, its Secrets of the two pull-secret types, its PullSecretRules, every
 //! ClusterPullSecret and the source Secret of each (a custom resource whose CRD is not installed
@@ -7,13 +8,18 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
-use crate::state::snapshot::{ClusterState, StateBuilder};
+use crate::state::snapshot::{ClusterState, Copies, Mode, StateBuilder};
 
 /// The pod and the state of its namespace, as the webhook would see them now.
 pub async fn load_pod(
@@ -74,6 +80,116 @@ pub async fn load_namespace(
         builder.apply_cluster_pull_secret(&resource);
     }
     Ok(builder.snapshot())
+}
+
+/// The whole cluster's state, as the webhook's watches would hold it: every Namespace, every
+/// Secret of the two pull-secret types, every PullSecretRule and ClusterPullSecret; `copies`
+/// and `default_mode` as the server runs with them.
+pub async fn load_cluster(
+    client: &Client,
+    own_namespace: Option<&str>,
+    copies: Copies,
+    default_mode: Mode,
+) -> Result<Arc<ClusterState>, kube::Error> {
+    let mut builder = StateBuilder::new();
+    builder.set_own_namespace(own_namespace);
+    builder.set_copies(copies);
+    builder.set_default_mode(default_mode);
+    for namespace in Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+    {
+        builder.apply_namespace(&namespace);
+    }
+    let secrets = Api::<Secret>::all(client.clone());
+    for secret_type in [DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE] {
+        let selector = ListParams::default().fields(&format!("type={secret_type}"));
+        for secret in secrets.list(&selector).await? {
+            builder.apply_secret(&secret);
+        }
+    }
+    let rules = Api::<PullSecretRule>::all(client.clone());
+    for rule in absent_as_empty(rules.list(&ListParams::default()).await)? {
+        builder.apply_rule(&rule);
+    }
+    let resources = Api::<ClusterPullSecret>::all(client.clone());
+    for resource in absent_as_empty(resources.list(&ListParams::default()).await)? {
+        builder.apply_cluster_pull_secret(&resource);
+    }
+    Ok(builder.snapshot())
+}
+
+/// One object with a pod template (or a Pod), as JSON, for the audit.
+#[derive(Debug, Clone)]
+pub struct LiveWorkload {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// Owned by a controller (`ownerReferences` with `controller: true`).
+    pub controlled: bool,
+    pub object: serde_json::Value,
+}
+
+/// The kinds the audit reads, in the order it reports them.
+pub const WORKLOAD_KINDS: [&str; 6] = [
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+];
+
+/// Every Pod, Deployment, StatefulSet, DaemonSet, Job and CronJob of `namespace` (all
+/// namespaces when `None`).
+pub async fn list_workloads(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Result<Vec<LiveWorkload>, kube::Error> {
+    let mut workloads = Vec::new();
+    list_kind::<Pod>(client, namespace, &mut workloads).await?;
+    list_kind::<Deployment>(client, namespace, &mut workloads).await?;
+    list_kind::<StatefulSet>(client, namespace, &mut workloads).await?;
+    list_kind::<DaemonSet>(client, namespace, &mut workloads).await?;
+    list_kind::<Job>(client, namespace, &mut workloads).await?;
+    list_kind::<CronJob>(client, namespace, &mut workloads).await?;
+    Ok(workloads)
+}
+
+async fn list_kind<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    into: &mut Vec<LiveWorkload>,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let kind = K::KIND;
+    for object in api.list(&ListParams::default()).await? {
+        let meta: &ObjectMeta = object.meta();
+        let controlled = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|owner| owner.controller == Some(true));
+        into.push(LiveWorkload {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            controlled,
+            object: serde_json::to_value(&object).unwrap_or_default(),
+        });
+    }
+    Ok(())
 }
 
 /// A custom resource whose CRD is not installed answers 404: none of them.

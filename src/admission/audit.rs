@@ -1,0 +1,365 @@
+//! The pull audit: for one workload (a Pod, or the pod template of a Deployment, StatefulSet,
+//! DaemonSet, Job or CronJob), what its next pod would lack that the kubelet needs, and for a
+//! pod that exists, whether a pod created now would get other secrets than it has.
+//!
+//! Pure (no I/O, no clock): the webhook's own decision and the kubelet's keyring over the
+//! snapshot. Findings name secrets, namespaces, images and registries, never a credential.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::admission::decision::{choose, decide};
+use crate::admission::pod::{INJECTED_ANNOTATION, PodView, SecretReference};
+use crate::kubelet::keyring::Keyring;
+use crate::kubelet::reference::ImageRef;
+use crate::state::crd::SYSTEM_NAMESPACES;
+use crate::state::snapshot::{ClusterState, Mode, SecretName, SecretUse};
+use crate::text::quote;
+
+/// How much a finding matters, in increasing order (`--fail-on` compares with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing, no pull fails because of it.
+    Info,
+    /// A pull may fail: it depends on whether the registry wants credentials for the image.
+    Warning,
+    /// A pull fails, or the pod will not start.
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// What is wrong; each kind has one severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// An `imagePullSecrets` entry names no registry-credential Secret of the namespace.
+    MissingSecret,
+    /// An `imagePullSecrets` entry names a Secret the kubelet cannot decode: every pull of
+    /// the pod fails.
+    UndecodableSecret,
+    /// No secret the pod would have serves the image, but Secrets of other namespaces do:
+    /// the "secrets are namespaced" surprise.
+    CredentialElsewhere,
+    /// A secret of the namespace serves the image but is not injected: the namespace is in
+    /// shadow mode (or opted out).
+    NotInjected,
+    /// A pod that exists would get a different set of secrets if it were created now.
+    SecretsDiffer,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 5] = [
+        FindingKind::MissingSecret,
+        FindingKind::UndecodableSecret,
+        FindingKind::CredentialElsewhere,
+        FindingKind::NotInjected,
+        FindingKind::SecretsDiffer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::MissingSecret => "missing_secret",
+            FindingKind::UndecodableSecret => "undecodable_secret",
+            FindingKind::CredentialElsewhere => "credential_elsewhere",
+            FindingKind::NotInjected => "not_injected",
+            FindingKind::SecretsDiffer => "secrets_differ",
+        }
+    }
+
+    /// Missing and undecodable references break pulls (the kubelet skips a missing secret,
+    /// and the image it was for then pulls without credentials); a credential found only
+    /// elsewhere or not injected matters only if the registry wants one for that image (a
+    /// public image of a registry that also has private ones does not); a pod whose secrets
+    /// would differ keeps working with the ones it has.
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingKind::MissingSecret | FindingKind::UndecodableSecret => Severity::Error,
+            FindingKind::CredentialElsewhere | FindingKind::NotInjected => Severity::Warning,
+            FindingKind::SecretsDiffer => Severity::Info,
+        }
+    }
+}
+
+/// The object a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct WorkloadRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for WorkloadRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// One finding. `secrets` are names (`namespace/name` for other namespaces), never contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub severity: Severity,
+    pub kind: FindingKind,
+    pub workload: WorkloadRef,
+    /// The mode of the workload's namespace (`shadow`: the webhook injects nothing there).
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    pub message: String,
+}
+
+/// A workload to audit: its pod template (or the pod) read as the decision reads pods.
+#[derive(Debug, Clone)]
+pub struct Workload<'a> {
+    pub workload: WorkloadRef,
+    pub pod: &'a PodView,
+    /// An existing Pod (not a template): also compared with what it would get now.
+    pub existing_pod: bool,
+    /// Owned by a controller: its template is that controller's, audited there, so only the
+    /// comparison with what it would get now is made.
+    pub controlled: bool,
+}
+
+/// Everything found for one workload, in a stable order.
+pub fn audit(workload: &Workload<'_>, state: &ClusterState) -> Vec<Finding> {
+    let namespace = workload.workload.namespace.as_str();
+    let mode = state.mode(namespace).0;
+    let mut found = Vec::new();
+    if !workload.controlled {
+        references(workload.pod, namespace, state, &mut found);
+        images(workload.pod, namespace, state, &mut found);
+    }
+    if workload.existing_pod {
+        found.extend(secrets_differ(workload.pod, namespace, state));
+    }
+    found
+        .into_iter()
+        .map(|raw| Finding {
+            severity: raw.kind.severity(),
+            kind: raw.kind,
+            workload: workload.workload.clone(),
+            mode,
+            image: raw.image,
+            secrets: raw.secrets,
+            message: raw.message,
+        })
+        .collect()
+}
+
+/// A finding before it is tied to its workload.
+struct Raw {
+    kind: FindingKind,
+    image: Option<String>,
+    secrets: Vec<String>,
+    message: String,
+}
+
+/// Missing and undecodable `imagePullSecrets` entries.
+fn references(pod: &PodView, namespace: &str, state: &ClusterState, found: &mut Vec<Raw>) {
+    let mut report = |kind, secret: &str, message| {
+        found.push(Raw {
+            kind,
+            image: None,
+            secrets: vec![secret.to_owned()],
+            message,
+        })
+    };
+    let secrets = state.namespace(namespace).map(|ns| ns.secrets());
+    let mut seen = BTreeSet::new();
+    for name in pod.pull_secret_names().filter(|name| seen.insert(*name)) {
+        match secrets
+            .and_then(|secrets| secrets.get(name))
+            .map(|s| &s.usage)
+        {
+            Some(SecretUse::Registries(_)) => {}
+            Some(SecretUse::Undecodable { reason, .. }) => report(
+                FindingKind::UndecodableSecret,
+                name,
+                format!(
+                    "imagePullSecrets entry {} cannot be decoded by the kubelet ({reason}): every image pull fails",
+                    quote(name)
+                ),
+            ),
+            None => report(
+                FindingKind::MissingSecret,
+                name,
+                format!(
+                    "imagePullSecrets entry {} is not a registry-credential Secret of namespace {}: the kubelet pulls without it",
+                    quote(name),
+                    quote(namespace)
+                ),
+            ),
+        }
+    }
+}
+
+/// Whether the webhook acts on pods of `namespace` at all: the chart never sends it system
+/// namespaces or its own.
+fn served(namespace: &str, state: &ClusterState) -> bool {
+    !SYSTEM_NAMESPACES.contains(&namespace) && state.own_namespace() != Some(namespace)
+}
+
+/// Images no secret the next pod would have serves.
+fn images(pod: &PodView, namespace: &str, state: &ClusterState, found: &mut Vec<Raw>) {
+    let mut report = |kind, image: &str, secrets, message| {
+        found.push(Raw {
+            kind,
+            image: Some(image.to_owned()),
+            secrets,
+            message,
+        })
+    };
+    let ns = state.namespace(namespace);
+    let decision = decide(pod, namespace, state);
+    let injects =
+        served(namespace, state) && decision.opt_out.is_none() && decision.mode == Mode::On;
+    // The kubelet's keyring over the pod's own decodable secrets, exactly as it builds it.
+    let own: Keyring<SecretName> = Keyring::new(pod.pull_secret_names().filter_map(|name| {
+        let (name, secret) = ns?.secrets().get_key_value(name)?;
+        secret
+            .is_usable()
+            .then(|| (SecretName::clone(name), secret.registries()))
+    }));
+    let mut seen = BTreeSet::new();
+    for image in pod
+        .containers()
+        .filter_map(|container| container.image.as_deref())
+        .filter(|image| !image.is_empty() && seen.insert(*image))
+    {
+        let Ok(reference) = ImageRef::parse(image) else {
+            continue;
+        };
+        let lookup = reference.lookup_key();
+        if !own.lookup(&lookup).is_empty() {
+            continue;
+        }
+        let chosen: Vec<String> = choose(state, namespace, ns, &lookup)
+            .chosen
+            .into_iter()
+            .map(|chosen| chosen.secret)
+            .collect();
+        if injects && !chosen.is_empty() {
+            continue;
+        }
+        if !chosen.is_empty() {
+            let why = if decision.opt_out.is_some() {
+                "the pod or its namespace opted out of injection"
+            } else if !served(namespace, state) {
+                "the webhook does not serve this namespace"
+            } else {
+                "the namespace is in shadow mode"
+            };
+            let message = format!(
+                "image {}: {} of this namespace would serve it, but {why}: the pod does not get it",
+                quote(image),
+                chosen.join(", ")
+            );
+            report(FindingKind::NotInjected, image, chosen, message);
+            continue;
+        }
+        let elsewhere = elsewhere(state, namespace, &lookup);
+        if !elsewhere.is_empty() {
+            let message = format!(
+                "image {}: no secret of namespace {} serves registry {}, but {} in other namespaces do: secrets are namespaced (copy it, or a ClusterPullSecret)",
+                quote(image),
+                quote(namespace),
+                quote(&lookup),
+                elsewhere.join(", ")
+            );
+            report(FindingKind::CredentialElsewhere, image, elsewhere, message);
+        }
+    }
+}
+
+/// `namespace/secret` of every decodable secret of another namespace serving `lookup`.
+fn elsewhere(state: &ClusterState, namespace: &str, lookup: &str) -> Vec<String> {
+    let mut found: Vec<String> = state
+        .existing_namespaces()
+        .filter(|other| *other != namespace)
+        .filter_map(|other| Some((other, state.namespace(other)?)))
+        .flat_map(|(other, ns)| {
+            ns.keyring()
+                .lookup(lookup)
+                .into_iter()
+                .map(move |secret| format!("{other}/{secret}"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The secrets the webhook injected into a pod, from its annotation (`name (registries); ...`).
+fn recorded_injections(pod: &PodView) -> BTreeSet<&str> {
+    pod.annotation(INJECTED_ANNOTATION)
+        .unwrap_or_default()
+        .split("; ")
+        .filter_map(|entry| entry.split(" (").next())
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// For an existing pod: the secrets a pod created now from the same spec would have, against
+/// the ones it has. The spec is the pod's without what the webhook appended (its annotation
+/// says what), so a secret it injected that would no longer be chosen shows too.
+fn secrets_differ(pod: &PodView, namespace: &str, state: &ClusterState) -> Option<Raw> {
+    let injected_before = recorded_injections(pod);
+    let has: BTreeSet<&str> = pod.pull_secret_names().collect();
+    let mut base = pod.clone();
+    if let Some(list) = base
+        .spec
+        .as_mut()
+        .and_then(|spec| spec.image_pull_secrets.as_mut())
+    {
+        list.retain(|SecretReference { name }| {
+            !name
+                .as_deref()
+                .is_some_and(|name| injected_before.contains(name))
+        });
+    }
+    let decision = decide(&base, namespace, state);
+    let injects =
+        served(namespace, state) && decision.opt_out.is_none() && decision.mode == Mode::On;
+    let mut now: BTreeSet<&str> = base.pull_secret_names().collect();
+    if injects {
+        now.extend(decision.injected.iter().map(|i| i.secret.as_str()));
+    }
+    let gains: Vec<&str> = now.difference(&has).copied().collect();
+    let losses: Vec<&str> = has.difference(&now).copied().collect();
+    if gains.is_empty() && losses.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !gains.is_empty() {
+        parts.push(format!("would also get {}", gains.join(", ")));
+    }
+    if !losses.is_empty() {
+        parts.push(format!("would no longer get {}", losses.join(", ")));
+    }
+    let message = format!(
+        "a pod created now from this pod's spec {} (it keeps the ones it has until it is recreated)",
+        parts.join(" and ")
+    );
+    Some(Raw {
+        kind: FindingKind::SecretsDiffer,
+        image: None,
+        secrets: gains.iter().chain(&losses).map(|s| s.to_string()).collect(),
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::cluster::statefile::state_from_str;
+use crate::state::snapshot::{INJECT_LABEL, MODE_LABEL};
+
+const AUTH: &str = "dXNlcjpwYXNz"; // base64("user:pass")
+
+fn secret(namespace: &str, name: &str, keys: &[&str]) -> Value {
+    let auths: serde_json::Map<String, Value> = keys
+        .iter()
+        .map(|key| (key.to_string(), json!({ "auth": AUTH })))
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": { "namespace": namespace, "name": name },
+        "stringData": { ".dockerconfigjson": json!({ "auths": auths }).to_string() },
+    })
+}
+
+fn broken(namespace: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": { "namespace": namespace, "name": name },
+        "stringData": { ".dockerconfigjson": "{\"auths\": [" },
+    })
+}
+
+fn namespace(name: &str, labels: Value) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": labels } })
+}
+
+fn state(documents: &[Value]) -> ClusterState {
+    let text: Vec<String> = documents.iter().map(Value::to_string).collect();
+    ClusterState::clone(&state_from_str("test", &text.join("\n")).expect("state"))
+}
+
+fn pod(images: &[&str], secrets: &[&str], annotation: Option<&str>) -> PodView {
+    let containers: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| json!({ "name": format!("c{i}"), "image": image }))
+        .collect();
+    let refs: Vec<Value> = secrets.iter().map(|name| json!({ "name": name })).collect();
+    let annotations = match annotation {
+        Some(text) => json!({ INJECTED_ANNOTATION: text }),
+        None => json!({}),
+    };
+    serde_json::from_value(json!({
+        "metadata": { "name": "p", "annotations": annotations },
+        "spec": { "containers": containers, "imagePullSecrets": refs },
+    }))
+    .expect("pod")
+}
+
+fn run(state: &ClusterState, namespace: &str, pod: &PodView, existing: bool) -> Vec<Finding> {
+    audit(
+        &Workload {
+            workload: WorkloadRef {
+                kind: if existing { "Pod" } else { "Deployment" }.to_owned(),
+                namespace: namespace.to_owned(),
+                name: "w".to_owned(),
+            },
+            pod,
+            existing_pod: existing,
+            controlled: false,
+        },
+        state,
+    )
+}
+
+fn kinds(findings: &[Finding]) -> Vec<(FindingKind, Vec<String>)> {
+    findings
+        .iter()
+        .map(|f| (f.kind, f.secrets.clone()))
+        .collect()
+}
+
+fn cluster() -> ClusterState {
+    state(&[
+        namespace("shop", json!({})),
+        namespace("infra", json!({})),
+        namespace("quiet", json!({ MODE_LABEL: "shadow" })),
+        secret("shop", "regcred", &["r.example.com"]),
+        broken("shop", "broken"),
+        secret("infra", "corp", &["corp.example.com"]),
+        secret("quiet", "quietcred", &["r.example.com"]),
+    ])
+}
+
+#[test]
+fn healthy_workloads_have_no_finding() {
+    let state = cluster();
+    for (images, secrets) in [
+        (vec!["r.example.com/app:1"], vec![]),
+        (vec!["r.example.com/app:1"], vec!["regcred"]),
+        // Public images with no credential anywhere are none of the audit's business.
+        (vec!["nginx:1", "quay.io/public/x:1"], vec![]),
+        (vec!["not a reference"], vec![]),
+    ] {
+        let pod = pod(&images, &secrets, None);
+        assert_eq!(
+            kinds(&run(&state, "shop", &pod, false)),
+            vec![],
+            "{images:?} {secrets:?}"
+        );
+    }
+}
+
+#[test]
+fn each_kind_of_finding_on_its_own_workload() {
+    let state = cluster();
+    type Expected = Vec<(FindingKind, Vec<String>)>;
+    let cases: Vec<(&str, PodView, Expected)> = vec![
+        (
+            "shop",
+            pod(&["r.example.com/app:1"], &["gone"], None),
+            vec![(FindingKind::MissingSecret, vec!["gone".into()])],
+        ),
+        (
+            "shop",
+            pod(&["r.example.com/app:1"], &["broken", "broken"], None),
+            vec![(FindingKind::UndecodableSecret, vec!["broken".into()])],
+        ),
+        (
+            "shop",
+            pod(&["corp.example.com/team/app:1"], &[], None),
+            vec![(FindingKind::CredentialElsewhere, vec!["infra/corp".into()])],
+        ),
+        (
+            "quiet",
+            pod(&["r.example.com/app:1"], &[], None),
+            vec![(FindingKind::NotInjected, vec!["quietcred".into()])],
+        ),
+    ];
+    for (namespace, pod, expected) in cases {
+        let findings = run(&state, namespace, &pod, false);
+        assert_eq!(kinds(&findings), expected);
+        for finding in &findings {
+            assert_eq!(finding.severity, finding.kind.severity());
+            assert!(!finding.message.contains(AUTH), "{}", finding.message);
+        }
+    }
+}
+
+#[test]
+fn an_existing_pod_is_compared_with_what_it_would_get_now() {
+    let state = cluster();
+    // Created before regcred existed: it would get it now.
+    let before = pod(&["r.example.com/app:1"], &[], None);
+    let findings = run(&state, "shop", &before, true);
+    assert_eq!(
+        kinds(&findings),
+        [(FindingKind::SecretsDiffer, vec!["regcred".to_owned()])]
+    );
+    assert!(
+        findings[0].message.contains("would also get regcred"),
+        "{}",
+        findings[0].message
+    );
+    // Injected then, still chosen now: nothing differs.
+    let injected = pod(
+        &["r.example.com/app:1"],
+        &["regcred"],
+        Some("regcred (r.example.com/app)"),
+    );
+    assert_eq!(kinds(&run(&state, "shop", &injected, true)), vec![]);
+    // Injected once by a secret no longer chosen (the image changed registry in between).
+    let stale = pod(
+        &["other.example.com/app:1"],
+        &["regcred"],
+        Some("regcred (r.example.com/app)"),
+    );
+    let findings = run(&state, "shop", &stale, true);
+    assert_eq!(
+        kinds(&findings),
+        [(FindingKind::SecretsDiffer, vec!["regcred".to_owned()])]
+    );
+    assert!(
+        findings[0].message.contains("would no longer get regcred"),
+        "{}",
+        findings[0].message
+    );
+    // A secret the pod's spec names itself is kept, whatever the webhook would choose.
+    let own = pod(&["other.example.com/app:1"], &["regcred"], None);
+    assert_eq!(kinds(&run(&state, "shop", &own, true)), vec![]);
+    // In shadow mode a new pod gets nothing injected: a pod injected earlier differs.
+    let shadowed = pod(
+        &["r.example.com/app:1"],
+        &["quietcred"],
+        Some("quietcred (r.example.com/app)"),
+    );
+    let findings = run(&state, "quiet", &shadowed, true);
+    assert_eq!(
+        kinds(&findings),
+        [(FindingKind::SecretsDiffer, vec!["quietcred".to_owned()])]
+    );
+    assert!(
+        findings[0]
+            .message
+            .contains("would no longer get quietcred"),
+        "{}",
+        findings[0].message
+    );
+}
+
+#[test]
+fn opted_out_and_unserved_namespaces_get_nothing_injected() {
+    let mut documents = vec![
+        namespace("out", json!({ INJECT_LABEL: "false" })),
+        secret("out", "outcred", &["r.example.com"]),
+        secret("kube-system", "syscred", &["r.example.com"]),
+    ];
+    documents.push(namespace("kube-system", json!({})));
+    let state = state(&documents);
+    for namespace in ["out", "kube-system"] {
+        let pod = pod(&["r.example.com/app:1"], &[], None);
+        let findings = run(&state, namespace, &pod, false);
+        assert_eq!(kinds(&findings).len(), 1, "{findings:?}");
+        assert_eq!(findings[0].kind, FindingKind::NotInjected);
+    }
+}
+
+#[test]
+fn a_controlled_pod_is_only_compared() {
+    let state = cluster();
+    let pod = pod(&["corp.example.com/app:1"], &["gone"], None);
+    let findings = audit(
+        &Workload {
+            workload: WorkloadRef {
+                kind: "Pod".into(),
+                namespace: "shop".into(),
+                name: "w-1".into(),
+            },
+            pod: &pod,
+            existing_pod: true,
+            controlled: true,
+        },
+        &state,
+    );
+    assert_eq!(kinds(&findings), vec![]);
+}
+
+#[test]
+fn severities_are_ordered_and_fixed_per_kind() {
+    assert!(Severity::Error > Severity::Warning && Severity::Warning > Severity::Info);
+    let severities: Vec<Severity> = FindingKind::ALL.iter().map(|k| k.severity()).collect();
+    assert_eq!(
+        severities,
+        [
+            Severity::Error,
+            Severity::Error,
+            Severity::Warning,
+            Severity::Warning,
+            Severity::Info
+        ]
+    );
+}

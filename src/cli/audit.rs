@@ -1,0 +1,255 @@
+//! `audit`: every workload of the live cluster (read-only, KUBECONFIG or in-cluster) checked for
+//! what its next pod would lack that the kubelet needs, as a table or JSON, with an exit code
+//! for CI gates (`--fail-on`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::admission::audit::{self, Finding, Severity, Workload, WorkloadRef};
+use crate::admission::pod::PodView;
+use crate::cli::commands::{CommandError, StateArgs, pod_template_path};
+use crate::cli::explain::describe_mode;
+use crate::cluster::live::{self, LiveWorkload};
+use crate::state::snapshot::ClusterState;
+
+/// Exit code of `audit` when findings at or above `--fail-on` exist.
+pub const EXIT_FINDINGS: u8 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditOutput {
+    /// A table for people.
+    Table,
+    /// The table with the mode, image and message of each finding.
+    Wide,
+    /// One JSON document for scripts.
+    Json,
+}
+
+/// The severities `--fail-on` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Info,
+    Warning,
+    Error,
+}
+
+impl FailOn {
+    fn severity(self) -> Severity {
+        match self {
+            FailOn::Info => Severity::Info,
+            FailOn::Warning => Severity::Warning,
+            FailOn::Error => Severity::Error,
+        }
+    }
+}
+
+/// `audit`: workloads whose next pod would not get what the kubelet needs.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Only the workloads of this namespace (the state read is still the whole cluster's:
+    /// credentials of other namespaces are findings too). Default: every namespace.
+    #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = AuditOutput::Table)]
+    pub output: AuditOutput,
+    /// Exit with code 3 when a finding of this severity or a higher one exists (for CI gates).
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<FailOn>,
+    /// `--own-namespace`, `--enable-controller` and `--shadow` as the server runs with them
+    /// (no `--state`: the audit reads the live cluster).
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report<'a> {
+    /// Workloads read, by kind.
+    workloads: BTreeMap<&'static str, usize>,
+    /// Findings, by severity.
+    summary: BTreeMap<&'static str, usize>,
+    findings: &'a [Finding],
+}
+
+/// Runs the audit; `Ok(true)` when findings at or above `--fail-on` exist.
+pub fn run(args: &AuditArgs) -> Result<bool, CommandError> {
+    if !args.state.state_files.is_empty() {
+        return Err(CommandError::Usage(
+            "audit reads the live cluster: no --state".to_owned(),
+        ));
+    }
+    let cluster = |error: &dyn std::fmt::Display| CommandError::Cluster(error.to_string());
+    let own = args.state.own_namespace.as_deref();
+    // One TLS provider for the kube client, as `serve` installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cluster(&e))?;
+    let (state, workloads) = runtime.block_on(async {
+        let client = kube::Client::try_default().await.map_err(|e| cluster(&e))?;
+        let (copies, mode) = (args.state.copies(), args.state.default_mode());
+        let state = live::load_cluster(&client, own, copies, mode)
+            .await
+            .map_err(|e| cluster(&e))?;
+        let workloads = live::list_workloads(&client, args.namespace.as_deref())
+            .await
+            .map_err(|e| cluster(&e))?;
+        Ok::<_, CommandError>((state, workloads))
+    })?;
+    let findings = findings(&workloads, &state);
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for workload in &workloads {
+        *counts.entry(workload.kind).or_default() += 1;
+    }
+    let mut summary: BTreeMap<&'static str, usize> = ["error", "warning", "info"]
+        .into_iter()
+        .map(|severity| (severity, 0))
+        .collect();
+    for finding in &findings {
+        *summary.entry(finding.severity.as_str()).or_default() += 1;
+    }
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        AuditOutput::Json => {
+            let report = Report {
+                workloads: counts,
+                summary,
+                findings: &findings,
+            };
+            serde_json::to_writer_pretty(&mut out, &report)
+                .map_err(|e| CommandError::Encode(e.to_string()))?;
+            writeln!(out)?;
+        }
+        AuditOutput::Table | AuditOutput::Wide => {
+            write_table(&mut out, &findings, args.output == AuditOutput::Wide)?;
+            let read: usize = counts.values().sum();
+            writeln!(
+                out,
+                "{} finding(s): {} error, {} warning, {} info, in {read} workload(s) read",
+                findings.len(),
+                summary["error"],
+                summary["warning"],
+                summary["info"]
+            )?;
+            if let Some(namespace) = &args.namespace {
+                let (mode, source) = state.mode(namespace);
+                writeln!(
+                    out,
+                    "namespace {namespace}: {}",
+                    describe_mode(mode, source)
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(args
+        .fail_on
+        .is_some_and(|threshold| findings.iter().any(|f| f.severity >= threshold.severity())))
+}
+
+/// Every finding of every workload, most severe first.
+pub fn findings(workloads: &[LiveWorkload], state: &ClusterState) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for workload in workloads {
+        let Some(view) = template(workload) else {
+            continue;
+        };
+        let existing_pod = workload.kind == "Pod" && is_live_pod(&workload.object);
+        if workload.kind == "Pod" && !existing_pod {
+            continue;
+        }
+        findings.extend(audit::audit(
+            &Workload {
+                workload: WorkloadRef {
+                    kind: workload.kind.to_owned(),
+                    namespace: workload.namespace.clone(),
+                    name: workload.name.clone(),
+                },
+                pod: &view,
+                existing_pod,
+                controlled: workload.controlled,
+            },
+            state,
+        ));
+    }
+    findings.sort_by(|a, b| {
+        (b.severity, &a.workload, a.kind, &a.image).cmp(&(
+            a.severity,
+            &b.workload,
+            b.kind,
+            &b.image,
+        ))
+    });
+    findings
+}
+
+/// The pod template (or the Pod) as the decision reads it.
+fn template(workload: &LiveWorkload) -> Option<PodView> {
+    let pointer = pod_template_path(workload.kind)?;
+    PodView::deserialize(workload.object.pointer(pointer)?).ok()
+}
+
+/// A pod that is still there to pull: not finished, not being deleted.
+fn is_live_pod(pod: &serde_json::Value) -> bool {
+    let phase = pod.pointer("/status/phase").and_then(|v| v.as_str());
+    pod.pointer("/metadata/deletionTimestamp").is_none()
+        && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+fn write_table(out: &mut dyn Write, findings: &[Finding], wide: bool) -> std::io::Result<()> {
+    let mut rows = vec![{
+        let mut header = vec!["SEVERITY", "KIND", "NAMESPACE", "WORKLOAD", "SECRETS"];
+        if wide {
+            header.extend(["MODE", "IMAGE", "MESSAGE"]);
+        }
+        header.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    }];
+    for finding in findings {
+        let mut row = vec![
+            finding.severity.as_str().to_owned(),
+            finding.kind.as_str().to_owned(),
+            finding.workload.namespace.clone(),
+            finding.workload.to_string(),
+            if finding.secrets.is_empty() {
+                "-".to_owned()
+            } else {
+                finding.secrets.join(",")
+            },
+        ];
+        if wide {
+            row.push(finding.mode.as_str().to_owned());
+            row.push(finding.image.clone().unwrap_or_else(|| "-".to_owned()));
+            row.push(finding.message.clone());
+        }
+        rows.push(row);
+    }
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == columns {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   ", width = widths[c]));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
