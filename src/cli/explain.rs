@@ -474,6 +474,31 @@ spec: {source: {namespace: infra, name: corp}, targetName: corp-pull}
     }
 
     #[test]
+    fn explain_says_which_mode_applies() {
+        let state = state_from_str("state.yaml", STATE).expect("valid state");
+        let on = explain_image("registry.example.com/app", "shop", &state);
+        assert_eq!((on.mode, on.mode_source), (Mode::On, ModeSource::Default));
+        assert!(
+            on.to_string()
+                .contains("mode:      on (the server's default)")
+        );
+        let shadow = ClusterState::clone(&state).with_default_mode(Mode::Shadow);
+        let explained = explain_image("registry.example.com/app", "shop", &shadow);
+        // The result is the same: shadow mode only records it.
+        assert_eq!(explained.result, ["mirror"]);
+        let text = explained.to_string();
+        assert!(
+            text.contains("mode:      shadow (the server's default): the webhook only records"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&explained).expect("json");
+        assert_eq!(
+            (json["mode"].as_str(), json["modeSource"].as_str()),
+            (Some("shadow"), Some("default"))
+        );
+    }
+
+    #[test]
     fn a_key_that_differs_only_in_case_says_so() {
         let state = state_from_str(
             "state.yaml",

@@ -27,7 +27,8 @@
 #                            node also containerd ctr crictl runc registry crane
 #             cluster.state-dir   path of the running cluster's state directory
 #           The state directory holds the certificates, keys, etcd data, one <component>.pid
-#           and one <component>.log per process.
+#           and one <component>.log per process, and the apiserver's audit log of Pods
+#           (audit.log, Metadata level: the admission webhooks' audit annotations).
 #   down    Removes the node's pods through the CRI, stops every recorded process by pid
 #           (SIGTERM, up to 10 s, then SIGKILL), checks they are gone, unmounts what the node
 #           mounted, deletes the bridge and the nftables tables, removes the state directory,
@@ -426,6 +427,18 @@ EOF
   printf '%s,admin,admin,"system:masters"\n' "$ADMIN_TOKEN" >"$d/tokens.csv"
   printf 'Authorization: Bearer %s\n' "$ADMIN_TOKEN" >"$d/auth-header"
   chmod 600 "$d/tokens.csv" "$d/auth-header"
+
+  # The apiserver's audit log, for Pods only (Metadata level: who, what, and the admission
+  # webhooks' audit annotations; never a request body).
+  cat >"$d/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    resources: [{group: "", resources: ["pods"]}]
+  - level: None
+POLICY
 }
 
 write_kubeconfig() {
@@ -525,6 +538,9 @@ start_apiserver() {
       --service-cluster-ip-range=10.0.0.0/24 \
       --allow-privileged=true \
       --enable-admission-plugins=PodNodeSelector \
+      --audit-policy-file="$STATE/audit-policy.yaml" \
+      --audit-log-path="$STATE/audit.log" \
+      --audit-log-maxsize=100 \
       ${extra[@]+"${extra[@]}"}
     if wait_for kube-apiserver "kube-apiserver ready on https://$APISERVER_HOST:$APISERVER_PORT" \
       apiserver_ready; then

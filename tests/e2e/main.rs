@@ -31,6 +31,7 @@ mod mappings;
 mod node;
 mod recovery;
 mod scenarios;
+mod shadow;
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -66,6 +66,18 @@ pub const ALL: &[Scenario] = &[
         run: crate::mappings::cluster_pull_secret_without_controller,
     },
     Scenario {
+        name: "shadow-mode-namespace",
+        run: crate::shadow::shadow_namespace,
+    },
+    Scenario {
+        name: "shadow-mode-global",
+        run: crate::shadow::shadow_global,
+    },
+    Scenario {
+        name: "pull-audit",
+        run: crate::shadow::pull_audit,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },

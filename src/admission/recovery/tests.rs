@@ -370,3 +370,34 @@ fn the_failing_image_is_the_specs_not_the_status_one() {
     );
     assert_eq!(stuck(&pod).failing, vec![new.to_owned()]);
 }
+
+#[test]
+fn a_shadow_namespace_is_left_alone() {
+    let image = "registry.example.com:5000/team/app:1";
+    let state = state(&[
+        namespace("quiet", json!({ "pullsecret-injector.io/mode": "shadow" })),
+        secret("quiet", "reg", &["registry.example.com:5000"]),
+        namespace("shop", json!({})),
+        secret("shop", "reg", &["registry.example.com:5000"]),
+    ]);
+    for (ns, expected) in [
+        ("quiet", Verdict::Skip(SkipReason::Shadow)),
+        (
+            "shop",
+            Verdict::Recover {
+                secrets: vec!["reg".to_owned()],
+                images: vec![image.to_owned()],
+                evict: true,
+            },
+        ),
+    ] {
+        let failing = pod(
+            ns,
+            &[image],
+            vec![waiting("c0", image, "ErrImagePull")],
+            replica_set_owner(),
+        );
+        assert_eq!(assess(&stuck(&failing), &state, None), expected, "{ns}");
+    }
+    assert_eq!(SkipReason::Shadow.label(), "shadow");
+}
