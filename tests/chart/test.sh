@@ -489,7 +489,19 @@ if attempt "render: certificates.mode=helm" render helm "$REL" "$DRY_NS"; then
   check "helm mode: serving key is ECDSA P-256" grep -q "prime256v1" "$WORK/tls.txt"
   check_controller_disabled "helm mode" "$F"
   server_validate "helm mode" "$F" "$DRY_NS"
+  check_jq "helm mode: shadow mode off by default (PULLSECRET_INJECTOR_SHADOW=false)" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | any(.name == "PULLSECRET_INJECTOR_SHADOW" and .value == "false")'
 fi
+
+# Shadow mode for the whole cluster
+if attempt "render: shadow=true" render shadow "$PREFIX-s" "$DRY_NS" --set shadow=true; then
+  check_jq "shadow=true: PULLSECRET_INJECTOR_SHADOW=true" "$WORK/shadow.json" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | any(.name == "PULLSECRET_INJECTOR_SHADOW" and .value == "true")'
+fi
+check_fails "values: shadow must be a boolean" "shadow.*boolean|boolean.*shadow" \
+  "$HELM" template x "$CHART" "${KV[@]}" --set-string shadow=yes
 
 # The controller, rules and cluster credentials from values
 REL="$PREFIX-m"
