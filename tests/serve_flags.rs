@@ -63,8 +63,12 @@ fn serve_with(extra: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn flags_that_would_break_the_server_silently_are_refused_at_start_up() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--tls-reload-interval", "0s"], "--tls-reload-interval"),
+        (
+            &["--enable-controller", "--audit-interval", "0s"],
+            "--audit-interval",
+        ),
         (&["--max-connections", "0"], "--max-connections"),
         (
             &["--max-body-bytes-in-flight", "1Mi"],

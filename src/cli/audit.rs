@@ -6,14 +6,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use clap::{Args, ValueEnum};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::admission::audit::{self, Finding, Severity, Workload, WorkloadRef};
-use crate::admission::pod::PodView;
-use crate::cli::commands::{CommandError, StateArgs, pod_template_path};
+use crate::admission::audit::{Finding, Severity};
+use crate::cli::commands::{CommandError, StateArgs};
 use crate::cli::explain::describe_mode;
-use crate::cluster::live::{self, LiveWorkload};
-use crate::state::snapshot::ClusterState;
+use crate::cluster::live;
 
 /// Exit code of `audit` when findings at or above `--fail-on` exist.
 pub const EXIT_FINDINGS: u8 = 3;
@@ -101,7 +99,7 @@ pub fn run(args: &AuditArgs) -> Result<bool, CommandError> {
             .map_err(|e| cluster(&e))?;
         Ok::<_, CommandError>((state, workloads))
     })?;
-    let findings = findings(&workloads, &state);
+    let findings = live::audit_workloads(&workloads, &state);
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     for workload in &workloads {
         *counts.entry(workload.kind).or_default() += 1;
@@ -150,55 +148,6 @@ pub fn run(args: &AuditArgs) -> Result<bool, CommandError> {
     Ok(args
         .fail_on
         .is_some_and(|threshold| findings.iter().any(|f| f.severity >= threshold.severity())))
-}
-
-/// Every finding of every workload, most severe first.
-pub fn findings(workloads: &[LiveWorkload], state: &ClusterState) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    for workload in workloads {
-        let Some(view) = template(workload) else {
-            continue;
-        };
-        let existing_pod = workload.kind == "Pod" && is_live_pod(&workload.object);
-        if workload.kind == "Pod" && !existing_pod {
-            continue;
-        }
-        findings.extend(audit::audit(
-            &Workload {
-                workload: WorkloadRef {
-                    kind: workload.kind.to_owned(),
-                    namespace: workload.namespace.clone(),
-                    name: workload.name.clone(),
-                },
-                pod: &view,
-                existing_pod,
-                controlled: workload.controlled,
-            },
-            state,
-        ));
-    }
-    findings.sort_by(|a, b| {
-        (b.severity, &a.workload, a.kind, &a.image).cmp(&(
-            a.severity,
-            &b.workload,
-            b.kind,
-            &b.image,
-        ))
-    });
-    findings
-}
-
-/// The pod template (or the Pod) as the decision reads it.
-fn template(workload: &LiveWorkload) -> Option<PodView> {
-    let pointer = pod_template_path(workload.kind)?;
-    PodView::deserialize(workload.object.pointer(pointer)?).ok()
-}
-
-/// A pod that is still there to pull: not finished, not being deleted.
-fn is_live_pod(pod: &serde_json::Value) -> bool {
-    let phase = pod.pointer("/status/phase").and_then(|v| v.as_str());
-    pod.pointer("/metadata/deletionTimestamp").is_none()
-        && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 fn write_table(out: &mut dyn Write, findings: &[Finding], wide: bool) -> std::io::Result<()> {

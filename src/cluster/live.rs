@@ -14,8 +14,11 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::admission::audit::{self, Finding, Workload, WorkloadRef};
+use crate::admission::pod::PodView;
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
@@ -123,22 +126,14 @@ pub async fn load_cluster(
 #[derive(Debug, Clone)]
 pub struct LiveWorkload {
     pub kind: &'static str,
+    pub api_version: &'static str,
     pub namespace: String,
     pub name: String,
+    pub uid: String,
     /// Owned by a controller (`ownerReferences` with `controller: true`).
     pub controlled: bool,
     pub object: serde_json::Value,
 }
-
-/// The kinds the audit reads, in the order it reports them.
-pub const WORKLOAD_KINDS: [&str; 6] = [
-    "Pod",
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "Job",
-    "CronJob",
-];
 
 /// Every Pod, Deployment, StatefulSet, DaemonSet, Job and CronJob of `namespace` (all
 /// namespaces when `None`).
@@ -183,13 +178,69 @@ where
             .any(|owner| owner.controller == Some(true));
         into.push(LiveWorkload {
             kind,
+            api_version: K::API_VERSION,
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
             controlled,
             object: serde_json::to_value(&object).unwrap_or_default(),
         });
     }
     Ok(())
+}
+
+/// Every finding of every workload, most severe first. Pods that finished or are being deleted
+/// pull nothing more and are left out.
+pub fn audit_workloads(workloads: &[LiveWorkload], state: &ClusterState) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for workload in workloads {
+        let existing_pod = workload.kind == "Pod";
+        if existing_pod && !is_live_pod(&workload.object) {
+            continue;
+        }
+        let Some(view) = template(workload) else {
+            continue;
+        };
+        findings.extend(audit::audit(
+            &Workload {
+                workload: WorkloadRef {
+                    kind: workload.kind.to_owned(),
+                    namespace: workload.namespace.clone(),
+                    name: workload.name.clone(),
+                },
+                pod: &view,
+                existing_pod,
+                controlled: workload.controlled,
+            },
+            state,
+        ));
+    }
+    findings.sort_by(|a, b| {
+        (b.severity, &a.workload, a.kind, &a.image).cmp(&(
+            a.severity,
+            &b.workload,
+            b.kind,
+            &b.image,
+        ))
+    });
+    findings
+}
+
+/// The pod template (or the Pod) as the decision reads it.
+fn template(workload: &LiveWorkload) -> Option<PodView> {
+    let pointer = match workload.kind {
+        "Pod" => "",
+        "CronJob" => "/spec/jobTemplate/spec/template",
+        _ => "/spec/template",
+    };
+    PodView::deserialize(workload.object.pointer(pointer)?).ok()
+}
+
+/// A pod that is still there to pull: not finished, not being deleted.
+fn is_live_pod(pod: &serde_json::Value) -> bool {
+    let phase = pod.pointer("/status/phase").and_then(|v| v.as_str());
+    pod.pointer("/metadata/deletionTimestamp").is_none()
+        && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// A custom resource whose CRD is not installed answers 404: none of them.

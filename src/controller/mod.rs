@@ -1,10 +1,11 @@
 //! What the Lease holder writes: the ClusterPullSecret controller ([`cluster_pull_secret`]),
 //! which copies Secrets, the recovery of pods stuck on a pull ([`pod_recovery`]), and the Lease
 //! election ([`leader`]) that lets one replica write, the sweep of copies whose resource went
-//! without its finalizer ([`orphans`]); and the one-shot writes the Helm chart's hooks run
+//! without its finalizer ([`orphans`]), the pull audit on a schedule ([`audit`]); and the one-shot writes the Helm chart's hooks run
 //! ([`chart_hooks`]).
 //! May use `cluster` and the layers below it; not `cli`.
 
+pub mod audit;
 pub mod chart_hooks;
 pub mod cluster_pull_secret;
 pub mod leader;

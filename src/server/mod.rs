@@ -152,6 +152,17 @@ pub struct ControllerArgs {
     /// finalizer (removed by hand, or force-deleted).
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_ORPHAN_SWEEP_INTERVAL")]
     pub orphan_sweep_interval: Duration,
+    /// Run the pull audit (the findings of `pullsecret-injector audit`) every this often on the
+    /// Lease holder: `pullsecret_injector_audit_findings` and a `PullAudit` Event on each
+    /// workload with a new error or warning finding. Needs --enable-controller, and list on
+    /// Pods, Deployments, StatefulSets, DaemonSets, Jobs and CronJobs. Off when not given.
+    #[arg(
+        long,
+        value_parser = parse_duration,
+        requires = "enable_controller",
+        env = "PULLSECRET_INJECTOR_AUDIT_INTERVAL"
+    )]
+    pub audit_interval: Option<Duration>,
     /// At most one recovery eviction per this interval, cluster-wide.
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_RECOVERY_EVICTION_INTERVAL")]
     pub recovery_eviction_interval: Duration,
@@ -218,6 +229,12 @@ impl ServeArgs {
         }
         if self.idle_timeout.is_zero() {
             return zero("--idle-timeout", "every request's headers would time out");
+        }
+        if self.controller.audit_interval.is_some_and(|d| d.is_zero()) {
+            return zero(
+                "--audit-interval",
+                "the audit would list every workload without pause (leave it out to turn the audit off)",
+            );
         }
         crate::telemetry::check_log_filter(&self.log_level)
             .map_err(|error| format!("--log-level: {error}"))
@@ -376,6 +393,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.controller.orphan_sweep_interval,
             leadership(),
         ));
+        if let Some(interval) = args.controller.audit_interval {
+            tracing::info!(interval = ?interval, "pull audit enabled (Lease holder only)");
+            tokio::spawn(crate::controller::audit::run(
+                client.clone(),
+                Arc::clone(&cache),
+                metrics.clone(),
+                interval,
+                lease.identity.clone(),
+                leadership(),
+            ));
+        }
         if args.controller.recover_stuck_pods {
             tracing::info!("recovery of pods stuck on pulls enabled (Lease holder only)");
             tokio::spawn(crate::controller::pod_recovery::run(

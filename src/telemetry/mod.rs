@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::admission::audit::{Finding, FindingKind};
 use crate::admission::review::{Outcome, Reviewed};
 
 mod json;
@@ -114,6 +115,12 @@ struct ShadowLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    kind: &'static str,
+    severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -177,6 +184,9 @@ pub struct Metrics {
     recoveries_skipped: Family<ReasonName, Counter>,
     /// Pods the recovery currently tracks (waiting on a failed pull).
     pub stuck_pods: Gauge,
+    audit_findings: Family<FindingLabels, Gauge>,
+    /// Unix time the controller's last complete audit finished.
+    pub audit_last_run: Gauge<f64, AtomicU64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -225,12 +235,24 @@ impl Metrics {
             recoveries: Family::default(),
             recoveries_skipped: Family::default(),
             stuck_pods: Gauge::default(),
+            audit_findings: Family::default(),
+            audit_last_run: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("pullsecret_injector");
         r.register(
             "reviews",
             "Admission reviews answered, by outcome",
             metrics.reviews.clone(),
+        );
+        r.register(
+            "audit_findings",
+            "Findings of the controller's last pull audit, by kind and severity",
+            metrics.audit_findings.clone(),
+        );
+        r.register(
+            "audit_last_run_timestamp_seconds",
+            "When the controller's last pull audit finished, as a Unix time; 0 before the first",
+            metrics.audit_last_run.clone(),
         );
         r.register(
             "shadow_reviews",
@@ -428,6 +450,12 @@ impl Metrics {
                 outcome: outcome.label(),
             });
         }
+        for kind in FindingKind::ALL {
+            let _ = metrics.audit_findings.get_or_create(&FindingLabels {
+                kind: kind.as_str(),
+                severity: kind.severity().as_str(),
+            });
+        }
         for result in ["success", "failure"] {
             let _ = metrics
                 .certificate_reloads
@@ -455,6 +483,23 @@ impl Metrics {
         self.invalid_images.inc_by(decision.invalid_images as u64);
         self.undecodable_encounters
             .inc_by(decision.undecodable_secrets as u64);
+    }
+
+    /// The findings of one complete audit, counted by kind (every kind set, zero included).
+    pub fn observe_audit(&self, findings: &[Finding]) {
+        for kind in FindingKind::ALL {
+            let count = findings.iter().filter(|f| f.kind == kind).count();
+            self.audit_findings
+                .get_or_create(&FindingLabels {
+                    kind: kind.as_str(),
+                    severity: kind.severity().as_str(),
+                })
+                .set(count as i64);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+        self.audit_last_run.set(now);
     }
 
     /// A pod admitted in shadow mode in `namespace`: `would_inject` when the decision chose

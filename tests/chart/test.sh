@@ -500,6 +500,29 @@ if attempt "render: shadow=true" render shadow "$PREFIX-s" "$DRY_NS" --set shado
     '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
      | any(.name == "PULLSECRET_INJECTOR_SHADOW" and .value == "true")'
 fi
+# The scheduled pull audit: list on the workload kinds only when it is on
+if attempt "render: controller.auditInterval=10m" render audit "$PREFIX-a" "$DRY_NS" \
+  --set controller.enabled=true --set controller.auditInterval=10m; then
+  check_jq "auditInterval: PULLSECRET_INJECTOR_AUDIT_INTERVAL=10m" "$WORK/audit.json" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | any(.name == "PULLSECRET_INJECTOR_AUDIT_INTERVAL" and .value == "10m")'
+  check_jq "auditInterval: the controller may list Pods, Deployments, StatefulSets, DaemonSets, Jobs and CronJobs, and nothing more on them" "$WORK/audit.json" \
+    '[.[] | select(.kind == "ClusterRole" and (.metadata.name | test("-controller$"))) | .rules[]
+      | select(any(.resources[]; test("^(pods|deployments|statefulsets|daemonsets|jobs|cronjobs)$")))]
+     | map({g: .apiGroups, r: .resources, v: .verbs})
+     == [{g: [""], r: ["pods"], v: ["list"]}, {g: ["apps"], r: ["deployments", "statefulsets", "daemonsets"], v: ["list"]},
+         {g: ["batch"], r: ["jobs", "cronjobs"], v: ["list"]}]'
+fi
+if attempt "render: controller.enabled without auditInterval" render noaudit "$PREFIX-n" "$DRY_NS" \
+  --set controller.enabled=true; then
+  check_jq "no auditInterval: no permission on workload kinds, no PULLSECRET_INJECTOR_AUDIT_INTERVAL" "$WORK/noaudit.json" \
+    '([.[] | select(.kind == "ClusterRole" or .kind == "Role") | .rules[].resources[]]
+      | all(test("^(pods|deployments|statefulsets|daemonsets|jobs|cronjobs)$") | not))
+     and (.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+          | all(.name != "PULLSECRET_INJECTOR_AUDIT_INTERVAL"))'
+fi
+check_fails "values: controller.auditInterval needs controller.enabled" "auditInterval needs controller.enabled" \
+  "$HELM" template x "$CHART" "${KV[@]}" --set controller.auditInterval=10m
 check_fails "values: shadow must be a boolean" "shadow.*boolean|boolean.*shadow" \
   "$HELM" template x "$CHART" "${KV[@]}" --set-string shadow=yes
 

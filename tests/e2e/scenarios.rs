@@ -78,6 +78,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::shadow::pull_audit,
     },
     Scenario {
+        name: "pull-audit-controller",
+        run: crate::shadow::pull_audit_controller,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },

@@ -463,3 +463,87 @@ fn findings(report: &Value) -> Vec<(String, String, String, Vec<String>)> {
         })
         .collect()
 }
+
+/// `serve --audit-interval` on the Lease holder: the metric and one `PullAudit` Event per new
+/// finding on its workload, not repeated by later audits.
+pub fn pull_audit_controller(s: &Suite) -> Result<Outcome> {
+    let identity = format!("e2e-{}-audit", s.run_id);
+    let args: Vec<String> = [
+        "--enable-controller",
+        "--lease-namespace",
+        s.lease_namespace(),
+        "--lease-name",
+        &format!("pullsecret-injector-e2e-audit-{}", s.run_id),
+        "--lease-identity",
+        &identity,
+        "--audit-interval",
+        "1s",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let auditor = s.start_extra_serve("audit", &args)?;
+    s.record_serve_log(auditor.log.clone());
+    let ns = s.namespace("audit-scheduled", &[])?;
+    s.apply(&workload(
+        "Deployment",
+        &ns,
+        "missing",
+        "registry.nocred.e2e.example/team/app:1",
+        &["gone"],
+    ))?;
+    let metrics = || -> Result<String> {
+        let (code, body) = http_get(auditor.admin, "/metrics")?;
+        ensure!(code == 200, "/metrics answered {code}");
+        Ok(body)
+    };
+    let events = || -> Result<Vec<Value>> {
+        let list = s.get_json(&["events.events.k8s.io", "-n", &ns])?;
+        Ok(list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|event| {
+                event["reason"] == "PullAudit"
+                    && event["regarding"]["kind"] == "Deployment"
+                    && event["regarding"]["name"] == "missing"
+            })
+            .cloned()
+            .collect())
+    };
+    let event = poll(
+        "a PullAudit Event on Deployment/missing",
+        PROPAGATION,
+        || Ok(events()?.into_iter().next()),
+    )?;
+    let note = event["note"].as_str().unwrap_or_default();
+    ensure!(
+        event["type"] == "Warning"
+            && note.starts_with("missing_secret (error): ")
+            && note.contains("\"gone\""),
+        "the Event: {event}"
+    );
+    let missing = "pullsecret_injector_audit_findings{kind=\"missing_secret\",severity=\"error\"}";
+    ensure!(
+        metric(&metrics()?, missing).is_some_and(|n| n >= 1.0),
+        "{missing} after the Event"
+    );
+    // Two more complete audits: the finding is still there, its Event is not repeated.
+    let last_run = "pullsecret_injector_audit_last_run_timestamp_seconds";
+    let first = metric(&metrics()?, last_run).unwrap_or(0.0);
+    poll("two more audits", PROPAGATION, || {
+        Ok((metric(&metrics()?, last_run).unwrap_or(0.0) >= first + 1.5).then_some(()))
+    })?;
+    ensure!(
+        events()?.len() == 1,
+        "the Event was repeated: {:?}",
+        events()?
+    );
+    // The finding goes away: the gauge follows (other workloads of the cluster keep theirs).
+    let with = metric(&metrics()?, missing).unwrap_or(0.0);
+    s.kubectl(&["delete", "deployment", "missing", "-n", &ns, "--wait=true"])?;
+    poll("the finding to leave the metric", PROPAGATION, || {
+        Ok((metric(&metrics()?, missing) == Some(with - 1.0)).then_some(()))
+    })?;
+    drop(auditor);
+    Ok(Outcome::Passed)
+}

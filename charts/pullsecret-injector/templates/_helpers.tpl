@@ -143,6 +143,9 @@ them, so `helm template`, `helm install` and `helm lint` stop with one clear mes
 {{- if and .Values.clusterPullSecrets (not .Values.controller.enabled) }}
 {{- include "pullsecret-injector.fail" "clusterPullSecrets need controller.enabled=true: without the controller nothing copies their source Secrets, and a pod gets a ClusterPullSecret's targetName only where a Secret of that name already exists. Enable the controller, or create the copies and the ClusterPullSecrets yourself" }}
 {{- end }}
+{{- if and .Values.controller.auditInterval (not .Values.controller.enabled) }}
+{{- fail "pullsecret-injector: controller.auditInterval needs controller.enabled (only the controller's Lease holder audits)" }}
+{{- end }}
 {{- if and .Values.controller.recoverStuckPods (not .Values.controller.enabled) }}
 {{- fail "pullsecret-injector: controller.recoverStuckPods needs controller.enabled (only the controller's Lease holder recovers pods)" }}
 {{- end }}

@@ -1,0 +1,153 @@
+//! The pull audit on a schedule (`--audit-interval`): the Lease holder lists every workload,
+//! checks it against the webhook's own snapshot (the same findings as `pullsecret-injector
+//! audit`), sets `pullsecret_injector_audit_findings` and publishes an Event on the workload
+//! for each error or warning finding that is new since the last audit.
+//!
+//! Read-only on workloads: it lists Pods, Deployments, StatefulSets, DaemonSets, Jobs and
+//! CronJobs, and writes only Events.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::admission::audit::{Finding, Severity};
+use crate::cluster::live::{self, LiveWorkload};
+use crate::cluster::watch::ClusterCache;
+use crate::controller::leader::Leadership;
+use crate::telemetry::Metrics;
+
+/// The Reporter of the audit's Events, as the controller's other Events.
+const FIELD_MANAGER: &str = "pullsecret-injector";
+/// The Event reason of an audit finding.
+pub const EVENT_REASON: &str = "PullAudit";
+
+/// What identifies a finding from one audit to the next, so its Event is published once.
+type FindingKey = (
+    String,
+    String,
+    String,
+    &'static str,
+    Option<String>,
+    Vec<String>,
+);
+
+fn key(finding: &Finding) -> FindingKey {
+    (
+        finding.workload.namespace.clone(),
+        finding.workload.kind.clone(),
+        finding.workload.name.clone(),
+        finding.kind.as_str(),
+        finding.image.clone(),
+        finding.secrets.clone(),
+    )
+}
+
+/// Audits every `interval` while this replica leads, until the process ends; an audit is
+/// dropped the moment the term ends.
+pub async fn run(
+    client: Client,
+    cache: Arc<ClusterCache>,
+    metrics: Metrics,
+    interval: Duration,
+    identity: String,
+    mut leadership: Leadership,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: Some(identity),
+        },
+    );
+    // Findings already reported; a new term starts afresh (the Events of another replica's
+    // term may be gone, and repeating one per term is cheap).
+    while leadership.acquired().await {
+        let mut reported: HashSet<FindingKey> = HashSet::new();
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if leadership.while_leading(ticks.tick()).await.is_none() {
+                break;
+            }
+            let pass = audit_once(&client, &cache, &metrics, &recorder, &mut reported);
+            match leadership.while_leading(pass).await {
+                None => break,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "cannot list workloads for the pull audit; trying again later");
+                }
+                Some(Ok(())) => {}
+            }
+        }
+    }
+}
+
+async fn audit_once(
+    client: &Client,
+    cache: &ClusterCache,
+    metrics: &Metrics,
+    recorder: &Recorder,
+    reported: &mut HashSet<FindingKey>,
+) -> Result<(), kube::Error> {
+    let workloads = live::list_workloads(client, None).await?;
+    let findings = live::audit_workloads(&workloads, &cache.snapshot());
+    metrics.observe_audit(&findings);
+    let current: HashSet<FindingKey> = findings.iter().map(key).collect();
+    for finding in findings
+        .iter()
+        .filter(|finding| finding.severity >= Severity::Warning)
+    {
+        if reported.contains(&key(finding)) {
+            continue;
+        }
+        let Some(workload) = workloads.iter().find(|w| {
+            w.kind == finding.workload.kind
+                && w.namespace == finding.workload.namespace
+                && w.name == finding.workload.name
+        }) else {
+            continue;
+        };
+        publish(recorder, workload, finding).await;
+    }
+    tracing::info!(
+        workloads = workloads.len(),
+        findings = findings.len(),
+        "pull audit done"
+    );
+    // A finding that went away and comes back is reported again.
+    *reported = current;
+    Ok(())
+}
+
+async fn publish(recorder: &Recorder, workload: &LiveWorkload, finding: &Finding) {
+    let reference = ObjectReference {
+        api_version: Some(workload.api_version.to_owned()),
+        kind: Some(workload.kind.to_owned()),
+        name: Some(workload.name.clone()),
+        namespace: Some(workload.namespace.clone()),
+        uid: Some(workload.uid.clone()),
+        ..ObjectReference::default()
+    };
+    let type_ = match finding.severity {
+        Severity::Error | Severity::Warning => EventType::Warning,
+        Severity::Info => EventType::Normal,
+    };
+    let event = Event {
+        type_,
+        reason: EVENT_REASON.to_owned(),
+        note: Some(format!(
+            "{} ({}): {}",
+            finding.kind.as_str(),
+            finding.severity.as_str(),
+            finding.message
+        )),
+        action: "Audit".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &reference).await {
+        tracing::warn!(%error, "cannot publish a pull audit Event");
+    }
+}
