@@ -873,3 +873,37 @@ fn the_own_namespace_is_never_served_by_cluster_pull_secrets() {
     assert_eq!(result(&[]), json!(true));
     assert_eq!(result(&["--own-namespace", "shop"]), json!(false));
 }
+
+#[test]
+fn audit_refuses_state_files_and_unknown_severities_and_says_when_the_cluster_is_unreachable() {
+    let dir = Dir::new();
+    let state = dir.state();
+    expect(
+        &["audit", "--state", path(&state)],
+        "",
+        INPUT_ERROR,
+        "audit reads the live cluster: no --state",
+    );
+    expect(&["audit", "--fail-on", "fatal"], "", INPUT_ERROR, "fatal");
+    expect(&["audit", "-o", "yaml"], "", INPUT_ERROR, "yaml");
+    // Nothing listens on port 9: one line naming the live cluster, the failure code.
+    let kubeconfig = dir.file(
+        "kubeconfig",
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n\
+         users: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
+         current-context: c\n",
+    );
+    let output = Command::new(BINARY)
+        .args(["audit", "--fail-on", "info"])
+        .env_clear()
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("run audit");
+    let err = stderr(&output);
+    assert_eq!(code(&output), FAILURE, "{err}");
+    assert!(
+        err.starts_with("pullsecret-injector: live cluster: ") && err.lines().count() == 1,
+        "{err:?}"
+    );
+    assert!(output.stdout.is_empty());
+}
