@@ -71,7 +71,7 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
         return Decision::opted_out(OptOut::Namespace);
     }
     let mut decision = Decision {
-        mode: state.mode(namespace).0,
+        mode: state.mode_of(ns).0,
         ..Decision::default()
     };
     let mut warnings = Warnings::default();

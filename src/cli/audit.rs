@@ -12,6 +12,7 @@ use crate::admission::audit::{Finding, Severity};
 use crate::cli::commands::{CommandError, StateArgs};
 use crate::cli::explain::describe_mode;
 use crate::cluster::live;
+use crate::state::snapshot::{Mode, ModeSource};
 
 /// Exit code of `audit` when findings at or above `--fail-on` exist.
 pub const EXIT_FINDINGS: u8 = 3;
@@ -70,7 +71,16 @@ struct Report<'a> {
     workloads: BTreeMap<&'static str, usize>,
     /// Findings, by severity.
     summary: BTreeMap<&'static str, usize>,
+    /// The mode of each namespace with a workload read, and where it comes from.
+    modes: BTreeMap<&'a str, NamespaceMode>,
     findings: &'a [Finding],
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NamespaceMode {
+    mode: Mode,
+    source: ModeSource,
 }
 
 /// Runs the audit; `Ok(true)` when findings at or above `--fail-on` exist.
@@ -111,12 +121,20 @@ pub fn run(args: &AuditArgs) -> Result<bool, CommandError> {
     for finding in &findings {
         *summary.entry(finding.severity.as_str()).or_default() += 1;
     }
+    let modes: BTreeMap<&str, NamespaceMode> = workloads
+        .iter()
+        .map(|workload| {
+            let (mode, source) = state.mode(&workload.namespace);
+            (workload.namespace.as_str(), NamespaceMode { mode, source })
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
     match args.output {
         AuditOutput::Json => {
             let report = Report {
                 workloads: counts,
                 summary,
+                modes,
                 findings: &findings,
             };
             serde_json::to_writer_pretty(&mut out, &report)
@@ -141,6 +159,15 @@ pub fn run(args: &AuditArgs) -> Result<bool, CommandError> {
                     "namespace {namespace}: {}",
                     describe_mode(mode, source)
                 )?;
+            } else {
+                let shadow: Vec<&str> = modes
+                    .iter()
+                    .filter(|(_, m)| m.mode == Mode::Shadow)
+                    .map(|(namespace, _)| *namespace)
+                    .collect();
+                if !shadow.is_empty() {
+                    writeln!(out, "in shadow mode: {}", shadow.join(", "))?;
+                }
             }
         }
     }

@@ -488,8 +488,12 @@ impl ClusterState {
     /// mode is switched on one namespace at a time, and one namespace of a cluster that
     /// injects can be put back into shadow mode.
     pub fn mode(&self, namespace: &str) -> (Mode, ModeSource) {
-        let labelled = self
-            .namespace(namespace)
+        self.mode_of(self.namespace(namespace))
+    }
+
+    /// [`ClusterState::mode`] of a namespace already looked up.
+    pub fn mode_of(&self, namespace: Option<&NamespaceState>) -> (Mode, ModeSource) {
+        let labelled = namespace
             .and_then(NamespaceState::labels)
             .and_then(|labels| labels.get(MODE_LABEL))
             .and_then(|value| Mode::from_label(value));

@@ -383,6 +383,11 @@ pub fn pull_audit(s: &Suite) -> Result<Outcome> {
         "summary: {}",
         report["summary"]
     );
+    ensure!(
+        report["modes"][&errors] == serde_json::json!({ "mode": "on", "source": "default" }),
+        "modes: {}",
+        report["modes"]
+    );
     let (code, warn_json, _) = audit(s, &["-n", &warnings, "-o", "json"])?;
     let warn_found = findings(&serde_json::from_str(&warn_json)?);
     ensure!(
