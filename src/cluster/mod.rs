@@ -4,5 +4,6 @@
 //! May use `telemetry`, `admission`, `state` and `kubelet` (and `text`).
 
 pub mod live;
+pub mod scope;
 pub mod statefile;
 pub mod watch;

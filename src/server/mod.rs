@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::scope::Scope;
 use crate::cluster::watch::ClusterCache;
 use crate::controller::leader::{Leadership, Term};
 use crate::controller::pod_recovery::RecoveryConfig;
@@ -93,6 +94,26 @@ pub struct ServeArgs {
         env = "PULLSECRET_INJECTOR_OWN_NAMESPACE"
     )]
     pub own_namespace: Option<String>,
+    /// Namespaced mode: serve only these namespaces (comma-separated or repeated). Secrets are
+    /// then read, and the controller writes, only there, one namespace at a time, so a Role
+    /// in each is all the Secret access it needs; Namespaces and the custom resources are
+    /// still read cluster-wide. Default: every namespace.
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "PULLSECRET_INJECTOR_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Cache only registry Secrets with these labels (a label selector, e.g.
+    /// `pullsecret-injector.io/registry=true`): others are never injected. A filter that keeps
+    /// the cache small, not a security boundary: RBAC still allows reading the others.
+    #[arg(
+        long,
+        value_name = "SELECTOR",
+        env = "PULLSECRET_INJECTOR_SECRET_LABEL_SELECTOR"
+    )]
+    pub secret_label_selector: Option<String>,
     #[command(flatten)]
     pub controller: ControllerArgs,
 }
@@ -334,7 +355,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Copies::Manual
     };
-    let cache = Arc::new(ClusterCache::new(own_namespace.clone()).with_copies(copies));
+    let scope = Scope::new(&args.namespaces);
+    if let Some(namespaces) = scope.namespaces() {
+        tracing::info!(
+            ?namespaces,
+            "namespaced mode: serving only these namespaces"
+        );
+    }
+    let cache = Arc::new(
+        ClusterCache::new(own_namespace.clone())
+            .with_copies(copies)
+            .with_scope(scope),
+    );
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
 
     let webhook_listener = TcpListener::bind(args.listen)
@@ -349,6 +381,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         Arc::clone(&cache),
         metrics.clone(),
+        args.secret_label_selector
+            .clone()
+            .filter(|labels| !labels.is_empty()),
     ));
     let (stop_controller, controller_stop) = watch::channel(false);
     let controller = args.controller.enable_controller.then(|| {
@@ -360,6 +395,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let leadership = || Leadership::new(terms.subscribe());
         tokio::spawn(crate::controller::orphans::run(
             client.clone(),
+            cache.scope().clone(),
             metrics.clone(),
             args.controller.orphan_sweep_interval,
             leadership(),
