@@ -116,6 +116,7 @@ pub struct ClusterCache {
     own_namespace: Option<String>,
     copies: Copies,
     scope: Scope,
+    secret_labels: Option<String>,
     /// Per kind, the parts of its watch that are not in sync (see [`ClusterCache::part_synced`]).
     unsynced: Mutex<HashMap<WatchKind, HashSet<Option<String>>>>,
     namespace_changes: tokio::sync::watch::Sender<u64>,
@@ -148,6 +149,7 @@ impl ClusterCache {
             own_namespace,
             copies: Copies::default(),
             scope: Scope::default(),
+            secret_labels: None,
             unsynced: Mutex::default(),
             namespace_changes: tokio::sync::watch::Sender::new(0),
             snapshot_changes: tokio::sync::watch::Sender::new(0),
@@ -170,6 +172,13 @@ impl ClusterCache {
 
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// Caches only the registry Secrets this label selector selects (a filter, not a security
+    /// boundary); `None` or empty: all of them.
+    pub fn with_secret_labels(mut self, selector: Option<String>) -> ClusterCache {
+        self.secret_labels = selector.filter(|selector| !selector.is_empty());
+        self
     }
 
     /// Notified after a snapshot with changed namespaces has been published.
@@ -278,14 +287,10 @@ impl ClusterCache {
 }
 
 /// Runs the watches until the process ends; each starts over with a complete list, after a
-/// backoff, whenever it fails. Secrets are watched in the cache's scope, and only those
-/// carrying `secret_labels` (a label selector) when given.
-pub async fn run(
-    client: Client,
-    cache: Arc<ClusterCache>,
-    metrics: Metrics,
-    secret_labels: Option<String>,
-) {
+/// backoff, whenever it fails. Secrets are watched in the cache's scope, and only those its
+/// label selector selects.
+pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
+    let secret_labels = cache.secret_labels.clone();
     let secret_apis = cache.scope().apis::<Secret>(&client);
     let secret_watch = |kind: WatchKind, secret_type: &str| {
         let mut config = watcher::Config::default().fields(&format!("type={secret_type}"));

@@ -365,7 +365,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cache = Arc::new(
         ClusterCache::new(own_namespace.clone())
             .with_copies(copies)
-            .with_scope(scope),
+            .with_scope(scope)
+            .with_secret_labels(args.secret_label_selector.clone()),
     );
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
 
@@ -381,9 +382,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client.clone(),
         Arc::clone(&cache),
         metrics.clone(),
-        args.secret_label_selector
-            .clone()
-            .filter(|labels| !labels.is_empty()),
     ));
     let (stop_controller, controller_stop) = watch::channel(false);
     let controller = args.controller.enable_controller.then(|| {
