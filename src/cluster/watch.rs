@@ -895,4 +895,31 @@ mod tests {
         apply_changes(stream::iter(all), &cache, &metrics).await;
         assert_eq!(cached(&cache), [false, true]);
     }
+
+    /// What the webhook keeps of a registry Secret: its registry keys, never a credential.
+    #[tokio::test]
+    async fn the_cache_keeps_no_credential_value() {
+        use base64::Engine;
+        let (user, password) = ("cache-user-7f3a", "cache-password-9c1e");
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let payload = format!(
+            r#"{{"auths":{{"registry.example.com":{{"username":"{user}","password":"{password}","auth":"{auth}","email":"{user}@example.com"}}}}}}"#
+        );
+        let mut secret = regcred("uid", DOCKER_CONFIG_JSON_TYPE, "unused.example.com");
+        secret.data = Some(BTreeMap::from([(
+            DOCKER_CONFIG_JSON_KEY.to_owned(),
+            ByteString(payload.into_bytes()),
+        )]));
+        let cache = ClusterCache::default();
+        let metrics = Metrics::new(&mut Registry::default());
+        let kind = WatchKind::DockerConfigJsonSecrets;
+        let events = [Event::Init, Event::InitApply(secret), Event::InitDone]
+            .map(|event| (kind, Ok(Change::Secret(kind, None, event))));
+        apply_changes(stream::iter(events), &cache, &metrics).await;
+        let kept = format!("{:?}", cache.snapshot());
+        assert!(kept.contains("registry.example.com"), "{kept}");
+        for value in [user, password, auth.as_str()] {
+            assert!(!kept.contains(value), "{value} kept: {kept}");
+        }
+    }
 }

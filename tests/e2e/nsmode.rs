@@ -1,18 +1,19 @@
 //! Namespaced mode (`serve --namespaces`, the chart's `namespaces`): the chart's ServiceAccount
 //! may read Secrets only in the listed namespaces; a serve process with exactly that identity
 //! becomes ready, and only once the watch of every listed namespace has listed; the chart's
-//! webhook sends it only those namespaces' pods; its controller copies only into them. And what
+//! webhook sends it only those namespaces' pods; its controller copies only into them;
+//! `--secret-label-selector` caches only labelled Secrets. And what
 //! a user of one namespace can never obtain from another: a Secret of another namespace, by
 //! image or by PullSecretRule.
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::harness::{Serve, Suite, http_get, metric_sum, poll, pull_secrets};
+use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll, pull_secrets};
 use crate::incluster::Release;
 use crate::scenarios::Outcome;
 
@@ -113,13 +114,22 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
     };
 
     // Readiness: a namespace whose Secrets it may not list keeps it unready until it may.
+    // This serve also caches only labelled Secrets (--secret-label-selector).
+    let cached_label = "e2e.pullsecret-injector.io/cached";
+    let label = |ns: &str, value: &str| -> Result<()> {
+        let secret = format!("secret/{ns}-registry");
+        let label = format!("{cached_label}{value}");
+        s.kubectl(&["label", "-n", ns, &secret, &label, "--overwrite"])?;
+        Ok(())
+    };
+    label(&shop, "=true")?;
     {
-        let waiting = s.start_extra_serve_as(
-            "nsmode-unready",
-            &kubeconfig,
-            &scope(&[&shop, &billing, &late]),
-            false,
-        )?;
+        let mut args = scope(&[&shop, &billing, &late]);
+        args.extend([
+            "--secret-label-selector".to_owned(),
+            format!("{cached_label}=true"),
+        ]);
+        let waiting = s.start_extra_serve_as("nsmode-unready", &kubeconfig, &args, false)?;
         poll("a refused Secret watch", CONVERGENCE, || {
             let text = metrics(&waiting).unwrap_or_default();
             Ok((metric_sum(&text, "pullsecret_injector_watch_errors_total") > 0.0).then_some(()))
@@ -153,6 +163,20 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
             CONVERGENCE,
             || Ok((http_get(waiting.admin, "/readyz")?.0 == 200).then_some(())),
         )?;
+        let cached = |count: f64| {
+            poll(&format!("{count} cached Secrets"), CONVERGENCE, || {
+                let text = metrics(&waiting)?;
+                Ok(
+                    (metric(&text, "pullsecret_injector_cached_secrets") == Some(count))
+                        .then_some(()),
+                )
+            })
+        };
+        cached(1.0).context("only the labelled Secret of shop")?;
+        label(&billing, "=true")?;
+        cached(2.0).context("billing's Secret once labelled")?;
+        label(&shop, "-")?;
+        cached(1.0).context("shop's Secret once unlabelled")?;
     }
 
     // With exactly the chart's RBAC, serving shop and billing.
