@@ -526,6 +526,40 @@ if attempt "render: controller.enabled with pullSecretRules and clusterPullSecre
   server_validate "controller enabled" "$F" "$DRY_NS"
 fi
 
+# Namespaced mode: Secrets only through a Role in each listed namespace
+REL="$PREFIX-ns"
+if attempt "render: namespaces (namespaced mode) with the controller, pod recovery and secretLabelSelector" \
+  render namespaced "$REL" "$DRY_NS" --set 'namespaces={shop,billing}' --set controller.enabled=true \
+  --set controller.recoverStuckPods=true --set secretLabelSelector=team=shop; then
+  F="$WORK/namespaced.json"
+  check_jq "namespaced mode: the ClusterRole reads namespaces and the two CRDs, no secrets" "$F" \
+    '.[] | select(.kind == "ClusterRole" and .metadata.name == $rel) | .rules == [
+       {apiGroups: [""], resources: ["namespaces"], verbs: ["get", "list", "watch"]},
+       {apiGroups: ["pullsecret-injector.io"], resources: ["pullsecretrules", "clusterpullsecrets"], verbs: ["get", "list", "watch"]}]' \
+    --arg rel "$REL"
+  check_jq "namespaced mode: -controller ClusterRole grants no secrets and no pods" "$F" \
+    '.[] | select(.kind == "ClusterRole" and .metadata.name == ($rel + "-controller"))
+     | [.rules[].resources[]] | (index("secrets") == null and index("pods") == null and index("pods/eviction") == null)' \
+    --arg rel "$REL"
+  check_jq "namespaced mode: a Role and RoleBinding in each listed namespace, Secrets and recovery only" "$F" \
+    '([.[] | select(.kind == "Role" and .metadata.name == $rel)] | map(.metadata.namespace) | sort == ["billing", "shop"])
+     and ([.[] | select(.kind == "Role" and .metadata.name == $rel) | .rules] | unique == [[
+       {apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]},
+       {apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"]},
+       {apiGroups: [""], resources: ["pods/eviction"], verbs: ["create"]}]])
+     and ([.[] | select(.kind == "RoleBinding" and .metadata.name == $rel)
+           | select(.roleRef.name == $rel and .subjects == [{kind: "ServiceAccount", name: $rel, namespace: $ns}])
+           | .metadata.namespace] | sort == ["billing", "shop"])' \
+    --arg rel "$REL" --arg ns "$DRY_NS"
+  check_jq "namespaced mode: namespaceSelector sends only the listed namespaces" "$F" \
+    '.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].namespaceSelector.matchExpressions
+     | any(. == {key: "kubernetes.io/metadata.name", operator: "In", values: ["shop", "billing"]})'
+  check_jq "namespaced mode: env names the namespaces and the Secret label selector" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | any(.name == "PULLSECRET_INJECTOR_NAMESPACES" and .value == "shop,billing")
+       and any(.name == "PULLSECRET_INJECTOR_SECRET_LABEL_SELECTOR" and .value == "team=shop")'
+fi
+
 # certManager mode
 REL="$PREFIX-c"
 if attempt "render: certificates.mode=certManager (cert-manager.io/v1 served)" render cm "$REL" "$DRY_NS" \
