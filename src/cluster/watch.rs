@@ -403,10 +403,13 @@ async fn apply_changes<O: Into<Origin>>(
                             );
                         }
                         cache.part_synced(origin);
-                    } else if cache.part_failed(origin) {
-                        tracing::warn!(watch = kind.label(), %error, "watch failed: out of sync until it has listed again; retrying with backoff");
                     } else {
-                        tracing::debug!(watch = kind.label(), %error, "watch failed again");
+                        let namespace = origin.namespace.clone().unwrap_or_default();
+                        if cache.part_failed(origin) {
+                            tracing::warn!(watch = kind.label(), namespace, %error, "watch failed: out of sync until it has listed again; retrying with backoff");
+                        } else {
+                            tracing::debug!(watch = kind.label(), namespace, %error, "watch failed again");
+                        }
                     }
                 }
             }
@@ -444,8 +447,8 @@ fn is_not_found(error: &watcher::Error) -> bool {
     }
 }
 
-/// Tracks what each in-progress relist has seen, to drop the rest when it completes, and which
-/// parts of each kind (one per namespace in namespaced mode) are not in sync.
+/// Tracks what each in-progress relist has seen (per namespace for Secrets in namespaced
+/// mode), to drop the rest when it completes.
 #[derive(Default)]
 struct Relist {
     seen_secrets: HashMap<Origin, HashSet<(String, String)>>,
