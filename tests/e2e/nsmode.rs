@@ -71,7 +71,7 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
         Ok(s.kubectl_raw(&args, None)?.stdout.trim() == "yes")
     };
     // RoleBindings reach the authorizer asynchronously.
-    poll("the Role in the shop namespace", CONVERGENCE, || {
+    poll("the Roles in the listed namespaces", CONVERGENCE, || {
         Ok(
             (can("list", "secrets", Some(&shop))? && can("list", "secrets", Some(&billing))?)
                 .then_some(()),
