@@ -1,7 +1,8 @@
 //! Namespaced mode (`serve --namespaces`, the chart's `namespaces`): the chart's ServiceAccount
 //! may read Secrets only in the listed namespaces; a serve process with exactly that identity
 //! becomes ready, and only once the watch of every listed namespace has listed; the chart's
-//! webhook sends it only those namespaces' pods; its controller copies only into them;
+//! webhook sends it only those namespaces' pods; its controller copies, sweeps orphaned copies
+//! and watches pods only there;
 //! `--secret-label-selector` caches only labelled Secrets. And what
 //! a user of one namespace can never obtain from another: a Secret of another namespace, by
 //! image or by PullSecretRule.
@@ -56,6 +57,8 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
             &format!("namespaces={{{shop},{billing}}}"),
             "--set",
             "controller.enabled=true",
+            "--set",
+            "controller.recoverStuckPods=true",
         ],
     )?;
     let user = format!(
@@ -99,8 +102,14 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
         "the controller's Secret writes are not limited to the listed namespaces"
     );
     ensure!(
-        can("watch", "namespaces", None)? && !can("list", "pods", Some(&shop))?,
-        "namespaces must stay readable cluster-wide, and pods not at all"
+        can("list", "pods", Some(&shop))?
+            && !can("list", "pods", Some(&other))?
+            && !can("list", "pods", None)?,
+        "the recovery's pod access is not limited to the listed namespaces"
+    );
+    ensure!(
+        can("watch", "namespaces", None)?,
+        "namespaces must stay readable cluster-wide"
     );
 
     let kubeconfig = s.token_kubeconfig(&release.namespace, &release.name, "nsmode.kubeconfig")?;
@@ -190,6 +199,9 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
             &format!("{}-controller", release.name),
             "--lease-identity",
             "nsmode",
+            "--recover-stuck-pods",
+            "--orphan-sweep-interval",
+            "2s",
         ]
         .map(str::to_owned),
     );
@@ -283,7 +295,38 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
     );
     drop(copies);
 
+    // The orphan sweep deletes a copy whose ClusterPullSecret is gone in a listed namespace,
+    // and never looks at another.
+    let orphan = |ns: &str| {
+        format!(
+            "apiVersion: v1
+kind: Secret
+metadata:
+  name: nsmode-orphan
+  namespace: {ns}
+  labels: {{app.kubernetes.io/managed-by: pullsecret-injector, pullsecret-injector.io/cluster-pull-secret: e2e-nsmode-gone-{}}}
+type: Opaque
+",
+            s.run_id
+        )
+    };
+    s.apply(&orphan(&other))?;
+    s.apply(&orphan(&shop))?;
+    poll(
+        "the orphan in the shop namespace swept",
+        CONVERGENCE,
+        || Ok((!secret_exists(s, &shop, "nsmode-orphan")?).then_some(())),
+    )?;
+    ensure!(
+        secret_exists(s, &other, "nsmode-orphan")?,
+        "the orphan sweep deleted a Secret in {other}, which it does not serve"
+    );
+
     let log = std::fs::read_to_string(&serve.log)?;
+    ensure!(
+        log.contains("recovering pods stuck on pulls"),
+        "the pod recovery did not start"
+    );
     ensure!(
         !log.to_ascii_lowercase().contains("forbidden"),
         "the namespaced serve was refused something its chart RBAC should allow"
