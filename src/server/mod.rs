@@ -544,6 +544,21 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_are_a_comma_list_or_repeated_and_none_means_the_cluster() {
+        let scope = |extra: &[&str]| Scope::new(&serve_args(extra).namespaces);
+        assert_eq!(scope(&[]), Scope::Cluster);
+        assert_eq!(
+            scope(&["--namespaces", "shop,billing", "--namespaces", "web"]),
+            Scope::new(["billing", "shop", "web"])
+        );
+        assert!(scope(&["--namespaces", "shop"]).is_namespaced());
+        assert_eq!(
+            serve_args(&["--secret-label-selector", "team=shop"]).secret_label_selector,
+            Some("team=shop".to_owned())
+        );
+    }
+
+    #[test]
     fn the_lease_defaults_to_the_own_namespace_and_renews_every_third() {
         let lease = |extra: &[&str], own: Option<&str>| serve_args(extra).controller.lease(own);
         assert_eq!(lease(&[], None).namespace, "default");
