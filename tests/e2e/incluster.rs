@@ -1,9 +1,9 @@
 //! The chart, running as Pods on the node: its image (made by `hack/image.sh`) pulled from a
 //! registry that requires auth through the chart's own `imagePullSecrets`, its certificates,
 //! probes and ServiceAccount, and the apiserver calling it through its Service. Then a rollout
-//! and a lost replica while pods are created, the controller from inside the cluster, and an
-//! uninstall that leaves pod creation working — all in a namespace that enforces the
-//! `restricted` Pod Security Standard.
+//! and a lost replica while pods are created, the controller from inside the cluster, an
+//! upgrade to namespaced mode, and an uninstall that leaves pod creation working — all in a
+//! namespace that enforces the `restricted` Pod Security Standard.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -399,6 +399,22 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
         "--wait=true",
         "--timeout=60s",
     ])?;
+
+    // Namespaced mode, from inside the cluster: only the app namespace is served; a covered
+    // namespace not listed gets nothing, although it has a matching Secret.
+    registry.secret(s, &target, "target-registry")?;
+    release.helm(
+        "upgrade",
+        &["--reuse-values", "--set", &format!("namespaces={{{app}}}")],
+    )?;
+    release.wait_ready(2)?;
+    poll(
+        "the namespaced in-cluster webhook to inject shop-registry",
+        CONVERGENCE,
+        || Ok((s.dry_run_pull_secrets(&app, &app_image)? == ["shop-registry"]).then_some(())),
+    )?;
+    admitted_without_injection(s, &target, &app_image)
+        .context("a pod of a covered namespace outside `namespaces`")?;
 
     // Uninstalled: pods are created as before, without injection.
     release.helm("uninstall", &[])?;
