@@ -11,11 +11,14 @@
 //! backoff), so being in sync again means the cache has caught up, not merely that a
 //! connection was re-established. Readiness needs each watch's first list only; the
 //! controller defers deleting copies while the namespace watch is out of sync.
+//!
+//! In namespaced mode ([`Scope::Namespaces`]) each Secret watch is one watch per namespace; a
+//! kind of Secret is in sync only while every one of them is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -27,6 +30,7 @@ use kube::runtime::watcher::{self, DefaultBackoff, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::cluster::scope::Scope;
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
 use crate::state::snapshot::{ClusterState, Copies, Mode, SecretType, StateBuilder};
@@ -79,8 +83,25 @@ impl WatchKind {
     }
 }
 
+/// Where an event comes from: the watch's kind and, for a per-namespace watch, its namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Origin {
+    kind: WatchKind,
+    namespace: Option<String>,
+}
+
+impl From<WatchKind> for Origin {
+    fn from(kind: WatchKind) -> Origin {
+        Origin {
+            kind,
+            namespace: None,
+        }
+    }
+}
+
 enum Change {
-    Secret(WatchKind, Event<Secret>),
+    /// The namespace is the watch's, in namespaced mode.
+    Secret(WatchKind, Option<String>, Event<Secret>),
     Namespace(Event<Namespace>),
     Rule(Event<PullSecretRule>),
     ClusterPullSecret(Event<ClusterPullSecret>),
@@ -95,6 +116,10 @@ pub struct ClusterCache {
     own_namespace: Option<String>,
     copies: Copies,
     default_mode: Mode,
+    scope: Scope,
+    secret_labels: Option<String>,
+    /// Per kind, the parts of its watch that are not in sync (see [`ClusterCache::part_synced`]).
+    unsynced: Mutex<HashMap<WatchKind, HashSet<Option<String>>>>,
     namespace_changes: tokio::sync::watch::Sender<u64>,
     snapshot_changes: tokio::sync::watch::Sender<u64>,
 }
@@ -125,6 +150,9 @@ impl ClusterCache {
             own_namespace,
             copies: Copies::default(),
             default_mode: Mode::default(),
+            scope: Scope::default(),
+            secret_labels: None,
+            unsynced: Mutex::default(),
             namespace_changes: tokio::sync::watch::Sender::new(0),
             snapshot_changes: tokio::sync::watch::Sender::new(0),
         }
@@ -140,6 +168,24 @@ impl ClusterCache {
     /// The mode of namespaces without a mode label: [`Mode::Shadow`] with `serve --shadow`.
     pub fn with_default_mode(mut self, mode: Mode) -> ClusterCache {
         self.default_mode = mode;
+        self
+    }
+
+    /// The namespaces the injector serves: its Secret watches (and the controller's writes)
+    /// cover only these.
+    pub fn with_scope(mut self, scope: Scope) -> ClusterCache {
+        self.scope = scope;
+        self
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Caches only the registry Secrets this label selector selects (a filter, not a security
+    /// boundary); `None` or empty: all of them.
+    pub fn with_secret_labels(mut self, selector: Option<String>) -> ClusterCache {
+        self.secret_labels = selector.filter(|selector| !selector.is_empty());
         self
     }
 
@@ -206,32 +252,88 @@ impl ClusterCache {
     fn mark_failed(&self, kind: WatchKind) -> bool {
         self.health(kind).in_sync.swap(false, Ordering::AcqRel)
     }
+
+    /// The parts of `kind` (one per namespace for Secrets in namespaced mode, else one) not in
+    /// sync; every part is until its first complete list.
+    fn with_unsynced<T>(
+        &self,
+        kind: WatchKind,
+        change: impl FnOnce(&mut HashSet<Option<String>>) -> T,
+    ) -> T {
+        let mut unsynced = self
+            .unsynced
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let parts = unsynced
+            .entry(kind)
+            .or_insert_with(|| match (kind, self.scope.namespaces()) {
+                (
+                    WatchKind::DockerConfigJsonSecrets | WatchKind::DockerCfgSecrets,
+                    Some(namespaces),
+                ) => namespaces.iter().cloned().map(Some).collect(),
+                _ => HashSet::from([None]),
+            });
+        change(parts)
+    }
+
+    /// A part has applied a complete list: its kind is in sync once all its parts are.
+    fn part_synced(&self, origin: Origin) {
+        if self.with_unsynced(origin.kind, |parts| {
+            parts.remove(&origin.namespace);
+            parts.is_empty()
+        }) {
+            self.mark_synced(origin.kind);
+        }
+    }
+
+    /// A part failed: its kind is out of sync until that part has listed again. Returns
+    /// whether the kind was in sync until now.
+    fn part_failed(&self, origin: Origin) -> bool {
+        self.with_unsynced(origin.kind, |parts| parts.insert(origin.namespace));
+        self.mark_failed(origin.kind)
+    }
 }
 
 /// Runs the watches until the process ends; each starts over with a complete list, after a
-/// backoff, whenever it fails.
+/// backoff, whenever it fails. Secrets are watched in the cache's scope, and only those its
+/// label selector selects.
 pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
-    let secrets: Api<Secret> = Api::all(client.clone());
+    let secret_labels = cache.secret_labels.clone();
+    let secret_apis = cache.scope().apis::<Secret>(&client);
     let secret_watch = |kind: WatchKind, secret_type: &str| {
-        let config = watcher::Config::default().fields(&format!("type={secret_type}"));
-        relisting(secrets.clone(), config)
-            .map(move |event| (kind, event.map(|event| Change::Secret(kind, event))))
-            .boxed()
+        let mut config = watcher::Config::default().fields(&format!("type={secret_type}"));
+        if let Some(labels) = &secret_labels {
+            config = config.labels(labels);
+        }
+        let parts = secret_apis.iter().map(|(namespace, api)| {
+            let origin = Origin {
+                kind,
+                namespace: namespace.clone(),
+            };
+            relisting(api.clone(), config.clone())
+                .map(move |event| {
+                    let namespace = origin.namespace.clone();
+                    let change = event.map(|event| Change::Secret(kind, namespace, event));
+                    (origin.clone(), change)
+                })
+                .boxed()
+        });
+        stream::select_all(parts).boxed()
     };
     let namespace_watch = relisting(Api::<Namespace>::all(client.clone()), Default::default())
-        .map(|event| (WatchKind::Namespaces, event.map(Change::Namespace)))
+        .map(|event| (WatchKind::Namespaces.into(), event.map(Change::Namespace)))
         .boxed();
     let rule_watch = relisting(
         Api::<PullSecretRule>::all(client.clone()),
         Default::default(),
     )
-    .map(|event| (WatchKind::PullSecretRules, event.map(Change::Rule)))
+    .map(|event| (WatchKind::PullSecretRules.into(), event.map(Change::Rule)))
     .boxed();
     let cluster_pull_secret_watch =
         relisting(Api::<ClusterPullSecret>::all(client), Default::default())
             .map(|event| {
                 (
-                    WatchKind::ClusterPullSecrets,
+                    WatchKind::ClusterPullSecrets.into(),
                     event.map(Change::ClusterPullSecret),
                 )
             })
@@ -280,8 +382,8 @@ where
     .boxed()
 }
 
-async fn apply_changes(
-    changes: impl Stream<Item = (WatchKind, Result<Change, watcher::Error>)>,
+async fn apply_changes<O: Into<Origin>>(
+    changes: impl Stream<Item = (O, Result<Change, watcher::Error>)>,
     cache: &ClusterCache,
     metrics: &Metrics,
 ) {
@@ -293,7 +395,9 @@ async fn apply_changes(
     // Batching keeps bursts (a relist, a mass rollout of secrets) to one publish per batch.
     let mut batches = std::pin::pin!(changes.ready_chunks(512));
     while let Some(batch) = batches.next().await {
-        for (kind, change) in batch {
+        for (origin, change) in batch {
+            let origin: Origin = origin.into();
+            let kind = origin.kind;
             match change {
                 Ok(change) => relist.apply(&mut builder, change, cache),
                 Err(error) => {
@@ -307,11 +411,14 @@ async fn apply_changes(
                                 "custom resource not installed; treating it as empty (install the chart's CRDs)"
                             );
                         }
-                        cache.mark_synced(kind);
-                    } else if cache.mark_failed(kind) {
-                        tracing::warn!(watch = kind.label(), %error, "watch failed: out of sync until it has listed again; retrying with backoff");
+                        cache.part_synced(origin);
                     } else {
-                        tracing::debug!(watch = kind.label(), %error, "watch failed again");
+                        let namespace = origin.namespace.clone().unwrap_or_default();
+                        if cache.part_failed(origin) {
+                            tracing::warn!(watch = kind.label(), namespace, %error, "watch failed: out of sync until it has listed again; retrying with backoff");
+                        } else {
+                            tracing::debug!(watch = kind.label(), namespace, %error, "watch failed again");
+                        }
                     }
                 }
             }
@@ -349,10 +456,11 @@ fn is_not_found(error: &watcher::Error) -> bool {
     }
 }
 
-/// Tracks what each in-progress relist has seen, to drop the rest when it completes.
+/// Tracks what each in-progress relist has seen (per namespace for Secrets in namespaced
+/// mode), to drop the rest when it completes.
 #[derive(Default)]
 struct Relist {
-    seen_secrets: [Option<HashSet<(String, String)>>; 2],
+    seen_secrets: HashMap<Origin, HashSet<(String, String)>>,
     seen_namespaces: Option<HashSet<String>>,
     seen_rules: Option<HashSet<(String, String)>>,
     seen_cluster_pull_secrets: Option<HashSet<String>>,
@@ -361,7 +469,9 @@ struct Relist {
 impl Relist {
     fn apply(&mut self, builder: &mut StateBuilder, change: Change, cache: &ClusterCache) {
         match change {
-            Change::Secret(kind, event) => self.apply_secret(builder, kind, event, cache),
+            Change::Secret(kind, namespace, event) => {
+                self.apply_secret(builder, Origin { kind, namespace }, event, cache)
+            }
             Change::Namespace(event) => self.apply_namespace(builder, event, cache),
             Change::Rule(event) => self.apply_rule(builder, event, cache),
             Change::ClusterPullSecret(event) => {
@@ -391,7 +501,7 @@ impl Relist {
                         seen.contains(&(namespace.to_owned(), name.to_owned()))
                     });
                 }
-                cache.mark_synced(WatchKind::PullSecretRules);
+                cache.part_synced(WatchKind::PullSecretRules.into());
             }
             Event::Apply(rule) => builder.apply_rule(&rule),
             Event::Delete(rule) => {
@@ -419,7 +529,7 @@ impl Relist {
                 if let Some(seen) = self.seen_cluster_pull_secrets.take() {
                     builder.retain_cluster_pull_secrets(|name| seen.contains(name));
                 }
-                cache.mark_synced(WatchKind::ClusterPullSecrets);
+                cache.part_synced(WatchKind::ClusterPullSecrets.into());
             }
             Event::Apply(resource) => builder.apply_cluster_pull_secret(&resource),
             Event::Delete(resource) => builder.delete_cluster_pull_secret(&resource.name_any()),
@@ -429,30 +539,34 @@ impl Relist {
     fn apply_secret(
         &mut self,
         builder: &mut StateBuilder,
-        kind: WatchKind,
+        origin: Origin,
         event: Event<Secret>,
         cache: &ClusterCache,
     ) {
-        let secret_type = match kind {
+        let secret_type = match origin.kind {
             WatchKind::DockerConfigJsonSecrets => SecretType::DockerConfigJson,
             _ => SecretType::DockerCfg,
         };
-        let seen = &mut self.seen_secrets[usize::from(kind == WatchKind::DockerCfgSecrets)];
         match event {
-            Event::Init => *seen = Some(HashSet::new()),
+            Event::Init => {
+                self.seen_secrets.insert(origin, HashSet::new());
+            }
             Event::InitApply(secret) => {
-                if let Some(seen) = seen {
+                if let Some(seen) = self.seen_secrets.get_mut(&origin) {
                     seen.insert((secret.namespace().unwrap_or_default(), secret.name_any()));
                 }
                 builder.apply_secret(&secret);
             }
             Event::InitDone => {
-                if let Some(seen) = seen.take() {
+                if let Some(seen) = self.seen_secrets.remove(&origin) {
+                    // A per-namespace watch's list says nothing about other namespaces.
+                    let listed = origin.namespace.as_deref();
                     builder.retain_secrets(secret_type, |namespace, name| {
-                        seen.contains(&(namespace.to_owned(), name.to_owned()))
+                        listed.is_some_and(|listed| listed != namespace)
+                            || seen.contains(&(namespace.to_owned(), name.to_owned()))
                     });
                 }
-                cache.mark_synced(kind);
+                cache.part_synced(origin);
             }
             Event::Apply(secret) => builder.apply_secret(&secret),
             Event::Delete(secret) => builder.delete_secret(
@@ -481,7 +595,7 @@ impl Relist {
                 if let Some(seen) = self.seen_namespaces.take() {
                     builder.retain_namespaces(|name| seen.contains(name));
                 }
-                cache.mark_synced(WatchKind::Namespaces);
+                cache.part_synced(WatchKind::Namespaces.into());
             }
             Event::Apply(namespace) => builder.apply_namespace(&namespace),
             Event::Delete(namespace) => builder.delete_namespace(&namespace.name_any()),
@@ -551,7 +665,7 @@ mod tests {
         let changes = stream::iter(
             events
                 .into_iter()
-                .map(|(kind, event)| (kind, Ok(Change::Secret(kind, event)))),
+                .map(|(kind, event)| (kind, Ok(Change::Secret(kind, None, event)))),
         );
         apply_changes(changes, &cache, &metrics).await;
         let snapshot = cache.snapshot();
@@ -637,7 +751,7 @@ mod tests {
         let listed = |kind| (kind, Ok(Change::Namespace(Event::Init)));
         let done = |kind: WatchKind| match kind {
             WatchKind::DockerConfigJsonSecrets | WatchKind::DockerCfgSecrets => {
-                (kind, Ok(Change::Secret(kind, Event::InitDone)))
+                (kind, Ok(Change::Secret(kind, None, Event::InitDone)))
             }
             WatchKind::Namespaces => (kind, Ok(Change::Namespace(Event::InitDone))),
             WatchKind::PullSecretRules => (kind, Ok(Change::Rule(Event::InitDone))),
@@ -685,5 +799,139 @@ mod tests {
         apply_changes(stream::iter(relist), &cache, &metrics).await;
         assert!(cache.is_in_sync(WatchKind::Namespaces));
         assert!(cache.out_of_sync().is_empty());
+    }
+
+    /// Namespaced mode: a kind of Secret is synced only once the watch of every listed
+    /// namespace has listed, out of sync while any of them has failed, and one namespace's
+    /// relist never drops another namespace's Secrets.
+    #[tokio::test]
+    async fn per_namespace_watches_sync_together_and_relist_apart() {
+        let cache = ClusterCache::default().with_scope(Scope::new(["billing", "shop"]));
+        let metrics = Metrics::new(&mut Registry::default());
+        let kind = WatchKind::DockerConfigJsonSecrets;
+        let part = |namespace: &str| Origin {
+            kind,
+            namespace: Some(namespace.to_owned()),
+        };
+        let event = |namespace: &str, event| {
+            (
+                part(namespace),
+                Ok(Change::Secret(kind, Some(namespace.to_owned()), event)),
+            )
+        };
+        let in_namespace = |namespace: &str| {
+            let mut secret = regcred("uid", DOCKER_CONFIG_JSON_TYPE, "registry.example.com");
+            secret.metadata.namespace = Some(namespace.to_owned());
+            secret
+        };
+        let cfg = WatchKind::DockerCfgSecrets;
+        let cfg_done = |namespace: &str| {
+            let origin = Origin {
+                kind: cfg,
+                namespace: Some(namespace.to_owned()),
+            };
+            let change = Change::Secret(cfg, Some(namespace.to_owned()), Event::InitDone);
+            (origin, Ok(change))
+        };
+        let mut first = vec![
+            cfg_done("billing"),
+            cfg_done("shop"),
+            (
+                WatchKind::Namespaces.into(),
+                Ok(Change::Namespace(Event::InitDone)),
+            ),
+            (
+                WatchKind::PullSecretRules.into(),
+                Ok(Change::Rule(Event::InitDone)),
+            ),
+            (
+                WatchKind::ClusterPullSecrets.into(),
+                Ok(Change::ClusterPullSecret(Event::InitDone)),
+            ),
+        ];
+        first.extend([
+            event("shop", Event::Init),
+            event("shop", Event::InitApply(in_namespace("shop"))),
+            event("shop", Event::InitDone),
+        ]);
+        apply_changes(stream::iter(first), &cache, &metrics).await;
+        assert!(!cache.is_synced(), "billing has not listed yet");
+        assert!(!cache.is_in_sync(kind));
+
+        let billing = [
+            event("billing", Event::Init),
+            event("billing", Event::InitApply(in_namespace("billing"))),
+            event("billing", Event::InitDone),
+        ];
+        apply_changes(stream::iter(billing), &cache, &metrics).await;
+        assert!(cache.is_synced());
+        assert!(cache.is_in_sync(kind));
+        let cached = |cache: &ClusterCache| {
+            ["billing", "shop"].map(|namespace| {
+                cache
+                    .snapshot()
+                    .namespace(namespace)
+                    .is_some_and(|ns| !ns.secrets().is_empty())
+            })
+        };
+        // billing's watch fails: the kind is in sync again only after billing's next list.
+        let failure = (part("billing"), Err(api_error(500, "InternalError")));
+        apply_changes(stream::iter([failure]), &cache, &metrics).await;
+        assert!(!cache.is_in_sync(kind));
+        apply_changes(
+            stream::iter([event("billing", Event::Init)]),
+            &cache,
+            &metrics,
+        )
+        .await;
+        assert!(!cache.is_in_sync(kind));
+        let done = [event("billing", Event::InitDone)];
+        apply_changes(stream::iter(done), &cache, &metrics).await;
+        assert!(cache.is_in_sync(kind));
+
+        // Both listed, then billing relists empty: shop keeps its Secret.
+        let cache = ClusterCache::default().with_scope(Scope::new(["billing", "shop"]));
+        let events = [
+            event("shop", Event::Init),
+            event("shop", Event::InitApply(in_namespace("shop"))),
+            event("shop", Event::InitDone),
+            event("billing", Event::Init),
+            event("billing", Event::InitApply(in_namespace("billing"))),
+            event("billing", Event::InitDone),
+        ];
+        let relist = [
+            event("billing", Event::Init),
+            event("billing", Event::InitDone),
+        ];
+        let all = events.into_iter().chain(relist);
+        apply_changes(stream::iter(all), &cache, &metrics).await;
+        assert_eq!(cached(&cache), [false, true]);
+    }
+
+    /// What the webhook keeps of a registry Secret: its registry keys, never a credential.
+    #[tokio::test]
+    async fn the_cache_keeps_no_credential_value() {
+        use base64::Engine;
+        let (user, password) = ("cache-user-7f3a", "cache-password-9c1e");
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let payload = format!(
+            r#"{{"auths":{{"registry.example.com":{{"username":"{user}","password":"{password}","auth":"{auth}","email":"{user}@example.com"}}}}}}"#
+        );
+        let mut secret = regcred("uid", DOCKER_CONFIG_JSON_TYPE, "unused.example.com");
+        secret.data = Some(BTreeMap::from([(
+            DOCKER_CONFIG_JSON_KEY.to_owned(),
+            ByteString(payload.into_bytes()),
+        )]));
+        let cache = ClusterCache::default();
+        let metrics = Metrics::new(&mut Registry::default());
+        let kind = WatchKind::DockerConfigJsonSecrets;
+        let events = [Event::Init, Event::InitApply(secret), Event::InitDone]
+            .map(|event| (kind, Ok(Change::Secret(kind, None, event))));
+        apply_changes(stream::iter(events), &cache, &metrics).await;
+        let kept = format!("{:?}", cache.snapshot());
+        assert!(kept.contains("registry.example.com"), "{kept}");
+        for value in [user, password, auth.as_str()] {
+            assert!(!kept.contains(value), "{value} kept: {kept}");
+        }
     }
 }

@@ -92,7 +92,18 @@ async fn audit_once(
     recorder: &Recorder,
     reported: &mut HashSet<FindingKey>,
 ) -> Result<(), kube::Error> {
-    let workloads = live::list_workloads(client, None).await?;
+    // In namespaced mode, only the served namespaces, each with a call of its own (a Role in
+    // each is all the access the audit has).
+    let workloads = match cache.scope().namespaces() {
+        None => live::list_workloads(client, None).await?,
+        Some(namespaces) => {
+            let mut all = Vec::new();
+            for namespace in namespaces {
+                all.extend(live::list_workloads(client, Some(namespace)).await?);
+            }
+            all
+        }
+    };
     let findings = live::audit_workloads(&workloads, &cache.snapshot());
     metrics.observe_audit(&findings);
     let current: HashSet<FindingKey> = findings.iter().map(key).collect();

@@ -24,6 +24,9 @@
 //! overwrites a newer status. On shutdown the Lease is released only once every reconcile has
 //! finished.
 //!
+//! In namespaced mode (`--namespaces`) copies are made, listed and deleted only in the listed
+//! namespaces, a source outside them is never read, and the status says so.
+//!
 //! Reconciles are triggered by the resource itself, by metadata-only watches of registry
 //! Secrets (a source rotated, a copy edited or deleted) and by the snapshot publisher whenever
 //! namespaces change (after the new snapshot is visible, so the reconcile sees them).
@@ -192,12 +195,18 @@ async fn run_controller(
     let store = controller.store();
     let secret_triggers = |secret_type: &str| {
         let config = watcher::Config::default().fields(&format!("type={secret_type}"));
-        watcher(
-            Api::<PartialObjectMeta<Secret>>::all(context.client.clone()),
-            config,
-        )
-        .default_backoff()
-        .touched_objects()
+        let watches = context
+            .cache
+            .scope()
+            .apis::<PartialObjectMeta<Secret>>(&context.client)
+            .into_iter()
+            .map(move |(_, secrets)| {
+                watcher(secrets, config.clone())
+                    .default_backoff()
+                    .touched_objects()
+                    .boxed()
+            });
+        stream::select_all(watches)
     };
     let namespace_triggers = {
         let store = store.clone();
@@ -453,6 +462,10 @@ struct Report {
     deferred: Vec<String>,
     /// Whether the namespace watch was in sync.
     namespaces_in_sync: bool,
+    /// Namespaced mode: copies are made only in the namespaces this injector serves.
+    namespaced: bool,
+    /// Namespaced mode: the source is in a namespace this injector does not serve.
+    source_out_of_scope: bool,
 }
 
 impl Report {
@@ -483,6 +496,16 @@ impl Report {
         source_found: bool,
     ) -> (bool, &'static str, String) {
         let target = resource.target_name();
+        if self.source_out_of_scope {
+            return (
+                false,
+                "SourceOutOfScope",
+                format!(
+                    "source Secret {}/{} is in a namespace this injector does not serve (namespaced mode): it is never read",
+                    resource.spec.source.namespace, resource.spec.source.name
+                ),
+            );
+        }
         if !source_found {
             return (
                 false,
@@ -523,11 +546,16 @@ impl Report {
                 ),
             );
         }
+        let scope = if self.namespaced {
+            " (namespaced mode: only the namespaces this injector serves are copied to)"
+        } else {
+            ""
+        };
         (
             true,
             "Synced",
             format!(
-                "copy {target} is up to date in {} namespaces",
+                "copy {target} is up to date in {} namespaces{scope}",
                 self.served.len()
             ),
         )
@@ -538,15 +566,16 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
     let name = resource.name_any();
     let target = resource.target_name();
     let state = context.cache.snapshot();
-    let wanted = target_namespaces(&state, resource);
+    let scope = context.cache.scope();
+    let mut wanted = target_namespaces(&state, resource);
+    wanted.retain(|namespace| scope.contains(namespace));
     let mut report = Report {
         namespaces_in_sync: context.cache.is_in_sync(WatchKind::Namespaces),
+        namespaced: scope.is_namespaced(),
+        source_out_of_scope: !scope.contains(&resource.spec.source.namespace),
         ..Report::default()
     };
-    let all_secrets: Api<Secret> = Api::all(context.client.clone());
-    let copies = all_secrets
-        .list(&ListParams::default().labels(&copies_selector(&name)))
-        .await?;
+    let copies = list_copies(context, &name).await?;
     let mut existing: BTreeMap<String, Secret> = BTreeMap::new();
     for copy in copies {
         let namespace = copy.namespace().unwrap_or_default();
@@ -583,15 +612,17 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
 
     let source_api: Api<Secret> =
         Api::namespaced(context.client.clone(), &resource.spec.source.namespace);
-    let source = source_api
-        .get_opt(&resource.spec.source.name)
-        .await?
-        .filter(|secret| {
-            matches!(
-                secret.type_.as_deref(),
-                Some(DOCKER_CONFIG_JSON_TYPE | DOCKERCFG_TYPE)
-            )
-        });
+    let source = if report.source_out_of_scope {
+        None
+    } else {
+        source_api.get_opt(&resource.spec.source.name).await?
+    };
+    let source = source.filter(|secret| {
+        matches!(
+            secret.type_.as_deref(),
+            Some(DOCKER_CONFIG_JSON_TYPE | DOCKERCFG_TYPE)
+        )
+    });
     if let Some(source) = &source {
         for namespace in &wanted {
             let copied = match existing.remove(namespace) {
@@ -650,10 +681,7 @@ async fn cleanup(
     resource: &ClusterPullSecret,
     context: &Context,
 ) -> Result<Action, ReconcileError> {
-    let all_secrets: Api<Secret> = Api::all(context.client.clone());
-    let copies = all_secrets
-        .list(&ListParams::default().labels(&copies_selector(&resource.name_any())))
-        .await?;
+    let copies = list_copies(context, &resource.name_any()).await?;
     let mut report = Report::default();
     for copy in copies {
         if let Err(failed) = delete_copy(context, &copy).await {
@@ -674,6 +702,16 @@ async fn cleanup(
     context.next_attempt(&resource.name_any(), true);
     tracing::info!(cluster_pull_secret = %resource.name_any(), "deleted; copies removed");
     Ok(Action::await_change())
+}
+
+/// The copies of the resource `name`, in the namespaces this injector serves.
+async fn list_copies(context: &Context, name: &str) -> Result<Vec<Secret>, kube::Error> {
+    let params = ListParams::default().labels(&copies_selector(name));
+    let mut copies = Vec::new();
+    for (_, secrets) in context.cache.scope().apis::<Secret>(&context.client) {
+        copies.extend(secrets.list(&params).await?);
+    }
+    Ok(copies)
 }
 
 /// The labels, annotation, type and data a copy must have.

@@ -5,7 +5,8 @@
 //! owner label naming its ClusterPullSecret. Every sweep lists those copies and the
 //! ClusterPullSecrets, both from the API (not the cache: a sweep must not act on a lagging
 //! picture), and deletes a copy only when its owner is absent from a complete list, with the
-//! copy's UID as precondition so a Secret recreated meanwhile is never touched.
+//! copy's UID as precondition so a Secret recreated meanwhile is never touched. In namespaced
+//! mode only the listed namespaces are swept.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::{Client, ResourceExt};
 
+use crate::cluster::scope::Scope;
 use crate::controller::leader::Leadership;
 use crate::state::crd::{ClusterPullSecret, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL};
 use crate::telemetry::Metrics;
@@ -38,7 +40,13 @@ pub fn orphans<'a>(
 
 /// Sweeps every `interval` while this replica leads, until the process ends; a sweep is
 /// dropped the moment the term ends.
-pub async fn run(client: Client, metrics: Metrics, interval: Duration, mut leadership: Leadership) {
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    metrics: Metrics,
+    interval: Duration,
+    mut leadership: Leadership,
+) {
     while leadership.acquired().await {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -47,7 +55,10 @@ pub async fn run(client: Client, metrics: Metrics, interval: Duration, mut leade
             if tick.is_none() {
                 break;
             }
-            match leadership.while_leading(sweep(&client, &metrics)).await {
+            match leadership
+                .while_leading(sweep(&client, &scope, &metrics))
+                .await
+            {
                 None => break,
                 Some(Err(error)) => {
                     tracing::warn!(%error, "cannot sweep orphaned copies; trying again later");
@@ -59,12 +70,18 @@ pub async fn run(client: Client, metrics: Metrics, interval: Duration, mut leade
 }
 
 /// One sweep; the number of copies deleted.
-pub async fn sweep(client: &Client, metrics: &Metrics) -> Result<usize, kube::Error> {
-    let secrets: Api<Secret> = Api::all(client.clone());
+pub async fn sweep(
+    client: &Client,
+    scope: &Scope,
+    metrics: &Metrics,
+) -> Result<usize, kube::Error> {
     let selector = ListParams::default().labels(&format!(
         "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{OWNER_LABEL}"
     ));
-    let copies = secrets.list_metadata(&selector).await?.items;
+    let mut copies = Vec::new();
+    for (_, secrets) in scope.apis::<Secret>(client) {
+        copies.extend(secrets.list_metadata(&selector).await?.items);
+    }
     if copies.is_empty() {
         return Ok(0);
     }

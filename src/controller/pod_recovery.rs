@@ -81,8 +81,9 @@ struct Recovery {
     recorder: Recorder,
     config: RecoveryConfig,
     tracked: HashMap<String, Tracked>,
-    /// UIDs seen during a relist, to drop the pods that went while the watch was down.
-    relisting: Option<Vec<String>>,
+    /// UIDs seen during each relist (per namespace in namespaced mode), to drop the pods
+    /// that went while the watch was down.
+    relisting: HashMap<Option<String>, Vec<String>>,
     last_eviction: Option<Instant>,
 }
 
@@ -108,7 +109,7 @@ pub async fn run(
         metrics,
         config,
         tracked: HashMap::new(),
-        relisting: None,
+        relisting: HashMap::new(),
         last_eviction: None,
     };
     while leadership.acquired().await {
@@ -123,18 +124,27 @@ pub async fn run(
 
 impl Recovery {
     async fn run_while_leading(&mut self) {
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let mut events = watcher(pods, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        // One watch per namespace in namespaced mode, so pods are read only there.
+        let watches = self
+            .cache
+            .scope()
+            .apis::<Pod>(&self.client)
+            .into_iter()
+            .map(|(namespace, pods)| {
+                watcher(pods, watcher::Config::default())
+                    .default_backoff()
+                    .map(move |event| (namespace.clone(), event))
+                    .boxed()
+            });
+        let mut events = futures::stream::select_all(watches);
         let mut snapshots = self.cache.snapshot_changes();
         let mut ticks = tokio::time::interval(ASSESS_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = events.next() => match event {
-                    Some(Ok(event)) => self.observe(event),
-                    Some(Err(error)) => {
+                    Some((namespace, Ok(event))) => self.observe(namespace, event),
+                    Some((_, Err(error))) => {
                         tracing::warn!(%error, "pod watch failed; retrying");
                         self.metrics.observe_watch_error("pods");
                     }
@@ -146,11 +156,14 @@ impl Recovery {
         }
     }
 
-    fn observe(&mut self, event: WatchEvent<Pod>) {
+    /// An event of the pod watch of `namespace` (`None`: the cluster-wide watch).
+    fn observe(&mut self, namespace: Option<String>, event: WatchEvent<Pod>) {
         match event {
-            WatchEvent::Init => self.relisting = Some(Vec::new()),
+            WatchEvent::Init => {
+                self.relisting.insert(namespace, Vec::new());
+            }
             WatchEvent::InitApply(pod) => {
-                if let Some(seen) = self.relisting.as_mut()
+                if let Some(seen) = self.relisting.get_mut(&namespace)
                     && let Some(uid) = &pod.metadata.uid
                 {
                     seen.push(uid.clone());
@@ -158,9 +171,15 @@ impl Recovery {
                 self.track(&pod);
             }
             WatchEvent::InitDone => {
-                if let Some(seen) = self.relisting.take() {
+                if let Some(seen) = self.relisting.remove(&namespace) {
                     let seen: std::collections::HashSet<String> = seen.into_iter().collect();
-                    self.tracked.retain(|uid, _| seen.contains(uid));
+                    // A namespace's list says nothing about other namespaces' pods.
+                    self.tracked.retain(|uid, tracked| {
+                        namespace
+                            .as_deref()
+                            .is_some_and(|listed| listed != tracked.pod.namespace)
+                            || seen.contains(uid)
+                    });
                 }
             }
             WatchEvent::Apply(pod) => self.track(&pod),

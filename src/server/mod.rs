@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::scope::Scope;
 use crate::cluster::watch::ClusterCache;
 use crate::controller::leader::{Leadership, Term};
 use crate::controller::pod_recovery::RecoveryConfig;
@@ -100,6 +101,26 @@ pub struct ServeArgs {
     /// shadow mode without this flag).
     #[arg(long, default_value_t = false, env = "PULLSECRET_INJECTOR_SHADOW")]
     pub shadow: bool,
+    /// Namespaced mode: serve only these namespaces (comma-separated or repeated). Secrets are
+    /// then read, and the controller writes, only there, one namespace at a time, so a Role
+    /// in each is all the Secret access it needs; Namespaces and the custom resources are
+    /// still read cluster-wide. Default: every namespace.
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "PULLSECRET_INJECTOR_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Cache only registry Secrets with these labels (a label selector, e.g.
+    /// `pullsecret-injector.io/registry=true`): others are never injected. A filter that keeps
+    /// the cache small, not a security boundary: RBAC still allows reading the others.
+    #[arg(
+        long,
+        value_name = "SELECTOR",
+        env = "PULLSECRET_INJECTOR_SECRET_LABEL_SELECTOR"
+    )]
+    pub secret_label_selector: Option<String>,
     #[command(flatten)]
     pub controller: ControllerArgs,
 }
@@ -359,10 +380,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Copies::Manual
     };
     let default_mode = if args.shadow { Mode::Shadow } else { Mode::On };
+    let scope = Scope::new(&args.namespaces);
+    if let Some(namespaces) = scope.namespaces() {
+        tracing::info!(
+            ?namespaces,
+            "namespaced mode: serving only these namespaces"
+        );
+    }
     let cache = Arc::new(
         ClusterCache::new(own_namespace.clone())
             .with_copies(copies)
-            .with_default_mode(default_mode),
+            .with_scope(scope)
+            .with_default_mode(default_mode)
+            .with_secret_labels(args.secret_label_selector.clone()),
     );
     let health = Arc::new(Health::new(Arc::clone(&certificates), Arc::clone(&cache)));
 
@@ -389,6 +419,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let leadership = || Leadership::new(terms.subscribe());
         tokio::spawn(crate::controller::orphans::run(
             client.clone(),
+            cache.scope().clone(),
             metrics.clone(),
             args.controller.orphan_sweep_interval,
             leadership(),
@@ -547,6 +578,21 @@ mod tests {
         let defaults = serve_args(&[]).connection_limits();
         assert_eq!(defaults.max_connections, 4096);
         assert_eq!(defaults.idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn namespaces_are_a_comma_list_or_repeated_and_none_means_the_cluster() {
+        let scope = |extra: &[&str]| Scope::new(&serve_args(extra).namespaces);
+        assert_eq!(scope(&[]), Scope::Cluster);
+        assert_eq!(
+            scope(&["--namespaces", "shop,billing", "--namespaces", "web"]),
+            Scope::new(["billing", "shop", "web"])
+        );
+        assert!(scope(&["--namespaces", "shop"]).is_namespaced());
+        assert_eq!(
+            serve_args(&["--secret-label-selector", "team=shop"]).secret_label_selector,
+            Some("team=shop".to_owned())
+        );
     }
 
     #[test]

@@ -521,6 +521,14 @@ if attempt "render: controller.enabled without auditInterval" render noaudit "$P
      and (.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
           | all(.name != "PULLSECRET_INJECTOR_AUDIT_INTERVAL"))'
 fi
+if attempt "render: controller.auditInterval=10m in namespaced mode" render audit-ns "$PREFIX-an" "$DRY_NS" \
+  --set controller.enabled=true --set controller.auditInterval=10m --set 'namespaces={shop,billing}'; then
+  check_jq "auditInterval, namespaced: list on the workload kinds in each served Role, none cluster-wide" "$WORK/audit-ns.json" \
+    '([.[] | select(.kind == "Role" and (.metadata.namespace == "shop" or .metadata.namespace == "billing"))
+       | [.rules[] | select(.resources == ["deployments", "statefulsets", "daemonsets"] and .verbs == ["list"])] | length]
+      == [1, 1])
+     and ([.[] | select(.kind == "ClusterRole") | .rules[].resources[]] | all(test("^(deployments|jobs)$") | not))'
+fi
 check_fails "values: controller.auditInterval needs controller.enabled" "auditInterval needs controller.enabled" \
   "$HELM" template x "$CHART" "${KV[@]}" --set controller.auditInterval=10m
 check_fails "values: shadow must be a boolean" "shadow.*boolean|boolean.*shadow" \
@@ -559,6 +567,40 @@ if attempt "render: controller.enabled with pullSecretRules and clusterPullSecre
         and .spec == {source: {namespace: $ns, name: "corp"}, namespaceSelector: {matchLabels: {corp: "true"}}, targetName: "corp-pull"})' \
     --arg ns "$DRY_NS" --arg rel "$REL"
   server_validate "controller enabled" "$F" "$DRY_NS"
+fi
+
+# Namespaced mode: Secrets only through a Role in each listed namespace
+REL="$PREFIX-ns"
+if attempt "render: namespaces (namespaced mode) with the controller, pod recovery and secretLabelSelector" \
+  render namespaced "$REL" "$DRY_NS" --set 'namespaces={shop,billing}' --set controller.enabled=true \
+  --set controller.recoverStuckPods=true --set secretLabelSelector=team=shop; then
+  F="$WORK/namespaced.json"
+  check_jq "namespaced mode: the ClusterRole reads namespaces and the two CRDs, no secrets" "$F" \
+    '.[] | select(.kind == "ClusterRole" and .metadata.name == $rel) | .rules == [
+       {apiGroups: [""], resources: ["namespaces"], verbs: ["get", "list", "watch"]},
+       {apiGroups: ["pullsecret-injector.io"], resources: ["pullsecretrules", "clusterpullsecrets"], verbs: ["get", "list", "watch"]}]' \
+    --arg rel "$REL"
+  check_jq "namespaced mode: -controller ClusterRole grants no secrets and no pods" "$F" \
+    '.[] | select(.kind == "ClusterRole" and .metadata.name == ($rel + "-controller"))
+     | [.rules[].resources[]] | (index("secrets") == null and index("pods") == null and index("pods/eviction") == null)' \
+    --arg rel "$REL"
+  check_jq "namespaced mode: a Role and RoleBinding in each listed namespace, Secrets and recovery only" "$F" \
+    '([.[] | select(.kind == "Role" and .metadata.name == $rel)] | map(.metadata.namespace) | sort == ["billing", "shop"])
+     and ([.[] | select(.kind == "Role" and .metadata.name == $rel) | .rules] | unique == [[
+       {apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]},
+       {apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"]},
+       {apiGroups: [""], resources: ["pods/eviction"], verbs: ["create"]}]])
+     and ([.[] | select(.kind == "RoleBinding" and .metadata.name == $rel)
+           | select(.roleRef.name == $rel and .subjects == [{kind: "ServiceAccount", name: $rel, namespace: $ns}])
+           | .metadata.namespace] | sort == ["billing", "shop"])' \
+    --arg rel "$REL" --arg ns "$DRY_NS"
+  check_jq "namespaced mode: namespaceSelector sends only the listed namespaces" "$F" \
+    '.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].namespaceSelector.matchExpressions
+     | any(. == {key: "kubernetes.io/metadata.name", operator: "In", values: ["shop", "billing"]})'
+  check_jq "namespaced mode: env names the namespaces and the Secret label selector" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | any(.name == "PULLSECRET_INJECTOR_NAMESPACES" and .value == "shop,billing")
+       and any(.name == "PULLSECRET_INJECTOR_SECRET_LABEL_SELECTOR" and .value == "team=shop")'
 fi
 
 # certManager mode

@@ -3,7 +3,8 @@
 //! chart's post-install hook switches it to Fail once every replica is available (a pod created
 //! while no replica runs is refused); an upgrade keeps Fail, and rotating the CA under Fail
 //! refuses nothing; an uninstall with the controller and `clusterPullSecrets` deletes them and
-//! their copies through the pre-delete hook, leaving nothing Terminating.
+//! their copies through the pre-delete hook, leaving nothing Terminating. The release namespace
+//! enforces the `restricted` Pod Security Standard, so the hook Jobs' pods must pass it.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::harness::{Suite, chart_dir, metric, poll, tail};
-use crate::incluster::{Load, Release, admitted_without_injection, injector_image_tarball};
+use crate::incluster::{
+    Load, RESTRICTED, Release, admitted_without_injection, expect_restricted_enforced,
+    injector_image_tarball,
+};
 use crate::node::{Registry, expect_secrets, wait_running};
 use crate::scenarios::Outcome;
 
@@ -97,7 +101,9 @@ pub fn chart_fail_policy(s: &Suite) -> Result<Outcome> {
     let covered = format!("e2e.pullsecret-injector.io/fail-{}", s.run_id);
     let select = format!("e2e.pullsecret-injector.io/fail-corp-{}", s.run_id);
 
-    let namespace = s.foreign_namespace("fail", &[])?;
+    // The hook Jobs' pods must pass the restricted Pod Security Standard as well.
+    let namespace = s.foreign_namespace("fail", &[RESTRICTED])?;
+    expect_restricted_enforced(s, &namespace)?;
     registry.secret(s, &namespace, "injector-pull")?;
     let source = s.foreign_namespace("fail-source", &[])?;
     registry.secret(s, &source, "corp-source")?;

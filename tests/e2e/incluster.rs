@@ -1,8 +1,9 @@
 //! The chart, running as Pods on the node: its image (made by `hack/image.sh`) pulled from a
 //! registry that requires auth through the chart's own `imagePullSecrets`, its certificates,
 //! probes and ServiceAccount, and the apiserver calling it through its Service. Then a rollout
-//! and a lost replica while pods are created, the controller from inside the cluster, and an
-//! uninstall that leaves pod creation working.
+//! and a lost replica while pods are created, the controller from inside the cluster, an
+//! upgrade to namespaced mode, and an uninstall that leaves pod creation working — all in a
+//! namespace that enforces the `restricted` Pod Security Standard.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +19,32 @@ const ROLLOUT_TIMEOUT: &str = "300s";
 const CONVERGENCE: Duration = Duration::from_secs(120);
 /// Longer than helm's own --timeout, so helm reports a stuck rollout first.
 const DISRUPTION_TIMEOUT: Duration = Duration::from_secs(420);
+/// The label that makes a namespace enforce the `restricted` Pod Security Standard: the chart
+/// is installed into such namespaces, so its pods (and its hook Jobs' pods) must pass it.
+pub const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
+
+/// The namespace really enforces `restricted`: a pod without the hardening it requires is
+/// refused there.
+pub fn expect_restricted_enforced(s: &Suite, namespace: &str) -> Result<()> {
+    let out = s.kubectl_raw(
+        &[
+            "run",
+            "unhardened",
+            "-n",
+            namespace,
+            "--image=registry.invalid/probe:1",
+            "--restart=Never",
+            "--dry-run=server",
+        ],
+        None,
+    )?;
+    ensure!(
+        !out.status.success() && out.stderr.contains("PodSecurity"),
+        "an unhardened pod was not refused by Pod Security in {namespace}: {}",
+        out.stderr.trim()
+    );
+    Ok(())
+}
 
 pub struct Release<'a> {
     pub s: &'a Suite,
@@ -203,7 +230,8 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     let repository = injector_image.trim_end_matches(":e2e").to_owned();
 
     let covered = format!("e2e.pullsecret-injector.io/incluster-{}", s.run_id);
-    let namespace = s.foreign_namespace("incluster", &[])?;
+    let namespace = s.foreign_namespace("incluster", &[RESTRICTED])?;
+    expect_restricted_enforced(s, &namespace)?;
     registry.secret(s, &namespace, "injector-pull")?;
     let mut release = Release {
         s,
@@ -371,6 +399,22 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
         "--wait=true",
         "--timeout=60s",
     ])?;
+
+    // Namespaced mode, from inside the cluster: only the app namespace is served; a covered
+    // namespace not listed gets nothing, although it has a matching Secret.
+    registry.secret(s, &target, "target-registry")?;
+    release.helm(
+        "upgrade",
+        &["--reuse-values", "--set", &format!("namespaces={{{app}}}")],
+    )?;
+    release.wait_ready(2)?;
+    poll(
+        "the namespaced in-cluster webhook to inject shop-registry",
+        CONVERGENCE,
+        || Ok((s.dry_run_pull_secrets(&app, &app_image)? == ["shop-registry"]).then_some(())),
+    )?;
+    admitted_without_injection(s, &target, &app_image)
+        .context("a pod of a covered namespace outside `namespaces`")?;
 
     // Uninstalled: pods are created as before, without injection.
     release.helm("uninstall", &[])?;

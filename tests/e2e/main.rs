@@ -29,6 +29,7 @@ mod hostile;
 mod incluster;
 mod mappings;
 mod node;
+mod nsmode;
 mod recovery;
 mod scenarios;
 mod shadow;

@@ -143,6 +143,10 @@ pub const ALL: &[Scenario] = &[
     },
     // After the suite's own webhook and controller are gone: nothing else writes copies.
     Scenario {
+        name: "namespaced-mode",
+        run: crate::nsmode::namespaced_mode,
+    },
+    Scenario {
         name: "node-chart-in-cluster",
         run: crate::incluster::chart_in_cluster,
     },

@@ -115,6 +115,24 @@ impl Suite {
         Serve::start(&self.work_path, &self.kubeconfig, name, extra, free_port()?)
     }
 
+    /// A further serve process with the identity of `kubeconfig` (e.g. a ServiceAccount's),
+    /// its log recorded for the leak check; with `wait_ready`, once `/readyz` answers 200.
+    pub fn start_extra_serve_as(
+        &self,
+        name: &str,
+        kubeconfig: &Path,
+        extra: &[String],
+        wait_ready: bool,
+    ) -> Result<Serve> {
+        let serve = if wait_ready {
+            Serve::start(&self.work_path, kubeconfig, name, extra, free_port()?)?
+        } else {
+            Serve::spawn(&self.work_path, kubeconfig, name, extra, 1, free_port()?)?
+        };
+        self.record_serve_log(serve.log.clone());
+        Ok(serve)
+    }
+
     pub fn serve_log(&self) -> PathBuf {
         self.record
             .borrow()

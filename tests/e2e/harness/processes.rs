@@ -261,7 +261,7 @@ pub struct Serve {
 }
 
 impl Serve {
-    fn spawn(
+    pub(super) fn spawn(
         work: &Path,
         kubeconfig: &Path,
         name: &str,
