@@ -540,7 +540,7 @@ start_apiserver() {
       --enable-admission-plugins=PodNodeSelector \
       --audit-policy-file="$STATE/audit-policy.yaml" \
       --audit-log-path="$STATE/audit.log" \
-      --audit-log-maxsize=100 \
+      --audit-log-maxsize=100 --audit-log-maxbackup=1 \
       ${extra[@]+"${extra[@]}"}
     if wait_for kube-apiserver "kube-apiserver ready on https://$APISERVER_HOST:$APISERVER_PORT" \
       apiserver_ready; then
