@@ -119,7 +119,8 @@ pub fn answer(
             let injected: Vec<&str> = reviewed.decision.injected_names().collect();
             tracing::info!(injected = ?injected, warnings = reviewed.decision.warnings.len(), "injected pull secrets")
         }
-        Outcome::Shadow => {
+        // As for injection: a line at info only when there was something to add.
+        Outcome::Shadow if !reviewed.decision.injected.is_empty() => {
             let would_inject: Vec<&str> = reviewed.decision.injected_names().collect();
             tracing::info!(would_inject = ?would_inject, warnings = reviewed.decision.warnings.len(), "shadow mode: pod left unchanged")
         }
