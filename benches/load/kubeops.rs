@@ -224,9 +224,13 @@ pub fn pod(namespace: &str, name: &str) -> Pod {
     }
 }
 
-/// Whether the webhook currently mutates pods in `namespace`: creates a probe pod and looks
-/// for injected pull secrets.
-pub async fn webhook_active(client: &Client, namespace: &str, probe: usize) -> Result<bool> {
+/// The pull secrets a probe pod created in `namespace` comes out with, in order: empty when no
+/// webhook mutates pods there.
+pub async fn probe_pull_secrets(
+    client: &Client,
+    namespace: &str,
+    probe: usize,
+) -> Result<Vec<String>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let created = api
         .create(
@@ -237,7 +241,10 @@ pub async fn webhook_active(client: &Client, namespace: &str, probe: usize) -> R
     Ok(created
         .spec
         .and_then(|spec| spec.image_pull_secrets)
-        .is_some_and(|secrets| !secrets.is_empty()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|reference| reference.name)
+        .collect())
 }
 
 /// Creates `count` pods `concurrency` at a time; per-create latencies in µs and the wall time.

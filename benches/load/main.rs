@@ -15,6 +15,7 @@ mod attack;
 mod baseline;
 mod client;
 mod kubeops;
+mod kyverno;
 mod procs;
 mod report;
 mod reviews;
@@ -48,6 +49,8 @@ struct Plan {
     /// Load modes to run, by a piece of their label, `;`-separated (`--modes=25 conn`); all by
     /// default.
     modes: Vec<String>,
+    /// Kyverno in the pod-create phase (`--kyverno`; `make bench` builds it first).
+    kyverno: bool,
 }
 
 impl Plan {
@@ -65,6 +68,7 @@ impl Plan {
                 phases: Vec::new(),
                 serve_args: Vec::new(),
                 modes: Vec::new(),
+                kyverno: false,
             }
         } else {
             Plan {
@@ -79,6 +83,7 @@ impl Plan {
                 phases: Vec::new(),
                 serve_args: Vec::new(),
                 modes: Vec::new(),
+                kyverno: false,
             }
         }
     }
@@ -107,6 +112,7 @@ fn main() -> std::process::ExitCode {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
     let mut plan = Plan::new(quick);
+    plan.kyverno = args.iter().any(|a| a == "--kyverno");
     for arg in &args {
         if let Some(phases) = arg.strip_prefix("--phases=") {
             plan.phases = phases.split(',').map(str::to_owned).collect();
@@ -284,7 +290,7 @@ async fn run(plan: Plan) -> Result<Results> {
         results.after_load_rss_kib = serve.process.memory_kib()?.0;
     }
     if plan.runs("overhead") {
-        overhead_phase(&plan, &work, &kube, &certs, &serve, &mut results).await?;
+        overhead_phase(&plan, &work, &cluster, &kube, &certs, &serve, &mut results).await?;
     }
     if plan.runs("attack") {
         attack_phase(&plan, &certs, &serve, &mut results).await?;
@@ -426,34 +432,64 @@ async fn start_baseline(work: &Path, certs: &Certs, label: &str) -> Result<(Proc
     Ok((process, addr))
 }
 
+/// Waits until a process uses under 5 % of a core over a second (at most 60 s).
+async fn settle(pid: u32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = procs::cpu_seconds_precise(pid)?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if procs::cpu_seconds_precise(pid)? - before < 0.05 || Instant::now() > deadline {
+            return Ok(());
+        }
+    }
+}
+
+/// The pull secrets both pullsecret-injector and Kyverno's policy give the bench pod in the
+/// overhead namespaces (sorted).
+const INJECTED: [&str; 2] = ["secret-00000", "secret-00003"];
+
 async fn overhead_phase(
     plan: &Plan,
     work: &Path,
+    cluster: &Cluster,
     kube: &kube::Client,
     certs: &Certs,
     serve: &Serve,
     results: &mut Results,
 ) -> Result<()> {
-    use report::Registered::{Baseline, Nothing, Webhook};
+    use report::Registered::{Baseline, Kyverno, Nothing, Webhook};
     let (baseline, baseline_addr) = start_baseline(work, certs, "baseline-overhead").await?;
-    // Rounds in A-B-C-C-B-A order so a drifting apiserver (a growing etcd) affects all alike;
-    // one pod at a time for latency, then 10 at a time for throughput (the apiserver saturates
-    // the two cores there, so latency at 10 measures CPU cost, not delay). The baseline server
-    // registered in place of the webhook shows what calling any webhook costs.
-    let rounds = [
-        (Nothing, 1),
-        (Webhook, 1),
-        (Baseline, 1),
-        (Baseline, 1),
-        (Webhook, 1),
-        (Nothing, 1),
-        (Nothing, 10),
-        (Webhook, 10),
-        (Webhook, 10),
-        (Nothing, 10),
-    ];
+    let kyverno = if plan.kyverno {
+        log("overhead: starting Kyverno (out of cluster)");
+        let dir = kyverno::build(&repo_root())?;
+        let started = kyverno::start(&dir, work, cluster).await?;
+        log(format!("kyverno pid {}", started.process.pid()));
+        Some(started)
+    } else {
+        None
+    };
+    // Rounds in A-B-C-D-D-C-B-A order so a drifting apiserver (a growing etcd) affects all
+    // alike; one pod at a time for latency, then 10 at a time for throughput (the apiserver
+    // saturates the two cores there, so latency at 10 measures CPU cost, not delay). The
+    // baseline server registered in place of the webhook shows what calling any webhook costs.
+    let mut order = vec![Nothing, Webhook, Baseline];
+    if kyverno.is_some() {
+        order.push(Kyverno);
+    }
+    let mut rounds = Vec::new();
+    for concurrency in [1, 10] {
+        rounds.extend(order.iter().map(|&r| (r, concurrency)));
+        rounds.extend(order.iter().rev().map(|&r| (r, concurrency)));
+    }
     let namespaces: Vec<String> = (0..rounds.len()).map(|i| format!("overhead-{i}")).collect();
-    kubeops::create_namespaces(kube, &namespaces, &[(kubeops::SELECT_LABEL, "on")]).await?;
+    // Kyverno's rounds get its label, the others the bench webhook's.
+    for (&(registered, _), namespace) in rounds.iter().zip(&namespaces) {
+        let label = match registered {
+            Kyverno => kyverno::SELECT_LABEL,
+            _ => kubeops::SELECT_LABEL,
+        };
+        kubeops::create_namespaces(kube, std::slice::from_ref(namespace), &[(label, "on")]).await?;
+    }
     for namespace in &namespaces {
         let one = vec![namespace.clone()];
         kubeops::create_secrets(kube, &one, 0..10, 10, Duration::from_secs(60)).await?;
@@ -469,7 +505,7 @@ async fn overhead_phase(
         if current != Some(registered) {
             kubeops::unregister_webhook(kube).await?;
             let addr = match registered {
-                Nothing => None,
+                Nothing | Kyverno => None,
                 Webhook => Some(serve.webhook),
                 Baseline => Some(baseline_addr),
             };
@@ -480,11 +516,29 @@ async fn overhead_phase(
         }
         // The apiserver picks up webhook configurations asynchronously: wait until a probe
         // pod shows the expected behaviour.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             probe += 1;
-            if kubeops::webhook_active(kube, namespace, probe).await? == with_webhook {
-                break;
+            match kubeops::probe_pull_secrets(kube, namespace, probe).await {
+                Ok(names) if names.is_empty() != with_webhook => {
+                    // Both tools must do the same job on the bench pod.
+                    let mut sorted = names.clone();
+                    sorted.sort();
+                    if matches!(registered, Webhook | Kyverno) && sorted != INJECTED {
+                        bail!(
+                            "{} gave the probe pod {names:?}, expected {INJECTED:?}",
+                            registered.label()
+                        );
+                    }
+                    break;
+                }
+                Ok(_) => {}
+                // Kyverno fails its first calls while it finishes starting (certificates,
+                // webhook registration): retried until the deadline.
+                Err(error) if registered == Kyverno && Instant::now() < deadline => {
+                    log(format!("  kyverno not ready yet: {error:#}"));
+                }
+                Err(error) => return Err(error),
             }
             if Instant::now() > deadline {
                 bail!("the apiserver did not apply the webhook registration change");
@@ -500,12 +554,35 @@ async fn overhead_phase(
             "overhead round {round}: {pods} pods, {concurrency} in flight, registered: {}",
             registered.label()
         ));
+        let server = match registered {
+            Nothing => None,
+            Webhook => Some(serve.process.pid()),
+            Baseline => Some(baseline.pid()),
+            Kyverno => kyverno.as_ref().map(|k| k.process.pid()),
+        };
+        let cpu_before = server.map(procs::cpu_seconds_precise).transpose()?;
         let (latencies, wall) = kubeops::create_pods(kube, namespace, pods, concurrency).await?;
+        if registered == Kyverno
+            && let Some(pid) = server
+        {
+            // Kyverno goes on working after its admissions (reports, events): that work is
+            // counted as its cost, and awaited so it does not load the next round.
+            settle(pid).await?;
+        }
+        let server_cpu_seconds = match (server, cpu_before) {
+            (Some(pid), Some(before)) => Some(procs::cpu_seconds_precise(pid)? - before),
+            _ => None,
+        };
+        let server_rss_kib = server
+            .map(|pid| procs::memory_kib(pid).map(|(rss, _)| rss))
+            .transpose()?;
         results.overhead.push(OverheadRun {
             registered,
             concurrency,
             latencies_us: latencies,
             seconds: wall.as_secs_f64(),
+            server_cpu_seconds,
+            server_rss_kib,
         });
     }
     let (calls, mean) = kubeops::webhook_call_stats(kube).await?;
@@ -517,6 +594,9 @@ async fn overhead_phase(
     ));
     kubeops::unregister_webhook(kube).await?;
     baseline.stop();
+    if let Some(kyverno) = kyverno {
+        kyverno.process.stop();
+    }
     kubeops::delete_namespaces(kube, &namespaces).await;
     Ok(())
 }

@@ -159,6 +159,35 @@ pub fn memory_kib(pid: u32) -> Result<(u64, u64)> {
 }
 
 /// Total CPU time (user + system) a process has used, in seconds.
+/// CPU time of a process (all its threads), to the nanosecond: its CPU-time clock
+/// (`clock_getcpuclockid`). `/proc/PID/stat` counts in 10 ms ticks, too coarse for the CPU a
+/// server spends on 125 pod creations; it is the fallback.
+pub fn cpu_seconds_precise(pid: u32) -> Result<f64> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_getcpuclockid(pid: i32, clock: *mut i32) -> i32;
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    let mut clock = 0i32;
+    let mut now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls only write into the locals passed by pointer.
+    let ok = unsafe {
+        clock_getcpuclockid(pid as i32, &mut clock) == 0 && clock_gettime(clock, &mut now) == 0
+    };
+    if ok {
+        Ok(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
+    } else {
+        cpu_seconds(pid)
+    }
+}
+
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");

@@ -20,7 +20,10 @@
 //!   has failed: a malformed glob that is never reached is a plain mismatch, not an error.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
+use std::hash::Hash;
 use std::ops::Range;
 
 #[cfg(test)]
@@ -222,11 +225,14 @@ impl<T> Explanation<'_, T> {
     }
 }
 
-impl<T: Clone + PartialEq> Keyring<T> {
+impl<T: Clone + Eq + Hash> Keyring<T> {
     /// Builds the keyring from owners in `imagePullSecrets` order, each with its raw auths keys.
     ///
     /// Keys the kubelet skips (see [`index_key`]) are dropped. An owner given twice (equal by
-    /// `PartialEq`) counts as one, at its first position.
+    /// `Eq`) counts as one, at its first position.
+    ///
+    /// Linear in the number of owners and keys (a namespace's keyring holds every secret of
+    /// the namespace, possibly thousands sharing one registry).
     pub fn new<I, K>(owners: I) -> Self
     where
         I: IntoIterator<Item = (T, K)>,
@@ -234,19 +240,28 @@ impl<T: Clone + PartialEq> Keyring<T> {
         K::Item: AsRef<str>,
     {
         let mut distinct: Vec<T> = Vec::new();
+        let mut ids_of: HashMap<T, usize> = HashMap::new();
         let mut by_key: std::collections::BTreeMap<Vec<u8>, Vec<usize>> = Default::default();
         for (owner, raw_keys) in owners {
-            let id = match distinct.iter().position(|known| *known == owner) {
-                Some(id) => id,
-                None => {
-                    distinct.push(owner);
-                    distinct.len() - 1
+            let (id, repeated) = match ids_of.entry(owner) {
+                Entry::Occupied(known) => (*known.get(), true),
+                Entry::Vacant(new) => {
+                    distinct.push(new.key().clone());
+                    new.insert(distinct.len() - 1);
+                    (distinct.len() - 1, false)
                 }
             };
             for raw in raw_keys {
                 if let Some(key) = normalize(raw.as_ref().as_bytes()) {
                     let ids = by_key.entry(key).or_default();
-                    if !ids.contains(&id) {
+                    // A new owner has the highest id so far: only its own previous key can
+                    // have put it there. A repeated owner (rare) may be anywhere.
+                    let present = if repeated {
+                        ids.contains(&id)
+                    } else {
+                        ids.last() == Some(&id)
+                    };
+                    if !present {
                         ids.push(id);
                     }
                 }

@@ -472,10 +472,81 @@ pub enum Copies {
     Manual,
 }
 
+/// Shards of the published namespace table.
+const NAMESPACE_SHARDS: usize = 64;
+
+type NamespaceShard = HashMap<Arc<str>, Arc<NamespaceState>>;
+
+/// The published namespace table, split into shards by a hash of the name: a publish copies
+/// the list of shards and the shards of the namespaces that changed, not the whole table (with
+/// 1,000 namespaces, a change to one used to copy 1,000 names).
+#[derive(Debug, Clone)]
+struct NamespaceTable {
+    shards: Vec<Arc<NamespaceShard>>,
+    len: usize,
+}
+
+impl Default for NamespaceTable {
+    fn default() -> NamespaceTable {
+        let empty = Arc::new(NamespaceShard::new());
+        NamespaceTable {
+            shards: vec![empty; NAMESPACE_SHARDS],
+            len: 0,
+        }
+    }
+}
+
+impl NamespaceTable {
+    fn shard_of(name: &str) -> usize {
+        // A fixed hasher: the shard of a name must not change between snapshots.
+        use std::hash::BuildHasher;
+        let hash =
+            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(name);
+        (hash % NAMESPACE_SHARDS as u64) as usize
+    }
+
+    fn get(&self, name: &str) -> Option<&Arc<NamespaceState>> {
+        self.shards[Self::shard_of(name)].get(name)
+    }
+
+    fn insert(&mut self, name: &str, state: Arc<NamespaceState>) {
+        let shard = Arc::make_mut(&mut self.shards[Self::shard_of(name)]);
+        match shard.get_mut(name) {
+            Some(known) => *known = state,
+            None => {
+                shard.insert(Arc::from(name), state);
+                self.len += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        let shard = &mut self.shards[Self::shard_of(name)];
+        if shard.contains_key(name) {
+            Arc::make_mut(shard).remove(name);
+            self.len -= 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &NamespaceState)> {
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.iter().map(|(name, ns)| (&**name, &**ns)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &NamespaceState> {
+        self.iter().map(|(_, ns)| ns)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// An immutable snapshot of the cluster, as the admission decision sees it.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterState {
-    namespaces: HashMap<String, Arc<NamespaceState>>,
+    namespaces: NamespaceTable,
     credentials: Arc<Vec<ClusterCredential>>,
     own_namespace: Option<Arc<str>>,
     copies: Copies,
@@ -576,7 +647,7 @@ impl ClusterState {
         self.namespaces
             .iter()
             .filter(|(_, ns)| ns.exists())
-            .map(|(name, _)| name.as_str())
+            .map(|(name, _)| name)
     }
 
     /// The namespace's state, or `None` when nothing is known about it (no secrets, no labels).
@@ -908,7 +979,7 @@ impl StateBuilder {
         for name in self.dirty.drain() {
             match self.namespaces.get(&name) {
                 Some(entry) if !entry.is_empty() => {
-                    namespaces.insert(name, Arc::new(NamespaceState::build(entry)));
+                    namespaces.insert(&name, Arc::new(NamespaceState::build(entry)));
                 }
                 _ => {
                     self.namespaces.remove(&name);
@@ -975,6 +1046,55 @@ mod tests {
             RegistryKeys::from(vec!["a.io".to_owned()]),
             RegistryKeys::from(vec!["a.io".to_owned(), "b.io".to_owned()])
         );
+    }
+
+    fn secret_in(namespace: &str, name: &str, registry: &str) -> Secret {
+        let mut secret = secret(name, &format!(r#"{{"auths":{{"{registry}":{{}}}}}}"#));
+        secret.metadata.namespace = Some(namespace.to_owned());
+        secret
+    }
+
+    #[test]
+    fn publishing_many_namespaces_keeps_each_and_leaves_older_snapshots_alone() {
+        let mut builder = StateBuilder::new();
+        for ns in 0..1_000 {
+            builder.apply_secret(&secret_in(&format!("ns-{ns}"), "a", &format!("r{ns}.io")));
+        }
+        let first = builder.snapshot();
+        assert_eq!(first.namespace_count(), 1_000);
+        assert_eq!(first.secret_count(), 1_000);
+        // Change one, add one, remove one.
+        builder.apply_secret(&secret_in("ns-5", "a", "changed.io"));
+        builder.apply_secret(&secret_in("ns-new", "a", "new.io"));
+        builder.delete_secret("ns-9", "a", SecretType::DockerConfigJson);
+        let second = builder.snapshot();
+        assert_eq!(second.namespace_count(), 1_000);
+        assert!(second.namespace("ns-9").is_none());
+        let lookup = |state: &ClusterState, ns: &str, image: &str| {
+            state
+                .namespace(ns)
+                .map_or(0, |ns| ns.keyring().lookup(image).len())
+        };
+        assert_eq!(lookup(&second, "ns-5", "changed.io/x"), 1);
+        assert_eq!(lookup(&second, "ns-5", "r5.io/x"), 0);
+        assert_eq!(lookup(&second, "ns-new", "new.io/x"), 1);
+        for ns in (0..1_000).filter(|ns| ![5, 9].contains(ns)) {
+            let name = format!("ns-{ns}");
+            assert_eq!(lookup(&second, &name, &format!("r{ns}.io/x")), 1, "{name}");
+        }
+        // The earlier snapshot still shows the cluster as it was.
+        assert_eq!(first.namespace_count(), 1_000);
+        assert_eq!(lookup(&first, "ns-5", "r5.io/x"), 1);
+        assert_eq!(lookup(&first, "ns-9", "r9.io/x"), 1);
+        assert!(first.namespace("ns-new").is_none());
+        // Namespaces that did not change are shared, not copied.
+        let same = |ns: &str| {
+            std::ptr::eq(
+                first.namespace(ns).expect("first"),
+                second.namespace(ns).expect("second"),
+            )
+        };
+        assert!(same("ns-1") && !same("ns-5"));
     }
 
     #[test]

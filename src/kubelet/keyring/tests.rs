@@ -686,6 +686,32 @@ fn repeated_owner_counts_once_at_first_position() {
 }
 
 #[test]
+fn many_owners_of_one_key_each_once_in_order() {
+    // Thousands of secrets for one registry, one namespace: every owner once, in order, also
+    // when an owner lists the key twice or comes back later with it.
+    let mut owners: Vec<(usize, Vec<&str>)> = (0..3_000)
+        .map(|i| match i % 3 {
+            0 => (i, vec!["reg.io"]),
+            1 => (i, vec!["reg.io", "https://reg.io/v2/"]),
+            _ => (i, vec!["other.io", "reg.io"]),
+        })
+        .collect();
+    owners.push((1_500, vec!["reg.io", "new.io"]));
+    owners.push((7, vec!["new.io"]));
+    let keyring = Keyring::new(owners);
+    let found: Vec<usize> = keyring.lookup("reg.io/app").into_iter().copied().collect();
+    assert_eq!(found, (0..3_000).collect::<Vec<_>>());
+    // A key's owners in the order the key was given: the returning owner first.
+    assert_eq!(keyring.lookup("new.io/app"), [&1_500, &7]);
+    let other: Vec<usize> = keyring
+        .lookup("other.io/app")
+        .into_iter()
+        .copied()
+        .collect();
+    assert_eq!(other, (0..3_000).filter(|i| i % 3 == 2).collect::<Vec<_>>());
+}
+
+#[test]
 fn keys_stored_apart_from_their_parse() {
     // `%FF` leaves a key that is not UTF-8; `%3F` leaves a `?` that cuts the key's path when
     // the key is parsed again; `*` is a glob label.
