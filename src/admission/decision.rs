@@ -35,6 +35,8 @@ const MAX_WARNINGS: usize = 8;
 pub enum OptOut {
     Pod,
     Namespace,
+    /// Outside the namespaces a namespaced-mode server serves (`serve --namespaces`).
+    NotServed,
 }
 
 /// One secret appended to the pod, with the lookup strings it was chosen for.
@@ -63,6 +65,16 @@ pub struct Decision {
 
 /// Decides the injection for a pod being created in `namespace`.
 pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision {
+    if !state.serves(namespace) {
+        // Its Secrets are not cached here: deciding would only offer ClusterPullSecret copies
+        // this server may not read, so the pod is left as it came.
+        let mut decision = Decision::opted_out(OptOut::NotServed);
+        decision.warnings.push(format!(
+            "pullsecret-injector serves only the namespaces given to --namespaces, not {}; no pull secret injected",
+            quote(namespace)
+        ));
+        return decision;
+    }
     let ns = state.namespace(namespace);
     if pod.label(INJECT_LABEL) == Some("false") {
         return Decision::opted_out(OptOut::Pod);

@@ -391,6 +391,7 @@ async fn apply_changes<O: Into<Origin>>(
     builder.set_own_namespace(cache.own_namespace.as_deref());
     builder.set_copies(cache.copies);
     builder.set_default_mode(cache.default_mode);
+    builder.set_served_namespaces(cache.scope.namespaces().cloned().map(Arc::new));
     let mut relist = Relist::default();
     // Batching keeps bursts (a relist, a mass rollout of secrets) to one publish per batch.
     let mut batches = std::pin::pin!(changes.ready_chunks(512));

@@ -7,7 +7,7 @@
 //! write into, and it republishes only the namespaces that changed.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -551,9 +551,25 @@ pub struct ClusterState {
     own_namespace: Option<Arc<str>>,
     copies: Copies,
     default_mode: Mode,
+    /// Namespaced mode (`serve --namespaces`): the only namespaces served; `None` serves all.
+    served: Option<Arc<BTreeSet<String>>>,
 }
 
 impl ClusterState {
+    /// Whether pods of `namespace` are served at all: always, except outside the list of a
+    /// namespaced-mode server (whose webhook selector should never send them).
+    pub fn serves(&self, namespace: &str) -> bool {
+        self.served
+            .as_ref()
+            .is_none_or(|served| served.contains(namespace))
+    }
+
+    /// [`ClusterState::serves`] only the listed namespaces (namespaced mode).
+    pub fn with_served_namespaces(mut self, served: Option<Arc<BTreeSet<String>>>) -> ClusterState {
+        self.served = served;
+        self
+    }
+
     /// The mode of pods created in `namespace`: its [`MODE_LABEL`] when that names a mode,
     /// else the server's default. The label wins both ways, so a cluster installed in shadow
     /// mode is switched on one namespace at a time, and one namespace of a cluster that
@@ -699,6 +715,7 @@ pub struct StateBuilder {
     own_namespace: Option<Arc<str>>,
     copies: Copies,
     default_mode: Mode,
+    served: Option<Arc<BTreeSet<String>>>,
     published: Arc<ClusterState>,
     /// A Secret of one registry type shadowed by a Secret of the same name and the other type.
     /// Only one can exist at a time, but the two types come from two watches that deliver
@@ -734,6 +751,11 @@ impl StateBuilder {
     /// The mode of namespaces without a [`MODE_LABEL`] (the server: `--shadow`).
     pub fn set_default_mode(&mut self, mode: Mode) {
         self.default_mode = mode;
+    }
+
+    /// The only namespaces served (the server: `--namespaces`); `None` serves all.
+    pub fn set_served_namespaces(&mut self, served: Option<Arc<BTreeSet<String>>>) {
+        self.served = served;
     }
 
     /// Whether namespaces appeared, went or changed labels since the last call (the
@@ -972,6 +994,7 @@ impl StateBuilder {
         if self.dirty.is_empty()
             && !self.credentials_dirty
             && self.published.default_mode == self.default_mode
+            && self.published.served == self.served
         {
             return Arc::clone(&self.published);
         }
@@ -993,6 +1016,7 @@ impl StateBuilder {
             own_namespace: self.own_namespace.clone(),
             copies: self.copies,
             default_mode: self.default_mode,
+            served: self.served.clone(),
         };
         if std::mem::take(&mut self.credentials_dirty) {
             let credentials = self

@@ -294,6 +294,27 @@ fn opt_out_on_pod_or_namespace_changes_nothing() {
 }
 
 #[test]
+fn a_namespaced_server_leaves_pods_of_other_namespaces_alone() {
+    let documents = [
+        secret("shop", "r", &["r.example.com"]),
+        secret("other", "r", &["r.example.com"]),
+    ];
+    let served = Arc::new(std::collections::BTreeSet::from(["shop".to_owned()]));
+    let state = ClusterState::clone(&state(&documents)).with_served_namespaces(Some(served));
+    let (view, _) = pod(pod_with_images(&["r.example.com/x"]));
+    assert_eq!(decide(&view, "shop", &state).injected.len(), 1);
+    let decision = decide(&view, "other", &state);
+    assert_eq!(decision.opt_out, Some(OptOut::NotServed));
+    assert!(decision.injected.is_empty() && decision.patch.0.is_empty());
+    assert_eq!(decision.warnings.len(), 1, "{:?}", decision.warnings);
+    assert!(
+        decision.warnings[0].contains("--namespaces"),
+        "{:?}",
+        decision.warnings
+    );
+}
+
+#[test]
 fn undecodable_secrets_are_never_injected_and_are_reported_without_content() {
     let password = "Sup3r-S3cret-Value";
     let bad_auth = format!(r#"{{"auths":{{"r.example.com":{{"auth":"!!{password}!!"}}}}}}"#);
