@@ -457,29 +457,32 @@ async fn overhead_phase(
     serve: &Serve,
     results: &mut Results,
 ) -> Result<()> {
-    use report::Registered::{Baseline, Kyverno, Nothing, Webhook};
+    use report::Registered::{Baseline, BaselineBesideKyverno, Kyverno, Nothing, Webhook};
     let (baseline, baseline_addr) = start_baseline(work, certs, "baseline-overhead").await?;
-    let kyverno = if plan.kyverno {
-        log("overhead: starting Kyverno (out of cluster)");
-        let dir = kyverno::build(&repo_root())?;
-        let started = kyverno::start(&dir, work, cluster).await?;
-        log(format!("kyverno pid {}", started.process.pid()));
-        Some(started)
-    } else {
-        None
-    };
-    // Rounds in A-B-C-D-D-C-B-A order so a drifting apiserver (a growing etcd) affects all
-    // alike; one pod at a time for latency, then 10 at a time for throughput (the apiserver
-    // saturates the two cores there, so latency at 10 measures CPU cost, not delay). The
-    // baseline server registered in place of the webhook shows what calling any webhook costs.
-    let mut order = vec![Nothing, Webhook, Baseline];
-    if kyverno.is_some() {
-        order.push(Kyverno);
-    }
+    // Rounds in A-B-C-C-B-A order so a drifting apiserver (a growing etcd) affects all alike;
+    // one pod at a time for latency, then 10 at a time for throughput (the apiserver saturates
+    // the two cores there, so latency at 10 measures CPU cost, not delay). The baseline server
+    // registered in place of the webhook shows what calling any webhook costs. Kyverno comes
+    // last, started only then, between no-op rounds of its own: what it leaves the apiserver
+    // and etcd to do (admission reports, events) slowed every round after it.
+    let order = [Nothing, Webhook, Baseline];
     let mut rounds = Vec::new();
     for concurrency in [1, 10] {
         rounds.extend(order.iter().map(|&r| (r, concurrency)));
         rounds.extend(order.iter().rev().map(|&r| (r, concurrency)));
+    }
+    if plan.kyverno {
+        for concurrency in [1, 10] {
+            rounds.extend(
+                [
+                    BaselineBesideKyverno,
+                    Kyverno,
+                    Kyverno,
+                    BaselineBesideKyverno,
+                ]
+                .map(|r| (r, concurrency)),
+            );
+        }
     }
     let namespaces: Vec<String> = (0..rounds.len()).map(|i| format!("overhead-{i}")).collect();
     // Kyverno's rounds get its label, the others the bench webhook's.
@@ -498,16 +501,24 @@ async fn overhead_phase(
     let ca = std::fs::read(&certs.ca)?;
     let mut probe = 0;
     let mut current = None;
+    let mut kyverno: Option<kyverno::Kyverno> = None;
     for (round, (&(registered, concurrency), namespace)) in
         rounds.iter().zip(&namespaces).enumerate()
     {
         let with_webhook = registered != Nothing;
+        if registered == Kyverno && kyverno.is_none() {
+            log("overhead: starting Kyverno (out of cluster)");
+            let dir = kyverno::build(&repo_root())?;
+            let started = kyverno::start(&dir, work, cluster).await?;
+            log(format!("kyverno pid {}", started.process.pid()));
+            kyverno = Some(started);
+        }
         if current != Some(registered) {
             kubeops::unregister_webhook(kube).await?;
             let addr = match registered {
                 Nothing | Kyverno => None,
                 Webhook => Some(serve.webhook),
-                Baseline => Some(baseline_addr),
+                Baseline | BaselineBesideKyverno => Some(baseline_addr),
             };
             if let Some(addr) = addr {
                 kubeops::register_webhook(kube, &format!("https://{addr}/mutate"), &ca).await?;
@@ -557,7 +568,7 @@ async fn overhead_phase(
         let server = match registered {
             Nothing => None,
             Webhook => Some(serve.process.pid()),
-            Baseline => Some(baseline.pid()),
+            Baseline | BaselineBesideKyverno => Some(baseline.pid()),
             Kyverno => kyverno.as_ref().map(|k| k.process.pid()),
         };
         let cpu_before = server.map(procs::cpu_seconds_precise).transpose()?;
