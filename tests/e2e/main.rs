@@ -31,6 +31,7 @@ mod mappings;
 mod node;
 mod recovery;
 mod scenarios;
+mod tokens;
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};

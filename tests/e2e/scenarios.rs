@@ -106,6 +106,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::node::rule_and_cluster_pull_secret,
     },
     Scenario {
+        name: "node-minted-credentials-rotate",
+        run: crate::tokens::minted_credentials_rotate,
+    },
+    Scenario {
         name: "controller-orphan-sweep",
         run: crate::recovery::orphaned_copies_swept,
     },
