@@ -116,16 +116,7 @@ pub async fn refresh(
         .unwrap_or_default();
     let resolved = plugins.resolve(block);
     let digest = resolved.as_ref().ok().map(|p| digest(p, block));
-    let annotation = |key: &str| {
-        existing
-            .as_ref()
-            .and_then(|s| s.annotations().get(key).cloned())
-    };
-    let at = |key: &str| annotation(key).and_then(|t| t.parse::<Timestamp>().ok());
-    let due = existing.is_none()
-        || (digest.is_some() && annotation(DIGEST) != digest)
-        || resolved.is_err()
-        || at(REFRESH_AT).is_none_or(|t| t <= now);
+    let due = is_due(existing.as_ref(), digest.as_deref(), now);
     // A changed spec is tried at once; otherwise failures wait for their backoff.
     let spec_changed = resource.status.as_ref().and_then(|s| s.observed_generation)
         != resource.metadata.generation;
@@ -310,17 +301,11 @@ async fn write(
         (MINTED_AT.to_owned(), show(now)),
         (DIGEST.to_owned(), digest),
     ]);
-    let refresh_in = match minted.lifetime {
-        Some(lifetime) => {
-            annotations.insert(EXPIRES_AT.to_owned(), show(after(now, signed(lifetime))));
-            lifetime.mul_f64(jitter(resource, now))
-        }
-        None => NO_LIFETIME_REFRESH,
-    };
-    annotations.insert(
-        REFRESH_AT.to_owned(),
-        show(after(now, signed(refresh_in.max(MIN_REFRESH)))),
-    );
+    if let Some(lifetime) = minted.lifetime {
+        annotations.insert(EXPIRES_AT.to_owned(), show(after(now, signed(lifetime))));
+    }
+    let refresh_in = refresh_after(minted.lifetime, jitter(resource, now));
+    annotations.insert(REFRESH_AT.to_owned(), show(after(now, signed(refresh_in))));
     let source = &resource.spec.source;
     let desired = Secret {
         metadata: ObjectMeta {
@@ -349,6 +334,28 @@ async fn write(
         Some(_) => api.replace(&source.name, &params, &desired).await,
         None => api.create(&params, &desired).await,
     }
+}
+
+/// Whether to run the plugin: no Secret yet, minted with another provider or images (or the
+/// provider cannot be resolved, to report why), or its refresh time has come.
+fn is_due(existing: Option<&Secret>, digest: Option<&str>, now: Timestamp) -> bool {
+    let Some(secret) = existing else {
+        return true;
+    };
+    let annotations = secret.annotations();
+    let refresh_at = annotations
+        .get(REFRESH_AT)
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    digest.is_none_or(|digest| annotations.get(DIGEST).map(String::as_str) != Some(digest))
+        || refresh_at.is_none_or(|t| t <= now)
+}
+
+/// How long after minting to refresh: `fraction` of the lifetime, at least [`MIN_REFRESH`];
+/// [`NO_LIFETIME_REFRESH`] without a stated lifetime.
+fn refresh_after(lifetime: Option<Duration>, fraction: f64) -> Duration {
+    lifetime.map_or(NO_LIFETIME_REFRESH, |lifetime| {
+        lifetime.mul_f64(fraction).max(MIN_REFRESH)
+    })
 }
 
 /// The refresh point as a fraction of the lifetime: 0.75–0.85, spread by resource and time so
@@ -434,5 +441,177 @@ async fn publish(
     };
     if let Err(error) = recorder.publish(&event, &resource.object_ref(&())).await {
         tracing::warn!(%error, "cannot publish the Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::crd::{ClusterPullSecretSpec, SourceSecret};
+
+    fn minted_secret(annotations: &[(&str, String)], owner: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                labels: Some(BTreeMap::from([
+                    (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+                    (MINTED_FOR_LABEL.to_owned(), owner.to_owned()),
+                ])),
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                ".dockerconfigjson".to_owned(),
+                ByteString(
+                    br#"{"auths":{"r.example":{"username":"robot","password":"CURRENT-secret-value"}}}"#
+                        .to_vec(),
+                ),
+            )])),
+            ..Secret::default()
+        }
+    }
+
+    fn at(now: Timestamp, seconds: i64) -> String {
+        show(after(now, SignedDuration::from_secs(seconds)))
+    }
+
+    #[test]
+    fn a_refresh_is_due_when_missing_changed_or_at_its_time() {
+        let now = Timestamp::now();
+        let fresh = minted_secret(&[(REFRESH_AT, at(now, 60)), (DIGEST, "d1".to_owned())], "c");
+        assert!(!is_due(Some(&fresh), Some("d1"), now));
+        assert!(is_due(None, Some("d1"), now), "no Secret yet");
+        assert!(
+            is_due(Some(&fresh), Some("d2"), now),
+            "provider or images changed"
+        );
+        assert!(
+            is_due(Some(&fresh), None, now),
+            "the provider cannot be resolved"
+        );
+        let old = minted_secret(&[(REFRESH_AT, at(now, -1)), (DIGEST, "d1".to_owned())], "c");
+        assert!(is_due(Some(&old), Some("d1"), now), "its time has come");
+        let unscheduled = minted_secret(&[(DIGEST, "d1".to_owned())], "c");
+        assert!(is_due(Some(&unscheduled), Some("d1"), now));
+    }
+
+    #[test]
+    fn refreshes_come_at_the_fraction_with_a_floor_and_a_default() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(refresh_after(Some(hour), 0.8), Duration::from_secs(2880));
+        assert_eq!(
+            refresh_after(Some(Duration::from_secs(1)), 0.8),
+            MIN_REFRESH
+        );
+        assert_eq!(refresh_after(None, 0.8), NO_LIFETIME_REFRESH);
+        let resource = ClusterPullSecret::new(
+            "c",
+            ClusterPullSecretSpec {
+                source: SourceSecret {
+                    namespace: "n".to_owned(),
+                    name: "s".to_owned(),
+                },
+                credential_provider: None,
+                namespace_selector: None,
+                registries: None,
+                target_name: None,
+            },
+        );
+        let now = Timestamp::now();
+        let fractions: Vec<f64> = (0..200)
+            .map(|n| jitter(&resource, after(now, SignedDuration::from_nanos(n * 7919))))
+            .collect();
+        assert!(
+            fractions.iter().all(|f| (0.75..0.85).contains(f)),
+            "{fractions:?}"
+        );
+        assert!(fractions.iter().any(|f| *f < 0.78) && fractions.iter().any(|f| *f > 0.82));
+    }
+
+    #[test]
+    fn only_secrets_minted_for_the_resource_are_its_own() {
+        let secret = minted_secret(&[], "c");
+        assert!(minted_for(&secret, "c"));
+        assert!(!minted_for(&secret, "other"));
+        let mut foreign = secret.clone();
+        foreign.metadata.labels = None;
+        assert!(!minted_for(&foreign, "c"));
+    }
+
+    #[test]
+    fn states_follow_the_secret_the_failures_and_the_clock() {
+        let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+        let now = Timestamp::now();
+        let valid = minted_secret(
+            &[
+                (MINTED_AT, at(now, -10)),
+                (EXPIRES_AT, at(now, 50)),
+                (REFRESH_AT, at(now, 30)),
+            ],
+            "c",
+        );
+        let fresh = report(
+            "c",
+            &metrics,
+            Some(&valid),
+            MintedCredentialStatus::default(),
+            now,
+        );
+        assert_eq!(fresh.state, MintState::Fresh);
+        assert_eq!(fresh.condition.1, "Minted");
+        assert!(fresh.next <= Duration::from_secs(31));
+
+        let failing_status = MintedCredentialStatus {
+            consecutive_failures: 2,
+            last_failure_at: Some(show(now)),
+            last_failure: Some("the plugin exited with code 7: down".to_owned()),
+            ..MintedCredentialStatus::default()
+        };
+        let failing = report("c", &metrics, Some(&valid), failing_status.clone(), now);
+        assert_eq!(failing.state, MintState::RefreshFailing);
+        assert!(!failing.condition.0);
+        assert!(
+            failing.condition.2.contains("code 7"),
+            "{}",
+            failing.condition.2
+        );
+        // Backoff after the second failure: 4 s (from a failure time kept to the second).
+        assert_eq!(
+            failing.next.as_secs_f64().round(),
+            4.0,
+            "{:?}",
+            failing.next
+        );
+
+        let expired_secret = minted_secret(&[(EXPIRES_AT, at(now, -1))], "c");
+        let expired = report(
+            "c",
+            &metrics,
+            Some(&expired_secret),
+            failing_status.clone(),
+            now,
+        );
+        assert_eq!(expired.state, MintState::Expired);
+        assert_eq!(expired.condition.1, "Expired");
+
+        let never = report("c", &metrics, None, failing_status, now);
+        assert_eq!(never.state, MintState::NotMinted);
+        assert!(never.condition.2.contains("code 7"));
+    }
+
+    #[test]
+    fn failure_reasons_never_carry_the_current_credential() {
+        let secret = minted_secret(&[], "c");
+        let error = PluginError::Exit {
+            code: Some(1),
+            stderr: "rejected CURRENT-secret-value for robot1".to_owned(),
+        };
+        let reason = scrub(&error, Some(&secret));
+        assert!(!reason.contains("CURRENT-secret-value"), "{reason}");
+        assert!(reason.contains("[redacted]"), "{reason}");
     }
 }

@@ -248,6 +248,16 @@ impl ServeArgs {
         if self.idle_timeout.is_zero() {
             return zero("--idle-timeout", "every request's headers would time out");
         }
+        if self.controller.image_credential_provider_timeout.is_zero() {
+            return zero(
+                "--image-credential-provider-timeout",
+                "every plugin run would time out",
+            );
+        }
+        // A broken provider config stops the start, as it stops a kubelet's.
+        self.controller
+            .plugins()
+            .map_err(|error| format!("--image-credential-provider-config: {error}"))?;
         crate::telemetry::check_log_filter(&self.log_level)
             .map_err(|error| format!("--log-level: {error}"))
     }

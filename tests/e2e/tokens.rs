@@ -244,6 +244,7 @@ spec:
         "no warning: {:?}",
         out.warnings()
     );
+    let warnings = out.stderr.clone();
     expect_secrets(
         &wait_running(s, &target_ns, "while-failing")?,
         &["minted-pull"],
@@ -307,6 +308,7 @@ spec:
         ("the events", events.to_string()),
         ("the serve logs", logs),
         ("/metrics", metrics),
+        ("the admission warnings", warnings),
     ];
     for token in tokens() {
         for (place, text) in &everything {
