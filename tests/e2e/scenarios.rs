@@ -66,6 +66,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::mappings::cluster_pull_secret_without_controller,
     },
     Scenario {
+        name: "ecr-credential-provider",
+        run: crate::tokens::ecr_credential_provider,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },

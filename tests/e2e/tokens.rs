@@ -330,3 +330,158 @@ spec:
     std::fs::remove_file(&plugin_path)?;
     Ok(Outcome::Passed)
 }
+
+/// A stand-in for ECR's `GetAuthorizationToken` on 127.0.0.1 (the AWS SDK's endpoint override
+/// points the plugin at it); answers every request with `AWS:password` valid for 12 hours.
+fn ecr_stand_in(password: String) -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = std::io::BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0
+                    || line == "\r\n"
+                {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let expires = crate::harness::now_unix() as u64 + 43_200;
+            let answer = serde_json::json!({"authorizationData": [{
+                "authorizationToken": BASE64.encode(format!("AWS:{password}")),
+                "expiresAt": expires,
+                "proxyEndpoint": format!("https://{ECR_REGISTRY}"),
+            }]})
+            .to_string();
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    Ok(url)
+}
+
+const ECR_REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+/// The real ecr-credential-provider run by the suite's serve process for two
+/// ClusterPullSecrets: one without AWS credentials (the status and an Event say what the plugin
+/// said), one with fake static keys and a token endpoint on 127.0.0.1 (the Secret is minted
+/// and a pod's image from that registry gets its copy).
+pub fn ecr_credential_provider(s: &Suite) -> Result<Outcome> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/controlplane/build-ecr-provider.sh");
+    let built = std::process::Command::new("bash").arg(script).output()?;
+    ensure!(
+        built.status.success(),
+        "build-ecr-provider.sh: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let binary = String::from_utf8_lossy(&built.stdout).trim().to_owned();
+    let plugin = s.credential_plugin_dir().join("ecr-credential-provider");
+    if !plugin.exists() {
+        std::fs::copy(&binary, &plugin)?;
+    }
+    let password = s.new_password("the ECR stand-in's token");
+    let endpoint = ecr_stand_in(password.clone())?;
+    let source_ns = s.namespace("ecr-source", &[])?;
+    let label = "e2e.pullsecret-injector.io/ecr";
+    let target_ns = s.namespace("ecr", &[(label, &s.run_id)])?;
+    let manifest = |name: &str, env: &str| {
+        format!(
+            "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {{name: {name}}}
+spec:
+  source: {{namespace: {source_ns}, name: {name}}}
+  credentialProvider:
+    name: ecr-credential-provider
+    images: [\"{ECR_REGISTRY}/app:1\"]
+    matchImages: [\"*.dkr.ecr.*.amazonaws.com\"]
+    defaultCacheDuration: 12h
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+    args: [get-credentials]
+    env:
+    - {{name: AWS_EC2_METADATA_DISABLED, value: \"true\"}}
+    - {{name: AWS_SHARED_CREDENTIALS_FILE, value: /nonexistent}}
+    - {{name: AWS_CONFIG_FILE, value: /nonexistent}}
+{env}  namespaceSelector:
+    matchLabels: {{{label}: \"{run}\"}}
+  targetName: {name}-pull
+",
+            run = s.run_id
+        )
+    };
+    let failing = format!("e2e-ecr-none-{}", s.run_id);
+    let working = format!("e2e-ecr-{}", s.run_id);
+    s.apply(&manifest(&failing, ""))?;
+    s.apply(&manifest(
+        &working,
+        &format!(
+            "    - {{name: AWS_ACCESS_KEY_ID, value: AKIAIOSFODNN7EXAMPLE}}
+    - {{name: AWS_SECRET_ACCESS_KEY, value: wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY}}
+    - {{name: AWS_ENDPOINT_URL_ECR, value: \"{endpoint}\"}}
+"
+        ),
+    ))?;
+
+    let (_, reason, message) = poll("the failure without AWS credentials", CYCLE, || {
+        let resource = s.get_json(&["clusterpullsecret", &failing])?;
+        Ok(condition(&resource, "CredentialMinted").filter(|(status, _, _)| status == "False"))
+    })?;
+    ensure!(
+        reason == "NotMinted"
+            && message.contains("code 1")
+            && message.contains("no EC2 IMDS role found"),
+        "{reason}: {message}"
+    );
+
+    let resource = poll("the ECR credential minted", CYCLE, || {
+        let resource = s.get_json(&["clusterpullsecret", &working])?;
+        Ok(condition(&resource, "CredentialMinted")
+            .filter(|(status, _, _)| status == "True")
+            .map(|_| resource))
+    })?;
+    ensure!(
+        resource["status"]["credential"]["cacheKeyType"] == "Registry"
+            && resource["status"]["credential"]["expiresAt"].is_string(),
+        "{}",
+        resource["status"]
+    );
+    ensure!(
+        secret_password(s, &source_ns, &working, ECR_REGISTRY)?.as_deref()
+            == Some(password.as_str()),
+        "the minted Secret does not hold the stand-in's token"
+    );
+    let target = format!("{working}-pull");
+    poll("the ECR credential's copy", CYCLE, || {
+        Ok(secret_password(s, &target_ns, &target, ECR_REGISTRY)?.map(|_| ()))
+    })?;
+    let injected = s.dry_run_pull_secrets(&target_ns, &format!("{ECR_REGISTRY}/app:1"))?;
+    ensure!(injected == [target.clone()], "injected {injected:?}");
+    let status = s.get_json(&["clusterpullsecret", &working])?.to_string();
+    ensure!(
+        !status.contains(&password),
+        "the token appeared in the status"
+    );
+    for name in [&failing, &working] {
+        s.kubectl(&[
+            "delete",
+            "clusterpullsecret",
+            name,
+            "--wait=true",
+            "--timeout=60s",
+        ])?;
+    }
+    Ok(Outcome::Passed)
+}
