@@ -188,6 +188,13 @@ impl RuleMode {
         description = "Namespaces where the copy could not be written (retried with backoff)"
     ),
     printcolumn(
+        name = "Expires",
+        type_ = "date",
+        json_path = ".status.credential.expiresAt",
+        description = "When a credential minted by a credential provider plugin expires",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
