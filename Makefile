@@ -34,10 +34,13 @@ tools:
 
 ## Builds (or reuses from ~/.cache) kube-apiserver, kube-controller-manager, kube-scheduler,
 ## kubelet, kube-proxy, kubectl, etcd and helm; then the node's containerd, runc, CNI plugins,
-## the registry and crane (tests/controlplane/build-node.sh).
+## the registry and crane (tests/controlplane/build-node.sh); and the real ecr-credential-provider
+## plugin (tests/controlplane/build-ecr-provider.sh; tests/ecr_credential_provider.rs, part of
+## `unit`, also builds it on first use).
 control-plane:
 	bash tests/controlplane/build.sh >/dev/null
 	bash tests/controlplane/build-node.sh >/dev/null
+	bash tests/controlplane/build-ecr-provider.sh >/dev/null
 
 ## The release binary as a container image tarball, made without a Docker daemon (hack/image.sh);
 ## the Dockerfile stays the release path.

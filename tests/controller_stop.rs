@@ -44,6 +44,11 @@ async fn stopped_before_its_first_list_the_controller_ends_and_releases_the_leas
         Arc::clone(&cache),
         metrics,
         lease,
+        pullsecret_injector::controller::credential_provider::Plugins::new(
+            None,
+            Vec::new(),
+            Duration::from_secs(60),
+        ),
         channel::channel(pullsecret_injector::controller::leader::Term::Follower).0,
         stopped,
     ));

@@ -16,6 +16,7 @@ fn exported_metrics() -> BTreeSet<String> {
     metrics.observe_rejected("too_large");
     metrics.observe_watch_error("secrets");
     metrics.observe_shadow("shop", true);
+    metrics.set_credential_expiry("minted", Some(1.0));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
     text.lines()

@@ -92,3 +92,42 @@ fn flags_that_would_break_the_server_silently_are_refused_at_start_up() {
         );
     }
 }
+
+/// A kubelet CredentialProviderConfig that is missing or invalid stops the start, as it stops a
+/// kubelet's.
+#[test]
+fn an_invalid_credential_provider_config_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let wrong_kind = write(
+        "kind.yaml",
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n",
+    );
+    let path_name = write(
+        "path.yaml",
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders: [{name: ../../bin/sh, matchImages: [x], defaultCacheDuration: 1m, apiVersion: credentialprovider.kubelet.k8s.io/v1}]\n",
+    );
+    let missing = dir.path().join("absent.yaml").display().to_string();
+    for (file, why) in [
+        (&wrong_kind, "CredentialProviderConfig"),
+        (&path_name, "plain file name"),
+        (&missing, "cannot read"),
+    ] {
+        let (code, stderr) = serve_with(&["--image-credential-provider-config", file]);
+        assert_eq!(code, Some(2), "{file}: {stderr:?}");
+        assert!(
+            stderr.contains("--image-credential-provider-config") && stderr.contains(why),
+            "{file}: {stderr:?}"
+        );
+    }
+    let (code, stderr) = serve_with(&["--image-credential-provider-timeout", "0s"]);
+    assert_eq!(code, Some(2), "{stderr:?}");
+    assert!(
+        stderr.contains("--image-credential-provider-timeout"),
+        "{stderr:?}"
+    );
+}

@@ -192,6 +192,12 @@ pub enum Problem {
         namespace: String,
         target: String,
     },
+    /// The credential is minted by a plugin whose refresh is failing (or it expired): it is
+    /// still injected, with the controller's reason.
+    CredentialStale {
+        credential: String,
+        message: String,
+    },
     /// No controller writes the copies, and the one in the namespace cannot be decoded.
     CopyUndecodable {
         credential: String,
@@ -257,6 +263,15 @@ impl std::fmt::Display for Problem {
                 quote(credential),
                 quote(target),
                 quote(namespace)
+            ),
+            Problem::CredentialStale {
+                credential,
+                message,
+            } => write!(
+                f,
+                "ClusterPullSecret {}: the credential provider's refresh is failing; injected anyway: {}",
+                quote(credential),
+                crate::text::clip(message, 400)
             ),
             Problem::CopyUndecodable {
                 credential,
@@ -378,6 +393,12 @@ pub fn choose(
                 {
                     choice.problems.push(problem);
                     continue;
+                }
+                if let Some(message) = &credential.stale {
+                    choice.problems.push(Problem::CredentialStale {
+                        credential: credential.name.clone(),
+                        message: message.clone(),
+                    });
                 }
                 choice.add(
                     &credential.target_name,

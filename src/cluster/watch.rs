@@ -104,7 +104,8 @@ enum Change {
     Secret(WatchKind, Option<String>, Event<Secret>),
     Namespace(Event<Namespace>),
     Rule(Event<PullSecretRule>),
-    ClusterPullSecret(Event<ClusterPullSecret>),
+    // Boxed: the resource (with its status) is far larger than the other events.
+    ClusterPullSecret(Box<Event<ClusterPullSecret>>),
 }
 
 /// Shared with the HTTP side and the controller: the latest snapshot, each watch's health,
@@ -334,7 +335,7 @@ pub async fn run(client: Client, cache: Arc<ClusterCache>, metrics: Metrics) {
             .map(|event| {
                 (
                     WatchKind::ClusterPullSecrets.into(),
-                    event.map(Change::ClusterPullSecret),
+                    event.map(|event| Change::ClusterPullSecret(Box::new(event))),
                 )
             })
             .boxed();
@@ -476,7 +477,7 @@ impl Relist {
             Change::Namespace(event) => self.apply_namespace(builder, event, cache),
             Change::Rule(event) => self.apply_rule(builder, event, cache),
             Change::ClusterPullSecret(event) => {
-                self.apply_cluster_pull_secret(builder, event, cache)
+                self.apply_cluster_pull_secret(builder, *event, cache)
             }
         }
     }
@@ -756,7 +757,10 @@ mod tests {
             }
             WatchKind::Namespaces => (kind, Ok(Change::Namespace(Event::InitDone))),
             WatchKind::PullSecretRules => (kind, Ok(Change::Rule(Event::InitDone))),
-            WatchKind::ClusterPullSecrets => (kind, Ok(Change::ClusterPullSecret(Event::InitDone))),
+            WatchKind::ClusterPullSecrets => (
+                kind,
+                Ok(Change::ClusterPullSecret(Box::new(Event::InitDone))),
+            ),
         };
         let mut first: Vec<_> = WatchKind::ALL.into_iter().map(done).collect();
         first.insert(0, listed(WatchKind::Namespaces));
@@ -847,7 +851,7 @@ mod tests {
             ),
             (
                 WatchKind::ClusterPullSecrets.into(),
-                Ok(Change::ClusterPullSecret(Event::InitDone)),
+                Ok(Change::ClusterPullSecret(Box::new(Event::InitDone))),
             ),
         ];
         first.extend([

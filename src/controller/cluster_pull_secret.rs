@@ -50,7 +50,9 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::cluster::watch::{ClusterCache, WatchKind};
+use crate::controller::credential_provider::Plugins;
 use crate::controller::leader::{Elector, Leadership, LeaseConfig, Term};
+use crate::controller::minting::{self, MINTED_FOR_LABEL, MintReport, MintState};
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{
     ClusterPullSecret, ClusterPullSecretStatus, Condition, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -89,6 +91,8 @@ struct Context {
     metrics: Metrics,
     recorder: Recorder,
     leadership: Leadership,
+    /// The credential provider plugins a ClusterPullSecret may mint its source with.
+    plugins: Plugins,
     /// Consecutive reconciles of each resource that left it not Ready.
     retries: Mutex<HashMap<String, u32>>,
 }
@@ -124,6 +128,7 @@ pub async fn run(
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     lease: LeaseConfig,
+    plugins: Plugins,
     terms: watch::Sender<Term>,
     stop: watch::Receiver<bool>,
 ) {
@@ -142,6 +147,7 @@ pub async fn run(
         cache,
         metrics,
         leadership: leadership.clone(),
+        plugins,
         retries: Mutex::default(),
     });
     let mut stopping = stop.clone();
@@ -610,6 +616,20 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
         );
     }
 
+    let minted = match &resource.spec.credential_provider {
+        Some(block) => Some(
+            minting::refresh(
+                &context.client,
+                &context.recorder,
+                &context.metrics,
+                &context.plugins,
+                resource,
+                block,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let source_api: Api<Secret> =
         Api::namespaced(context.client.clone(), &resource.spec.source.namespace);
     let source = if report.source_out_of_scope {
@@ -641,11 +661,30 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
             }
         }
     }
-    let ready = report.readiness(resource, source.is_some());
+    let ready = match &minted {
+        Some(minted) => {
+            minted_readiness(minted).unwrap_or_else(|| report.readiness(resource, source.is_some()))
+        }
+        None => report.readiness(resource, source.is_some()),
+    };
     report_new_problems(context, resource, &report).await;
-    update_status(context, resource, report, ready.clone()).await?;
+    update_status(context, resource, report, ready.clone(), minted.as_ref()).await?;
     context.metrics.observe_reconcile_completed();
-    Ok(Action::requeue(context.next_attempt(&name, ready.0)))
+    let next = context.next_attempt(&name, ready.0);
+    Ok(Action::requeue(
+        minted.map_or(next, |minted| next.min(minted.next)),
+    ))
+}
+
+/// The Ready condition when the minted credential decides it: never minted, not ours, or
+/// expired. A failing refresh of a valid credential leaves Ready to the copies.
+fn minted_readiness(minted: &MintReport) -> Option<(bool, &'static str, String)> {
+    let (_, reason, message) = &minted.condition;
+    match minted.state {
+        MintState::Fresh | MintState::RefreshFailing => None,
+        MintState::Expired => Some((false, "CredentialExpired", message.clone())),
+        MintState::NotMinted | MintState::Conflict => Some((false, reason, message.clone())),
+    }
 }
 
 /// Whether a namespace the snapshot no longer selects may still be selected: the namespace
@@ -692,6 +731,21 @@ async fn cleanup(
                 failed,
             );
         }
+    }
+    // A source this resource minted goes with it.
+    if resource.spec.credential_provider.is_some() {
+        let source = &resource.spec.source;
+        let api: Api<Secret> = Api::namespaced(context.client.clone(), &source.namespace);
+        if let Some(minted) = api.get_opt(&source.name).await?.filter(|secret| {
+            is_managed(secret.labels())
+                && secret.labels().get(MINTED_FOR_LABEL) == Some(&resource.name_any())
+        }) && let Err(failed) = delete_copy(context, &minted).await
+        {
+            report.failed(context, resource, &source.namespace, failed);
+        }
+        context
+            .metrics
+            .set_credential_expiry(&resource.name_any(), None);
     }
     if !report.failures.is_empty() {
         // Keeps the finalizer: the resource goes once every copy has.
@@ -922,17 +976,19 @@ async fn report_new_problems(context: &Context, resource: &ClusterPullSecret, re
     }
 }
 
-async fn update_status(
-    context: &Context,
-    resource: &ClusterPullSecret,
-    report: Report,
+/// A condition of `type_`, its transition time carried over from `previous` while its status
+/// stays the same.
+fn condition(
+    previous: &ClusterPullSecretStatus,
+    type_: &str,
     (ready, reason, message): (bool, &str, String),
-) -> Result<(), ReconcileError> {
-    let previous = resource.status.clone().unwrap_or_default();
+    generation: Option<i64>,
+) -> Condition {
     let status_text = if ready { "True" } else { "False" };
-    let previous_ready = previous.conditions.iter().find(|c| c.type_ == "Ready");
-    // The transition time moves only when the status does.
-    let last_transition_time = previous_ready
+    let last_transition_time = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
         .filter(|c| c.status == status_text)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or_else(|| {
@@ -941,7 +997,34 @@ async fn update_status(
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         });
+    Condition {
+        type_: type_.to_owned(),
+        status: status_text.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+async fn update_status(
+    context: &Context,
+    resource: &ClusterPullSecret,
+    report: Report,
+    ready: (bool, &str, String),
+    minted: Option<&MintReport>,
+) -> Result<(), ReconcileError> {
+    let previous = resource.status.clone().unwrap_or_default();
     let generation = resource.metadata.generation;
+    let mut conditions = vec![condition(&previous, "Ready", ready, generation)];
+    if let Some(minted) = minted {
+        conditions.push(condition(
+            &previous,
+            minting::CONDITION,
+            minted.condition.clone(),
+            generation,
+        ));
+    }
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let capped = |mut list: Vec<NamespaceProblem>| {
         list.truncate(STATUS_LIST_LIMIT);
@@ -949,20 +1032,14 @@ async fn update_status(
     };
     let status = ClusterPullSecretStatus {
         observed_generation: generation,
-        conditions: vec![Condition {
-            type_: "Ready".to_owned(),
-            status: status_text.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            last_transition_time,
-            observed_generation: generation,
-        }],
+        conditions,
         namespace_count: count(report.served.len()),
         namespaces: report.served.into_iter().take(STATUS_LIST_LIMIT).collect(),
         conflict_count: count(report.conflicts.len()),
         conflicts: capped(report.conflicts),
         failure_count: count(report.failures.len()),
         failures: capped(report.failures),
+        credential: minted.map(|minted| minted.status.clone()),
     };
     if status == previous {
         return Ok(());
@@ -1089,6 +1166,7 @@ mod tests {
                     namespace: "infra".to_owned(),
                     name: "corp".to_owned(),
                 },
+                credential_provider: None,
                 namespace_selector: None,
                 registries: None,
                 target_name: Some("corp-pull".to_owned()),

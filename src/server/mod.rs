@@ -187,6 +187,42 @@ pub struct ControllerArgs {
     /// At most one recovery eviction per this interval, cluster-wide.
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_RECOVERY_EVICTION_INTERVAL")]
     pub recovery_eviction_interval: Duration,
+    /// The kubelet's CredentialProviderConfig file (`kubelet.config.k8s.io/v1`, YAML or JSON):
+    /// the providers a ClusterPullSecret's `credentialProvider` names, as on a node.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_CONFIG"
+    )]
+    pub image_credential_provider_config: Option<PathBuf>,
+    /// Directory of the credential provider plugin executables; a provider's `name` is a file
+    /// name in it, never a path.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_BIN_DIR"
+    )]
+    pub image_credential_provider_bin_dir: Option<PathBuf>,
+    /// How long a credential provider plugin may run before its process group is killed (the
+    /// kubelet allows a minute).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_TIMEOUT")]
+    pub image_credential_provider_timeout: Duration,
+}
+
+impl ControllerArgs {
+    /// The credential provider plugins, reading the config file once.
+    pub fn plugins(&self) -> anyhow::Result<crate::controller::credential_provider::Plugins> {
+        use crate::controller::credential_provider::Plugins;
+        let providers = match &self.image_credential_provider_config {
+            Some(path) => Plugins::read_config(path)?,
+            None => Vec::new(),
+        };
+        Ok(Plugins::new(
+            self.image_credential_provider_bin_dir.clone(),
+            providers,
+            self.image_credential_provider_timeout,
+        ))
+    }
 }
 
 impl ServeArgs {
@@ -257,6 +293,16 @@ impl ServeArgs {
                 "the audit would list every workload without pause (leave it out to turn the audit off)",
             );
         }
+        if self.controller.image_credential_provider_timeout.is_zero() {
+            return zero(
+                "--image-credential-provider-timeout",
+                "every plugin run would time out",
+            );
+        }
+        // A broken provider config stops the start, as it stops a kubelet's.
+        self.controller
+            .plugins()
+            .map_err(|error| format!("--image-credential-provider-config: {error}"))?;
         crate::telemetry::check_log_filter(&self.log_level)
             .map_err(|error| format!("--log-level: {error}"))
     }
@@ -351,6 +397,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
 
+    // A broken provider config stops the start, as it stops a kubelet's.
+    let plugins = args
+        .controller
+        .plugins()
+        .context("cannot read --image-credential-provider-config")?;
     let certificates = Arc::new(tls::CertificateStore::new(
         args.tls_cert_file.clone(),
         args.tls_key_file.clone(),
@@ -455,6 +506,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Arc::clone(&cache),
             metrics.clone(),
             lease,
+            plugins,
             terms,
             controller_stop,
         ))

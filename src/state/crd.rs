@@ -188,6 +188,13 @@ impl RuleMode {
         description = "Namespaces where the copy could not be written (retried with backoff)"
     ),
     printcolumn(
+        name = "Expires",
+        type_ = "date",
+        json_path = ".status.credential.expiresAt",
+        description = "When a credential minted by a credential provider plugin expires",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -196,7 +203,13 @@ impl RuleMode {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterPullSecretSpec {
     /// The Secret to copy (type kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg).
+    /// With `credentialProvider`, the Secret the controller writes the minted credential to.
     pub source: SourceSecret,
+    /// Mint the source Secret with a kubelet credential provider plugin instead of expecting
+    /// someone to write it: the controller runs the plugin for `images`, writes the answer as a
+    /// kubernetes.io/dockerconfigjson Secret at `source` and refreshes it before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_provider: Option<CredentialProvider>,
     /// Namespaces to serve, by label. Empty or absent: every namespace. kube-system,
     /// kube-public, kube-node-lease and the injector's own namespace are never served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,6 +235,89 @@ pub struct SourceSecret {
     /// Name of the source Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
+}
+
+/// Most images one credential provider is asked about.
+const MAX_PROVIDER_IMAGES: usize = 16;
+/// A plugin name: a file name in the plugin directory, never a path.
+const PROVIDER_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
+
+/// The `images` of a credential provider: concrete image references, no globs.
+fn provider_images(schema: &mut Schema) {
+    schema.insert("minItems".to_owned(), json!(1));
+    schema.insert("maxItems".to_owned(), json!(MAX_PROVIDER_IMAGES));
+    schema.insert(
+        "items".to_owned(),
+        json!({"type": "string", "minLength": 1, "maxLength": 255}),
+    );
+    schema.insert(
+        "x-kubernetes-validations".to_owned(),
+        json!([
+            {
+                "rule": "self.all(i, !i.contains('*') && !i.contains('://') && !i.matches('\\\\s'))",
+                "message": "an image is a concrete reference (registry/repository[:tag]): no glob, no scheme, no whitespace"
+            }
+        ]),
+    );
+}
+
+/// A kubelet credential provider plugin, as in the kubelet's `CredentialProviderConfig`
+/// (`kubelet.config.k8s.io/v1`), plus the images the controller asks it about.
+///
+/// The plugin is the executable `name` in the `--image-credential-provider-bin-dir` of
+/// `serve`. When the `--image-credential-provider-config` file defines a provider of that name,
+/// its fields are the defaults and any field set here replaces the file's; without such a
+/// provider, `matchImages`, `defaultCacheDuration` and `apiVersion` must be set here.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialProvider {
+    /// The plugin's executable in the plugin directory (a file name, never a path), and the
+    /// name of the provider in the config file.
+    #[schemars(length(min = 1, max = 253), regex(pattern = PROVIDER_NAME_PATTERN))]
+    pub name: String,
+    /// Images the plugin is asked for credentials for (the kubelet sends the image of the pod
+    /// it pulls; the controller sends these), e.g.
+    /// `123456789012.dkr.ecr.us-east-1.amazonaws.com/app`. Each must match `matchImages`.
+    /// The credentials of every answer are merged into the one Secret.
+    #[schemars(transform = provider_images)]
+    pub images: Vec<String>,
+    /// Image patterns the plugin serves, in the kubelet's syntax (a host whose labels may be
+    /// globs, an optional port, an optional path prefix: `*.dkr.ecr.*.amazonaws.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 255)))]
+    pub match_images: Option<Vec<String>>,
+    /// How long a credential stays valid when the plugin's answer has no `cacheDuration`
+    /// (a Go duration such as `12h` or `30m`; `0s`: no stated lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    pub default_cache_duration: Option<String>,
+    /// The exec API version the plugin speaks: `credentialprovider.kubelet.k8s.io/v1`
+    /// (or v1beta1, v1alpha1). Its answer must carry the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^credentialprovider\.kubelet\.k8s\.io/(v1|v1beta1|v1alpha1)$"))]
+    pub api_version: Option<String>,
+    /// Arguments of the plugin (e.g. `get-credentials` for ecr-credential-provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), inner(length(max = 1024)))]
+    pub args: Option<Vec<String>>,
+    /// Environment variables of the plugin, on top of the server's own environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub env: Option<Vec<ExecEnvVar>>,
+}
+
+/// An environment variable of a credential provider plugin.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct ExecEnvVar {
+    /// The variable's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
+    pub name: String,
+    /// The variable's value.
+    #[schemars(length(max = 4096))]
+    pub value: String,
 }
 
 /// A Kubernetes label selector: every `matchLabels` pair and every expression must hold.
@@ -307,6 +403,40 @@ pub struct ClusterPullSecretStatus {
     /// Those failures (at most 50 listed).
     #[serde(default)]
     pub failures: Vec<NamespaceProblem>,
+    /// With `credentialProvider`: when the credential was minted, when it expires, and why the
+    /// last refresh failed. Never the credential itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<MintedCredentialStatus>,
+}
+
+/// The state of a credential minted by a credential provider plugin.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MintedCredentialStatus {
+    /// RFC 3339 time the credential in the source Secret was minted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minted_at: Option<String>,
+    /// RFC 3339 time it expires (minted at + the plugin's cache duration); absent when the
+    /// plugin states no lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// RFC 3339 time of the next planned refresh (about 80 % of the lifetime, jittered), or of
+    /// the next retry after a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_refresh_at: Option<String>,
+    /// The plugin's last `cacheKeyType` (Image, Registry or Global).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key_type: Option<String>,
+    /// Refreshes that failed in a row since the last success (retried with backoff).
+    #[serde(default)]
+    pub consecutive_failures: i32,
+    /// RFC 3339 time of the last failed refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<String>,
+    /// Why it failed: the plugin's exit code and an excerpt of its stderr with anything
+    /// token-like removed, a timeout, an unreadable answer, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
 }
 
 /// A namespace where the copy could not be written.
@@ -438,6 +568,7 @@ mod tests {
                     namespace: "infra".to_owned(),
                     name: "regcred".to_owned(),
                 },
+                credential_provider: None,
                 namespace_selector: None,
                 registries: None,
                 target_name: None,

@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use crate::kubelet::dockerconfig::{self, DecodeError};
 use crate::kubelet::keyring::{Keyring, fold_host_case};
 use crate::state::crd::{
-    ClusterPullSecret, LabelSelector, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL,
-    PullSecretRule, RuleMode, SYSTEM_NAMESPACES,
+    ClusterPullSecret, ClusterPullSecretStatus, LabelSelector, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    OWNER_LABEL, PullSecretRule, RuleMode, SYSTEM_NAMESPACES,
 };
 
 /// Label on a Pod or Namespace that turns injection off when set to `"false"`.
@@ -417,6 +417,9 @@ pub struct ClusterCredential {
     /// The `registries` override, when set.
     pub registries: Option<Vec<String>>,
     pub source: CredentialSource,
+    /// For a minted credential whose refresh is failing or that expired: the controller's
+    /// `CredentialMinted` condition message (never the credential).
+    pub stale: Option<String>,
     /// The override's patterns, or else the source's own keys.
     patterns: Keyring<()>,
 }
@@ -443,6 +446,7 @@ impl ClusterCredential {
             selector: spec.namespace_selector.clone().unwrap_or_default(),
             registries: spec.registries.clone(),
             source,
+            stale: stale_credential(resource),
             patterns,
         })
     }
@@ -457,6 +461,20 @@ impl ClusterCredential {
     pub fn is_source(&self, namespace: &str) -> bool {
         namespace == self.source_namespace && self.target_name == self.source_name
     }
+}
+
+/// The message of a minted credential's `CredentialMinted` condition when it says the refresh
+/// is failing or the credential expired.
+fn stale_credential(resource: &ClusterPullSecret) -> Option<String> {
+    resource.spec.credential_provider.as_ref()?;
+    resource
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "CredentialMinted" && c.status == "False")
+        .filter(|c| matches!(c.reason.as_str(), "RefreshFailed" | "Expired"))
+        .map(|c| c.message.clone())
 }
 
 /// Who writes the copies of ClusterPullSecrets, which decides when a copy can be counted on.
@@ -804,15 +822,29 @@ impl StateBuilder {
         let Some(name) = &resource.metadata.name else {
             return;
         };
+        // Only the spec and a failing refresh matter here; other status and metadata churn
+        // is not kept.
+        let stale = stale_credential(resource);
         if self
             .cluster_pull_secrets
             .get(name)
-            .is_some_and(|known| known.spec == resource.spec)
+            .is_some_and(|known| known.spec == resource.spec && stale_credential(known) == stale)
         {
             return;
         }
-        // Only the spec matters here; status and metadata churn are not kept.
-        let kept = ClusterPullSecret::new(name, resource.spec.clone());
+        let mut kept = ClusterPullSecret::new(name, resource.spec.clone());
+        kept.status = resource
+            .status
+            .as_ref()
+            .map(|status| ClusterPullSecretStatus {
+                conditions: status
+                    .conditions
+                    .iter()
+                    .filter(|c| stale.is_some() && c.type_ == "CredentialMinted")
+                    .cloned()
+                    .collect(),
+                ..ClusterPullSecretStatus::default()
+            });
         self.cluster_pull_secrets.insert(name.clone(), kept);
         self.credentials_dirty = true;
     }

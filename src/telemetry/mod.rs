@@ -187,6 +187,24 @@ pub struct Metrics {
     audit_findings: Family<FindingLabels, Gauge>,
     /// Unix time the controller's last complete audit finished.
     pub audit_last_run: Gauge<f64, AtomicU64>,
+    credential_refreshes: Family<OutcomeName, Counter>,
+    credential_expiry: Family<CredentialName, Gauge<f64, AtomicU64>>,
+}
+
+/// The outcomes of a credential provider plugin run (`PluginError::label` and `success`).
+pub const REFRESH_OUTCOMES: [&str; 7] = [
+    "success",
+    "config",
+    "not_found",
+    "timeout",
+    "output_too_large",
+    "exit",
+    "invalid_response",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CredentialName {
+    cluster_pull_secret: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -237,6 +255,8 @@ impl Metrics {
             stuck_pods: Gauge::default(),
             audit_findings: Family::default(),
             audit_last_run: Gauge::default(),
+            credential_refreshes: Family::default(),
+            credential_expiry: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("pullsecret_injector");
         r.register(
@@ -399,6 +419,21 @@ impl Metrics {
             "Pods with a container waiting on a failed pull, tracked by the recovery (Lease holder only)",
             metrics.stuck_pods.clone(),
         );
+        r.register(
+            "credential_refreshes",
+            "Runs of credential provider plugins for ClusterPullSecrets, by outcome (success, config, not_found, timeout, output_too_large, exit, invalid_response)",
+            metrics.credential_refreshes.clone(),
+        );
+        r.register(
+            "credential_expiry_timestamp_seconds",
+            "Expiry of each minted credential (label cluster_pull_secret), as a Unix timestamp; seconds until expiry = this - time()",
+            metrics.credential_expiry.clone(),
+        );
+        for outcome in REFRESH_OUTCOMES {
+            let _ = metrics
+                .credential_refreshes
+                .get_or_create(&OutcomeName { outcome });
+        }
         for outcome in ["evicted", "reported", "refused_by_pdb", "failed"] {
             let _ = metrics.recoveries.get_or_create(&OutcomeName { outcome });
         }
@@ -541,6 +576,27 @@ impl Metrics {
         self.copy_failures
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    pub fn observe_credential_refresh(&self, outcome: &'static str) {
+        self.credential_refreshes
+            .get_or_create(&OutcomeName { outcome })
+            .inc();
+    }
+
+    /// The expiry of a ClusterPullSecret's minted credential (Unix seconds); `None` removes it.
+    pub fn set_credential_expiry(&self, cluster_pull_secret: &str, expiry: Option<f64>) {
+        let label = CredentialName {
+            cluster_pull_secret: cluster_pull_secret.to_owned(),
+        };
+        match expiry {
+            Some(seconds) => {
+                self.credential_expiry.get_or_create(&label).set(seconds);
+            }
+            None => {
+                self.credential_expiry.remove(&label);
+            }
+        }
     }
 
     pub fn observe_recovery(&self, outcome: &'static str) {

@@ -533,6 +533,45 @@ check_fails "values: controller.auditInterval needs controller.enabled" "auditIn
   "$HELM" template x "$CHART" "${KV[@]}" --set controller.auditInterval=10m
 check_fails "values: shadow must be a boolean" "shadow.*boolean|boolean.*shadow" \
   "$HELM" template x "$CHART" "${KV[@]}" --set-string shadow=yes
+# Credential provider plugins: the node's config file as a ConfigMap, plugins copied from an
+# image by an init container (or a hostPath), env for the plugins; RBAC unchanged.
+REL="$PREFIX-cp"
+CP_CONFIG='{"apiVersion":"kubelet.config.k8s.io/v1","kind":"CredentialProviderConfig","providers":[{"name":"ecr-credential-provider","matchImages":["*.dkr.ecr.*.amazonaws.com"],"defaultCacheDuration":"12h","apiVersion":"credentialprovider.kubelet.k8s.io/v1","args":["get-credentials"]}]}'
+if attempt "render: credentialProviders with an image, a config and env" render plugins "$REL" "$DRY_NS" \
+  --set controller.enabled=true --set credentialProviders.image=registry.example/plugins:1 \
+  --set-json "credentialProviders.config=$CP_CONFIG" \
+  --set-json 'credentialProviders.env=[{"name":"AWS_REGION","value":"us-east-1"}]' \
+  --set-json 'serviceAccount.annotations={"eks.amazonaws.com/role-arn":"arn:aws:iam::123456789012:role/ecr-pull"}' \
+  --set-json "clusterPullSecrets=[{\"name\":\"$REL-ecr\",\"source\":{\"namespace\":\"$DRY_NS\",\"name\":\"ecr\"},\"credentialProvider\":{\"name\":\"ecr-credential-provider\",\"images\":[\"123456789012.dkr.ecr.us-east-1.amazonaws.com/app\"]}}]"; then
+  F="$WORK/plugins.json"
+  check_deployment_settings "credential providers" "$F"
+  check_jq "credential providers: the config file is a ConfigMap mounted where the flag points" "$F" \
+    '(.[] | select(.kind == "ConfigMap" and .metadata.name == ($rel + "-credential-providers")) | .data["config.yaml"] | contains("ecr-credential-provider"))
+     and (.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0]
+       | (.env | any(.name == "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_CONFIG" and .value == "/etc/pullsecret-injector/credential-providers/config.yaml"))
+         and (.volumeMounts | any(.mountPath == "/etc/pullsecret-injector/credential-providers")))' --arg rel "$REL"
+  check_jq "credential providers: an init container copies the image's plugins into the plugin directory" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec
+     | (.initContainers[0] | .image == "registry.example/plugins:1"
+          and .command == ["cp", "-R", "/plugins/.", "/var/lib/pullsecret-injector/credential-provider-plugins/"]
+          and .securityContext.readOnlyRootFilesystem == true)
+       and (.volumes | any(.name == "credential-provider-plugins" and .emptyDir != null))
+       and (.containers[0].env | any(.name == "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_BIN_DIR")
+          and any(.name == "AWS_REGION" and .value == "us-east-1"))'
+  check_jq "credential providers: workload identity on the ServiceAccount, the ClusterPullSecret names the provider" "$F" \
+    '(.[] | select(.kind == "ServiceAccount" and .metadata.name == $rel) | .metadata.annotations["eks.amazonaws.com/role-arn"] | startswith("arn:aws:iam::"))
+     and (.[] | select(.kind == "ClusterPullSecret") | .spec.credentialProvider.name == "ecr-credential-provider")' --arg rel "$REL"
+  check_jq "credential providers: RBAC no wider than the controller's" "$F" \
+    '[.[] | select(.kind == "ClusterRole" or .kind == "Role") | .rules[]] | map(.resources[]) | unique == ["clusterpullsecrets", "clusterpullsecrets/status", "events", "leases", "namespaces", "pullsecretrules", "secrets"]'
+fi
+if attempt "render: credentialProviders from the node's directory (hostPath)" render plugins-host "$REL" "$DRY_NS" \
+  --set controller.enabled=true --set credentialProviders.hostPath=/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec; then
+  check_jq "credential providers: hostPath mounted read-only, no init container" "$WORK/plugins-host.json" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec
+     | .initContainers == null
+       and (.volumes | any(.name == "credential-provider-plugins" and .hostPath.path == "/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec"))
+       and (.containers[0].volumeMounts | any(.name == "credential-provider-plugins" and .readOnly == true))'
+fi
 
 # The controller, rules and cluster credentials from values
 REL="$PREFIX-m"

@@ -33,6 +33,7 @@ mod nsmode;
 mod recovery;
 mod scenarios;
 mod shadow;
+mod tokens;
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -127,6 +127,11 @@ impl Registry {
         s.registry_login_secret(ns, name, &self.host, &self.user, &self.password)
     }
 
+    /// The registry's htpasswd file (it re-reads it whenever it changes).
+    pub fn htpasswd_path(&self) -> PathBuf {
+        self.dir.join("htpasswd")
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }

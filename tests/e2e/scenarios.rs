@@ -82,6 +82,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::shadow::pull_audit_controller,
     },
     Scenario {
+        name: "ecr-credential-provider",
+        run: crate::tokens::ecr_credential_provider,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },
@@ -120,6 +124,10 @@ pub const ALL: &[Scenario] = &[
     Scenario {
         name: "node-rule-and-cluster-pull-secret",
         run: crate::node::rule_and_cluster_pull_secret,
+    },
+    Scenario {
+        name: "node-minted-credentials-rotate",
+        run: crate::tokens::minted_credentials_rotate,
     },
     Scenario {
         name: "controller-orphan-sweep",

@@ -91,9 +91,24 @@ impl Suite {
             identity,
             "--orphan-sweep-interval",
             "2s",
+            "--image-credential-provider-timeout",
+            "10s",
         ]
         .map(str::to_owned)
-        .to_vec()
+        .into_iter()
+        .chain([
+            "--image-credential-provider-bin-dir".to_owned(),
+            self.credential_plugin_dir().display().to_string(),
+        ])
+        .collect()
+    }
+
+    /// The credential provider plugin directory of this run's serve processes (created here;
+    /// scenarios write their plugins into it).
+    pub fn credential_plugin_dir(&self) -> PathBuf {
+        let dir = self.work_path.join("credential-plugins");
+        let _ = std::fs::create_dir_all(&dir);
+        dir
     }
 
     /// The Lease lives in the chart's namespace, where the chart grants the Lease RBAC.

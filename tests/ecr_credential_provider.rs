@@ -1,0 +1,191 @@
+//! The real `ecr-credential-provider` (k8s.io/cloud-provider-aws, built from the Go module proxy
+//! by tests/controlplane/build-ecr-provider.sh and cached in ~/.cache/pullsecret-injector/;
+//! the first run needs Go and the proxy) driven by our plugin runner, as a ClusterPullSecret's
+//! provider would be: without AWS credentials it fails with its own clear error; with static
+//! (fake) keys and `AWS_ENDPOINT_URL_ECR` pointing at a stand-in for ECR's
+//! `GetAuthorizationToken` on 127.0.0.1, it answers with a real `CredentialProviderResponse`
+//! that we turn into a dockerconfigjson.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use pullsecret_injector::controller::credential_provider::{Plugins, ProviderEntry};
+use pullsecret_injector::state::crd::{CredentialProvider, ExecEnvVar};
+
+const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1";
+const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+const PASSWORD: &str = "ecr-standin-PASSWORD-0123456789";
+
+/// The directory holding the built `ecr-credential-provider`.
+fn bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/controlplane/build-ecr-provider.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("runs build-ecr-provider.sh");
+        assert!(
+            out.status.success(),
+            "build-ecr-provider.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        path.parent().expect("a directory").to_owned()
+    })
+    .clone()
+}
+
+/// The provider as a node's CredentialProviderConfig would have it (the file format), with
+/// the ClusterPullSecret block adding `env`.
+fn plugins() -> Plugins {
+    let config = "apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+- name: ecr-credential-provider
+  matchImages: ['*.dkr.ecr.*.amazonaws.com', '*.dkr.ecr.*.amazonaws.com.cn']
+  defaultCacheDuration: 12h
+  apiVersion: credentialprovider.kubelet.k8s.io/v1
+  args: [get-credentials]
+";
+    let providers: Vec<ProviderEntry> =
+        pullsecret_injector::controller::credential_provider::parse_config(config).unwrap();
+    Plugins::new(Some(bin_dir()), providers, Duration::from_secs(60))
+}
+
+fn block(env: &[(&str, &str)]) -> CredentialProvider {
+    // Nothing of this machine's AWS setup may leak in: no shared files, no instance metadata.
+    let mut vars = vec![
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+    ];
+    vars.extend_from_slice(env);
+    CredentialProvider {
+        name: "ecr-credential-provider".to_owned(),
+        images: vec![IMAGE.to_owned()],
+        match_images: None,
+        default_cache_duration: None,
+        api_version: None,
+        args: None,
+        env: Some(
+            vars.into_iter()
+                .map(|(name, value)| ExecEnvVar {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// A stand-in for ECR's JSON API on 127.0.0.1 answering GetAuthorizationToken; returns its URL
+/// and a receiver of the `X-Amz-Target` of each request.
+fn ecr_stand_in() -> (String, std::sync::mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (seen, targets) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            let (mut length, mut target) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("x-amz-target:") {
+                    target = line["x-amz-target:".len()..].trim().to_owned();
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let expires = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 43_200;
+            let answer = serde_json::json!({"authorizationData": [{
+                "authorizationToken": BASE64.encode(format!("AWS:{PASSWORD}")),
+                "expiresAt": expires,
+                "proxyEndpoint": format!("https://{REGISTRY}"),
+            }]})
+            .to_string();
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = seen.send(target);
+        }
+    });
+    (url, targets)
+}
+
+#[tokio::test]
+async fn without_aws_credentials_the_plugin_fails_clearly() {
+    let plugins = plugins();
+    let provider = plugins.resolve(&block(&[])).unwrap();
+    let error = plugins
+        .mint(&provider, &[IMAGE.to_owned()])
+        .await
+        .unwrap_err();
+    assert_eq!(error.label(), "exit", "{error}");
+    let shown = error.to_string();
+    assert!(shown.contains("code 1"), "{shown}");
+    assert!(shown.contains("no EC2 IMDS role found"), "{shown}");
+}
+
+#[tokio::test]
+async fn with_a_token_endpoint_it_mints_a_registry_credential() {
+    let (url, targets) = ecr_stand_in();
+    let plugins = plugins();
+    let provider = plugins
+        .resolve(&block(&[
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            ),
+            ("AWS_ENDPOINT_URL_ECR", &url),
+        ]))
+        .unwrap();
+    assert_eq!(provider.args, ["get-credentials"]);
+    let minted = plugins.mint(&provider, &[IMAGE.to_owned()]).await.unwrap();
+    assert_eq!(
+        targets.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
+    );
+    assert_eq!(minted.cache_key_type, "Registry");
+    // The plugin's own cacheDuration (half the token's remaining 12 h) wins over the default.
+    assert_eq!(minted.lifetime, Some(Duration::from_secs(21_600)));
+    let auth = &minted.auths[REGISTRY];
+    assert_eq!(
+        (auth.username.as_str(), auth.password.as_str()),
+        ("AWS", PASSWORD)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&minted.docker_config_json()).unwrap();
+    assert_eq!(
+        config["auths"][REGISTRY]["auth"],
+        BASE64.encode(format!("AWS:{PASSWORD}"))
+    );
+    // The kubelet's matching: the credential's key serves the image's registry.
+    let keyring = pullsecret_injector::kubelet::keyring::match_key(REGISTRY, IMAGE);
+    assert_eq!(
+        keyring,
+        pullsecret_injector::kubelet::keyring::KeyMatch::Matched
+    );
+}
