@@ -616,8 +616,9 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
         );
     }
 
+    // In namespaced mode the source's namespace may be out of reach: nothing is minted there.
     let minted = match &resource.spec.credential_provider {
-        Some(block) => Some(
+        Some(block) if !report.source_out_of_scope => Some(
             minting::refresh(
                 &context.client,
                 &context.recorder,
@@ -628,7 +629,7 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
             )
             .await?,
         ),
-        None => None,
+        _ => None,
     };
     let source_api: Api<Secret> =
         Api::namespaced(context.client.clone(), &resource.spec.source.namespace);
