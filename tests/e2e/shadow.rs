@@ -74,7 +74,11 @@ pub fn shadow_namespace(s: &Suite) -> Result<Outcome> {
         metric(&metrics, &series).unwrap_or(0.0) >= before + 2.0,
         "{series} did not count the dry run and the pod"
     );
-    let log = std::fs::read_to_string(s.serve_log())?;
+    // Every serve log of the suite: other scenarios start serve processes of their own.
+    let mut log = String::new();
+    for path in s.serve_logs() {
+        log.push_str(&std::fs::read_to_string(path)?);
+    }
     ensure!(
         log.lines()
             .any(|line| line.contains("shadow mode: pod left unchanged")
