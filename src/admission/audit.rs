@@ -2,19 +2,23 @@
 //! DaemonSet, Job or CronJob), what its next pod would lack that the kubelet needs, and for a
 //! pod that exists, whether a pod created now would get other secrets than it has.
 //!
-//! Pure (no I/O, no clock): the webhook's own decision and the kubelet's keyring over the
-//! snapshot. Findings name secrets, namespaces, images and registries, never a credential.
+//! Pure (no I/O; the clock is the caller's `now`): the webhook's own decision and the kubelet's
+//! keyring over the snapshot. Findings name secrets, namespaces, images and registries, never a
+//! credential.
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use crate::admission::decision::{choose, decide};
+use crate::admission::decision::{Decision, choose, decide};
 use crate::admission::pod::{INJECTED_ANNOTATION, PodView, SecretReference};
 use crate::kubelet::keyring::Keyring;
 use crate::kubelet::reference::ImageRef;
-use crate::state::crd::SYSTEM_NAMESPACES;
-use crate::state::snapshot::{ClusterState, Mode, SecretName, SecretUse};
+use crate::state::crd::{MintedCredentialStatus, SYSTEM_NAMESPACES};
+use crate::state::snapshot::{
+    ClusterCredential, ClusterState, Mode, NamespaceState, SecretName, SecretUse,
+};
 use crate::text::quote;
 
 /// How much a finding matters, in increasing order (`--fail-on` compares with it).
@@ -56,15 +60,23 @@ pub enum FindingKind {
     NotInjected,
     /// A pod that exists would get a different set of secrets if it were created now.
     SecretsDiffer,
+    /// An image pulls with a credential a provider minted (a ClusterPullSecret with
+    /// `credentialProvider`) that has expired.
+    CredentialExpired,
+    /// An image pulls with a minted credential that expires before its next refresh, or whose
+    /// refresh is failing close to its expiry.
+    CredentialExpiring,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 5] = [
+    pub const ALL: [FindingKind; 7] = [
         FindingKind::MissingSecret,
         FindingKind::UndecodableSecret,
         FindingKind::CredentialElsewhere,
         FindingKind::NotInjected,
         FindingKind::SecretsDiffer,
+        FindingKind::CredentialExpired,
+        FindingKind::CredentialExpiring,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +86,8 @@ impl FindingKind {
             FindingKind::CredentialElsewhere => "credential_elsewhere",
             FindingKind::NotInjected => "not_injected",
             FindingKind::SecretsDiffer => "secrets_differ",
+            FindingKind::CredentialExpired => "credential_expired",
+            FindingKind::CredentialExpiring => "credential_expiring",
         }
     }
 
@@ -81,11 +95,16 @@ impl FindingKind {
     /// and the image it was for then pulls without credentials); a credential found only
     /// elsewhere or not injected matters only if the registry wants one for that image (a
     /// public image of a registry that also has private ones does not); a pod whose secrets
-    /// would differ keeps working with the ones it has.
+    /// would differ keeps working with the ones it has. An expired minted credential fails the
+    /// pulls that need it now; one about to expire unrefreshed fails them soon.
     pub fn severity(self) -> Severity {
         match self {
-            FindingKind::MissingSecret | FindingKind::UndecodableSecret => Severity::Error,
-            FindingKind::CredentialElsewhere | FindingKind::NotInjected => Severity::Warning,
+            FindingKind::MissingSecret
+            | FindingKind::UndecodableSecret
+            | FindingKind::CredentialExpired => Severity::Error,
+            FindingKind::CredentialElsewhere
+            | FindingKind::NotInjected
+            | FindingKind::CredentialExpiring => Severity::Warning,
             FindingKind::SecretsDiffer => Severity::Info,
         }
     }
@@ -133,14 +152,15 @@ pub struct Workload<'a> {
     pub controlled: bool,
 }
 
-/// Everything found for one workload, in a stable order.
-pub fn audit(workload: &Workload<'_>, state: &ClusterState) -> Vec<Finding> {
+/// Everything found for one workload at `now`, in a stable order.
+pub fn audit(workload: &Workload<'_>, state: &ClusterState, now: Timestamp) -> Vec<Finding> {
     let namespace = workload.workload.namespace.as_str();
     let mode = state.mode(namespace).0;
     let mut found = Vec::new();
     if !workload.controlled {
         references(workload.pod, namespace, state, &mut found);
         images(workload.pod, namespace, state, &mut found);
+        minted(workload.pod, namespace, state, now, &mut found);
     }
     if workload.existing_pod {
         found.extend(secrets_differ(workload.pod, namespace, state));
@@ -212,6 +232,31 @@ fn served(namespace: &str, state: &ClusterState) -> bool {
     !SYSTEM_NAMESPACES.contains(&namespace) && state.own_namespace() != Some(namespace)
 }
 
+/// Whether the webhook appends what it decided to the pod: a served namespace in mode `on`, no
+/// opt-out.
+fn injects(decision: &Decision, namespace: &str, state: &ClusterState) -> bool {
+    served(namespace, state) && decision.opt_out.is_none() && decision.mode == Mode::On
+}
+
+/// The kubelet's keyring over the pod's own decodable secrets, exactly as it builds it.
+fn own_keyring(pod: &PodView, ns: Option<&NamespaceState>) -> Keyring<SecretName> {
+    Keyring::new(pod.pull_secret_names().filter_map(|name| {
+        let (name, secret) = ns?.secrets().get_key_value(name)?;
+        secret
+            .is_usable()
+            .then(|| (SecretName::clone(name), secret.registries()))
+    }))
+}
+
+/// The pod's images, each once, with the kubelet's lookup key (unparsable ones left out).
+fn images_of(pod: &PodView) -> impl Iterator<Item = (&str, String)> {
+    let mut seen = BTreeSet::new();
+    pod.containers()
+        .filter_map(|container| container.image.as_deref())
+        .filter(move |image| !image.is_empty() && seen.insert(*image))
+        .filter_map(|image| Some((image, ImageRef::parse(image).ok()?.lookup_key())))
+}
+
 /// Images no secret the next pod would have serves.
 fn images(pod: &PodView, namespace: &str, state: &ClusterState, found: &mut Vec<Raw>) {
     let mut report = |kind, image: &str, secrets, message| {
@@ -224,25 +269,9 @@ fn images(pod: &PodView, namespace: &str, state: &ClusterState, found: &mut Vec<
     };
     let ns = state.namespace(namespace);
     let decision = decide(pod, namespace, state);
-    let injects =
-        served(namespace, state) && decision.opt_out.is_none() && decision.mode == Mode::On;
-    // The kubelet's keyring over the pod's own decodable secrets, exactly as it builds it.
-    let own: Keyring<SecretName> = Keyring::new(pod.pull_secret_names().filter_map(|name| {
-        let (name, secret) = ns?.secrets().get_key_value(name)?;
-        secret
-            .is_usable()
-            .then(|| (SecretName::clone(name), secret.registries()))
-    }));
-    let mut seen = BTreeSet::new();
-    for image in pod
-        .containers()
-        .filter_map(|container| container.image.as_deref())
-        .filter(|image| !image.is_empty() && seen.insert(*image))
-    {
-        let Ok(reference) = ImageRef::parse(image) else {
-            continue;
-        };
-        let lookup = reference.lookup_key();
+    let injects = injects(&decision, namespace, state);
+    let own = own_keyring(pod, ns);
+    for (image, lookup) in images_of(pod) {
         if !own.lookup(&lookup).is_empty() {
             continue;
         }
@@ -282,6 +311,119 @@ fn images(pod: &PodView, namespace: &str, state: &ClusterState, found: &mut Vec<
             report(FindingKind::CredentialElsewhere, image, elsewhere, message);
         }
     }
+}
+
+/// Images pulled with a minted credential that expired or expires before it is refreshed. The
+/// secrets an image pulls with are the pod's own that serve it and, where the webhook injects,
+/// the ones it chooses for it; one of them is a minted credential when it is the copy of a
+/// ClusterPullSecret with `credentialProvider` (or its source Secret itself).
+fn minted(
+    pod: &PodView,
+    namespace: &str,
+    state: &ClusterState,
+    now: Timestamp,
+    found: &mut Vec<Raw>,
+) {
+    let ns = state.namespace(namespace);
+    let minted: Vec<(&ClusterCredential, &MintedCredentialStatus)> = state
+        .credentials()
+        .iter()
+        .filter_map(|credential| Some((credential, credential.minted.as_ref()?)))
+        .collect();
+    if minted.is_empty() {
+        return;
+    }
+    let injects = injects(&decide(pod, namespace, state), namespace, state);
+    let own = own_keyring(pod, ns);
+    let selected: BTreeSet<&str> = state
+        .credentials_for(namespace)
+        .map(|credential| credential.name.as_str())
+        .collect();
+    for (image, lookup) in images_of(pod) {
+        let mut pulls_with: BTreeSet<String> = own
+            .lookup(&lookup)
+            .into_iter()
+            .map(|name| name.to_string())
+            .collect();
+        if injects {
+            pulls_with.extend(
+                choose(state, namespace, ns, &lookup)
+                    .chosen
+                    .into_iter()
+                    .map(|chosen| chosen.secret),
+            );
+        }
+        for (credential, status) in &minted {
+            let copy = selected.contains(credential.name.as_str())
+                && pulls_with.contains(&credential.target_name);
+            let source = namespace == credential.source_namespace
+                && pulls_with.contains(&credential.source_name);
+            let mut secrets = BTreeSet::new();
+            if copy {
+                secrets.insert(credential.target_name.clone());
+            }
+            if source {
+                secrets.insert(credential.source_name.clone());
+            }
+            let secrets: Vec<String> = secrets.into_iter().collect();
+            if secrets.is_empty() {
+                continue;
+            }
+            let Some((kind, why)) = expiry(status, now) else {
+                continue;
+            };
+            let names: Vec<String> = secrets.iter().map(|secret| quote(secret)).collect();
+            let message = format!(
+                "image {} pulls with {}, minted for ClusterPullSecret {}: {why}",
+                quote(image),
+                names.join(", "),
+                quote(&credential.name)
+            );
+            found.push(Raw {
+                kind,
+                image: Some(image.to_owned()),
+                secrets,
+                message,
+            });
+        }
+    }
+}
+
+/// Whether a minted credential has expired at `now`, or will before it is refreshed: past
+/// `expiresAt`, an error; a next refresh (or retry) planned at or after `expiresAt`, or a
+/// failing refresh in the last fifth of the lifetime (where refreshes are planned), a warning.
+/// A credential without a stated lifetime never expires.
+pub fn expiry(status: &MintedCredentialStatus, now: Timestamp) -> Option<(FindingKind, String)> {
+    let time = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let expires = time(&status.expires_at)?;
+    let failure = match (status.consecutive_failures, &status.last_failure) {
+        (0, _) => String::new(),
+        (n, Some(reason)) => format!("; {n} refreshes failed in a row, the last: {reason}"),
+        (n, None) => format!("; {n} refreshes failed in a row"),
+    };
+    if expires <= now {
+        return Some((
+            FindingKind::CredentialExpired,
+            format!("the credential expired at {expires}{failure}"),
+        ));
+    }
+    let near = time(&status.minted_at).is_none_or(|minted| {
+        expires.duration_since(now).as_secs() * 5 <= expires.duration_since(minted).as_secs()
+    });
+    if let Some(next) = time(&status.next_refresh_at).filter(|next| *next >= expires) {
+        return Some((
+            FindingKind::CredentialExpiring,
+            format!(
+                "the credential expires at {expires}, before its next refresh at {next}{failure}"
+            ),
+        ));
+    }
+    (status.consecutive_failures > 0 && near).then(|| {
+        (
+            FindingKind::CredentialExpiring,
+            format!("the credential expires at {expires} and its refresh is failing{failure}"),
+        )
+    })
 }
 
 /// `namespace/secret` of every decodable secret of another namespace serving `lookup`.
@@ -331,8 +473,7 @@ fn secrets_differ(pod: &PodView, namespace: &str, state: &ClusterState) -> Optio
         });
     }
     let decision = decide(&base, namespace, state);
-    let injects =
-        served(namespace, state) && decision.opt_out.is_none() && decision.mode == Mode::On;
+    let injects = injects(&decision, namespace, state);
     let mut now: BTreeSet<&str> = base.pull_secret_names().collect();
     if injects {
         now.extend(decision.injected.iter().map(|i| i.secret.as_str()));

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use clap::{Args, ValueEnum};
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use crate::admission::audit::{Finding, Severity};
@@ -109,7 +110,7 @@ pub fn run(args: &AuditArgs) -> Result<bool, CommandError> {
             .map_err(|e| cluster(&e))?;
         Ok::<_, CommandError>((state, workloads))
     })?;
-    let findings = live::audit_workloads(&workloads, &state);
+    let findings = live::audit_workloads(&workloads, &state, Timestamp::now());
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     for workload in &workloads {
         *counts.entry(workload.kind).or_default() += 1;

@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -189,9 +190,13 @@ where
     Ok(())
 }
 
-/// Every finding of every workload, most severe first. Pods that finished or are being deleted
-/// pull nothing more and are left out.
-pub fn audit_workloads(workloads: &[LiveWorkload], state: &ClusterState) -> Vec<Finding> {
+/// Every finding of every workload at `now`, most severe first. Pods that finished or are
+/// being deleted pull nothing more and are left out.
+pub fn audit_workloads(
+    workloads: &[LiveWorkload],
+    state: &ClusterState,
+    now: Timestamp,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     for workload in workloads {
         let existing_pod = workload.kind == "Pod";
@@ -213,6 +218,7 @@ pub fn audit_workloads(workloads: &[LiveWorkload], state: &ClusterState) -> Vec<
                 controlled: workload.controlled,
             },
             state,
+            now,
         ));
     }
     findings.sort_by(|a, b| {

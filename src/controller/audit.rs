@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
@@ -104,7 +105,7 @@ async fn audit_once(
             all
         }
     };
-    let findings = live::audit_workloads(&workloads, &cache.snapshot());
+    let findings = live::audit_workloads(&workloads, &cache.snapshot(), Timestamp::now());
     metrics.observe_audit(&findings);
     let current: HashSet<FindingKey> = findings.iter().map(key).collect();
     for finding in findings

@@ -18,7 +18,7 @@ use crate::kubelet::dockerconfig::{self, DecodeError};
 use crate::kubelet::keyring::{Keyring, fold_host_case};
 use crate::state::crd::{
     ClusterPullSecret, ClusterPullSecretStatus, LabelSelector, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    OWNER_LABEL, PullSecretRule, RuleMode, SYSTEM_NAMESPACES,
+    MintedCredentialStatus, OWNER_LABEL, PullSecretRule, RuleMode, SYSTEM_NAMESPACES,
 };
 
 /// Label on a Pod or Namespace that turns injection off when set to `"false"`.
@@ -420,6 +420,9 @@ pub struct ClusterCredential {
     /// For a minted credential whose refresh is failing or that expired: the controller's
     /// `CredentialMinted` condition message (never the credential).
     pub stale: Option<String>,
+    /// With `credentialProvider`: the controller's last word on the minted credential (when
+    /// it was minted, expires and is refreshed next, the last failure; never the credential).
+    pub minted: Option<MintedCredentialStatus>,
     /// The override's patterns, or else the source's own keys.
     patterns: Keyring<()>,
 }
@@ -447,6 +450,7 @@ impl ClusterCredential {
             registries: spec.registries.clone(),
             source,
             stale: stale_credential(resource),
+            minted: minted_credential(resource).cloned(),
             patterns,
         })
     }
@@ -475,6 +479,12 @@ fn stale_credential(resource: &ClusterPullSecret) -> Option<String> {
         .find(|c| c.type_ == "CredentialMinted" && c.status == "False")
         .filter(|c| matches!(c.reason.as_str(), "RefreshFailed" | "Expired"))
         .map(|c| c.message.clone())
+}
+
+/// A minted credential's `status.credential` (none without `credentialProvider`).
+fn minted_credential(resource: &ClusterPullSecret) -> Option<&MintedCredentialStatus> {
+    resource.spec.credential_provider.as_ref()?;
+    resource.status.as_ref()?.credential.as_ref()
 }
 
 /// Who writes the copies of ClusterPullSecrets, which decides when a copy can be counted on.
@@ -822,14 +832,16 @@ impl StateBuilder {
         let Some(name) = &resource.metadata.name else {
             return;
         };
-        // Only the spec and a failing refresh matter here; other status and metadata churn
-        // is not kept.
+        // Only the spec, a failing refresh and a minted credential's times matter here (the
+        // audit reads them; they change once per refresh); other status and metadata churn is
+        // not kept.
         let stale = stale_credential(resource);
-        if self
-            .cluster_pull_secrets
-            .get(name)
-            .is_some_and(|known| known.spec == resource.spec && stale_credential(known) == stale)
-        {
+        let minted = minted_credential(resource);
+        if self.cluster_pull_secrets.get(name).is_some_and(|known| {
+            known.spec == resource.spec
+                && stale_credential(known) == stale
+                && minted_credential(known) == minted
+        }) {
             return;
         }
         let mut kept = ClusterPullSecret::new(name, resource.spec.clone());
@@ -843,6 +855,7 @@ impl StateBuilder {
                     .filter(|c| stale.is_some() && c.type_ == "CredentialMinted")
                     .cloned()
                     .collect(),
+                credential: minted.cloned(),
                 ..ClusterPullSecretStatus::default()
             });
         self.cluster_pull_secrets.insert(name.clone(), kept);

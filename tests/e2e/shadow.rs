@@ -435,8 +435,18 @@ pub fn pull_audit(s: &Suite) -> Result<Outcome> {
             && wide.contains("cannot be decoded by the kubelet"),
         "table:\n{table}\nwide:\n{wide}"
     );
+    let (minted_json, minted_wide) = minted_expiry(s)?;
     // Never a credential: none of the suite's passwords in any output.
-    let outputs = [json_out, json_err, warn_json, healthy_out, table, wide];
+    let outputs = [
+        json_out,
+        json_err,
+        warn_json,
+        healthy_out,
+        table,
+        wide,
+        minted_json,
+        minted_wide,
+    ];
     for (description, needle) in s.secret_needles() {
         ensure!(
             !outputs.iter().any(|out| out.contains(&needle)),
@@ -444,6 +454,109 @@ pub fn pull_audit(s: &Suite) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Passed)
+}
+
+/// A provider mints a credential for two seconds, then every refresh fails: the audit reports
+/// the workload pulling with it as `credential_expired` (error), naming the ClusterPullSecret,
+/// the expiry and the failure, never the token. Returns the JSON and wide outputs.
+fn minted_expiry(s: &Suite) -> Result<(String, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let host = "registry.minted-audit.e2e.example";
+    let token = s.new_password("the audit's minted credential");
+    let plugin = format!("e2e-expiring-{}", s.unique());
+    let marker = s.work_path().join(format!("{plugin}.minted"));
+    let plugin_path = s.credential_plugin_dir().join(&plugin);
+    // Mints once; every later call fails (printing the token to stderr, which must never be
+    // shown).
+    std::fs::write(
+        &plugin_path,
+        format!(
+            r#"#!/bin/sh
+cat >/dev/null
+if [ -e '{marker}' ]; then echo "token service down (last token {token})" >&2; exit 7; fi
+touch '{marker}'
+printf '{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderResponse","cacheKeyType":"Registry","cacheDuration":"2s","auth":{{"{host}":{{"username":"minted","password":"{token}"}}}}}}'
+"#,
+            marker = marker.display()
+        ),
+    )?;
+    std::fs::set_permissions(&plugin_path, std::fs::Permissions::from_mode(0o755))?;
+    let source_ns = s.namespace("audit-minted-source", &[])?;
+    let label = "e2e.pullsecret-injector.io/audit-minted";
+    let target_ns = s.namespace("audit-minted", &[(label, &s.run_id)])?;
+    let cps = format!("e2e-audit-minted-{}", s.run_id);
+    let image = format!("{host}/team/app:1");
+    s.apply(&format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {{name: {cps}}}
+spec:
+  source: {{namespace: {source_ns}, name: minted}}
+  credentialProvider:
+    name: {plugin}
+    images: [\"{image}\"]
+    matchImages: [\"{host}\"]
+    defaultCacheDuration: 1h
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+  namespaceSelector:
+    matchLabels: {{{label}: \"{run}\"}}
+  targetName: minted-pull
+",
+        run = s.run_id,
+    ))?;
+    s.apply(&workload(
+        "Deployment",
+        &target_ns,
+        "uses-minted",
+        &image,
+        &[],
+    ))?;
+    // Minted, expired two seconds later, its refresh failed: one error on the Deployment.
+    let report = poll(
+        "the expired minted credential in the audit",
+        Duration::from_secs(120),
+        || {
+            let (code, stdout, stderr) = audit(s, &["-n", &target_ns, "-o", "json"])?;
+            ensure!(code == 0, "audit -o json exited {code}: {stderr}");
+            let report: Value = serde_json::from_str(&stdout).context("audit -o json")?;
+            let failed = report["findings"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("token service down"));
+            Ok(failed.then_some((report, stdout)))
+        },
+    )?;
+    let (report, json) = report;
+    let found = findings(&report);
+    ensure!(
+        found
+            == [(
+                "error".to_owned(),
+                "credential_expired".to_owned(),
+                "Deployment/uses-minted".to_owned(),
+                vec!["minted-pull".to_owned()]
+            )],
+        "{found:?}"
+    );
+    let message = report["findings"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    ensure!(
+        message.contains(&format!("ClusterPullSecret \"{cps}\"")) && message.contains("expired at"),
+        "{message}"
+    );
+    let (code, wide, _) = audit(s, &["-n", &target_ns, "-o", "wide", "--fail-on", "error"])?;
+    ensure!(
+        code == 3 && wide.contains("credential_expired"),
+        "audit --fail-on error exited {code}:\n{wide}"
+    );
+    s.kubectl(&[
+        "delete",
+        "clusterpullsecret",
+        &cps,
+        "--wait=true",
+        "--timeout=60s",
+    ])?;
+    Ok((json, wide))
 }
 
 /// `(severity, kind, workload, secrets)` of each finding of an `audit -o json` report.

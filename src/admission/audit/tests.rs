@@ -66,7 +66,15 @@ fn run(state: &ClusterState, namespace: &str, pod: &PodView, existing: bool) -> 
             controlled: false,
         },
         state,
+        at(NOW),
     )
+}
+
+/// The audit's clock in these tests.
+const NOW: &str = "2026-01-01T12:00:00Z";
+
+fn at(time: &str) -> Timestamp {
+    time.parse().expect("time")
 }
 
 fn kinds(findings: &[Finding]) -> Vec<(FindingKind, Vec<String>)> {
@@ -237,6 +245,7 @@ fn a_controlled_pod_is_only_compared() {
             controlled: true,
         },
         &state,
+        at(NOW),
     );
     assert_eq!(kinds(&findings), vec![]);
 }
@@ -252,7 +261,151 @@ fn severities_are_ordered_and_fixed_per_kind() {
             Severity::Error,
             Severity::Warning,
             Severity::Warning,
-            Severity::Info
+            Severity::Info,
+            Severity::Error,
+            Severity::Warning
         ]
     );
+}
+
+/// A ClusterPullSecret for every namespace whose source `infra/ecr` a provider mints, with
+/// `credential` as its `status.credential`.
+fn minted(credential: Value, provider: bool) -> Vec<Value> {
+    let mut spec = json!({
+        "source": { "namespace": "infra", "name": "ecr" },
+        "targetName": "ecr-copy",
+    });
+    if provider {
+        spec["credentialProvider"] =
+            json!({ "name": "ecr-credential-provider", "images": ["ecr.example.com/app"] });
+    }
+    vec![
+        namespace("shop", json!({})),
+        namespace("infra", json!({})),
+        namespace("quiet", json!({ MODE_LABEL: "shadow" })),
+        secret("infra", "ecr", &["ecr.example.com"]),
+        json!({
+            "apiVersion": "pullsecret-injector.io/v1alpha1", "kind": "ClusterPullSecret",
+            "metadata": { "name": "ecr" },
+            "spec": spec,
+            "status": { "credential": credential },
+        }),
+    ]
+}
+
+const FAILURE: &str = "plugin exited with status 1: AccessDenied";
+
+#[test]
+fn a_minted_credential_that_expired_or_expires_before_its_refresh_is_found() {
+    let pod = pod(&["ecr.example.com/app:1", "nginx:1"], &[], None);
+    let failing = json!({
+        "mintedAt": "2026-01-01T00:00:00Z", "expiresAt": "2026-01-01T13:00:00Z",
+        "nextRefreshAt": "2026-01-01T12:10:00Z",
+        "consecutiveFailures": 3, "lastFailure": FAILURE,
+    });
+    let cases = [
+        // Expired: every pull that needs it fails now.
+        (
+            json!({
+                "mintedAt": "2026-01-01T00:00:00Z", "expiresAt": "2026-01-01T11:00:00Z",
+                "nextRefreshAt": "2026-01-01T12:05:00Z",
+                "consecutiveFailures": 5, "lastFailure": FAILURE,
+            }),
+            Some((
+                FindingKind::CredentialExpired,
+                "expired at 2026-01-01T11:00:00Z",
+            )),
+        ),
+        // Its next refresh comes after it expires.
+        (
+            json!({
+                "mintedAt": "2026-01-01T00:00:00Z", "expiresAt": "2026-01-01T13:00:00Z",
+                "nextRefreshAt": "2026-01-01T14:00:00Z",
+            }),
+            Some((
+                FindingKind::CredentialExpiring,
+                "expires at 2026-01-01T13:00:00Z, before its next refresh at 2026-01-01T14:00:00Z",
+            )),
+        ),
+        // The refresh is failing, one hour of thirteen left.
+        (
+            failing.clone(),
+            Some((FindingKind::CredentialExpiring, FAILURE)),
+        ),
+        // A refresh failed, but most of the lifetime is left and retries come before expiry.
+        (
+            json!({
+                "mintedAt": "2026-01-01T11:00:00Z", "expiresAt": "2026-01-01T23:00:00Z",
+                "nextRefreshAt": "2026-01-01T12:05:00Z",
+                "consecutiveFailures": 1, "lastFailure": FAILURE,
+            }),
+            None,
+        ),
+        // Healthy: refreshed well before it expires.
+        (
+            json!({
+                "mintedAt": "2026-01-01T11:00:00Z", "expiresAt": "2026-01-01T23:00:00Z",
+                "nextRefreshAt": "2026-01-01T20:36:00Z",
+            }),
+            None,
+        ),
+        // No stated lifetime: it never expires.
+        (
+            json!({ "mintedAt": "2026-01-01T11:00:00Z", "nextRefreshAt": "2026-01-01T23:00:00Z" }),
+            None,
+        ),
+    ];
+    for (credential, expected) in cases {
+        let state = state(&minted(credential.clone(), true));
+        let findings = run(&state, "shop", &pod, false);
+        let Some((kind, said)) = expected else {
+            assert_eq!(kinds(&findings), vec![], "{credential}");
+            continue;
+        };
+        assert_eq!(
+            kinds(&findings),
+            [(kind, vec!["ecr-copy".to_owned()])],
+            "{credential}"
+        );
+        let finding = &findings[0];
+        assert_eq!(finding.severity, kind.severity());
+        assert_eq!(finding.image.as_deref(), Some("ecr.example.com/app:1"));
+        for part in [said, "ClusterPullSecret \"ecr\"", "with \"ecr-copy\""] {
+            assert!(
+                finding.message.contains(part),
+                "{part}: {}",
+                finding.message
+            );
+        }
+        assert!(!finding.message.contains(AUTH), "{}", finding.message);
+    }
+    // Whoever names the secret pulls with it: a pod listing the copy itself, a pod of the
+    // source's namespace listing the source.
+    let mut documents = minted(failing.clone(), true);
+    documents.push(secret("shop", "ecr-copy", &["ecr.example.com"]));
+    let state = state(&documents);
+    let named = self::pod(&["ecr.example.com/app:1"], &["ecr-copy"], None);
+    assert_eq!(
+        kinds(&run(&state, "shop", &named, true)),
+        [(FindingKind::CredentialExpiring, vec!["ecr-copy".to_owned()])]
+    );
+    let source = self::pod(&["ecr.example.com/app:1"], &["ecr"], None);
+    assert_eq!(
+        kinds(&run(&state, "infra", &source, false)),
+        [(
+            FindingKind::CredentialExpiring,
+            vec!["ecr".to_owned(), "ecr-copy".to_owned()]
+        )]
+    );
+    // A pod that does not get the credential (shadow mode) is not told it expires.
+    assert_eq!(
+        kinds(&run(&state, "quiet", &pod, false)),
+        [(FindingKind::NotInjected, vec!["ecr-copy".to_owned()])]
+    );
+    // Nor a pod whose images need another registry.
+    let other = self::pod(&["other.example.com/app:1"], &[], None);
+    assert_eq!(kinds(&run(&state, "shop", &other, false)), vec![]);
+    // Only a provider's credential is minted: a status without `credentialProvider` is not read.
+    let state = self::state(&minted(failing, false));
+    assert_eq!(kinds(&run(&state, "shop", &pod, false)), vec![]);
 }
