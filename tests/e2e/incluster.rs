@@ -392,13 +392,7 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     );
     s.run_pod(&target, "web", &app_image, &[])?;
     expect_secrets(&wait_running(s, &target, "web")?, &["corp-pull"])?;
-    s.kubectl(&[
-        "delete",
-        "clusterpullsecret",
-        &cps,
-        "--wait=true",
-        "--timeout=60s",
-    ])?;
+    s.delete_cluster_pull_secret(&cps)?;
 
     // Namespaced mode, from inside the cluster: only the app namespace is served; a covered
     // namespace not listed gets nothing, although it has a matching Secret.

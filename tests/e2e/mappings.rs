@@ -161,13 +161,7 @@ spec:
         CONVERGENCE,
         || Ok((answer_of(&with, &ghost, &image)?.0 == ["manual-pull"]).then_some(())),
     )?;
-    s.kubectl(&[
-        "delete",
-        "clusterpullsecret",
-        &cps,
-        "--wait=true",
-        "--timeout=60s",
-    ])?;
+    s.delete_cluster_pull_secret(&cps)?;
     drop(plain);
     Ok(Outcome::Passed)
 }

@@ -10,7 +10,9 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::client::{WebhookClient, expect_allowed, pod_review};
-use crate::harness::{Suite, http_get, metric, poll, pull_secrets};
+use crate::harness::{
+    Suite, http_get, metric, minted_cluster_pull_secret_manifest, poll, pull_secrets,
+};
 use crate::scenarios::Outcome;
 
 const MODE_LABEL: &str = "pullsecret-injector.io/mode";
@@ -486,23 +488,12 @@ printf '{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Credential
     let target_ns = s.namespace("audit-minted", &[(label, &s.run_id)])?;
     let cps = format!("e2e-audit-minted-{}", s.run_id);
     let image = format!("{host}/team/app:1");
-    s.apply(&format!(
-        "apiVersion: pullsecret-injector.io/v1alpha1
-kind: ClusterPullSecret
-metadata: {{name: {cps}}}
-spec:
-  source: {{namespace: {source_ns}, name: minted}}
-  credentialProvider:
-    name: {plugin}
-    images: [\"{image}\"]
-    matchImages: [\"{host}\"]
-    defaultCacheDuration: 1h
-    apiVersion: credentialprovider.kubelet.k8s.io/v1
-  namespaceSelector:
-    matchLabels: {{{label}: \"{run}\"}}
-  targetName: minted-pull
-",
-        run = s.run_id,
+    s.apply(&minted_cluster_pull_secret_manifest(
+        &cps,
+        (&source_ns, "minted"),
+        (&plugin, &image, host),
+        (label, &s.run_id),
+        "minted-pull",
     ))?;
     s.apply(&workload(
         "Deployment",
@@ -549,13 +540,7 @@ spec:
         code == 3 && wide.contains("credential_expired"),
         "audit --fail-on error exited {code}:\n{wide}"
     );
-    s.kubectl(&[
-        "delete",
-        "clusterpullsecret",
-        &cps,
-        "--wait=true",
-        "--timeout=60s",
-    ])?;
+    s.delete_cluster_pull_secret(&cps)?;
     Ok((json, wide))
 }
 

@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::harness::{Suite, metric, poll};
+use crate::harness::{Suite, metric, minted_cluster_pull_secret_manifest, poll};
 use crate::node::{Registry, expect_secrets, wait_running};
 use crate::scenarios::Outcome;
 
@@ -116,24 +116,12 @@ pub fn minted_credentials_rotate(s: &Suite) -> Result<Outcome> {
     let label = "e2e.pullsecret-injector.io/minted";
     let target_ns = s.node_namespace("minted", &[(label, &s.run_id)])?;
     let cps = format!("e2e-minted-{}", s.run_id);
-    s.apply(&format!(
-        "apiVersion: pullsecret-injector.io/v1alpha1
-kind: ClusterPullSecret
-metadata: {{name: {cps}}}
-spec:
-  source: {{namespace: {source_ns}, name: minted}}
-  credentialProvider:
-    name: {plugin}
-    images: [\"{image}\"]
-    matchImages: [\"{host}\"]
-    defaultCacheDuration: 1h
-    apiVersion: credentialprovider.kubelet.k8s.io/v1
-  namespaceSelector:
-    matchLabels: {{{label}: \"{run}\"}}
-  targetName: minted-pull
-",
-        host = registry.host,
-        run = s.run_id,
+    s.apply(&minted_cluster_pull_secret_manifest(
+        &cps,
+        (&source_ns, "minted"),
+        (&plugin, &image, &registry.host),
+        (label, &s.run_id),
+        "minted-pull",
     ))?;
 
     // Minted, copied, and a pod pulls with it.
@@ -315,13 +303,7 @@ spec:
             ensure!(!text.contains(&token), "a minted token appeared in {place}");
         }
     }
-    s.kubectl(&[
-        "delete",
-        "clusterpullsecret",
-        &cps,
-        "--wait=true",
-        "--timeout=60s",
-    ])?;
+    s.delete_cluster_pull_secret(&cps)?;
     ensure!(
         s.get_json_opt(&["secret", "minted", "-n", &source_ns])?
             .is_none(),

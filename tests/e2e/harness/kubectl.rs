@@ -97,6 +97,17 @@ impl Suite {
     }
 
     /// `kubectl apply -f -` with the given manifest.
+    /// Deletes a ClusterPullSecret and waits until it is gone (its finalizer has run).
+    pub fn delete_cluster_pull_secret(&self, name: &str) -> Result<Output> {
+        self.kubectl(&[
+            "delete",
+            "clusterpullsecret",
+            name,
+            "--wait=true",
+            "--timeout=60s",
+        ])
+    }
+
     pub fn apply(&self, manifest: &str) -> Result<Output> {
         let out = self.kubectl_raw(&["apply", "-f", "-"], Some(manifest))?;
         ensure!(
@@ -438,6 +449,35 @@ impl Suite {
     pub fn kubectl_stderr(&self) -> Vec<String> {
         self.record.borrow().kubectl_stderr.clone()
     }
+}
+
+/// A ClusterPullSecret whose source `(namespace, name)` is minted by the credential provider
+/// `plugin` for `image` (matching `host`), copied as `target` into the namespaces labelled
+/// `select` (key, value).
+pub fn minted_cluster_pull_secret_manifest(
+    name: &str,
+    (source_ns, source_name): (&str, &str),
+    (plugin, image, host): (&str, &str, &str),
+    (key, value): (&str, &str),
+    target: &str,
+) -> String {
+    format!(
+        "apiVersion: pullsecret-injector.io/v1alpha1
+kind: ClusterPullSecret
+metadata: {{name: {name}}}
+spec:
+  source: {{namespace: {source_ns}, name: {source_name}}}
+  credentialProvider:
+    name: {plugin}
+    images: [\"{image}\"]
+    matchImages: [\"{host}\"]
+    defaultCacheDuration: 1h
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+  namespaceSelector:
+    matchLabels: {{{key}: \"{value}\"}}
+  targetName: {target}
+"
+    )
 }
 
 /// A ClusterPullSecret copying `source` (namespace, name) as `target` into the namespaces

@@ -15,7 +15,7 @@ mod setup;
 mod util;
 
 pub use http::{http_get, metric, metric_sum};
-pub use kubectl::{Output, cluster_pull_secret_manifest};
+pub use kubectl::{Output, cluster_pull_secret_manifest, minted_cluster_pull_secret_manifest};
 pub use processes::{Cluster, Serve, chart_dir, serve_command, shutdown_timing, webhook_manifest};
 pub use util::{injected_annotation, now_unix, poll, pull_secrets, tail};
 
