@@ -6,8 +6,6 @@
 //! `GetAuthorizationToken` on 127.0.0.1, it answers with a real `CredentialProviderResponse`
 //! that we turn into a dockerconfigjson.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -17,6 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use pullsecret_injector::controller::credential_provider::{Plugins, ProviderEntry};
 use pullsecret_injector::state::crd::{CredentialProvider, ExecEnvVar};
+
+mod support;
 
 const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1";
 const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -86,53 +86,9 @@ fn block(env: &[(&str, &str)]) -> CredentialProvider {
     }
 }
 
-/// A stand-in for ECR's JSON API on 127.0.0.1 answering GetAuthorizationToken; returns its URL
-/// and a receiver of the `X-Amz-Target` of each request.
+/// The ECR stand-in (tests/support/ecr.rs) answering with a token for [`PASSWORD`].
 fn ecr_stand_in() -> (String, std::sync::mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (seen, targets) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream);
-            let (mut length, mut target) = (0usize, String::new());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(value) = lower.strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-                if lower.starts_with("x-amz-target:") {
-                    target = line["x-amz-target:".len()..].trim().to_owned();
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
-            let expires = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                + 43_200;
-            let answer = serde_json::json!({"authorizationData": [{
-                "authorizationToken": BASE64.encode(format!("AWS:{PASSWORD}")),
-                "expiresAt": expires,
-                "proxyEndpoint": format!("https://{REGISTRY}"),
-            }]})
-            .to_string();
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-            let _ = seen.send(target);
-        }
-    });
-    (url, targets)
+    support::ecr::start(REGISTRY, PASSWORD).expect("the ECR stand-in listens")
 }
 
 #[tokio::test]

@@ -22,6 +22,8 @@
 
 mod client;
 mod controller_faults;
+#[path = "../support/ecr.rs"]
+mod ecr_stand_in;
 mod failpolicy;
 mod faults;
 mod harness;

@@ -313,47 +313,6 @@ pub fn minted_credentials_rotate(s: &Suite) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-/// A stand-in for ECR's `GetAuthorizationToken` on 127.0.0.1 (the AWS SDK's endpoint override
-/// points the plugin at it); answers every request with `AWS:password` valid for 12 hours.
-fn ecr_stand_in(password: String) -> Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("http://{}", listener.local_addr()?);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = std::io::BufReader::new(stream);
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0
-                    || line == "\r\n"
-                {
-                    break;
-                }
-                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
-            let expires = crate::harness::now_unix() as u64 + 43_200;
-            let answer = serde_json::json!({"authorizationData": [{
-                "authorizationToken": BASE64.encode(format!("AWS:{password}")),
-                "expiresAt": expires,
-                "proxyEndpoint": format!("https://{ECR_REGISTRY}"),
-            }]})
-            .to_string();
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-        }
-    });
-    Ok(url)
-}
-
 const ECR_REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
 /// The real ecr-credential-provider run by the suite's serve process for two
@@ -375,7 +334,7 @@ pub fn ecr_credential_provider(s: &Suite) -> Result<Outcome> {
         std::fs::copy(&binary, &plugin)?;
     }
     let password = s.new_password("the ECR stand-in's token");
-    let endpoint = ecr_stand_in(password.clone())?;
+    let (endpoint, _) = crate::ecr_stand_in::start(ECR_REGISTRY, &password)?;
     let source_ns = s.namespace("ecr-source", &[])?;
     let label = "e2e.pullsecret-injector.io/ecr";
     let target_ns = s.namespace("ecr", &[(label, &s.run_id)])?;
