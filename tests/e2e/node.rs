@@ -155,9 +155,21 @@ impl Drop for Registry {
 /// Waits until every container of the pod runs (init containers completed). A pull failure
 /// ends the wait at once with the kubelet's message.
 pub fn wait_running(s: &Suite, ns: &str, pod: &str) -> Result<Value> {
+    let mut first_failure: Option<std::time::Instant> = None;
     let outcome = poll(&format!("pod {ns}/{pod} to run"), START_TIMEOUT, || {
         let json = s.pod(ns, pod)?;
         if let Some((container, reason, message)) = waiting_on_pull(&json) {
+            // The kubelet may pull once without the pod's secrets when it could not read
+            // them yet (the Node authorizer learns of a freshly bound pod through a watch);
+            // it says so in an Event and pulls again with them after its back-off. Any other
+            // failed pull fails at once (after a moment for that Event to arrive).
+            let since = *first_failure.get_or_insert_with(std::time::Instant::now);
+            if kubelet_lacked_secrets(s, ns, pod)? {
+                return Ok(None);
+            }
+            if since.elapsed() < KUBELET_EVENT_GRACE {
+                return Ok(None);
+            }
             return Ok(Some(Err(format!(
                 "container {container} of {ns}/{pod} is in {reason}: {message}"
             ))));
@@ -172,6 +184,26 @@ pub fn wait_running(s: &Suite, ns: &str, pod: &str) -> Result<Value> {
         Ok(running.then_some(Ok(json)))
     })?;
     outcome.map_err(anyhow::Error::msg)
+}
+
+/// How long a failed pull waits for the kubelet's Event saying it lacked the pod's secrets.
+const KUBELET_EVENT_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether the kubelet reported that it could not read some of the pod's pull secrets
+/// (Event `FailedToRetrieveImagePullSecret`): its pull went without them and will be retried.
+fn kubelet_lacked_secrets(s: &Suite, ns: &str, pod: &str) -> Result<bool> {
+    let selector = format!("involvedObject.name={pod},reason=FailedToRetrieveImagePullSecret");
+    let out = s.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        &selector,
+        "-o",
+        "name",
+    ])?;
+    Ok(!out.stdout.trim().is_empty())
 }
 
 /// Waits until `container` of the pod cannot pull, and returns the kubelet's message.
