@@ -6,6 +6,8 @@
 
 pub mod audit;
 pub mod decision;
+#[cfg(test)]
+mod fixtures;
 pub mod pod;
 pub mod recovery;
 pub mod review;

@@ -29,19 +29,26 @@ const NAMESPACE_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// Most registry patterns one resource may list; bounds the apiserver's cost of the rules below.
 const MAX_REGISTRY_PATTERNS: usize = 64;
 
+/// A list of 1 to `max_items` non-empty strings of at most 255 characters, checked by the
+/// apiserver with `validations` (CEL rules).
+fn bounded_strings(schema: &mut Schema, max_items: usize, validations: serde_json::Value) {
+    schema.insert("minItems".to_owned(), json!(1));
+    schema.insert("maxItems".to_owned(), json!(max_items));
+    schema.insert(
+        "items".to_owned(),
+        json!({"type": "string", "minLength": 1, "maxLength": 255}),
+    );
+    schema.insert("x-kubernetes-validations".to_owned(), validations);
+}
+
 /// Schema of a list of registry patterns: what the apiserver refuses instead of storing a
 /// pattern that can never match an image. The kubelet's keyring strips a scheme from the
 /// *keys of a Secret*, but a pattern with a scheme or an API path (`https://r.example/v2/`) is
 /// a pasted URL, and whitespace never occurs in an image reference.
 fn registry_patterns(schema: &mut Schema) {
-    schema.insert("minItems".to_owned(), json!(1));
-    schema.insert("maxItems".to_owned(), json!(MAX_REGISTRY_PATTERNS));
-    schema.insert(
-        "items".to_owned(),
-        json!({"type": "string", "minLength": 1, "maxLength": 255}),
-    );
-    schema.insert(
-        "x-kubernetes-validations".to_owned(),
+    bounded_strings(
+        schema,
+        MAX_REGISTRY_PATTERNS,
         json!([
             {
                 "rule": "self.all(r, !r.contains('://'))",
@@ -244,14 +251,9 @@ const PROVIDER_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
 
 /// The `images` of a credential provider: concrete image references, no globs.
 fn provider_images(schema: &mut Schema) {
-    schema.insert("minItems".to_owned(), json!(1));
-    schema.insert("maxItems".to_owned(), json!(MAX_PROVIDER_IMAGES));
-    schema.insert(
-        "items".to_owned(),
-        json!({"type": "string", "minLength": 1, "maxLength": 255}),
-    );
-    schema.insert(
-        "x-kubernetes-validations".to_owned(),
+    bounded_strings(
+        schema,
+        MAX_PROVIDER_IMAGES,
         json!([
             {
                 "rule": "self.all(i, !i.contains('*') && !i.contains('://') && !i.matches('\\\\s'))",

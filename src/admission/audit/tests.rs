@@ -4,19 +4,7 @@ use super::*;
 use crate::cluster::statefile::state_from_str;
 use crate::state::snapshot::{INJECT_LABEL, MODE_LABEL};
 
-const AUTH: &str = "dXNlcjpwYXNz"; // base64("user:pass")
-
-fn secret(namespace: &str, name: &str, keys: &[&str]) -> Value {
-    let auths: serde_json::Map<String, Value> = keys
-        .iter()
-        .map(|key| (key.to_string(), json!({ "auth": AUTH })))
-        .collect();
-    json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-        "metadata": { "namespace": namespace, "name": name },
-        "stringData": { ".dockerconfigjson": json!({ "auths": auths }).to_string() },
-    })
-}
+use crate::admission::fixtures::{AUTH, secret};
 
 fn broken(namespace: &str, name: &str) -> Value {
     json!({

@@ -8,21 +8,11 @@ use crate::kubelet::dockerconfig::{
     DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_KEY, DOCKERCFG_TYPE,
 };
 
-const AUTH: &str = "dXNlcjpwYXNz"; // base64("user:pass")
+use crate::admission::fixtures::{self, AUTH};
 
-/// A dockerconfigjson Secret document with the given `auths` keys.
+/// A dockerconfigjson Secret document with the given `auths` keys, as text.
 fn secret(namespace: &str, name: &str, keys: &[&str]) -> String {
-    let auths: serde_json::Map<String, Value> = keys
-        .iter()
-        .map(|key| (key.to_string(), json!({ "auth": AUTH })))
-        .collect();
-    let config = json!({ "auths": auths }).to_string();
-    json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-        "metadata": { "namespace": namespace, "name": name },
-        "stringData": { ".dockerconfigjson": config },
-    })
-    .to_string()
+    fixtures::secret(namespace, name, keys).to_string()
 }
 
 fn broken_secret(namespace: &str, name: &str, config: &str) -> String {

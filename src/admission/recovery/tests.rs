@@ -5,19 +5,11 @@ use serde_json::{Value, json};
 use super::*;
 use crate::cluster::statefile::state_from_str;
 
-const AUTH: &str = "dXNlcjpwYXNz"; // base64("user:pass")
+use crate::admission::fixtures;
 
+/// A dockerconfigjson Secret document with the given `auths` keys, as text.
 fn secret(namespace: &str, name: &str, keys: &[&str]) -> String {
-    let auths: serde_json::Map<String, Value> = keys
-        .iter()
-        .map(|key| (key.to_string(), json!({ "auth": AUTH })))
-        .collect();
-    json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-        "metadata": { "namespace": namespace, "name": name },
-        "stringData": { ".dockerconfigjson": json!({ "auths": auths }).to_string() },
-    })
-    .to_string()
+    fixtures::secret(namespace, name, keys).to_string()
 }
 
 fn namespace(name: &str, labels: Value) -> String {

@@ -456,27 +456,20 @@ impl Suite {
 /// `select` (key, value).
 pub fn minted_cluster_pull_secret_manifest(
     name: &str,
-    (source_ns, source_name): (&str, &str),
+    source: (&str, &str),
     (plugin, image, host): (&str, &str, &str),
-    (key, value): (&str, &str),
+    select: (&str, &str),
     target: &str,
 ) -> String {
     format!(
-        "apiVersion: pullsecret-injector.io/v1alpha1
-kind: ClusterPullSecret
-metadata: {{name: {name}}}
-spec:
-  source: {{namespace: {source_ns}, name: {source_name}}}
-  credentialProvider:
+        "{}  credentialProvider:
     name: {plugin}
     images: [\"{image}\"]
     matchImages: [\"{host}\"]
     defaultCacheDuration: 1h
     apiVersion: credentialprovider.kubelet.k8s.io/v1
-  namespaceSelector:
-    matchLabels: {{{key}: \"{value}\"}}
-  targetName: {target}
-"
+",
+        cluster_pull_secret_manifest(name, source, select, target)
     )
 }
 
