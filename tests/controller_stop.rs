@@ -46,7 +46,7 @@ async fn stopped_before_its_first_list_the_controller_ends_and_releases_the_leas
         lease,
         pullsecret_injector::controller::credential_provider::Plugins::new(
             None,
-            Vec::new(),
+            pullsecret_injector::controller::credential_provider::ProviderSource::Fixed(Vec::new()),
             Duration::from_secs(60),
         ),
         channel::channel(pullsecret_injector::controller::leader::Term::Follower).0,

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use pullsecret_injector::controller::credential_provider::{Plugins, ProviderEntry};
-use pullsecret_injector::state::crd::{CredentialProvider, ExecEnvVar};
+use pullsecret_injector::controller::credential_provider::{
+    Plugins, ProviderEntry, ProviderSource,
+};
+use pullsecret_injector::state::crd::CredentialProvider;
 
 mod support;
 
@@ -43,31 +45,44 @@ fn bin_dir() -> PathBuf {
     .clone()
 }
 
-/// The provider as a node's CredentialProviderConfig would have it (the file format), with
-/// the ClusterPullSecret block adding `env`.
-fn plugins() -> Plugins {
-    let config = "apiVersion: kubelet.config.k8s.io/v1
-kind: CredentialProviderConfig
-providers:
-- name: ecr-credential-provider
-  matchImages: ['*.dkr.ecr.*.amazonaws.com', '*.dkr.ecr.*.amazonaws.com.cn']
-  defaultCacheDuration: 12h
-  apiVersion: credentialprovider.kubelet.k8s.io/v1
-  args: [get-credentials]
-";
-    let providers: Vec<ProviderEntry> =
-        pullsecret_injector::controller::credential_provider::parse_config(config).unwrap();
-    Plugins::new(Some(bin_dir()), providers, Duration::from_secs(60))
-}
-
-fn block(env: &[(&str, &str)]) -> CredentialProvider {
-    // Nothing of this machine's AWS setup may leak in: no shared files, no instance metadata.
+/// The provider as a node's CredentialProviderConfig would have it (the file format), its
+/// `env` the admin's: nothing of this machine's AWS setup may leak in (no shared files, no
+/// instance metadata), and the plugin inherits nothing else.
+fn plugins(env: &[(&str, &str)]) -> Plugins {
     let mut vars = vec![
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
         ("AWS_CONFIG_FILE", "/nonexistent"),
     ];
     vars.extend_from_slice(env);
+    let env: Vec<serde_json::Value> = vars
+        .into_iter()
+        .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+        .collect();
+    let config = serde_json::json!({
+        "apiVersion": "kubelet.config.k8s.io/v1",
+        "kind": "CredentialProviderConfig",
+        "providers": [{
+            "name": "ecr-credential-provider",
+            "matchImages": ["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn"],
+            "defaultCacheDuration": "12h",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "args": ["get-credentials"],
+            "env": env,
+        }],
+    });
+    let providers: Vec<ProviderEntry> =
+        pullsecret_injector::controller::credential_provider::parse_config(&config.to_string())
+            .unwrap();
+    Plugins::new(
+        Some(bin_dir()),
+        ProviderSource::Fixed(providers),
+        Duration::from_secs(60),
+    )
+}
+
+/// What a ClusterPullSecret says: the provider and the image, nothing more.
+fn block() -> CredentialProvider {
     CredentialProvider {
         name: "ecr-credential-provider".to_owned(),
         images: vec![IMAGE.to_owned()],
@@ -75,14 +90,7 @@ fn block(env: &[(&str, &str)]) -> CredentialProvider {
         default_cache_duration: None,
         api_version: None,
         args: None,
-        env: Some(
-            vars.into_iter()
-                .map(|(name, value)| ExecEnvVar {
-                    name: name.to_owned(),
-                    value: value.to_owned(),
-                })
-                .collect(),
-        ),
+        env: None,
     }
 }
 
@@ -93,8 +101,8 @@ fn ecr_stand_in() -> (String, std::sync::mpsc::Receiver<String>) {
 
 #[tokio::test]
 async fn without_aws_credentials_the_plugin_fails_clearly() {
-    let plugins = plugins();
-    let provider = plugins.resolve(&block(&[])).unwrap();
+    let plugins = plugins(&[]);
+    let provider = plugins.resolve(&block()).unwrap();
     let error = plugins
         .mint(&provider, &[IMAGE.to_owned()])
         .await
@@ -108,17 +116,15 @@ async fn without_aws_credentials_the_plugin_fails_clearly() {
 #[tokio::test]
 async fn with_a_token_endpoint_it_mints_a_registry_credential() {
     let (url, targets) = ecr_stand_in();
-    let plugins = plugins();
-    let provider = plugins
-        .resolve(&block(&[
-            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
-            (
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            ),
-            ("AWS_ENDPOINT_URL_ECR", &url),
-        ]))
-        .unwrap();
+    let plugins = plugins(&[
+        ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+        ("AWS_ENDPOINT_URL_ECR", &url),
+    ]);
+    let provider = plugins.resolve(&block()).unwrap();
     assert_eq!(provider.args, ["get-credentials"]);
     let minted = plugins.mint(&provider, &[IMAGE.to_owned()]).await.unwrap();
     assert_eq!(

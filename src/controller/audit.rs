@@ -4,7 +4,9 @@
 //! for each error or warning finding that is new since the last audit.
 //!
 //! Read-only on workloads: it lists Pods, Deployments, StatefulSets, DaemonSets, Jobs and
-//! CronJobs, and writes only Events.
+//! CronJobs, and writes only Events. An Event is readable by whoever may read Events in the
+//! workload's namespace, so it never names another namespace's Secrets (the audit's own output
+//! and the log do).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::admission::audit::{Finding, Severity};
+use crate::admission::audit::{Finding, FindingKind, Severity};
 use crate::cluster::live::{self, LiveWorkload};
 use crate::cluster::watch::ClusterCache;
 use crate::controller::leader::Leadership;
@@ -134,6 +136,23 @@ async fn audit_once(
     Ok(())
 }
 
+/// The note of a finding's Event, with the names of other namespaces' Secrets left out.
+pub fn event_note(finding: &Finding) -> String {
+    let message = match finding.kind {
+        FindingKind::CredentialElsewhere => format!(
+            "image {}: no secret of this namespace serves it, but {} Secrets of other namespaces do (named only by `pullsecret-injector audit`, not in this namespace's Events): secrets are namespaced (copy one, or use a ClusterPullSecret)",
+            crate::text::quote(finding.image.as_deref().unwrap_or_default()),
+            finding.secrets.len()
+        ),
+        _ => finding.message.clone(),
+    };
+    format!(
+        "{} ({}): {message}",
+        finding.kind.as_str(),
+        finding.severity.as_str()
+    )
+}
+
 async fn publish(recorder: &Recorder, workload: &LiveWorkload, finding: &Finding) {
     let reference = ObjectReference {
         api_version: Some(workload.api_version.to_owned()),
@@ -150,16 +169,62 @@ async fn publish(recorder: &Recorder, workload: &LiveWorkload, finding: &Finding
     let event = Event {
         type_,
         reason: EVENT_REASON.to_owned(),
-        note: Some(format!(
-            "{} ({}): {}",
-            finding.kind.as_str(),
-            finding.severity.as_str(),
-            finding.message
-        )),
+        note: Some(event_note(finding)),
         action: "Audit".to_owned(),
         secondary: None,
     };
     if let Err(error) = recorder.publish(&event, &reference).await {
         tracing::warn!(%error, "cannot publish a pull audit Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::audit::WorkloadRef;
+    use crate::state::snapshot::Mode;
+
+    fn finding(kind: FindingKind, secrets: &[&str], message: &str) -> Finding {
+        Finding {
+            severity: Severity::Warning,
+            kind,
+            workload: WorkloadRef {
+                kind: "Deployment".to_owned(),
+                namespace: "shop".to_owned(),
+                name: "web".to_owned(),
+            },
+            mode: Mode::On,
+            image: Some("registry.example/app:1".to_owned()),
+            secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn events_never_name_other_namespaces_secrets() {
+        let elsewhere = finding(
+            FindingKind::CredentialElsewhere,
+            &["kube-system/node-registry", "payments/registry"],
+            "image \"registry.example/app:1\": ... but kube-system/node-registry, payments/registry in other namespaces do",
+        );
+        let note = event_note(&elsewhere);
+        assert!(!note.contains("kube-system"), "{note}");
+        assert!(!note.contains("node-registry"), "{note}");
+        assert!(!note.contains("payments"), "{note}");
+        assert!(note.contains("2 Secrets of other namespaces"), "{note}");
+        assert!(
+            note.starts_with("credential_elsewhere (warning): "),
+            "{note}"
+        );
+        // Findings about the namespace's own Secrets keep their message.
+        let missing = finding(
+            FindingKind::MissingSecret,
+            &["regcred"],
+            "entry \"regcred\" is missing",
+        );
+        assert_eq!(
+            event_note(&missing),
+            "missing_secret (warning): entry \"regcred\" is missing"
+        );
     }
 }

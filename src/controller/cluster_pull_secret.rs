@@ -58,7 +58,7 @@ use crate::state::crd::{
     ClusterPullSecret, ClusterPullSecretStatus, Condition, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
     NamespaceProblem, OWNER_LABEL,
 };
-use crate::state::snapshot::ClusterState;
+use crate::state::snapshot::{ClusterState, MODE_LABEL, Mode};
 use crate::telemetry::Metrics;
 
 const FINALIZER: &str = "pullsecret-injector.io/copies";
@@ -347,12 +347,15 @@ fn copies_selector(name: &str) -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{OWNER_LABEL}={name}")
 }
 
-/// The namespaces that should hold a copy, by the same rules the admission decision uses.
+/// The namespaces that should hold a copy, by the same rules the admission decision uses. A
+/// namespace in shadow mode gets none: shadow mode changes nothing in a namespace, and its copy
+/// is written the moment the namespace is switched on.
 pub fn target_namespaces(state: &ClusterState, resource: &ClusterPullSecret) -> BTreeSet<String> {
     let selector = resource.spec.namespace_selector.clone().unwrap_or_default();
     state
         .existing_namespaces()
         .filter(|namespace| state.selects(&selector, namespace))
+        .filter(|namespace| state.mode(namespace).0 == Mode::On)
         .filter(|namespace| !is_source_slot(resource, namespace))
         .map(str::to_owned)
         .collect()
@@ -573,14 +576,41 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
     let target = resource.target_name();
     let state = context.cache.snapshot();
     let scope = context.cache.scope();
-    let mut wanted = target_namespaces(&state, resource);
-    wanted.retain(|namespace| scope.contains(namespace));
     let mut report = Report {
         namespaces_in_sync: context.cache.is_in_sync(WatchKind::Namespaces),
         namespaced: scope.is_namespaced(),
         source_out_of_scope: !scope.contains(&resource.spec.source.namespace),
         ..Report::default()
     };
+
+    // In namespaced mode the source's namespace may be out of reach: nothing is minted there.
+    let minted = match &resource.spec.credential_provider {
+        Some(block) if !report.source_out_of_scope => Some(
+            minting::refresh(
+                &context.client,
+                &context.recorder,
+                &context.metrics,
+                &context.plugins,
+                resource,
+                block,
+                state.own_namespace(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    remove_stale_minted(context, resource, &mut report).await?;
+    // A Secret at the source that is not this resource's to copy takes every copy with it.
+    let withdrawn = minted
+        .as_ref()
+        .is_some_and(|minted| minted.state.withdraws_copies());
+    let mut wanted = if withdrawn {
+        BTreeSet::new()
+    } else {
+        target_namespaces(&state, resource)
+    };
+    wanted.retain(|namespace| scope.contains(namespace));
+
     let copies = list_copies(context, &name).await?;
     let mut existing: BTreeMap<String, Secret> = BTreeMap::new();
     for copy in copies {
@@ -589,9 +619,10 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
             existing.insert(namespace, copy);
             continue;
         }
-        // A copy under an old targetName goes whatever the cache says; one in a namespace
-        // that no longer matches only once that is certain.
+        // A copy under an old targetName, or of a withdrawn source, goes whatever the cache
+        // says; one in a namespace that no longer matches only once that is certain.
         if copy.name_any() == target
+            && !withdrawn
             && may_still_be_selected(
                 context,
                 &state,
@@ -616,24 +647,9 @@ async fn apply(resource: &ClusterPullSecret, context: &Context) -> Result<Action
         );
     }
 
-    // In namespaced mode the source's namespace may be out of reach: nothing is minted there.
-    let minted = match &resource.spec.credential_provider {
-        Some(block) if !report.source_out_of_scope => Some(
-            minting::refresh(
-                &context.client,
-                &context.recorder,
-                &context.metrics,
-                &context.plugins,
-                resource,
-                block,
-            )
-            .await?,
-        ),
-        _ => None,
-    };
     let source_api: Api<Secret> =
         Api::namespaced(context.client.clone(), &resource.spec.source.namespace);
-    let source = if report.source_out_of_scope {
+    let source = if report.source_out_of_scope || withdrawn {
         None
     } else {
         source_api.get_opt(&resource.spec.source.name).await?
@@ -684,7 +700,9 @@ fn minted_readiness(minted: &MintReport) -> Option<(bool, &'static str, String)>
     match minted.state {
         MintState::Fresh | MintState::RefreshFailing => None,
         MintState::Expired => Some((false, "CredentialExpired", message.clone())),
-        MintState::NotMinted | MintState::Conflict => Some((false, reason, message.clone())),
+        MintState::NotMinted | MintState::Conflict | MintState::Refused => {
+            Some((false, reason, message.clone()))
+        }
     }
 }
 
@@ -707,7 +725,13 @@ async fn may_still_be_selected(
         Ok(Some(fresh)) => {
             let selector = resource.spec.namespace_selector.clone().unwrap_or_default();
             let terminating = fresh.metadata.deletion_timestamp.is_some();
+            let mode = fresh
+                .labels()
+                .get(MODE_LABEL)
+                .and_then(|value| Mode::from_label(value))
+                .unwrap_or(state.default_mode());
             !is_source_slot(resource, namespace)
+                && mode == Mode::On
                 && state.selects_with(&selector, namespace, Some((fresh.labels(), terminating)))
         }
         Err(error) => {
@@ -733,21 +757,21 @@ async fn cleanup(
             );
         }
     }
-    // A source this resource minted goes with it.
-    if resource.spec.credential_provider.is_some() {
-        let source = &resource.spec.source;
-        let api: Api<Secret> = Api::namespaced(context.client.clone(), &source.namespace);
-        if let Some(minted) = api.get_opt(&source.name).await?.filter(|secret| {
-            is_managed(secret.labels())
-                && secret.labels().get(MINTED_FOR_LABEL) == Some(&resource.name_any())
-        }) && let Err(failed) = delete_copy(context, &minted).await
-        {
-            report.failed(context, resource, &source.namespace, failed);
+    // Every credential this resource minted goes with it, wherever it was minted (in the
+    // namespaces this injector serves: in namespaced mode nothing was minted elsewhere).
+    for minted in list_minted(context, resource).await? {
+        if let Err(failed) = delete_copy(context, &minted).await {
+            report.failed(
+                context,
+                resource,
+                &minted.namespace().unwrap_or_default(),
+                failed,
+            );
         }
-        context
-            .metrics
-            .set_credential_expiry(&resource.name_any(), None);
     }
+    context
+        .metrics
+        .set_credential_expiry(&resource.name_any(), None);
     if !report.failures.is_empty() {
         // Keeps the finalizer: the resource goes once every copy has.
         report_new_problems(context, resource, &report).await;
@@ -755,8 +779,55 @@ async fn cleanup(
         return Ok(Action::requeue(delay));
     }
     context.next_attempt(&resource.name_any(), true);
-    tracing::info!(cluster_pull_secret = %resource.name_any(), "deleted; copies removed");
+    tracing::info!(cluster_pull_secret = %resource.name_any(), "deleted; copies and minted credentials removed");
     Ok(Action::await_change())
+}
+
+/// The Secrets minted for `resource` (owner label and owner reference), in the namespaces this
+/// injector serves.
+async fn list_minted(
+    context: &Context,
+    resource: &ClusterPullSecret,
+) -> Result<Vec<Secret>, kube::Error> {
+    let params = ListParams::default().labels(&format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{MINTED_FOR_LABEL}={}",
+        resource.name_any()
+    ));
+    let mut minted = Vec::new();
+    for (_, secrets) in context.cache.scope().apis::<Secret>(&context.client) {
+        minted.extend(
+            secrets
+                .list(&params)
+                .await?
+                .into_iter()
+                .filter(|secret| minting::minted_for(secret, resource)),
+        );
+    }
+    Ok(minted)
+}
+
+/// Deletes the live credentials this resource minted that it no longer uses: every one when it
+/// has no `credentialProvider` any more, else those not at the current `spec.source`.
+async fn remove_stale_minted(
+    context: &Context,
+    resource: &ClusterPullSecret,
+    report: &mut Report,
+) -> Result<(), kube::Error> {
+    let source = &resource.spec.source;
+    let minting = resource.spec.credential_provider.is_some();
+    for minted in list_minted(context, resource).await? {
+        let namespace = minted.namespace().unwrap_or_default();
+        if minting && namespace == source.namespace && minted.name_any() == source.name {
+            continue;
+        }
+        match delete_copy(context, &minted).await {
+            Ok(()) => {
+                tracing::info!(cluster_pull_secret = %resource.name_any(), namespace, secret = %minted.name_any(), "minted credential no longer used: deleted");
+            }
+            Err(failed) => report.failed(context, resource, &namespace, failed),
+        }
+    }
+    Ok(())
 }
 
 /// The copies of the resource `name`, in the namespaces this injector serves.

@@ -3,20 +3,31 @@
 //! the provider's `args` and `env`, a `CredentialProviderRequest` for one image on stdin, a
 //! `CredentialProviderResponse` on stdout whose `auth` map becomes a dockerconfigjson.
 //!
+//! **The admin's `CredentialProviderConfig` is the only authority on how a plugin runs.** A
+//! ClusterPullSecret names one of its providers and the images to ask about; everything that
+//! changes the process (`args`, `env`, `matchImages`, `apiVersion`, `defaultCacheDuration`)
+//! comes from that file, as on a node, where only node admins write the kubelet's file. A
+//! resource that sets any of those fields is refused ([`PluginError::OverridesRefused`]); one
+//! naming a provider the file does not define is refused too. A plugin starts from an explicit
+//! environment — the provider's `env` from the file, the variables the admin lists to pass
+//! through (`--image-credential-provider-pass-env`, e.g. the identity variables a
+//! workload-identity webhook puts in the pod) and a standard `PATH` — never the server's whole
+//! environment. The file is read again at each run, so a changed ConfigMap applies without a
+//! restart.
+//!
 //! A plugin is untrusted input: it runs in its own process group, killed as a group when it
-//! outlives the timeout or writes more than [`MAX_STDOUT`]; a non-zero exit is reported with
+//! outlives the timeout, writes more than [`MAX_STDOUT`], or its run is abandoned (a lost
+//! leadership term); at most `max_concurrent` run at once, each with the highest OOM score so
+//! that memory pressure ends a plugin rather than the webhook; a non-zero exit is reported with
 //! its code and a short excerpt of stderr from which anything token-like is removed; an answer
 //! that is not a valid response is reported by position only (a parser's message may quote the
 //! token). Nothing here panics on what a plugin does, and every failure has a fixed metric
 //! label ([`PluginError::label`]).
-//!
-//! Providers come from the kubelet's `CredentialProviderConfig` file
-//! (`--image-credential-provider-config`) and from a ClusterPullSecret's `credentialProvider`
-//! block: the file's provider of the same name gives defaults, the block's fields replace them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -24,6 +35,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::sync::Semaphore;
 
 use crate::kubelet::keyring::{KeyMatch, match_key};
 use crate::state::crd::{CredentialProvider, ExecEnvVar};
@@ -57,6 +69,8 @@ pub enum ConfigError {
     },
     #[error("{path} is not a CredentialProviderConfig: {reason}")]
     Invalid { path: String, reason: String },
+    #[error("--image-credential-provider-pass-env: {0}")]
+    PassEnv(String),
 }
 
 /// One provider of the kubelet's `CredentialProviderConfig`.
@@ -93,31 +107,93 @@ pub struct Provider {
     pub default_cache_duration: Duration,
     pub api_version: String,
     pub args: Vec<String>,
+    /// The plugin's whole environment (nothing else is inherited).
     pub env: Vec<(String, String)>,
 }
 
-/// The plugin directory, the providers of the config file, and the timeout of a run.
+/// The `PATH` of a plugin whose provider sets none: where a plugin's helpers live in any
+/// image (the kubelet's plugins inherit the node's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How many plugin runs may be under way at once, unless configured.
+pub const DEFAULT_MAX_CONCURRENT: usize = 2;
+
+/// Where the providers come from.
+#[derive(Debug, Clone)]
+pub enum ProviderSource {
+    /// The admin's `CredentialProviderConfig` file, read at each run.
+    File(PathBuf),
+    /// Providers given in code (tests, and a server without a file: no provider at all).
+    Fixed(Vec<ProviderEntry>),
+}
+
+impl ProviderSource {
+    fn providers(&self) -> Result<BTreeMap<String, ProviderEntry>, ConfigError> {
+        let entries = match self {
+            ProviderSource::File(path) => Plugins::read_config(path)?,
+            ProviderSource::Fixed(entries) => entries.clone(),
+        };
+        Ok(entries
+            .into_iter()
+            .map(|entry| (entry.name.clone(), entry))
+            .collect())
+    }
+}
+
+/// The plugin directory, the providers of the config file, what plugins may inherit, and the
+/// limits of a run.
 #[derive(Debug, Clone)]
 pub struct Plugins {
     bin_dir: Option<PathBuf>,
-    providers: BTreeMap<String, ProviderEntry>,
+    source: ProviderSource,
+    /// Variables of the server's environment passed to every plugin, read once at start.
+    passed: Vec<(String, String)>,
     timeout: Duration,
+    slots: Arc<Semaphore>,
 }
 
 impl Plugins {
-    pub fn new(
-        bin_dir: Option<PathBuf>,
-        providers: Vec<ProviderEntry>,
-        timeout: Duration,
-    ) -> Plugins {
+    pub fn new(bin_dir: Option<PathBuf>, source: ProviderSource, timeout: Duration) -> Plugins {
         Plugins {
             bin_dir,
-            providers: providers
-                .into_iter()
-                .map(|entry| (entry.name.clone(), entry))
-                .collect(),
+            source,
+            passed: Vec::new(),
             timeout,
+            slots: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT)),
         }
+    }
+
+    /// At most `runs` plugins at once (at least one).
+    pub fn with_max_concurrent(mut self, runs: usize) -> Plugins {
+        self.slots = Arc::new(Semaphore::new(runs.max(1)));
+        self
+    }
+
+    /// Passes the server's own values of `names` to every plugin (names the server's
+    /// environment lacks are skipped). A variable that a dynamic loader, a shell or an
+    /// interpreter acts on is refused: it would run code of whoever set it in every plugin.
+    pub fn with_pass_env(
+        mut self,
+        names: &[String],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Plugins, ConfigError> {
+        self.passed.clear();
+        for name in names {
+            if !is_variable_name(name) {
+                return Err(ConfigError::PassEnv(format!(
+                    "{} is not an environment variable name",
+                    crate::text::quote(name)
+                )));
+            }
+            if acts_on_code(name) {
+                return Err(ConfigError::PassEnv(format!(
+                    "{name} is read by a dynamic loader, a shell or an interpreter and is never passed to a plugin"
+                )));
+            }
+            if let Some(value) = lookup(name) {
+                self.passed.push((name.clone(), value));
+            }
+        }
+        Ok(self)
     }
 
     /// Reads a `CredentialProviderConfig` file (YAML or JSON), as the kubelet's
@@ -134,39 +210,45 @@ impl Plugins {
         })
     }
 
-    /// The provider a ClusterPullSecret names: the config file's entry of that name (if
-    /// any) with the block's fields replacing the file's.
+    /// Checks the provider source as it is now (at start, so a broken file stops the server).
+    pub fn check(&self) -> Result<usize, ConfigError> {
+        self.source.providers().map(|providers| providers.len())
+    }
+
+    /// The provider a ClusterPullSecret names, exactly as the admin's file defines it. The
+    /// resource chooses only which provider and which images.
     pub fn resolve(&self, block: &CredentialProvider) -> Result<Provider, PluginError> {
         check_name(&block.name)?;
-        let base = self.providers.get(&block.name).cloned().unwrap_or_default();
-        let match_images = block.match_images.clone().unwrap_or(base.match_images);
-        if match_images.is_empty() {
+        let overrides = block.overrides();
+        if !overrides.is_empty() {
+            return Err(PluginError::OverridesRefused(overrides.join(", ")));
+        }
+        let providers = self
+            .source
+            .providers()
+            .map_err(|error| PluginError::Config(error.to_string()))?;
+        let entry = providers
+            .get(&block.name)
+            .ok_or_else(|| PluginError::NotConfigured(block.name.clone()))?;
+        if entry.match_images.is_empty() {
             return Err(PluginError::Config(format!(
-                "provider {} has no matchImages (set it in the ClusterPullSecret or in the config file)",
+                "provider {} of the CredentialProviderConfig has no matchImages",
                 block.name
             )));
         }
-        let duration_text = block
-            .default_cache_duration
-            .clone()
-            .or(base.default_cache_duration)
-            .ok_or_else(|| {
-                PluginError::Config(format!(
-                    "provider {} has no defaultCacheDuration",
-                    block.name
-                ))
-            })?;
+        let duration_text = entry.default_cache_duration.clone().ok_or_else(|| {
+            PluginError::Config(format!(
+                "provider {} of the CredentialProviderConfig has no defaultCacheDuration",
+                block.name
+            ))
+        })?;
         let default_cache_duration = parse_go_duration(&duration_text).ok_or_else(|| {
             PluginError::Config(format!(
                 "defaultCacheDuration {} is not a duration",
                 crate::text::quote(&duration_text)
             ))
         })?;
-        let api_version = block
-            .api_version
-            .clone()
-            .or(base.api_version)
-            .unwrap_or_default();
+        let api_version = entry.api_version.clone().unwrap_or_default();
         if !EXEC_API_VERSIONS.contains(&api_version.as_str()) {
             return Err(PluginError::Config(format!(
                 "provider {} has apiVersion {}; expected one of {}",
@@ -175,15 +257,29 @@ impl Plugins {
                 EXEC_API_VERSIONS.join(", ")
             )));
         }
-        let env = block.env.clone().unwrap_or(base.env);
         Ok(Provider {
             name: block.name.clone(),
-            match_images,
+            match_images: entry.match_images.clone(),
             default_cache_duration,
             api_version,
-            args: block.args.clone().unwrap_or(base.args),
-            env: env.into_iter().map(|var| (var.name, var.value)).collect(),
+            args: entry.args.clone(),
+            env: self.environment(&entry.env),
         })
+    }
+
+    /// A plugin's environment: the passed-through variables, the provider's own `env` over
+    /// them (as the kubelet lays the config's over its own), and [`DEFAULT_PATH`] when neither
+    /// sets `PATH`.
+    fn environment(&self, provider_env: &[ExecEnvVar]) -> Vec<(String, String)> {
+        let mut env: BTreeMap<String, String> = self.passed.iter().cloned().collect();
+        env.extend(
+            provider_env
+                .iter()
+                .map(|var| (var.name.clone(), var.value.clone())),
+        );
+        env.entry("PATH".to_owned())
+            .or_insert_with(|| DEFAULT_PATH.to_owned());
+        env.into_iter().collect()
     }
 
     /// Runs the provider for every image and merges the answers into one credential.
@@ -207,10 +303,12 @@ impl Plugins {
             let duration = response
                 .cache_duration
                 .unwrap_or(provider.default_cache_duration);
-            // Zero means "no stated lifetime" (the kubelet does not cache it).
-            if !duration.is_zero() {
-                lifetime = Some(lifetime.map_or(duration, |l| l.min(duration)));
+            // The kubelet does not cache such an answer at all: it is good for one pull, and a
+            // Secret would keep it indefinitely.
+            if duration.is_zero() {
+                return Err(PluginError::NotCacheable);
             }
+            lifetime = Some(lifetime.map_or(duration, |l| l.min(duration)));
             cache_key_type = response.cache_key_type;
             auths.extend(response.auth);
         }
@@ -221,27 +319,43 @@ impl Plugins {
         })
     }
 
-    /// One run of the plugin for one image.
+    /// One run of the plugin for one image, once a run slot is free.
     pub async fn run(&self, provider: &Provider, image: &str) -> Result<Response, PluginError> {
         let path = self.executable(&provider.name)?;
+        let _slot = tokio::time::timeout(self.timeout, self.slots.acquire())
+            .await
+            .map_err(|_| PluginError::Busy(self.timeout))?
+            .map_err(|_| PluginError::Spawn("the run slots are closed".to_owned()))?;
         let request = json!({
             "apiVersion": provider.api_version,
             "kind": "CredentialProviderRequest",
             "image": image,
         })
         .to_string();
-        let mut child = Command::new(&path)
+        let mut command = Command::new(&path);
+        command
             .args(&provider.args)
+            .env_clear()
             .envs(provider.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own group, so a timeout kills whatever it started as well.
+            // Its own group, so whatever it starts is killed with it.
             .process_group(0)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // async-signal-safe functions (open, write, close) on a constant path.
+        unsafe {
+            command.pre_exec(|| {
+                prefer_for_oom_kill();
+                Ok(())
+            });
+        }
+        let mut child = command
             .spawn()
             .map_err(|error| PluginError::Spawn(error.kind().to_string()))?;
-        let group = child.id();
+        // From here on, however this run ends (also dropped with a lost term), the group goes.
+        let group = GroupGuard(child.id());
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -258,7 +372,7 @@ impl Plugins {
             let out = async {
                 let out = read_bounded(stdout, MAX_STDOUT).await;
                 if out.is_err() {
-                    kill_group(group);
+                    group.kill();
                 }
                 out
             };
@@ -269,14 +383,15 @@ impl Plugins {
         let outcome = tokio::time::timeout(self.timeout, exchange).await;
         let (stdout, stderr, status) = match outcome {
             Err(_) => {
-                kill_group(group);
+                group.kill();
+                // Killed: the wait is short, and it leaves the group's reaping to us alone.
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
                 return Err(PluginError::Timeout(self.timeout));
             }
             Ok((Err(Overflow), _, _)) => return Err(PluginError::OutputTooLarge),
             Ok((Ok(out), err, status)) => (out, err, status),
         };
-        // Anything it left running in its group goes too.
-        kill_group(group);
+        drop(group);
         let status = status.map_err(|error| PluginError::Spawn(error.kind().to_string()))?;
         if !status.success() {
             return Err(PluginError::Exit {
@@ -299,6 +414,137 @@ impl Plugins {
     }
 }
 
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Variables (and prefixes) that make a dynamic loader, a shell or a language runtime load or
+/// run code: passing one to a plugin runs whatever it names with the injector's identity.
+const CODE_VARIABLES: [&str; 14] = [
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "IFS",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "_JAVA_OPTIONS",
+];
+const CODE_VARIABLE_PREFIXES: [&str; 8] = [
+    "LD_",
+    "DYLD_",
+    "BASH_FUNC_",
+    "PYTHON",
+    "PERL",
+    "GCONV_",
+    "GLIBC_",
+    "GODEBUG",
+];
+
+/// Whether a loader, shell or interpreter acts on `name` (see [`CODE_VARIABLES`]).
+pub fn acts_on_code(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    CODE_VARIABLES.contains(&upper.as_str())
+        || CODE_VARIABLE_PREFIXES
+            .iter()
+            .any(|prefix| upper.starts_with(prefix))
+}
+
+/// In the child before exec: the highest OOM score, so that when the container runs short of
+/// memory the kernel ends a plugin rather than the webhook (raising it needs no privilege).
+fn prefer_for_oom_kill() {
+    const PATH: &[u8] = b"/proc/self/oom_score_adj\0";
+    const MOST: &[u8] = b"1000";
+    // SAFETY: open/write/close on a NUL-terminated constant; the result is ignored, since a
+    // kernel without the file still runs the plugin.
+    unsafe {
+        let fd = libc::open(PATH.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, MOST.as_ptr().cast(), MOST.len());
+            libc::close(fd);
+        }
+    }
+}
+
+/// Makes this process the parent of every orphaned descendant (as PID 1 of a container already
+/// is), so that the plugin processes left behind by a killed group are reaped here rather than
+/// kept as zombies. Called once by `serve` when plugins may run.
+pub fn adopt_orphans() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory.
+    let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+    let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, on, unused, unused, unused) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A plugin's process group: killed, and its remaining members reaped, when dropped.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn pgid(&self) -> Option<libc::pid_t> {
+        self.0
+            .and_then(|id| libc::pid_t::try_from(id).ok())
+            .filter(|pgid| *pgid > 1)
+    }
+
+    /// SIGKILL to the whole group (a no-op once it is gone).
+    fn kill(&self) {
+        if let Some(pgid) = self.pgid() {
+            // SAFETY: kill(2) with a negative pid signals that process group; it has no
+            // memory effects on this process.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+        if let (Some(pgid), Ok(runtime)) = (self.pgid(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(reap_group(pgid));
+        }
+    }
+}
+
+/// How long the members of a killed group are waited for.
+const REAP_FOR: Duration = Duration::from_secs(10);
+
+/// Reaps the killed members of group `pgid` that were reparented to this process. Only that
+/// group is waited for, so the runtime's own children are never taken from it; a pid stays
+/// reserved while it is a group id, so no other process can be in the group.
+async fn reap_group(pgid: libc::pid_t) {
+    let deadline = tokio::time::Instant::now() + REAP_FOR;
+    while tokio::time::Instant::now() < deadline {
+        // SAFETY: waitpid with WNOHANG on a process group writes only the status integer.
+        let reaped = unsafe {
+            let mut status = 0;
+            libc::waitpid(-pgid, &mut status, libc::WNOHANG)
+        };
+        match reaped {
+            // ECHILD: no member of the group is a child of ours any more.
+            -1 => return,
+            // Members left that have not died yet.
+            0 => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ => {}
+        }
+    }
+}
+
 fn check_name(name: &str) -> Result<(), PluginError> {
     let plain = !name.is_empty()
         && name != "."
@@ -313,20 +559,6 @@ fn check_name(name: &str) -> Result<(), PluginError> {
             "provider name {} is not a plain file name",
             crate::text::quote(name)
         )))
-    }
-}
-
-/// Sends SIGKILL to the plugin's process group (a no-op once it is gone).
-fn kill_group(group: Option<u32>) {
-    let Some(pgid) = group.and_then(|id| libc::pid_t::try_from(id).ok()) else {
-        return;
-    };
-    if pgid > 1 {
-        // SAFETY: kill(2) with a negative pid signals that process group; it has no memory
-        // effects on this process.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
     }
 }
 
@@ -537,6 +769,22 @@ impl Minted {
 pub enum PluginError {
     #[error("invalid provider: {0}")]
     Config(String),
+    #[error(
+        "provider {0} is not defined in the injector's CredentialProviderConfig: a ClusterPullSecret may name only a provider an admin configured (chart value credentialProviders.config)"
+    )]
+    NotConfigured(String),
+    #[error(
+        "refused: {0} of a plugin come only from the injector's CredentialProviderConfig, which admins control; a ClusterPullSecret names the provider and the images"
+    )]
+    OverridesRefused(String),
+    #[error(
+        "the plugin's answer may not be cached (cacheDuration 0): the kubelet uses such a credential for one pull, and a Secret would keep it"
+    )]
+    NotCacheable,
+    #[error(
+        "no plugin run slot became free within {0:?} (--image-credential-provider-max-concurrent)"
+    )]
+    Busy(Duration),
     #[error("no plugin directory (--image-credential-provider-bin-dir) is configured")]
     NoBinDir,
     #[error("plugin {0} not found in the plugin directory")]
@@ -562,11 +810,14 @@ impl PluginError {
     /// The metric label of the refresh outcome.
     pub fn label(&self) -> &'static str {
         match self {
-            PluginError::Config(_) | PluginError::NoBinDir | PluginError::ImageNotMatched(_) => {
-                "config"
-            }
+            PluginError::Config(_)
+            | PluginError::NotConfigured(_)
+            | PluginError::NoBinDir
+            | PluginError::ImageNotMatched(_) => "config",
+            PluginError::OverridesRefused(_) => "refused",
             PluginError::NotFound(_) | PluginError::Spawn(_) => "not_found",
-            PluginError::Timeout(_) => "timeout",
+            PluginError::Timeout(_) | PluginError::Busy(_) => "timeout",
+            PluginError::NotCacheable => "not_cacheable",
             PluginError::OutputTooLarge => "output_too_large",
             PluginError::Exit { .. } => "exit",
             PluginError::InvalidResponse(_) => "invalid_response",
@@ -591,6 +842,9 @@ pub fn parse_config(text: &str) -> Result<Vec<ProviderEntry>, String> {
     }
     Ok(file.providers)
 }
+
+/// The longest Go `time.Duration`, 2^63-1 ns (about 292 years).
+const GO_MAX_DURATION_SECONDS: f64 = i64::MAX as f64 / 1e9;
 
 /// A Go `time.Duration` string (`12h`, `30m0s`, `1.5h`, `0s`, `250ms`); `None` when invalid
 /// or negative.
@@ -624,6 +878,10 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
         };
         total += value * seconds;
         rest = next;
+    }
+    // Go's time.Duration is an int64 of nanoseconds: the kubelet refuses anything longer.
+    if total > GO_MAX_DURATION_SECONDS {
+        return None;
     }
     Duration::try_from_secs_f64(total).ok()
 }
@@ -722,33 +980,93 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_block_replaces_the_files_fields() {
-        let file = parse_config(
-            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: ecr-credential-provider\n  matchImages: ['*.dkr.ecr.*.amazonaws.com']\n  defaultCacheDuration: 12h\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  args: [get-credentials]\n  env: [{name: AWS_REGION, value: us-east-1}]\n",
-        )
-        .unwrap();
-        let plugins = Plugins::new(None, file, DEFAULT_TIMEOUT);
-        let from_file = plugins.resolve(&block("ecr-credential-provider")).unwrap();
-        assert_eq!(from_file.args, ["get-credentials"]);
-        assert_eq!(
-            from_file.default_cache_duration,
-            Duration::from_secs(43_200)
-        );
-        assert_eq!(
-            from_file.env,
-            [("AWS_REGION".to_owned(), "us-east-1".to_owned())]
-        );
-        let mut overridden = block("ecr-credential-provider");
-        overridden.default_cache_duration = Some("1h".to_owned());
-        overridden.args = Some(vec![]);
-        let resolved = plugins.resolve(&overridden).unwrap();
-        assert_eq!(resolved.default_cache_duration, Duration::from_secs(3600));
-        assert!(resolved.args.is_empty());
-        assert_eq!(resolved.match_images, from_file.match_images);
+    const ECR_CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: ecr-credential-provider\n  matchImages: ['*.dkr.ecr.*.amazonaws.com']\n  defaultCacheDuration: 12h\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  args: [get-credentials]\n  env: [{name: AWS_REGION, value: us-east-1}, {name: PATH, value: /opt/bin}]\n";
 
-        let unknown = plugins.resolve(&block("other")).unwrap_err();
-        assert!(unknown.to_string().contains("matchImages"), "{unknown}");
+    fn ecr_plugins() -> Plugins {
+        Plugins::new(
+            None,
+            ProviderSource::Fixed(parse_config(ECR_CONFIG).unwrap()),
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    #[test]
+    fn providers_run_exactly_as_the_admins_file_says() {
+        let plugins = ecr_plugins()
+            .with_pass_env(
+                &[
+                    "AWS_ROLE_ARN".to_owned(),
+                    "AWS_REGION".to_owned(),
+                    "UNSET".to_owned(),
+                ],
+                |name| (name != "UNSET").then(|| format!("from-server-{name}")),
+            )
+            .unwrap();
+        let resolved = plugins.resolve(&block("ecr-credential-provider")).unwrap();
+        assert_eq!(resolved.args, ["get-credentials"]);
+        assert_eq!(resolved.default_cache_duration, Duration::from_secs(43_200));
+        assert_eq!(resolved.match_images, ["*.dkr.ecr.*.amazonaws.com"]);
+        // The file's env over the passed-through variables; nothing else of the server's.
+        assert_eq!(
+            resolved.env,
+            [
+                ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+                (
+                    "AWS_ROLE_ARN".to_owned(),
+                    "from-server-AWS_ROLE_ARN".to_owned()
+                ),
+                ("PATH".to_owned(), "/opt/bin".to_owned()),
+            ]
+        );
+        // Without a PATH of its own a plugin gets the standard one.
+        let plain = Plugins::new(
+            None,
+            ProviderSource::Fixed(
+                parse_config("apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders: [{name: p, matchImages: [r.example], defaultCacheDuration: 1h, apiVersion: credentialprovider.kubelet.k8s.io/v1}]\n").unwrap(),
+            ),
+            DEFAULT_TIMEOUT,
+        );
+        assert_eq!(
+            plain.resolve(&block("p")).unwrap().env,
+            [("PATH".to_owned(), DEFAULT_PATH.to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_resource_cannot_change_how_a_plugin_runs() {
+        let plugins = ecr_plugins();
+        let mut hostile = block("ecr-credential-provider");
+        hostile.env = Some(vec![ExecEnvVar {
+            name: "BASH_ENV".to_owned(),
+            value: "$(id > /tmp/owned)".to_owned(),
+        }]);
+        hostile.args = Some(vec!["--evil".to_owned()]);
+        hostile.match_images = Some(vec!["*".to_owned()]);
+        let error = plugins.resolve(&hostile).unwrap_err();
+        assert_eq!(error.label(), "refused");
+        let shown = error.to_string();
+        assert!(shown.contains("matchImages, args, env"), "{shown}");
+        assert!(!shown.contains("/tmp/owned"), "{shown}");
+        for field in ["defaultCacheDuration", "apiVersion"] {
+            let mut one = block("ecr-credential-provider");
+            match field {
+                "defaultCacheDuration" => one.default_cache_duration = Some("1000000h".to_owned()),
+                _ => one.api_version = Some("credentialprovider.kubelet.k8s.io/v1".to_owned()),
+            }
+            let error = plugins.resolve(&one).unwrap_err();
+            assert_eq!(error.label(), "refused", "{field}");
+            assert!(error.to_string().contains(field), "{error}");
+        }
+        // A provider the admin did not define is refused, whatever the resource says.
+        let unknown = plugins.resolve(&block("sh")).unwrap_err();
+        assert!(
+            matches!(unknown, PluginError::NotConfigured(_)),
+            "{unknown}"
+        );
+        assert!(
+            unknown.to_string().contains("credentialProviders.config"),
+            "{unknown}"
+        );
         for name in ["..", "../bin/sh", "a/b", ""] {
             assert_eq!(
                 plugins.resolve(&block(name)).unwrap_err().label(),
@@ -756,6 +1074,42 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn loader_and_interpreter_variables_are_never_passed_through() {
+        for name in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "BASH_ENV",
+            "ENV",
+            "BASH_FUNC_x%%",
+            "PYTHONSTARTUP",
+            "PERL5OPT",
+            "NODE_OPTIONS",
+            "JAVA_TOOL_OPTIONS",
+            "GCONV_PATH",
+            "ld_preload",
+        ] {
+            let refused = ecr_plugins().with_pass_env(&[name.to_owned()], |_| Some("x".to_owned()));
+            assert!(refused.is_err(), "{name}");
+        }
+        assert!(
+            ecr_plugins()
+                .with_pass_env(&["AWS_WEB_IDENTITY_TOKEN_FILE".to_owned()], |_| None)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn durations_beyond_gos_range_are_refused() {
+        // 2^63-1 ns is 2562047h47m16.854775807s.
+        assert!(parse_go_duration("2562047h").is_some());
+        assert_eq!(parse_go_duration("2562048h"), None);
+        assert_eq!(parse_go_duration("99999999999999h"), None);
+        let answer = br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderResponse","cacheKeyType":"Registry","cacheDuration":"3000000h","auth":{"r":{}}}"#;
+        let error = parse_response(answer, V1).unwrap_err();
+        assert!(error.to_string().contains("cacheDuration"), "{error}");
     }
 
     #[test]

@@ -12,7 +12,12 @@
 //! last good credential in place. Past its expiry the expired credential is still kept (the
 //! registry decides; a pod gets a warning and the status says Expired) until a refresh
 //! succeeds. A Secret at `spec.source` that was not minted for this resource is never
-//! overwritten. Reasons in the status, Events, logs and metrics never hold the credential:
+//! overwritten: the minted Secret is ours only when it carries the owner label *and* an owner
+//! reference to this resource's UID (which also lets the garbage collector remove it when the
+//! resource is force-deleted). A credential past its expiry is refreshed whatever the Secret's
+//! `refresh-at` annotation says (anyone who may edit Secrets there can edit it), and a lifetime
+//! longer than Go's duration range is refused as the kubelet refuses it.
+//! Reasons in the status, Events, logs and metrics never hold the credential:
 //! plugin errors are fixed texts ([`PluginError`]), and the values of the last credential are
 //! scrubbed from them as well.
 
@@ -22,7 +27,7 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp, Unit};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -33,7 +38,7 @@ use crate::controller::credential_provider::{Minted, PluginError, Plugins};
 use crate::kubelet::dockerconfig::DOCKER_CONFIG_JSON_TYPE;
 use crate::state::crd::{
     ClusterPullSecret, CredentialProvider, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    MintedCredentialStatus,
+    MintedCredentialStatus, SYSTEM_NAMESPACES,
 };
 use crate::telemetry::Metrics;
 
@@ -64,6 +69,17 @@ pub enum MintState {
     NotMinted,
     /// `spec.source` names a Secret not minted for this resource.
     Conflict,
+    /// The resource may not mint at all: it sets fields only the admin's configuration may
+    /// set, or its source is in a namespace no minted Secret is written to.
+    Refused,
+}
+
+impl MintState {
+    /// Whether the Secret at `spec.source` must not be copied: it is not this resource's, or
+    /// it was minted by a run the resource may not ask for.
+    pub fn withdraws_copies(&self) -> bool {
+        matches!(self, MintState::Conflict | MintState::Refused)
+    }
 }
 
 /// The outcome of [`refresh`], for the status and the requeue.
@@ -86,13 +102,37 @@ pub async fn refresh(
     plugins: &Plugins,
     resource: &ClusterPullSecret,
     block: &CredentialProvider,
+    own_namespace: Option<&str>,
 ) -> Result<MintReport, kube::Error> {
     let name = resource.name_any();
     let source = &resource.spec.source;
+    if let Some((reason, message)) = refusal(resource, block, own_namespace) {
+        tracing::warn!(cluster_pull_secret = %name, reason, %message, "credential provider refused; nothing runs");
+        // Once per spec: the status keeps saying it, and an Event per resync would be noise.
+        let spec_changed = resource.status.as_ref().and_then(|s| s.observed_generation)
+            != resource.metadata.generation;
+        if spec_changed {
+            metrics.observe_credential_refresh("refused");
+            publish(
+                recorder,
+                resource,
+                EventType::Warning,
+                reason,
+                message.clone(),
+            )
+            .await;
+        }
+        return Ok(MintReport {
+            state: MintState::Refused,
+            condition: (false, reason, message),
+            status: MintedCredentialStatus::default(),
+            next: retry_delay(8),
+        });
+    }
     let api: Api<Secret> = Api::namespaced(client.clone(), &source.namespace);
     let existing = api.get_opt(&source.name).await?;
     if let Some(secret) = &existing
-        && !minted_for(secret, &name)
+        && !minted_for(secret, resource)
     {
         return Ok(MintReport {
             state: MintState::Conflict,
@@ -116,7 +156,8 @@ pub async fn refresh(
         .unwrap_or_default();
     let resolved = plugins.resolve(block);
     let digest = resolved.as_ref().ok().map(|p| digest(p, block));
-    let due = is_due(existing.as_ref(), digest.as_deref(), now);
+    let due =
+        is_due(existing.as_ref(), digest.as_deref(), now) || expired_by_status(&previous, now);
     // A changed spec is tried at once; otherwise failures wait for their backoff.
     let spec_changed = resource.status.as_ref().and_then(|s| s.observed_generation)
         != resource.metadata.generation;
@@ -137,7 +178,6 @@ pub async fn refresh(
         };
         match outcome {
             Ok(minted) => {
-                metrics.observe_credential_refresh("success");
                 let written = write(
                     &api,
                     resource,
@@ -146,7 +186,10 @@ pub async fn refresh(
                     digest.unwrap_or_default(),
                     now,
                 )
-                .await?;
+                .await
+                .inspect_err(|_| metrics.observe_credential_refresh("write_failed"))?;
+                // Counted once the credential is where pods can use it.
+                metrics.observe_credential_refresh("success");
                 status = MintedCredentialStatus {
                     cache_key_type: Some(minted.cache_key_type.clone()),
                     ..MintedCredentialStatus::default()
@@ -187,6 +230,34 @@ pub async fn refresh(
         }
     }
     Ok(report(&name, metrics, secret.as_ref(), status, now))
+}
+
+/// Why `resource` may not run its provider at all, as (reason, message): it sets fields that
+/// only the admin's CredentialProviderConfig sets, or its source is in a namespace where the
+/// controller never creates a Secret (kube-system and the like, or the injector's own, where
+/// a minted Secret could take a name the injector or another tool needs).
+fn refusal(
+    resource: &ClusterPullSecret,
+    block: &CredentialProvider,
+    own_namespace: Option<&str>,
+) -> Option<(&'static str, String)> {
+    let overrides = block.overrides();
+    if !overrides.is_empty() {
+        return Some((
+            "ProviderOverridesRefused",
+            PluginError::OverridesRefused(overrides.join(", ")).to_string(),
+        ));
+    }
+    let namespace = resource.spec.source.namespace.as_str();
+    if SYSTEM_NAMESPACES.contains(&namespace) || own_namespace == Some(namespace) {
+        return Some((
+            "SourceNamespaceReserved",
+            format!(
+                "a minted credential is never written into namespace {namespace} (a system namespace or the injector's own): name a source in another namespace"
+            ),
+        ));
+    }
+    None
 }
 
 /// The state, condition and next look from the Secret's annotations and the failure count.
@@ -282,10 +353,44 @@ fn report(
     }
 }
 
-fn minted_for(secret: &Secret, name: &str) -> bool {
+/// Whether the Secret is the one minted for `resource`: the owner label and an owner reference
+/// to its UID. A Secret minted before owner references were written (no owner reference at
+/// all) counts when its mint time is the one the resource's status recorded, which only the
+/// controller writes; the next write adds the reference.
+pub fn minted_for(secret: &Secret, resource: &ClusterPullSecret) -> bool {
     let labels = secret.labels();
-    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        && labels.get(MINTED_FOR_LABEL).map(String::as_str) == Some(name)
+    let labelled = labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        && labels.get(MINTED_FOR_LABEL).map(String::as_str) == Some(resource.name_any().as_str());
+    if !labelled {
+        return false;
+    }
+    let references = secret.owner_references();
+    if references.is_empty() {
+        let recorded = resource
+            .status
+            .as_ref()
+            .and_then(|s| s.credential.as_ref())
+            .and_then(|c| c.minted_at.as_deref());
+        return recorded.is_some()
+            && recorded == secret.annotations().get(MINTED_AT).map(String::as_str);
+    }
+    let uid = resource.uid();
+    references.iter().any(|reference| {
+        reference.kind == "ClusterPullSecret" && Some(&reference.uid) == uid.as_ref()
+    })
+}
+
+/// The owner reference of a minted Secret: the garbage collector deletes it with the resource,
+/// also when the finalizer never runs (a force-deletion).
+fn owner_reference(resource: &ClusterPullSecret) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: ClusterPullSecret::api_version(&()).into_owned(),
+        kind: ClusterPullSecret::kind(&()).into_owned(),
+        name: resource.name_any(),
+        uid: resource.uid()?,
+        controller: Some(true),
+        block_owner_deletion: None,
+    })
 }
 
 /// Creates or replaces (in place, with the resourceVersion read) the minted Secret.
@@ -316,6 +421,7 @@ async fn write(
                 (MINTED_FOR_LABEL.to_owned(), resource.name_any()),
             ])),
             annotations: Some(annotations),
+            owner_references: owner_reference(resource).map(|reference| vec![reference]),
             resource_version: existing.as_ref().and_then(|s| s.resource_version()),
             ..ObjectMeta::default()
         },
@@ -337,17 +443,35 @@ async fn write(
 }
 
 /// Whether to run the plugin: no Secret yet, minted with another provider or images (or the
-/// provider cannot be resolved, to report why), or its refresh time has come.
+/// provider cannot be resolved, to report why), or its refresh time has come. The refresh time
+/// is never later than the expiry: both are annotations anyone who may edit Secrets in the
+/// source namespace can change, and an expired credential is always refreshed.
 fn is_due(existing: Option<&Secret>, digest: Option<&str>, now: Timestamp) -> bool {
     let Some(secret) = existing else {
         return true;
     };
     let annotations = secret.annotations();
-    let refresh_at = annotations
-        .get(REFRESH_AT)
-        .and_then(|t| t.parse::<Timestamp>().ok());
+    let at = |key: &str| {
+        annotations
+            .get(key)
+            .and_then(|t| t.parse::<Timestamp>().ok())
+    };
+    let refresh_at = match (at(REFRESH_AT), at(EXPIRES_AT)) {
+        (Some(refresh), Some(expires)) => Some(refresh.min(expires)),
+        (refresh, _) => refresh,
+    };
     digest.is_none_or(|digest| annotations.get(DIGEST).map(String::as_str) != Some(digest))
         || refresh_at.is_none_or(|t| t <= now)
+}
+
+/// Whether the status the controller wrote says the credential has expired: due whatever the
+/// Secret's annotations say now.
+fn expired_by_status(status: &MintedCredentialStatus, now: Timestamp) -> bool {
+    status
+        .expires_at
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .is_some_and(|expires| expires <= now)
 }
 
 /// How long after minting to refresh: `fraction` of the lifetime, at least [`MIN_REFRESH`];
@@ -367,15 +491,28 @@ fn jitter(resource: &ClusterPullSecret, now: Timestamp) -> f64 {
     0.75 + (hasher.finish() % 1000) as f64 / 10_000.0
 }
 
-/// What the credential was minted with: the resolved provider and the images.
+/// What the credential was minted with: the resolved provider and the images, as SHA-256 (the
+/// same on every release, so an upgrade re-mints nothing). The environment counts by name
+/// only: values passed through may be keys, and the digest is written to an annotation.
 fn digest(
     provider: &crate::controller::credential_provider::Provider,
     block: &CredentialProvider,
 ) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    provider.hash(&mut hasher);
-    block.images.hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    let env_names: Vec<&str> = provider.env.iter().map(|(name, _)| name.as_str()).collect();
+    let canonical = serde_json::json!({
+        "name": provider.name,
+        "matchImages": provider.match_images,
+        "defaultCacheDuration": provider.default_cache_duration.as_nanos().to_string(),
+        "apiVersion": provider.api_version,
+        "args": provider.args,
+        "env": env_names,
+        "images": block.images,
+    });
+    let hash = ring::digest::digest(&ring::digest::SHA256, canonical.to_string().as_bytes());
+    hash.as_ref()[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The failure reason with every username and password of the current credential removed (a
@@ -497,6 +634,56 @@ mod tests {
         assert!(is_due(Some(&old), Some("d1"), now), "its time has come");
         let unscheduled = minted_secret(&[(DIGEST, "d1".to_owned())], "c");
         assert!(is_due(Some(&unscheduled), Some("d1"), now));
+        // Expired: due, however far away someone moved refresh-at.
+        let postponed = minted_secret(
+            &[
+                (REFRESH_AT, at(now, 86_400 * 365)),
+                (EXPIRES_AT, at(now, -1)),
+                (DIGEST, "d1".to_owned()),
+            ],
+            "c",
+        );
+        assert!(is_due(Some(&postponed), Some("d1"), now));
+        let status = MintedCredentialStatus {
+            expires_at: Some(at(now, -1)),
+            ..MintedCredentialStatus::default()
+        };
+        assert!(
+            expired_by_status(&status, now),
+            "the controller's own record says expired"
+        );
+        assert!(!expired_by_status(&MintedCredentialStatus::default(), now));
+    }
+
+    #[test]
+    fn the_digest_is_stable_and_keeps_no_environment_value() {
+        let provider = crate::controller::credential_provider::Provider {
+            name: "p".to_owned(),
+            match_images: vec!["r.example".to_owned()],
+            default_cache_duration: Duration::from_secs(3600),
+            api_version: "credentialprovider.kubelet.k8s.io/v1".to_owned(),
+            args: vec![],
+            env: vec![("KEY".to_owned(), "secret-one".to_owned())],
+        };
+        let block = CredentialProvider {
+            name: "p".to_owned(),
+            images: vec!["r.example/app".to_owned()],
+            match_images: None,
+            default_cache_duration: None,
+            api_version: None,
+            args: None,
+            env: None,
+        };
+        let first = digest(&provider, &block);
+        // A fixed value: the same on every build and release, so an upgrade re-mints nothing.
+        assert_eq!(first, digest(&provider, &block));
+        assert_eq!(first.len(), 32);
+        let mut rotated = provider.clone();
+        rotated.env[0].1 = "secret-two".to_owned();
+        assert_eq!(first, digest(&rotated, &block), "values do not count");
+        let mut renamed = provider.clone();
+        renamed.args = vec!["get-credentials".to_owned()];
+        assert_ne!(first, digest(&renamed, &block));
     }
 
     #[test]
@@ -532,14 +719,74 @@ mod tests {
         assert!(fractions.iter().any(|f| *f < 0.78) && fractions.iter().any(|f| *f > 0.82));
     }
 
+    fn resource(name: &str, uid: &str) -> ClusterPullSecret {
+        let mut resource = ClusterPullSecret::new(
+            name,
+            ClusterPullSecretSpec {
+                source: SourceSecret {
+                    namespace: "n".to_owned(),
+                    name: "s".to_owned(),
+                },
+                credential_provider: None,
+                namespace_selector: None,
+                registries: None,
+                target_name: None,
+            },
+        );
+        resource.metadata.uid = Some(uid.to_owned());
+        resource
+    }
+
     #[test]
     fn only_secrets_minted_for_the_resource_are_its_own() {
-        let secret = minted_secret(&[], "c");
-        assert!(minted_for(&secret, "c"));
-        assert!(!minted_for(&secret, "other"));
+        let owner = resource("c", "uid-1");
+        let mut secret = minted_secret(&[(MINTED_AT, "2026-01-01T00:00:00Z".to_owned())], "c");
+        secret.metadata.owner_references = owner_reference(&owner).map(|r| vec![r]);
+        assert!(minted_for(&secret, &owner));
+        assert!(!minted_for(&secret, &resource("other", "uid-1")));
+        // The same name, another object (recreated): not its Secret.
+        assert!(!minted_for(&secret, &resource("c", "uid-2")));
         let mut foreign = secret.clone();
         foreign.metadata.labels = None;
-        assert!(!minted_for(&foreign, "c"));
+        assert!(!minted_for(&foreign, &owner));
+        // The label alone, which anyone who may edit Secrets there can set, is not enough ...
+        let mut labelled = secret.clone();
+        labelled.metadata.owner_references = None;
+        assert!(!minted_for(&labelled, &owner));
+        // ... unless the status the controller wrote minted exactly that one (before owner
+        // references were written).
+        let mut recorded = owner.clone();
+        recorded.status = Some(crate::state::crd::ClusterPullSecretStatus {
+            credential: Some(MintedCredentialStatus {
+                minted_at: Some("2026-01-01T00:00:00Z".to_owned()),
+                ..MintedCredentialStatus::default()
+            }),
+            ..Default::default()
+        });
+        assert!(minted_for(&labelled, &recorded));
+    }
+
+    #[test]
+    fn refusals_name_the_reason() {
+        let block = |hostile: bool| CredentialProvider {
+            name: "p".to_owned(),
+            images: vec!["r.example/app".to_owned()],
+            match_images: None,
+            default_cache_duration: None,
+            api_version: None,
+            args: hostile.then(|| vec!["--evil".to_owned()]),
+            env: None,
+        };
+        let mut resource = resource("c", "uid-1");
+        assert_eq!(refusal(&resource, &block(false), Some("injector")), None);
+        let (reason, message) = refusal(&resource, &block(true), None).unwrap();
+        assert_eq!(reason, "ProviderOverridesRefused");
+        assert!(message.contains("args"), "{message}");
+        for reserved in ["kube-system", "kube-public", "kube-node-lease", "injector"] {
+            resource.spec.source.namespace = reserved.to_owned();
+            let (reason, _) = refusal(&resource, &block(false), Some("injector")).unwrap();
+            assert_eq!(reason, "SourceNamespaceReserved", "{reserved}");
+        }
     }
 
     #[test]

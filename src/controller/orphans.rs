@@ -1,8 +1,10 @@
-//! Copies whose ClusterPullSecret is gone without its finalizer having run (removed by hand, or
-//! the resource force-deleted): the Lease holder sweeps them.
+//! Copies and minted credentials whose ClusterPullSecret is gone without its finalizer having
+//! run (removed by hand, or the resource force-deleted): the Lease holder sweeps them. (A minted
+//! Secret also carries an owner reference, so the garbage collector removes it too.)
 //!
 //! A copy is a Secret labelled `app.kubernetes.io/managed-by: pullsecret-injector` with the
-//! owner label naming its ClusterPullSecret. Every sweep lists those copies and the
+//! owner label naming its ClusterPullSecret; a minted credential has the minted-for label
+//! instead. Every sweep lists those copies and the
 //! ClusterPullSecrets, both from the API (not the cache: a sweep must not act on a lagging
 //! picture), and deletes a copy only when its owner is absent from a complete list, with the
 //! copy's UID as precondition so a Secret recreated meanwhile is never touched. In namespaced
@@ -18,10 +20,16 @@ use kube::{Client, ResourceExt};
 
 use crate::cluster::scope::Scope;
 use crate::controller::leader::Leadership;
+use crate::controller::minting::MINTED_FOR_LABEL;
 use crate::state::crd::{ClusterPullSecret, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL};
 use crate::telemetry::Metrics;
 
-/// The copies to delete: managed copies whose owner is not among `owners`.
+/// The labels naming the ClusterPullSecret a managed Secret belongs to: copies, then minted
+/// credentials.
+const OWNER_LABELS: [&str; 2] = [OWNER_LABEL, MINTED_FOR_LABEL];
+
+/// The Secrets to delete: managed copies and minted credentials whose owner is not among
+/// `owners`.
 pub fn orphans<'a>(
     copies: &'a [PartialObjectMeta<Secret>],
     owners: &BTreeSet<String>,
@@ -31,11 +39,17 @@ pub fn orphans<'a>(
         .filter(|copy| {
             let labels = copy.labels();
             labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
-                && labels
-                    .get(OWNER_LABEL)
-                    .is_some_and(|owner| !owners.contains(owner))
+                && owner_of(copy).is_some_and(|owner| !owners.contains(owner))
         })
         .collect()
+}
+
+/// The ClusterPullSecret a managed Secret names as its owner.
+fn owner_of(secret: &PartialObjectMeta<Secret>) -> Option<&str> {
+    OWNER_LABELS
+        .iter()
+        .find_map(|label| secret.labels().get(*label))
+        .map(String::as_str)
 }
 
 /// Sweeps every `interval` while this replica leads, until the process ends; a sweep is
@@ -75,12 +89,13 @@ pub async fn sweep(
     scope: &Scope,
     metrics: &Metrics,
 ) -> Result<usize, kube::Error> {
-    let selector = ListParams::default().labels(&format!(
-        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{OWNER_LABEL}"
-    ));
     let mut copies = Vec::new();
-    for (_, secrets) in scope.apis::<Secret>(client) {
-        copies.extend(secrets.list_metadata(&selector).await?.items);
+    for label in OWNER_LABELS {
+        let selector =
+            ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{label}"));
+        for (_, secrets) in scope.apis::<Secret>(client) {
+            copies.extend(secrets.list_metadata(&selector).await?.items);
+        }
     }
     if copies.is_empty() {
         return Ok(0);
@@ -109,7 +124,7 @@ pub async fn sweep(
             Ok(_) => {
                 deleted += 1;
                 metrics.observe_write("delete");
-                tracing::info!(namespace, secret = %copy.name_any(), owner = copy.labels().get(OWNER_LABEL).map(String::as_str).unwrap_or(""), "deleted a copy whose ClusterPullSecret is gone");
+                tracing::info!(namespace, secret = %copy.name_any(), owner = owner_of(copy).unwrap_or(""), "deleted a copy or minted credential whose ClusterPullSecret is gone");
             }
             // Gone already, or replaced meanwhile (the UID precondition failed): nothing to do.
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
@@ -146,13 +161,16 @@ mod tests {
                 &[(MANAGED_BY_LABEL, "helm"), (OWNER_LABEL, "gone")],
             ),
             copy("unowned", &[managed]),
+            copy("minted-orphan", &[managed, (MINTED_FOR_LABEL, "gone")]),
+            copy("minted-kept", &[managed, (MINTED_FOR_LABEL, "corp")]),
+            copy("minted-foreign", &[(MINTED_FOR_LABEL, "gone")]),
         ];
         let owners = BTreeSet::from(["corp".to_owned()]);
         let names: Vec<String> = orphans(&copies, &owners)
             .iter()
             .map(|c| c.name_any())
             .collect();
-        assert_eq!(names, ["orphan"]);
+        assert_eq!(names, ["orphan", "minted-orphan"]);
         assert!(
             orphans(
                 &copies,

@@ -188,7 +188,9 @@ pub struct ControllerArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_RECOVERY_EVICTION_INTERVAL")]
     pub recovery_eviction_interval: Duration,
     /// The kubelet's CredentialProviderConfig file (`kubelet.config.k8s.io/v1`, YAML or JSON):
-    /// the providers a ClusterPullSecret's `credentialProvider` names, as on a node.
+    /// the only providers a ClusterPullSecret's `credentialProvider` may name, run exactly as
+    /// the file says (args, env, matchImages, ...), as on a node. Read at start and again at
+    /// each run, so a changed file applies without a restart.
     #[arg(
         long,
         value_name = "FILE",
@@ -207,21 +209,43 @@ pub struct ControllerArgs {
     /// kubelet allows a minute).
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_TIMEOUT")]
     pub image_credential_provider_timeout: Duration,
+    /// Variables of this process's environment passed on to every plugin (comma list or
+    /// repeated), e.g. the identity variables a workload-identity webhook sets
+    /// (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, AZURE_CLIENT_ID, ...). Plugins get nothing
+    /// else of it; loader, shell and interpreter variables (LD_*, BASH_ENV, PYTHON*, ...) are
+    /// refused.
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        env = "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_PASS_ENV"
+    )]
+    pub image_credential_provider_pass_env: Vec<String>,
+    /// How many credential provider plugins may run at once; the others wait for a slot.
+    /// Bounds the memory plugins take from the container.
+    #[arg(long, default_value = "2", value_parser = clap::value_parser!(u16).range(1..=64), env = "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_MAX_CONCURRENT")]
+    pub image_credential_provider_max_concurrent: u16,
 }
 
 impl ControllerArgs {
-    /// The credential provider plugins, reading the config file once.
+    /// The credential provider plugins, their config file checked once here.
     pub fn plugins(&self) -> anyhow::Result<crate::controller::credential_provider::Plugins> {
-        use crate::controller::credential_provider::Plugins;
-        let providers = match &self.image_credential_provider_config {
-            Some(path) => Plugins::read_config(path)?,
-            None => Vec::new(),
+        use crate::controller::credential_provider::{Plugins, ProviderSource};
+        let source = match &self.image_credential_provider_config {
+            Some(path) => ProviderSource::File(path.clone()),
+            None => ProviderSource::Fixed(Vec::new()),
         };
-        Ok(Plugins::new(
+        let plugins = Plugins::new(
             self.image_credential_provider_bin_dir.clone(),
-            providers,
+            source,
             self.image_credential_provider_timeout,
-        ))
+        )
+        .with_max_concurrent(usize::from(self.image_credential_provider_max_concurrent))
+        .with_pass_env(&self.image_credential_provider_pass_env, |name| {
+            std::env::var(name).ok()
+        })?;
+        plugins.check()?;
+        Ok(plugins)
     }
 }
 
@@ -402,6 +426,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .controller
         .plugins()
         .context("cannot read --image-credential-provider-config")?;
+    // What a plugin leaves running is killed with its group; as its new parent we reap it.
+    if args.controller.image_credential_provider_bin_dir.is_some()
+        && let Err(error) = crate::controller::credential_provider::adopt_orphans()
+    {
+        tracing::warn!(%error, "cannot become the reaper of plugin processes; a plugin's leftover processes may stay as zombies");
+    }
     let certificates = Arc::new(tls::CertificateStore::new(
         args.tls_cert_file.clone(),
         args.tls_key_file.clone(),

@@ -208,6 +208,7 @@ impl RuleMode {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = no_minting_into_system_namespaces)]
 pub struct ClusterPullSecretSpec {
     /// The Secret to copy (type kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg).
     /// With `credentialProvider`, the Secret the controller writes the minted credential to.
@@ -231,6 +232,24 @@ pub struct ClusterPullSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub target_name: Option<String>,
+}
+
+/// A minted source is a Secret the controller creates: never in a system namespace, where it
+/// could take a name before its rightful owner does. (The injector's own namespace, which the
+/// CRD cannot know, is refused by the controller.)
+fn no_minting_into_system_namespaces(schema: &mut Schema) {
+    let system = SYSTEM_NAMESPACES
+        .iter()
+        .map(|ns| format!("'{ns}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    schema.insert(
+        "x-kubernetes-validations".to_owned(),
+        json!([{
+            "rule": format!("!has(self.credentialProvider) || !(self.source.namespace in [{system}])"),
+            "message": format!("with credentialProvider the controller writes the source Secret: it is never written into {}", SYSTEM_NAMESPACES.join(", "))
+        }]),
+    );
 }
 
 /// Where the source Secret lives.
@@ -263,49 +282,83 @@ fn provider_images(schema: &mut Schema) {
     );
 }
 
-/// A kubelet credential provider plugin, as in the kubelet's `CredentialProviderConfig`
-/// (`kubelet.config.k8s.io/v1`), plus the images the controller asks it about.
+/// Refuses the fields that would change how a plugin runs: they come only from the admin's
+/// `CredentialProviderConfig`. They stay in the schema so that the apiserver refuses them with
+/// this message instead of dropping them silently.
+fn admin_only_provider_fields(schema: &mut Schema) {
+    schema.insert(
+        "x-kubernetes-validations".to_owned(),
+        json!([{
+            "rule": "!has(self.matchImages) && !has(self.defaultCacheDuration) && !has(self.apiVersion) && !has(self.args) && !has(self.env)",
+            "message": "matchImages, defaultCacheDuration, apiVersion, args and env of a credential provider come only from the injector's CredentialProviderConfig, which admins control (chart value credentialProviders.config); a ClusterPullSecret names the provider and the images"
+        }]),
+    );
+}
+
+/// A kubelet credential provider plugin of the injector's `CredentialProviderConfig`, and the
+/// images the controller asks it about.
 ///
 /// The plugin is the executable `name` in the `--image-credential-provider-bin-dir` of
-/// `serve`. When the `--image-credential-provider-config` file defines a provider of that name,
-/// its fields are the defaults and any field set here replaces the file's; without such a
-/// provider, `matchImages`, `defaultCacheDuration` and `apiVersion` must be set here.
+/// `serve`, run exactly as the provider of that name in the admin's
+/// `--image-credential-provider-config` file says (args, env, matchImages, apiVersion,
+/// defaultCacheDuration), as a kubelet runs it from its node's file. A resource chooses only
+/// which provider and which images; it cannot change how the process runs.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = admin_only_provider_fields)]
 pub struct CredentialProvider {
-    /// The plugin's executable in the plugin directory (a file name, never a path), and the
-    /// name of the provider in the config file.
+    /// A provider of the injector's CredentialProviderConfig: the plugin's executable in the
+    /// plugin directory (a file name, never a path).
     #[schemars(length(min = 1, max = 253), regex(pattern = PROVIDER_NAME_PATTERN))]
     pub name: String,
     /// Images the plugin is asked for credentials for (the kubelet sends the image of the pod
     /// it pulls; the controller sends these), e.g.
-    /// `123456789012.dkr.ecr.us-east-1.amazonaws.com/app`. Each must match `matchImages`.
-    /// The credentials of every answer are merged into the one Secret.
+    /// `123456789012.dkr.ecr.us-east-1.amazonaws.com/app`. Each must match the provider's
+    /// `matchImages`. The credentials of every answer are merged into the one Secret.
     #[schemars(transform = provider_images)]
     pub images: Vec<String>,
-    /// Image patterns the plugin serves, in the kubelet's syntax (a host whose labels may be
-    /// globs, an optional port, an optional path prefix: `*.dkr.ecr.*.amazonaws.com`).
+    /// Not allowed: the provider's `matchImages` come from the CredentialProviderConfig.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 255)))]
+    #[schemars(length(max = 64), inner(length(max = 255)))]
     pub match_images: Option<Vec<String>>,
-    /// How long a credential stays valid when the plugin's answer has no `cacheDuration`
-    /// (a Go duration such as `12h` or `30m`; `0s`: no stated lifetime).
+    /// Not allowed: the provider's `defaultCacheDuration` comes from the
+    /// CredentialProviderConfig.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 32))]
+    #[schemars(length(max = 32))]
     pub default_cache_duration: Option<String>,
-    /// The exec API version the plugin speaks: `credentialprovider.kubelet.k8s.io/v1`
-    /// (or v1beta1, v1alpha1). Its answer must carry the same.
+    /// Not allowed: the provider's `apiVersion` comes from the CredentialProviderConfig.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^credentialprovider\.kubelet\.k8s\.io/(v1|v1beta1|v1alpha1)$"))]
+    #[schemars(length(max = 64))]
     pub api_version: Option<String>,
-    /// Arguments of the plugin (e.g. `get-credentials` for ecr-credential-provider).
+    /// Not allowed: the plugin's arguments come from the CredentialProviderConfig.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), inner(length(max = 1024)))]
     pub args: Option<Vec<String>>,
-    /// Environment variables of the plugin, on top of the server's own environment.
+    /// Not allowed: the plugin's environment comes from the CredentialProviderConfig and the
+    /// variables the admin passes through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub env: Option<Vec<ExecEnvVar>>,
+}
+
+impl CredentialProvider {
+    /// The admin-only fields this block sets (a resource stored before they were refused, or
+    /// under a CRD without the rule): such a block is never run.
+    pub fn overrides(&self) -> Vec<&'static str> {
+        [
+            ("matchImages", self.match_images.is_some()),
+            (
+                "defaultCacheDuration",
+                self.default_cache_duration.is_some(),
+            ),
+            ("apiVersion", self.api_version.is_some()),
+            ("args", self.args.is_some()),
+            ("env", self.env.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect()
+    }
 }
 
 /// An environment variable of a credential provider plugin.

@@ -192,14 +192,17 @@ pub struct Metrics {
 }
 
 /// The outcomes of a credential provider plugin run (`PluginError::label` and `success`).
-pub const REFRESH_OUTCOMES: [&str; 7] = [
+pub const REFRESH_OUTCOMES: [&str; 10] = [
     "success",
     "config",
+    "refused",
     "not_found",
     "timeout",
     "output_too_large",
     "exit",
     "invalid_response",
+    "not_cacheable",
+    "write_failed",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -421,7 +424,7 @@ impl Metrics {
         );
         r.register(
             "credential_refreshes",
-            "Runs of credential provider plugins for ClusterPullSecrets, by outcome (success, config, not_found, timeout, output_too_large, exit, invalid_response)",
+            "Runs of credential provider plugins for ClusterPullSecrets, by outcome (success, config, refused, not_found, timeout, output_too_large, exit, invalid_response, not_cacheable, write_failed)",
             metrics.credential_refreshes.clone(),
         );
         r.register(

@@ -558,6 +558,12 @@ if attempt "render: credentialProviders with an image, a config and env" render 
        and (.volumes | any(.name == "credential-provider-plugins" and .emptyDir != null))
        and (.containers[0].env | any(.name == "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_BIN_DIR")
           and any(.name == "AWS_REGION" and .value == "us-east-1"))'
+  check_jq "credential providers: plugins get the variables of env and passEnv by name, and a run limit" "$F" \
+    '.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env
+     | (map(select(.name == "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_PASS_ENV"))[0].value | split(",")
+          | (index("AWS_REGION") != null) and (index("AWS_WEB_IDENTITY_TOKEN_FILE") != null)
+            and (index("AZURE_FEDERATED_TOKEN_FILE") != null) and (map(select(. == "AWS_REGION")) | length == 1))
+       and any(.name == "PULLSECRET_INJECTOR_IMAGE_CREDENTIAL_PROVIDER_MAX_CONCURRENT" and .value == "2")'
   check_jq "credential providers: workload identity on the ServiceAccount, the ClusterPullSecret names the provider" "$F" \
     '(.[] | select(.kind == "ServiceAccount" and .metadata.name == $rel) | .metadata.annotations["eks.amazonaws.com/role-arn"] | startswith("arn:aws:iam::"))
      and (.[] | select(.kind == "ClusterPullSecret") | .spec.credentialProvider.name == "ecr-credential-provider")' --arg rel "$REL"

@@ -36,6 +36,7 @@ mod recovery;
 mod scenarios;
 mod shadow;
 mod tokens;
+mod trust;
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -86,6 +86,14 @@ pub const ALL: &[Scenario] = &[
         run: crate::tokens::ecr_credential_provider,
     },
     Scenario {
+        name: "credential-provider-trust",
+        run: crate::trust::credential_provider_trust,
+    },
+    Scenario {
+        name: "shadow-namespaces-get-no-copies",
+        run: crate::trust::shadow_namespaces_get_no_copies,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },

@@ -488,10 +488,11 @@ printf '{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Credential
     let target_ns = s.namespace("audit-minted", &[(label, &s.run_id)])?;
     let cps = format!("e2e-audit-minted-{}", s.run_id);
     let image = format!("{host}/team/app:1");
+    s.configure_credential_provider(&plugin, &[host], serde_json::json!({}))?;
     s.apply(&minted_cluster_pull_secret_manifest(
         &cps,
         (&source_ns, "minted"),
-        (&plugin, &image, host),
+        (&plugin, &image),
         (label, &s.run_id),
         "minted-pull",
     ))?;

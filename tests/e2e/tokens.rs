@@ -116,10 +116,11 @@ pub fn minted_credentials_rotate(s: &Suite) -> Result<Outcome> {
     let label = "e2e.pullsecret-injector.io/minted";
     let target_ns = s.node_namespace("minted", &[(label, &s.run_id)])?;
     let cps = format!("e2e-minted-{}", s.run_id);
+    s.configure_credential_provider(&plugin, &[&registry.host], serde_json::json!({}))?;
     s.apply(&minted_cluster_pull_secret_manifest(
         &cps,
         (&source_ns, "minted"),
-        (&plugin, &image, &registry.host),
+        (&plugin, &image),
         (label, &s.run_id),
         "minted-pull",
     ))?;
@@ -329,16 +330,46 @@ pub fn ecr_credential_provider(s: &Suite) -> Result<Outcome> {
         String::from_utf8_lossy(&built.stderr)
     );
     let binary = String::from_utf8_lossy(&built.stdout).trim().to_owned();
-    let plugin = s.credential_plugin_dir().join("ecr-credential-provider");
-    if !plugin.exists() {
-        std::fs::copy(&binary, &plugin)?;
+    // Two providers of the admin's file, one binary: the kubelet's provider name is the
+    // executable's. Everything about how they run — args, the endpoint override, the keys —
+    // comes from that file; the ClusterPullSecrets only name them.
+    let (working_provider, failing_provider) =
+        ("ecr-credential-provider", "ecr-credential-provider-no-keys");
+    for name in [working_provider, failing_provider] {
+        let plugin = s.credential_plugin_dir().join(name);
+        if !plugin.exists() {
+            std::fs::copy(&binary, &plugin)?;
+        }
     }
     let password = s.new_password("the ECR stand-in's token");
     let (endpoint, _) = crate::ecr_stand_in::start(ECR_REGISTRY, &password)?;
+    let no_instance_credentials = serde_json::json!([
+        {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
+        {"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/nonexistent"},
+        {"name": "AWS_CONFIG_FILE", "value": "/nonexistent"},
+    ]);
+    let mut with_keys = no_instance_credentials.clone();
+    if let Some(env) = with_keys.as_array_mut() {
+        env.extend([
+            serde_json::json!({"name": "AWS_ACCESS_KEY_ID", "value": "AKIAIOSFODNN7EXAMPLE"}),
+            serde_json::json!({"name": "AWS_SECRET_ACCESS_KEY", "value": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"}),
+            serde_json::json!({"name": "AWS_ENDPOINT_URL_ECR", "value": endpoint}),
+        ]);
+    }
+    for (name, env) in [
+        (working_provider, with_keys),
+        (failing_provider, no_instance_credentials),
+    ] {
+        s.configure_credential_provider(
+            name,
+            &["*.dkr.ecr.*.amazonaws.com"],
+            serde_json::json!({"defaultCacheDuration": "12h", "args": ["get-credentials"], "env": env}),
+        )?;
+    }
     let source_ns = s.namespace("ecr-source", &[])?;
     let label = "e2e.pullsecret-injector.io/ecr";
     let target_ns = s.namespace("ecr", &[(label, &s.run_id)])?;
-    let manifest = |name: &str, env: &str| {
+    let manifest = |name: &str, provider: &str| {
         format!(
             "apiVersion: pullsecret-injector.io/v1alpha1
 kind: ClusterPullSecret
@@ -346,17 +377,9 @@ metadata: {{name: {name}}}
 spec:
   source: {{namespace: {source_ns}, name: {name}}}
   credentialProvider:
-    name: ecr-credential-provider
+    name: {provider}
     images: [\"{ECR_REGISTRY}/app:1\"]
-    matchImages: [\"*.dkr.ecr.*.amazonaws.com\"]
-    defaultCacheDuration: 12h
-    apiVersion: credentialprovider.kubelet.k8s.io/v1
-    args: [get-credentials]
-    env:
-    - {{name: AWS_EC2_METADATA_DISABLED, value: \"true\"}}
-    - {{name: AWS_SHARED_CREDENTIALS_FILE, value: /nonexistent}}
-    - {{name: AWS_CONFIG_FILE, value: /nonexistent}}
-{env}  namespaceSelector:
+  namespaceSelector:
     matchLabels: {{{label}: \"{run}\"}}
   targetName: {name}-pull
 ",
@@ -365,16 +388,8 @@ spec:
     };
     let failing = format!("e2e-ecr-none-{}", s.run_id);
     let working = format!("e2e-ecr-{}", s.run_id);
-    s.apply(&manifest(&failing, ""))?;
-    s.apply(&manifest(
-        &working,
-        &format!(
-            "    - {{name: AWS_ACCESS_KEY_ID, value: AKIAIOSFODNN7EXAMPLE}}
-    - {{name: AWS_SECRET_ACCESS_KEY, value: wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY}}
-    - {{name: AWS_ENDPOINT_URL_ECR, value: \"{endpoint}\"}}
-"
-        ),
-    ))?;
+    s.apply(&manifest(&failing, failing_provider))?;
+    s.apply(&manifest(&working, working_provider))?;
 
     let (_, reason, message) = poll("the failure without AWS credentials", CYCLE, || {
         let resource = s.get_json(&["clusterpullsecret", &failing])?;

@@ -452,12 +452,13 @@ impl Suite {
 }
 
 /// A ClusterPullSecret whose source `(namespace, name)` is minted by the credential provider
-/// `plugin` for `image` (matching `host`), copied as `target` into the namespaces labelled
-/// `select` (key, value).
+/// `plugin` for `image`, copied as `target` into the namespaces labelled `select` (key,
+/// value). The provider must be in the suite's CredentialProviderConfig
+/// (`Suite::configure_credential_provider`).
 pub fn minted_cluster_pull_secret_manifest(
     name: &str,
     source: (&str, &str),
-    (plugin, image, host): (&str, &str, &str),
+    (plugin, image): (&str, &str),
     select: (&str, &str),
     target: &str,
 ) -> String {
@@ -465,9 +466,6 @@ pub fn minted_cluster_pull_secret_manifest(
         "{}  credentialProvider:
     name: {plugin}
     images: [\"{image}\"]
-    matchImages: [\"{host}\"]
-    defaultCacheDuration: 1h
-    apiVersion: credentialprovider.kubelet.k8s.io/v1
 ",
         cluster_pull_secret_manifest(name, source, select, target)
     )

@@ -99,8 +99,57 @@ impl Suite {
         .chain([
             "--image-credential-provider-bin-dir".to_owned(),
             self.credential_plugin_dir().display().to_string(),
+            "--image-credential-provider-config".to_owned(),
+            self.credential_provider_config().display().to_string(),
         ])
         .collect()
+    }
+
+    /// The CredentialProviderConfig of this run's serve processes (an admin's file; serve reads
+    /// it at each plugin run): the only providers a ClusterPullSecret may name. Created empty.
+    pub fn credential_provider_config(&self) -> PathBuf {
+        let path = self.work_path.join("credential-providers.json");
+        if !path.exists() {
+            let empty = serde_json::json!({
+                "apiVersion": "kubelet.config.k8s.io/v1",
+                "kind": "CredentialProviderConfig",
+                "providers": [],
+            });
+            let _ = std::fs::write(&path, empty.to_string());
+        }
+        path
+    }
+
+    /// Adds a provider to [`Suite::credential_provider_config`], as an admin edits the file:
+    /// the plugin `name` for `match_images`, with `fields` (args, env, ...) on top of a 1 h
+    /// default cache duration and the v1 API.
+    pub fn configure_credential_provider(
+        &self,
+        name: &str,
+        match_images: &[&str],
+        fields: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let path = self.credential_provider_config();
+        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        let mut provider = serde_json::json!({
+            "name": name,
+            "matchImages": match_images,
+            "defaultCacheDuration": "1h",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+        });
+        if let (Some(provider), Some(fields)) = (provider.as_object_mut(), fields.as_object()) {
+            provider.extend(fields.clone());
+        }
+        let providers = config["providers"]
+            .as_array_mut()
+            .ok_or_else(|| anyhow::anyhow!("{} has no providers list", path.display()))?;
+        providers.retain(|existing| existing["name"] != name);
+        providers.push(provider);
+        // Replaced whole, so a run never reads half a file.
+        let staged = path.with_extension("json.new");
+        std::fs::write(&staged, config.to_string())?;
+        std::fs::rename(&staged, &path)?;
+        Ok(())
     }
 
     /// The credential provider plugin directory of this run's serve processes (created here;
