@@ -1043,6 +1043,8 @@ struct GoCase {
     init: &'static [&'static str],
     containers: &'static [&'static str],
     ephemeral: &'static [&'static str],
+    /// Image volumes' references.
+    volumes: &'static [&'static str],
     /// (secret, lookup strings it was injected for)
     injected: &'static [(&'static str, &'static [&'static str])],
     invalid_images: usize,
@@ -1079,6 +1081,7 @@ const GO_PARITY: &[GoCase] = &[GoCase {
     init: &["busybox"],
     containers: &["nginx", "quay.io/x", "Bad"],
     ephemeral: &["quay.io/team/app:1"],
+    volumes: &[],
     injected: &[
         (
             "a",
@@ -1128,6 +1131,9 @@ fn go_parity_table() {
                 "containers": containers(case.containers),
                 "ephemeralContainers": containers(case.ephemeral),
                 "imagePullSecrets": references,
+                "volumes": case.volumes.iter().enumerate()
+                    .map(|(i, reference)| json!({ "name": format!("v{i}"), "image": { "reference": reference } }))
+                    .collect::<Vec<_>>(),
             },
         }));
         let decision = decide(&view, "ns", &state(&documents));
