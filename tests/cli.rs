@@ -238,6 +238,70 @@ fn apply_injects_into_the_pod_template_of_every_workload_kind_with_or_without_it
 }
 
 #[test]
+fn apply_injects_for_the_image_volumes_of_every_workload_kind_and_warns_about_bad_references() {
+    let dir = Dir::new();
+    let mut manifests = Vec::new();
+    for (api_version, kind, template_path) in WORKLOADS {
+        let mut manifest = workload(api_version, kind, template_path, None);
+        let spec = manifest
+            .pointer_mut(&format!("{template_path}/spec"))
+            .expect("pod spec");
+        // The container's image needs no secret; the image volume's does.
+        spec["containers"][0]["image"] = json!("quay.io/public/app:1");
+        spec["containers"][0]["volumeMounts"] =
+            json!([{ "name": "models", "mountPath": "/models" }]);
+        spec["volumes"] = json!([
+            { "name": "scratch", "emptyDir": {} },
+            { "name": "models", "image": { "reference": "registry.example.com/team/models:1", "pullPolicy": "IfNotPresent" } },
+            { "name": "unset", "image": {} },
+            { "name": "bad", "image": { "reference": "Registry.Example.com/Team/Models" } },
+        ]);
+        manifests.push(manifest);
+    }
+    let text: Vec<String> = manifests
+        .iter()
+        .map(|m| serde_yaml::to_string(m).expect("yaml"))
+        .collect();
+    let file = dir.file("manifests.yaml", &text.join("---\n"));
+    let output = run(
+        &["apply", "--state", path(&dir.state()), "-f", path(&file)],
+        "",
+    );
+    assert_eq!(code(&output), SUCCESS, "{}", stderr(&output));
+    let out = documents(&output);
+    assert_eq!(out.len(), manifests.len());
+    for ((before, after), (_, kind, template_path)) in manifests.iter().zip(&out).zip(WORKLOADS) {
+        let template = after.pointer(template_path).expect("template kept");
+        assert_eq!(
+            names(template.pointer("/spec/imagePullSecrets")),
+            ["regcred"],
+            "{kind}: {after}"
+        );
+        assert_eq!(
+            template.pointer(&format!(
+                "/metadata/annotations/{}",
+                INJECTED.replace('/', "~1")
+            )),
+            Some(&json!("regcred (registry.example.com/team/models)")),
+            "{kind}"
+        );
+        let before_template = before.pointer(template_path).expect("template");
+        assert_eq!(
+            template["spec"]["volumes"],
+            before_template["spec"]["volumes"]
+        );
+    }
+    // One warning per document for the unparsable reference, naming the volume; never a refusal.
+    let warnings = stderr(&output);
+    let bad: Vec<&str> = warnings
+        .lines()
+        .filter(|line| line.contains("image volume \"bad\": image \"Registry.Example.com/Team/Models\" is not a valid image reference"))
+        .collect();
+    assert_eq!(bad.len(), WORKLOADS.len(), "{warnings}");
+    assert!(!warnings.contains("unset"), "{warnings}");
+}
+
+#[test]
 fn apply_keeps_existing_secrets_handles_lists_and_stdin_and_passes_other_kinds_through() {
     let dir = Dir::new();
     let manifests = json!({ "apiVersion": "v1", "kind": "List", "items": [

@@ -174,6 +174,7 @@ fn json_value() -> impl Strategy<Value = Value> {
                     Just("image".to_owned()),
                     Just("containers".to_owned()),
                     Just("imagePullSecrets".to_owned()),
+                    Just("reference".to_owned()),
                     "[a-zA-Z]{1,8}",
                 ],
                 inner,
@@ -209,22 +210,34 @@ fn pod_object() -> impl Strategy<Value = Value> {
         Just(json!({ "pullsecret-injector.io/inject": "false" })),
         json_value(),
     ];
+    let volume = prop_oneof![
+        ("[a-z]{1,5}", image_ish()).prop_map(|(name, reference)| {
+            json!({ "name": name, "image": { "reference": reference, "pullPolicy": "Always" } })
+        }),
+        Just(json!({ "name": "scratch", "emptyDir": {} })),
+        json_value().prop_map(|image| json!({ "name": "v", "image": image })),
+        json_value(),
+    ];
+    let volumes = prop_oneof![
+        prop::collection::vec(volume, 0..4).prop_map(Value::from),
+        json_value(),
+    ];
     (
-        list.clone(),
-        list.clone(),
-        list,
+        (list.clone(), list.clone(), list),
         pull_secrets,
         labels,
         json_value(),
+        volumes,
     )
         .prop_map(
-            |(init, containers, ephemeral, secrets, labels, annotations)| {
+            |((init, containers, ephemeral), secrets, labels, annotations, volumes)| {
                 json!({
                     "apiVersion": "v1", "kind": "Pod",
                     "metadata": { "name": "p", "labels": labels, "annotations": annotations },
                     "spec": {
                         "initContainers": init, "containers": containers,
                         "ephemeralContainers": ephemeral, "imagePullSecrets": secrets,
+                        "volumes": volumes,
                     },
                 })
             },

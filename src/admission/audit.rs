@@ -248,12 +248,13 @@ fn own_keyring(pod: &PodView, ns: Option<&NamespaceState>) -> Keyring<SecretName
     }))
 }
 
-/// The pod's images, each once, with the kubelet's lookup key (unparsable ones left out).
+/// The pod's images (its image volumes' too), each once, with the kubelet's lookup key
+/// (unparsable ones left out).
 fn images_of(pod: &PodView) -> impl Iterator<Item = (&str, String)> {
     let mut seen = BTreeSet::new();
-    pod.containers()
-        .filter_map(|container| container.image.as_deref())
-        .filter(move |image| !image.is_empty() && seen.insert(*image))
+    pod.images()
+        .map(|image| image.image)
+        .filter(move |image| seen.insert(*image))
         .filter_map(|image| Some((image, ImageRef::parse(image).ok()?.lookup_key())))
 }
 

@@ -1,10 +1,11 @@
 //! The admission decision: which pull secrets a pod gets, as pure code (no I/O, no clock).
 //!
-//! For every container image: an `exclusive` PullSecretRule matching the image decides alone;
-//! otherwise the kubelet's own lookup over the namespace's keyring (discovery), the matching
-//! `add` rules and the cluster credentials serving the namespace all contribute. The secrets
-//! chosen that the pod lacks are appended. The result carries the JSON patch plus what users
-//! and auditors read: warnings, audit annotations and the pod annotation.
+//! For every image the kubelet pulls for the pod, its containers' and its image volumes' alike:
+//! an `exclusive` PullSecretRule matching the image decides alone; otherwise the kubelet's own
+//! lookup over the namespace's keyring (discovery), the matching `add` rules and the cluster
+//! credentials serving the namespace all contribute. The secrets chosen that the pod lacks are
+//! appended. The result carries the JSON patch plus what users and auditors read: warnings,
+//! audit annotations and the pod annotation.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -13,7 +14,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Value, json};
 
-use crate::admission::pod::{INJECTED_ANNOTATION, PodView};
+use crate::admission::pod::{INJECTED_ANNOTATION, PodImage, PodView};
 use crate::kubelet::keyring::fold_host_case;
 use crate::kubelet::reference::ImageRef;
 use crate::state::crd::RuleMode;
@@ -93,17 +94,13 @@ pub fn decide(pod: &PodView, namespace: &str, state: &ClusterState) -> Decision 
         warnings.undecodable_on_pod(ns, pod.pull_secret_names());
     }
 
-    for container in pod.containers() {
-        let Some(image) = container.image.as_deref().filter(|image| !image.is_empty()) else {
-            continue;
-        };
+    for PodImage { user, image } in pod.images() {
         let lookup = match ImageRef::parse(image) {
             Ok(reference) => reference.lookup_key(),
             Err(error) => {
                 decision.invalid_images += 1;
                 warnings.push(format!(
-                    "container {}: image {} is not a valid image reference ({error}); no pull secret injected for it",
-                    quote(container.name.as_deref().unwrap_or("")),
+                    "{user}: image {} is not a valid image reference ({error}); no pull secret injected for it",
                     quote(image),
                 ));
                 continue;

@@ -1,16 +1,17 @@
 //! The few fields of a Pod (or pod template) the decision reads.
 //!
 //! Deserializing only these, instead of a full `k8s_openapi` Pod, keeps the admission hot path
-//! cheap: serde skips everything else (managedFields, volumes, ...) without building it.
+//! cheap: serde skips everything else (managedFields, other volumes, ...) without building it.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::state::snapshot::INJECT_LABEL;
+use crate::text::quote;
 
 /// Pod annotation that lists what was injected, so `kubectl get pod -o yaml` explains itself.
 pub const INJECTED_ANNOTATION: &str = "pullsecret-injector.io/injected";
@@ -140,6 +141,10 @@ pub struct PodSpecView {
     /// `None` when absent or null: the patch must then add the whole list.
     #[serde(default)]
     pub image_pull_secrets: Option<Vec<SecretReference>>,
+    /// Only the image volumes (`volumes[].image`): the kubelet pulls their references with the
+    /// pod's pull secrets, as it pulls container images.
+    #[serde(default, deserialize_with = "read_image_volumes")]
+    pub volumes: Option<Vec<VolumeView>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -148,6 +153,71 @@ pub struct ContainerView {
     pub name: Option<String>,
     #[serde(default)]
     pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct VolumeView {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub image: Option<ImageVolumeView>,
+}
+
+/// `volumes[].image`; its `pullPolicy` is not read: whatever the policy, a pull needs the
+/// same credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImageVolumeView {
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+fn read_image_volumes<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<VolumeView>>, D::Error> {
+    let volumes = Option::<Vec<VolumeView>>::deserialize(deserializer)?;
+    Ok(volumes.map(|list| {
+        list.into_iter()
+            .filter(|volume| volume.image.is_some())
+            .collect()
+    }))
+}
+
+/// What the kubelet pulls an image for. Serialized as `{"container": NAME}` or
+/// `{"imageVolume": NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ImageUser<'a> {
+    /// A container (init, regular or ephemeral), by name.
+    #[serde(rename = "container")]
+    Container(Cow<'a, str>),
+    /// An image volume, by name: `volumes[].image.reference`.
+    #[serde(rename = "imageVolume")]
+    Volume(Cow<'a, str>),
+}
+
+impl ImageUser<'_> {
+    pub fn into_owned(self) -> ImageUser<'static> {
+        match self {
+            ImageUser::Container(name) => ImageUser::Container(Cow::Owned(name.into_owned())),
+            ImageUser::Volume(name) => ImageUser::Volume(Cow::Owned(name.into_owned())),
+        }
+    }
+}
+
+/// `container "web"` or `image volume "models"`, as warnings name them.
+impl fmt::Display for ImageUser<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageUser::Container(name) => write!(f, "container {}", quote(name)),
+            ImageUser::Volume(name) => write!(f, "image volume {}", quote(name)),
+        }
+    }
+}
+
+/// One image of a pod and what it is pulled for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodImage<'a> {
+    pub user: ImageUser<'a>,
+    pub image: &'a str,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -168,6 +238,37 @@ impl PodView {
         list(|s| &s.init_containers)
             .chain(list(|s| &s.containers))
             .chain(list(|s| &s.ephemeral_containers))
+    }
+
+    /// Every image the kubelet pulls for the pod, with the same pull secrets and the same
+    /// lookup: the containers' (in [`PodView::containers`] order), then the image volumes'.
+    /// An absent or empty image (a template's, left for a controller to fill in) is skipped.
+    pub fn images(&self) -> impl Iterator<Item = PodImage<'_>> {
+        let containers = self.containers().map(|container| {
+            (
+                ImageUser::Container(Cow::Borrowed(container.name.as_deref().unwrap_or(""))),
+                container.image.as_deref(),
+            )
+        });
+        let volumes = self
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.volumes.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|volume| {
+                (
+                    ImageUser::Volume(Cow::Borrowed(volume.name.as_deref().unwrap_or(""))),
+                    volume
+                        .image
+                        .as_ref()
+                        .and_then(|image| image.reference.as_deref()),
+                )
+            });
+        containers.chain(volumes).filter_map(|(user, image)| {
+            let image = image.filter(|image| !image.is_empty())?;
+            Some(PodImage { user, image })
+        })
     }
 
     /// Names already in `spec.imagePullSecrets`, in order.
@@ -271,5 +372,40 @@ mod tests {
         let value = json!({"metadata": {"annotations": {INJECTED_ANNOTATION: "x", "y": 1}}});
         let pod = PodView::deserialize(&value).expect("from a value");
         assert_eq!(pod.annotation(INJECTED_ANNOTATION), Some("x"));
+    }
+
+    #[test]
+    fn images_are_the_containers_then_the_image_volumes() {
+        let value = json!({"spec": {
+            "initContainers": [{"name": "init", "image": "i"}],
+            "containers": [{"name": "app", "image": "c"}, {"name": "noimage"}, {"image": ""}],
+            "ephemeralContainers": [{"name": "debug", "image": "e"}],
+            "volumes": [
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "models", "image": {"reference": "v", "pullPolicy": "Never"}},
+                {"name": "unset", "image": {}},
+                {"image": {"reference": "nameless"}},
+            ],
+        }});
+        let pod = PodView::deserialize(&value).expect("reads");
+        let images: Vec<(String, &str)> = pod
+            .images()
+            .map(|image| (image.user.to_string(), image.image))
+            .collect();
+        assert_eq!(
+            images,
+            [
+                ("container \"init\"".to_owned(), "i"),
+                ("container \"app\"".to_owned(), "c"),
+                ("container \"debug\"".to_owned(), "e"),
+                ("image volume \"models\"".to_owned(), "v"),
+                ("image volume \"\"".to_owned(), "nameless"),
+            ]
+        );
+        // Only image volumes are kept.
+        let volumes = pod.spec.and_then(|spec| spec.volumes).unwrap_or_default();
+        assert_eq!(volumes.len(), 3);
+        let user = serde_json::to_value(ImageUser::Volume(Cow::Borrowed("models"))).expect("json");
+        assert_eq!(user, json!({"imageVolume": "models"}));
     }
 }

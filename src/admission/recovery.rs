@@ -2,11 +2,13 @@
 //! webhook's own decision applied to an existing pod. Pure (no I/O, no clock); the controller
 //! acts on it (`controller::pod_recovery`) and `explain pod/NAME` shows it.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 use kube::ResourceExt;
 
 use crate::admission::decision::decide;
-use crate::admission::pod::{ContainerView, PodMeta, PodSpecView, PodView, SecretReference};
+use crate::admission::pod::{
+    ContainerView, ImageVolumeView, PodMeta, PodSpecView, PodView, SecretReference, VolumeView,
+};
 use crate::kubelet::reference::ImageRef;
 use crate::state::snapshot::{ClusterState, INJECT_LABEL, Mode};
 
@@ -30,7 +32,8 @@ impl Owner {
 }
 
 /// What recovery keeps of a pod that waits on a failed pull: the decision's inputs (opt-out
-/// label, containers, pull secrets) and the failing images. Nothing else of the pod is held.
+/// label, containers, image volumes, pull secrets) and the failing images. Nothing else of the
+/// pod is held.
 #[derive(Debug, Clone)]
 pub struct StuckPod {
     pub uid: String,
@@ -38,7 +41,8 @@ pub struct StuckPod {
     pub name: String,
     pub owner: Option<Owner>,
     pub view: PodView,
-    /// Images of the containers waiting on a failed pull.
+    /// Images the containers waiting on a failed pull wait on: their own, or their image
+    /// volumes'.
     pub failing: Vec<String>,
 }
 
@@ -52,24 +56,41 @@ impl StuckPod {
             .iter()
             .flatten()
             .chain(status.container_statuses.iter().flatten());
-        // The image the kubelet is trying to pull is the spec's (a status may still name the
+        // The images the kubelet is trying to pull are the spec's (a status may still name the
         // image the container ran before its image was changed).
-        let spec_image = |name: &str| {
+        let spec_container = |name: &str| {
             spec.init_containers
                 .iter()
                 .flatten()
                 .chain(&spec.containers)
                 .find(|container| container.name == name)
-                .and_then(|container| container.image.clone())
         };
-        let failing: Vec<String> = statuses
-            .filter(|status| waits_on_pull(status))
-            .filter_map(|status| spec_image(&status.name))
+        let image_volumes: Vec<(&str, &str)> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|volume| {
+                let reference = volume.image.as_ref()?.reference.as_deref()?;
+                Some((volume.name.as_str(), reference)).filter(|_| !reference.is_empty())
+            })
             .collect();
+        let mut failing: Vec<String> = Vec::new();
+        for (status, message) in
+            statuses.filter_map(|status| Some((status, waits_on_pull(status)?)))
+        {
+            let Some(container) = spec_container(&status.name) else {
+                continue;
+            };
+            for image in waited_on(container, &image_volumes, message) {
+                if !failing.iter().any(|known| known == image) {
+                    failing.push(image.to_owned());
+                }
+            }
+        }
         if failing.is_empty() || pod.metadata.deletion_timestamp.is_some() {
             return None;
         }
-        let containers = |list: &[k8s_openapi::api::core::v1::Container]| {
+        let containers = |list: &[Container]| {
             Some(
                 list.iter()
                     .map(|c| ContainerView {
@@ -79,6 +100,15 @@ impl StuckPod {
                     .collect(),
             )
         };
+        let volumes = image_volumes
+            .iter()
+            .map(|(name, reference)| VolumeView {
+                name: Some((*name).to_owned()),
+                image: Some(ImageVolumeView {
+                    reference: Some((*reference).to_owned()),
+                }),
+            })
+            .collect();
         let opt_out = pod
             .labels()
             .get(INJECT_LABEL)
@@ -94,6 +124,7 @@ impl StuckPod {
                 init_containers: containers(spec.init_containers.as_deref().unwrap_or_default()),
                 containers: containers(&spec.containers),
                 ephemeral_containers: None,
+                volumes: Some(volumes),
                 image_pull_secrets: spec.image_pull_secrets.as_ref().map(|list| {
                     list.iter()
                         .map(|reference| SecretReference {
@@ -124,13 +155,51 @@ impl StuckPod {
     }
 }
 
-fn waits_on_pull(status: &ContainerStatus) -> bool {
-    let reason = status
-        .state
-        .as_ref()
-        .and_then(|state| state.waiting.as_ref())
-        .and_then(|waiting| waiting.reason.as_deref());
-    matches!(reason, Some("ErrImagePull" | "ImagePullBackOff"))
+/// The kubelet's message when the container waits on a failed pull.
+fn waits_on_pull(status: &ContainerStatus) -> Option<&str> {
+    let waiting = status.state.as_ref()?.waiting.as_ref()?;
+    matches!(
+        waiting.reason.as_deref(),
+        Some("ErrImagePull" | "ImagePullBackOff")
+    )
+    .then(|| waiting.message.as_deref().unwrap_or_default())
+}
+
+/// What a container waiting on a failed pull waits on: its own image or that of an image volume
+/// it mounts (the kubelet pulls those first and reports their failure as the container's). The
+/// kubelet's message quotes the image it failed on, normalized or not; when it quotes none of
+/// them, all count.
+fn waited_on<'a>(
+    container: &'a Container,
+    volumes: &[(&str, &'a str)],
+    message: &str,
+) -> Vec<&'a str> {
+    let mounted = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|mount| volumes.iter().find(|(name, _)| *name == mount.name))
+        .map(|(_, reference)| *reference);
+    let candidates: Vec<&str> = container
+        .image
+        .as_deref()
+        .into_iter()
+        .chain(mounted)
+        .collect();
+    let lookup = |image: &str| ImageRef::parse(image).ok().map(|r| r.lookup_key());
+    // Quoted text sits between the odd and even quotes.
+    let quoted: Vec<String> = message
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter_map(lookup)
+        .collect();
+    let named: Vec<&str> = candidates
+        .iter()
+        .copied()
+        .filter(|image| lookup(image).is_some_and(|key| quoted.contains(&key)))
+        .collect();
+    if named.is_empty() { candidates } else { named }
 }
 
 /// Why a stuck pod is left as it is.

@@ -416,9 +416,10 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Container images, as they would appear in a pod spec; or one `pod/NAME`: that existing
-    /// pod, read with the namespace's state from the live cluster (KUBECONFIG, read-only;
-    /// without --state).
+    /// Images, as they would appear in a pod spec (a container's `image` or an image volume's
+    /// `reference`: the kubelet looks both up alike); or one `pod/NAME`: that existing pod,
+    /// read with the namespace's state from the live cluster (KUBECONFIG, read-only; without
+    /// --state), every image of it explained.
     #[arg(value_name = "IMAGE|pod/NAME", required = true)]
     pub images: Vec<String>,
 }

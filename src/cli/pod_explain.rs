@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
 use crate::admission::decision::decide;
-use crate::admission::pod::PodView;
+use crate::admission::pod::{ImageUser, PodView};
 use crate::admission::recovery::{StuckPod, Verdict, assess};
 use crate::cli::explain::{ImageExplanation, describe_mode, explain_image};
 use crate::state::snapshot::{ClusterState, Mode, ModeSource};
@@ -27,10 +27,20 @@ pub struct PodExplanation {
     pub mode_source: ModeSource,
     /// What the webhook would append if the pod were created now.
     pub would_get: Vec<WouldGet>,
-    /// Containers waiting on a failed pull, by image.
+    /// The images of containers waiting on a failed pull (or of the image volumes they wait on).
     pub failing_images: Vec<String>,
     pub recovery: RecoveryAnswer,
-    pub images: Vec<ImageExplanation>,
+    /// Every image the kubelet pulls for the pod: its containers', then its image volumes'.
+    pub images: Vec<PodImageExplanation>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodImageExplanation {
+    /// `{"container": NAME}` or `{"imageVolume": NAME}`.
+    pub pulled_for: ImageUser<'static>,
+    #[serde(flatten)]
+    pub explanation: ImageExplanation,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,7 +74,7 @@ pub fn explain_pod(
     let recovery = match &stuck {
         None => RecoveryAnswer {
             action: "none",
-            why: "no container waits on a failed pull (ErrImagePull/ImagePullBackOff)".to_owned(),
+            why: "no container waits on a failed pull (ErrImagePull/ImagePullBackOff) of its image or of an image volume".to_owned(),
         },
         Some(stuck) => match assess(stuck, state, own_namespace) {
             Verdict::Skip(reason) => RecoveryAnswer {
@@ -115,9 +125,11 @@ pub fn explain_pod(
         failing_images: stuck.map(|s| s.failing).unwrap_or_default(),
         recovery,
         images: view
-            .containers()
-            .filter_map(|container| container.image.as_deref())
-            .map(|image| explain_image(image, &namespace, state))
+            .images()
+            .map(|image| PodImageExplanation {
+                explanation: explain_image(image.image, &namespace, state),
+                pulled_for: image.user.into_owned(),
+            })
             .collect(),
         namespace,
     }
@@ -157,8 +169,85 @@ impl fmt::Display for PodExplanation {
         )?;
         for image in &self.images {
             writeln!(f)?;
-            write!(f, "{image}")?;
+            write!(f, "{}: {}", image.pulled_for, image.explanation)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::statefile::state_from_str;
+
+    const STATE: &str = r#"
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/dockerconfigjson
+metadata: {namespace: shop, name: models}
+stringData: {.dockerconfigjson: '{"auths": {"models.example.com:5000": {}}}'}
+"#;
+
+    #[test]
+    fn an_image_volume_is_listed_and_explained_like_a_container_image() {
+        let state = state_from_str("test", STATE).expect("state");
+        let volume = "models.example.com:5000/llm:7";
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "server", "namespace": "shop", "uid": "u",
+                          "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                "name": "server-1", "uid": "rs", "controller": true }] },
+            "spec": {
+                "containers": [{ "name": "app", "image": "nginx:1.25",
+                                 "volumeMounts": [{ "name": "weights", "mountPath": "/models" }] }],
+                "volumes": [{ "name": "weights", "image": { "reference": volume, "pullPolicy": "Always" } }],
+            },
+            "status": { "containerStatuses": [{
+                "name": "app", "image": "nginx:1.25", "imageID": "", "ready": false, "restartCount": 0,
+                "state": { "waiting": { "reason": "ErrImagePull",
+                                        "message": format!("failed to pull and unpack image \"{volume}\": no basic auth credentials") } },
+            }] },
+        }))
+        .expect("pod");
+        let explained = explain_pod(&pod, &state, None);
+        assert_eq!(explained.failing_images, [volume]);
+        assert_eq!(explained.would_get[0].secret, "models");
+        assert_eq!(
+            explained.would_get[0].registries,
+            ["models.example.com:5000/llm"]
+        );
+        assert_eq!(explained.recovery.action, "evict");
+        let listed: Vec<(String, &str)> = explained
+            .images
+            .iter()
+            .map(|image| {
+                (
+                    image.pulled_for.to_string(),
+                    image.explanation.image.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("container \"app\"".to_owned(), "nginx:1.25"),
+                ("image volume \"weights\"".to_owned(), volume),
+            ]
+        );
+        assert_eq!(explained.images[1].explanation.result, ["models"]);
+        let text = explained.to_string();
+        assert!(
+            text.contains(&format!(
+                "image volume \"weights\": image \"{volume}\" in namespace \"shop\""
+            )),
+            "{text}"
+        );
+        let json = serde_json::to_value(&explained).expect("json");
+        assert_eq!(
+            json["images"][1]["pulledFor"],
+            json!({ "imageVolume": "weights" })
+        );
+        assert_eq!(json["images"][1]["image"], volume);
     }
 }

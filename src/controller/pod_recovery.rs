@@ -2,9 +2,9 @@
 //!
 //! `spec.imagePullSecrets` cannot change on an existing Pod, so a pod created before its
 //! credential existed waits in `ImagePullBackOff` forever. On the Lease holder, this watches
-//! pods whose containers (init containers too) wait with `ErrImagePull`/`ImagePullBackOff`,
-//! keeps only what the decision needs of them, and asks the same pure decision the webhook
-//! uses what each would get now. A pod is recoverable when it would get a secret it lacks for
+//! pods whose containers (init containers too) wait with `ErrImagePull`/`ImagePullBackOff`, on
+//! their own image or on an image volume they mount, keeps only what the decision needs of
+//! them, and asks the same pure decision the webhook uses what each would get now. A pod is recoverable when it would get a secret it lacks for
 //! an image that is failing:
 //! - owned by a controller that recreates it (ReplicaSet, StatefulSet, DaemonSet, Job), it is
 //!   evicted through the Eviction API, so PodDisruptionBudgets hold, and its replacement is

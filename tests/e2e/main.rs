@@ -28,6 +28,7 @@ mod failpolicy;
 mod faults;
 mod harness;
 mod hostile;
+mod image_volumes;
 mod incluster;
 mod mappings;
 mod node;

@@ -33,6 +33,21 @@ fn registry_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/registry.sh")
 }
 
+fn registry_sh(args: &[&str]) -> Result<()> {
+    let out = Command::new("bash")
+        .arg(registry_script())
+        .args(args)
+        .output()
+        .context("cannot run registry.sh")?;
+    ensure!(
+        out.status.success(),
+        "registry.sh {} failed: {}",
+        args.first().unwrap_or(&""),
+        tail(&String::from_utf8_lossy(&out.stderr), 10)
+    );
+    Ok(())
+}
+
 /// A distribution registry on 127.0.0.1 that only `user` may pull from; stopped on drop.
 pub struct Registry {
     /// `127.0.0.1:PORT`
@@ -104,21 +119,45 @@ impl Registry {
         Ok(reference)
     }
 
-    fn script(&self, args: &[&str]) -> Result<()> {
-        let out = Command::new("bash")
-            .arg(registry_script())
-            .arg(args[0])
-            .arg(&self.dir)
-            .args(&args[1..])
-            .output()
-            .context("cannot run registry.sh")?;
+    /// Pushes an image of one layer holding `files` (name, content) at its root as
+    /// `HOST/repository`: content to mount as an image volume.
+    pub fn push_files(
+        &self,
+        s: &Suite,
+        repository: &str,
+        files: &[(&str, &str)],
+    ) -> Result<String> {
+        let work = s
+            .work_path()
+            .join(format!("files-{}", repository.replace(['/', ':'], "-")));
+        let root = work.join("root");
+        std::fs::create_dir_all(&root)?;
+        for (name, content) in files {
+            std::fs::write(root.join(name), content)?;
+        }
+        let (layer, image) = (work.join("layer.tar"), work.join("image.tar"));
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
+            .arg(&layer)
+            .arg(".")
+            .output()?;
         ensure!(
             out.status.success(),
-            "registry.sh {} failed: {}",
-            args[0],
-            tail(&String::from_utf8_lossy(&out.stderr), 10)
+            "tar failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        Ok(())
+        registry_sh(&["image", &image.to_string_lossy(), &layer.to_string_lossy()])?;
+        self.push_tarball(&image, repository)
+    }
+
+    /// `registry.sh COMMAND DIR ARGS...` for this registry's DIR.
+    fn script(&self, args: &[&str]) -> Result<()> {
+        let dir = self.dir.to_string_lossy();
+        let mut with_dir = vec![args[0], &dir];
+        with_dir.extend_from_slice(&args[1..]);
+        registry_sh(&with_dir)
     }
 
     /// `kubectl create secret docker-registry NAME --docker-server=HOST` with this registry's

@@ -18,7 +18,7 @@ use crate::scenarios::Outcome;
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A serve process that leads a Lease of its own and recovers stuck pods.
-fn recovering_serve(s: &Suite, name: &str) -> Result<Serve> {
+pub fn recovering_serve(s: &Suite, name: &str) -> Result<Serve> {
     let identity = format!("e2e-{}-{name}", s.run_id);
     let args: Vec<String> = [
         "--enable-controller",
@@ -48,7 +48,7 @@ fn recoveries(serve: &Serve, outcome: &str) -> Result<f64> {
 }
 
 /// Messages of the events with `reason` about object `name` in `ns`.
-fn events(s: &Suite, ns: &str, name: &str, reason: &str) -> Result<Vec<String>> {
+pub fn events(s: &Suite, ns: &str, name: &str, reason: &str) -> Result<Vec<String>> {
     let list = s.get_json(&[
         "events",
         "-n",
@@ -65,7 +65,7 @@ fn events(s: &Suite, ns: &str, name: &str, reason: &str) -> Result<Vec<String>> 
 }
 
 /// The single pod of a Deployment's `app` label, and its UID.
-fn deployment_pod(s: &Suite, ns: &str, app: &str) -> Result<(String, String)> {
+pub fn deployment_pod(s: &Suite, ns: &str, app: &str) -> Result<(String, String)> {
     poll(
         &format!("the pod of deployment {app}"),
         RECOVERY_TIMEOUT,
@@ -95,7 +95,7 @@ fn deployment_pod(s: &Suite, ns: &str, app: &str) -> Result<(String, String)> {
 }
 
 /// Waits for a Running pod of `app` other than `old`, and returns it.
-fn replacement(s: &Suite, ns: &str, app: &str, old: &str) -> Result<Value> {
+pub fn replacement(s: &Suite, ns: &str, app: &str, old: &str) -> Result<Value> {
     let name = poll("a replacement pod", RECOVERY_TIMEOUT, || {
         let (name, _) = deployment_pod(s, ns, app)?;
         Ok((name != old).then_some(name))

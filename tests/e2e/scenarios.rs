@@ -134,6 +134,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::node::rule_and_cluster_pull_secret,
     },
     Scenario {
+        name: "node-image-volume",
+        run: crate::image_volumes::private_image_volume,
+    },
+    Scenario {
         name: "node-minted-credentials-rotate",
         run: crate::tokens::minted_credentials_rotate,
     },
@@ -152,6 +156,10 @@ pub const ALL: &[Scenario] = &[
     Scenario {
         name: "node-recovery-bare-pod-and-budget",
         run: crate::recovery::bare_pod_and_budget,
+    },
+    Scenario {
+        name: "node-recovery-image-volume",
+        run: crate::image_volumes::image_volume_recovery,
     },
     Scenario {
         name: "shutdown-and-webhook-down",

@@ -482,6 +482,8 @@ pub struct PodCase {
     init: Vec<String>,
     containers: Vec<String>,
     ephemeral: Vec<String>,
+    /// Image volumes' references: the kubelet pulls them as it pulls the containers' images.
+    volumes: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, Deserialize)]
@@ -518,12 +520,34 @@ fn pod_images(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Slot<I
     prop::collection::vec(cases::image_slot(), count)
 }
 
+/// `spec.volumes` with an image volume per reference, each with another `pullPolicy` (which
+/// changes nothing the kubelet pulls with), among a volume of another kind.
+pub fn image_volumes(references: &[String]) -> Vec<Value> {
+    const POLICIES: [Option<&str>; 4] = [None, Some("Always"), Some("IfNotPresent"), Some("Never")];
+    let mut volumes = vec![json!({ "name": "scratch", "emptyDir": {} })];
+    volumes.extend(
+        references
+            .iter()
+            .zip(POLICIES.iter().cycle())
+            .enumerate()
+            .map(|(i, (reference, policy))| {
+                let mut image = json!({ "reference": reference });
+                if let Some(policy) = policy {
+                    image["pullPolicy"] = json!(policy);
+                }
+                json!({ "name": format!("v{i}"), "image": image })
+            }),
+    );
+    volumes
+}
+
 impl PodCase {
     fn images(&self) -> impl Iterator<Item = &String> {
         self.init
             .iter()
             .chain(&self.containers)
             .chain(&self.ephemeral)
+            .chain(&self.volumes)
     }
 
     fn pod(&self) -> Value {
@@ -546,6 +570,7 @@ impl PodCase {
                 "containers": containers(&self.containers, "c"),
                 "ephemeralContainers": containers(&self.ephemeral, "e"),
                 "imagePullSecrets": references,
+                "volumes": image_volumes(&self.volumes),
             },
         })
     }
@@ -623,12 +648,13 @@ impl PodCase {
             })
             .collect();
         format!(
-            "GoCase {{ secrets: &[{}], pod_secrets: {}, init: {}, containers: {}, ephemeral: {}, injected: &[{}], invalid_images: {} }},",
+            "GoCase {{ secrets: &[{}], pod_secrets: {}, init: {}, containers: {}, ephemeral: {}, volumes: {}, injected: &[{}], invalid_images: {} }},",
             secrets.join(", "),
             list_lit(&self.pod_secrets),
             list_lit(&self.init),
             list_lit(&self.containers),
             list_lit(&self.ephemeral),
+            list_lit(&self.volumes),
             injected.join(", "),
             go.invalid_images
         )
@@ -650,10 +676,15 @@ impl Target for NamespaceOfSecrets {
             cases::world(1..3),
             secrets,
             pod_secrets,
-            (pod_images(0..2), pod_images(1..4), pod_images(0..2)),
+            (
+                pod_images(0..2),
+                pod_images(1..4),
+                pod_images(0..2),
+                pod_images(0..3),
+            ),
         )
             .prop_map(
-                |(world, secrets, pod_secrets, (init, containers, ephemeral))| {
+                |(world, secrets, pod_secrets, (init, containers, ephemeral, volumes))| {
                     let images = |slots: Vec<Slot<ImageAim>>| -> Vec<String> {
                         slots.iter().map(|slot| slot.render(&world)).collect()
                     };
@@ -674,6 +705,7 @@ impl Target for NamespaceOfSecrets {
                         init: images(init),
                         containers: images(containers),
                         ephemeral: images(ephemeral),
+                        volumes: images(volumes),
                     }
                 },
             )

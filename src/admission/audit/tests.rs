@@ -139,6 +139,58 @@ fn each_kind_of_finding_on_its_own_workload() {
     }
 }
 
+/// The same pod with its images moved to image volumes, its container left without one.
+fn as_image_volumes(pod: &PodView) -> PodView {
+    let mut moved = pod.clone();
+    if let Some(spec) = moved.spec.as_mut() {
+        let containers = spec.containers.take().unwrap_or_default();
+        spec.volumes = Some(
+            containers
+                .into_iter()
+                .map(|container| crate::admission::pod::VolumeView {
+                    name: container.name,
+                    image: Some(crate::admission::pod::ImageVolumeView {
+                        reference: container.image,
+                    }),
+                })
+                .collect(),
+        );
+        spec.containers = Some(vec![crate::admission::pod::ContainerView::default()]);
+    }
+    moved
+}
+
+#[test]
+fn image_volumes_are_audited_like_container_images() {
+    let state = cluster();
+    let cases = [
+        ("shop", pod(&["r.example.com/app:1"], &[], None)),
+        ("shop", pod(&["corp.example.com/team/models:1"], &[], None)),
+        ("quiet", pod(&["r.example.com/models:1"], &[], None)),
+        ("shop", pod(&["r.example.com/app:1"], &["broken"], None)),
+    ];
+    for (namespace, containers) in cases {
+        let volumes = as_image_volumes(&containers);
+        let by_container = run(&state, namespace, &containers, true);
+        let by_volume = run(&state, namespace, &volumes, true);
+        assert_eq!(by_volume, by_container, "{namespace}");
+    }
+    let found = run(
+        &state,
+        "shop",
+        &as_image_volumes(&pod(&["corp.example.com/m:1"], &[], None)),
+        false,
+    );
+    assert_eq!(
+        kinds(&found),
+        [(
+            FindingKind::CredentialElsewhere,
+            vec!["infra/corp".to_owned()]
+        )]
+    );
+    assert_eq!(found[0].image.as_deref(), Some("corp.example.com/m:1"));
+}
+
 #[test]
 fn an_existing_pod_is_compared_with_what_it_would_get_now() {
     let state = cluster();

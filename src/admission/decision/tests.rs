@@ -1043,6 +1043,8 @@ struct GoCase {
     init: &'static [&'static str],
     containers: &'static [&'static str],
     ephemeral: &'static [&'static str],
+    /// Image volumes' references.
+    volumes: &'static [&'static str],
     /// (secret, lookup strings it was injected for)
     injected: &'static [(&'static str, &'static [&'static str])],
     invalid_images: usize,
@@ -1079,6 +1081,7 @@ const GO_PARITY: &[GoCase] = &[GoCase {
     init: &["busybox"],
     containers: &["nginx", "quay.io/x", "Bad"],
     ephemeral: &["quay.io/team/app:1"],
+    volumes: &[],
     injected: &[
         (
             "a",
@@ -1128,6 +1131,9 @@ fn go_parity_table() {
                 "containers": containers(case.containers),
                 "ephemeralContainers": containers(case.ephemeral),
                 "imagePullSecrets": references,
+                "volumes": case.volumes.iter().enumerate()
+                    .map(|(i, reference)| json!({ "name": format!("v{i}"), "image": { "reference": reference } }))
+                    .collect::<Vec<_>>(),
             },
         }));
         let decision = decide(&view, "ns", &state(&documents));
@@ -1245,4 +1251,203 @@ fn shadow_mode_leaves_opt_outs_and_pods_without_a_match_alone() {
     let decision = decide(&view, "shop", &state);
     assert_eq!(decision.opt_out, Some(OptOut::Pod));
     assert!(decision.audit_annotations.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Image volumes: the kubelet pulls `volumes[].image.reference` with the pod's pull secrets and
+// the same lookup as a container's image.
+
+/// A pod whose images are all image volumes (named like the containers of
+/// [`pod_with_images`]), with one container that has no image of its own.
+fn pod_with_image_volumes(references: &[&str], pull_policy: Option<&str>) -> Value {
+    let volumes: Vec<Value> = references
+        .iter()
+        .enumerate()
+        .map(|(index, reference)| {
+            let mut image = json!({ "reference": reference });
+            if let Some(policy) = pull_policy {
+                image["pullPolicy"] = json!(policy);
+            }
+            json!({ "name": format!("c{index}"), "image": image })
+        })
+        .collect();
+    json!({ "metadata": { "name": "p" }, "spec": {
+        "containers": [{ "name": "main" }],
+        "volumes": volumes,
+    } })
+}
+
+#[test]
+fn image_volumes_are_decided_exactly_like_container_images() {
+    use crate::state::snapshot::MODE_LABEL;
+    let documents = [
+        labelled_namespace("ns", json!({})),
+        labelled_namespace("shadowed", json!({ MODE_LABEL: "shadow" })),
+        secret("ns", "r5000", &["registry.example.com:5000"]),
+        secret("ns", "hub", &["https://index.docker.io/v1/"]),
+        secret("ns", "quay", &["quay.io/team"]),
+        secret("ns", "mirror", &["mirror.example.com"]),
+        secret("shadowed", "r5000", &["registry.example.com:5000"]),
+        broken_secret(
+            "ns",
+            "broken",
+            r#"{"auths": {"broken.example.com": {"auth": "!"}}}"#,
+        ),
+        rule(
+            "ns",
+            "only-mirror",
+            "exclusive",
+            &["models.example.com"],
+            &["mirror"],
+        ),
+        rule("ns", "missing", "add", &["quay.io"], &["absent"]),
+        secret("infra", "corp", &["registry.corp.example"]),
+        cluster_pull_secret(
+            "corp",
+            ("infra", "corp"),
+            json!({ "targetName": "corp-pull" }),
+        ),
+    ];
+    let state = state(&documents);
+    let cases: &[&[&str]] = &[
+        &["registry.example.com:5000/models/llm:1"],
+        &[
+            "registry.example.com:5000/a",
+            "nginx:1.25",
+            "quay.io/team/x@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+        &[
+            "models.example.com/weights:1",
+            "registry.corp.example/data:2",
+        ],
+        &[
+            "quay.io/other/x",
+            "broken.example.com/x",
+            "REGISTRY.example.com:5000/a",
+        ],
+        &["NGINX", "nginx:", "registry.example.com:5000/a"],
+        &["registry.example.com:6000/unserved"],
+    ];
+    for namespace in ["ns", "shadowed"] {
+        for images in cases {
+            let (containers, _) = pod(pod_with_images(images));
+            let by_container = decide(&containers, namespace, &state);
+            for policy in [None, Some("Always"), Some("IfNotPresent"), Some("Never")] {
+                let (view, value) = pod(pod_with_image_volumes(images, policy));
+                let by_volume = decide(&view, namespace, &state);
+                let context = format!("{namespace} {images:?} pullPolicy {policy:?}");
+                assert_eq!(by_volume.injected, by_container.injected, "{context}");
+                assert_eq!(
+                    by_volume.audit_annotations, by_container.audit_annotations,
+                    "{context}"
+                );
+                assert_eq!(by_volume.mode, by_container.mode, "{context}");
+                assert_eq!(
+                    by_volume.invalid_images, by_container.invalid_images,
+                    "{context}"
+                );
+                assert_eq!(
+                    by_volume.images_without_match, by_container.images_without_match,
+                    "{context}"
+                );
+                // The same warnings, each naming the image volume where it named the container.
+                let renamed: Vec<String> = by_volume
+                    .warnings
+                    .iter()
+                    .map(|warning| warning.replace("image volume \"", "container \""))
+                    .collect();
+                assert_eq!(renamed, by_container.warnings, "{context}");
+                assert_eq!(
+                    pull_secret_names(&patched(&value, &by_volume)),
+                    if by_volume.mode == Mode::On {
+                        by_volume.injected_names().collect::<Vec<_>>()
+                    } else {
+                        Vec::new()
+                    },
+                    "{context}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_pod_pulling_from_two_registries_gets_the_secret_of_each() {
+    // The case of the report: the container's image and the image volume come from two
+    // authenticated registries, each with its secret in the namespace.
+    let documents = [
+        secret("ns", "apps", &["apps.example.com"]),
+        secret("ns", "models", &["models.example.com:5000"]),
+    ];
+    let (view, value) = pod(json!({
+        "metadata": { "name": "p" },
+        "spec": {
+            "containers": [{ "name": "server", "image": "apps.example.com/server:1",
+                             "volumeMounts": [{ "name": "weights", "mountPath": "/models" }] }],
+            "volumes": [
+                { "name": "scratch", "emptyDir": {} },
+                { "name": "weights", "image": { "reference": "models.example.com:5000/llm:7", "pullPolicy": "IfNotPresent" } },
+                { "name": "config", "configMap": { "name": "cfg" } },
+            ],
+        }
+    }));
+    let decision = decide(&view, "ns", &state(&documents));
+    assert_eq!(
+        pull_secret_names(&patched(&value, &decision)),
+        ["apps", "models"]
+    );
+    assert_eq!(
+        decision.audit_annotations["injected-for"],
+        "apps (apps.example.com/server); models (models.example.com:5000/llm)"
+    );
+    assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
+}
+
+#[test]
+fn image_volumes_without_a_usable_reference_warn_like_containers_and_change_nothing() {
+    let documents = [secret("ns", "hub", &["docker.io"])];
+    let state = state(&documents);
+    for volumes in [
+        json!(null),
+        json!([]),
+        json!([{ "name": "v" }]),
+        json!([{ "name": "v", "image": null }]),
+        json!([{ "name": "v", "image": {} }]),
+        json!([{ "name": "v", "image": { "reference": null, "pullPolicy": "Always" } }]),
+        json!([{ "name": "v", "image": { "reference": "" } }]),
+        json!([{ "image": { "reference": "" } }]),
+        json!([{ "name": "v", "emptyDir": {} }]),
+    ] {
+        let (view, _) = pod(json!({ "metadata": { "name": "p" }, "spec": {
+            "containers": [{ "name": "c", "image": "registry.example.com/app" }],
+            "volumes": volumes,
+        } }));
+        let decision = decide(&view, "ns", &state);
+        assert!(
+            decision.injected.is_empty() && decision.warnings.is_empty(),
+            "{volumes}: {decision:?}"
+        );
+    }
+    let hostile = format!("{}\u{0}", "X".repeat(100_000));
+    let (view, _) = pod(json!({ "metadata": { "name": "p" }, "spec": {
+        "containers": [{ "name": "c", "image": "nginx" }],
+        "volumes": [
+            { "name": "upper", "image": { "reference": "Team/Models:1" } },
+            { "name": "hex", "image": { "reference": "0".repeat(64) } },
+            { "name": "digest", "image": { "reference": "nginx@md5:abc" } },
+            { "name": hostile.clone(), "image": { "reference": hostile } },
+        ],
+    } }));
+    let decision = decide(&view, "ns", &state);
+    assert_eq!(decision.injected_names().collect::<Vec<_>>(), ["hub"]);
+    assert_eq!(decision.invalid_images, 4);
+    assert_eq!(decision.warnings.len(), 4, "{:?}", decision.warnings);
+    assert!(
+        decision.warnings[0].starts_with(
+            "image volume \"upper\": image \"Team/Models:1\" is not a valid image reference"
+        ),
+        "{}",
+        decision.warnings[0]
+    );
+    assert!(decision.warnings.iter().all(|warning| warning.len() < 512));
 }

@@ -393,3 +393,96 @@ fn a_shadow_namespace_is_left_alone() {
     }
     assert_eq!(SkipReason::Shadow.label(), "shadow");
 }
+
+/// A Deployment's pod whose container `c0` (image `nginx:1.25`) mounts the image volume
+/// `weights` and waits on a failed pull with the kubelet's `message`; `unmounted` is an image
+/// volume no container mounts.
+fn pod_with_image_volume(namespace: &str, message: &str) -> Pod {
+    let mut value =
+        serde_json::to_value(pod(namespace, &["nginx:1.25"], vec![], replica_set_owner()))
+            .expect("pod");
+    value["spec"]["containers"][0]["volumeMounts"] =
+        json!([{ "name": "weights", "mountPath": "/models" }]);
+    value["spec"]["volumes"] = json!([
+        { "name": "scratch", "emptyDir": {} },
+        { "name": "weights", "image": { "reference": "models.example.com:5000/llm:7", "pullPolicy": "IfNotPresent" } },
+        { "name": "unmounted", "image": { "reference": "other.example.com/data:1" } },
+    ]);
+    value["status"]["containerStatuses"] = json!([{
+        "name": "c0", "image": "nginx:1.25", "imageID": "", "ready": false, "restartCount": 0,
+        "state": { "waiting": { "reason": "ImagePullBackOff", "message": message } },
+    }]);
+    serde_json::from_value(value).expect("pod")
+}
+
+#[test]
+fn a_pod_stuck_on_its_image_volume_recovers_like_one_stuck_on_its_container() {
+    // What the kubelet reports on the container when the pull of an image volume it mounts
+    // fails: the volume's reference, as the pod named it and as containerd normalized it.
+    let volume = "models.example.com:5000/llm:7";
+    let message = format!(
+        "Back-off pulling image \"{volume}\": ErrImagePull: failed to pull and unpack image \"{volume}\": failed to resolve image: authorization failed: no basic auth credentials"
+    );
+    let stuck_pod = stuck(&pod_with_image_volume("shop", &message));
+    assert_eq!(stuck_pod.failing, vec![volume.to_owned()]);
+    assert_eq!(
+        stuck_pod
+            .view
+            .images()
+            .map(|image| image.image)
+            .collect::<Vec<_>>(),
+        ["nginx:1.25", volume, "other.example.com/data:1"],
+        "the decision sees the image volumes"
+    );
+
+    let before = state(&[namespace("shop", json!({}))]);
+    assert_eq!(
+        assess(&stuck_pod, &before, None),
+        Verdict::Skip(SkipReason::NoNewSecret)
+    );
+    // A secret for an image that is not failing does not count.
+    let unrelated = state(&[
+        namespace("shop", json!({})),
+        secret("shop", "hub", &["docker.io"]),
+        secret("shop", "other", &["other.example.com"]),
+    ]);
+    assert_eq!(
+        assess(&stuck_pod, &unrelated, None),
+        Verdict::Skip(SkipReason::NoNewSecret)
+    );
+    let after = state(&[
+        namespace("shop", json!({})),
+        secret("shop", "models", &["models.example.com:5000"]),
+    ]);
+    assert_eq!(
+        assess(&stuck_pod, &after, None),
+        Verdict::Recover {
+            secrets: vec!["models".into()],
+            images: vec![volume.into()],
+            evict: true,
+        }
+    );
+}
+
+#[test]
+fn the_kubelets_message_tells_the_container_image_from_the_volume() {
+    let volume = "models.example.com:5000/llm:7";
+    let own = "failed to pull and unpack image \"docker.io/library/nginx:1.25\": not found";
+    assert_eq!(
+        stuck(&pod_with_image_volume("shop", own)).failing,
+        ["nginx:1.25"]
+    );
+    // A message that names no image of the container: both may be the one.
+    for message in [
+        "",
+        "Back-off pulling image",
+        "\"unbalanced",
+        "\"registry.example.com/else\"",
+    ] {
+        assert_eq!(
+            stuck(&pod_with_image_volume("shop", message)).failing,
+            ["nginx:1.25", volume],
+            "{message:?}"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Image volumes on the node: `volumes[].image.reference` is pulled by the kubelet with the
+//! pod's pull secrets, so the webhook injects for it as for a container image. The content is
+//! an OCI image of files pushed with crane to an authenticated registry; the container is the
+//! node's preloaded busybox (`imagePullPolicy: Never`), so the image volume is the pod's only
+//! private image, and its files are read back from the container's log.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use serde_json::Value;
+
+use crate::harness::{INJECT_LABEL, Suite, injected_annotation, poll, pull_secrets};
+use crate::node::{NO_CREDENTIALS, Registry, expect_secrets, wait_pull_failure, wait_running};
+use crate::recovery::{deployment_pod, events, recovering_serve, replacement};
+use crate::scenarios::Outcome;
+
+/// The node's preloaded image (tests/controlplane/node.sh), pulled from no registry.
+const LOCAL_BUSYBOX: &str = "pullsecret-injector.local/busybox:1";
+/// Where the containers mount the image volume, and the file they print from it.
+const MOUNT: &str = "/data";
+const FILE: &str = "greeting";
+const LOG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A pod spec (indented for a pod, or for a pod template at `indent`) whose container `app`
+/// prints the image volume's file, then sleeps.
+fn pod_spec(indent: &str, container_image: &str, reference: &str) -> String {
+    let pull_policy = if container_image == LOCAL_BUSYBOX {
+        "Never"
+    } else {
+        "IfNotPresent"
+    };
+    format!(
+        "{indent}containers:
+{indent}- name: app
+{indent}  image: \"{container_image}\"
+{indent}  imagePullPolicy: {pull_policy}
+{indent}  command: [/bin/sh, -c, \"cat {MOUNT}/{FILE} && exec sleep 3600\"]
+{indent}  volumeMounts: [{{name: data, mountPath: {MOUNT}}}]
+{indent}volumes:
+{indent}- name: scratch
+{indent}  emptyDir: {{}}
+{indent}- name: data
+{indent}  image: {{reference: \"{reference}\", pullPolicy: IfNotPresent}}
+"
+    )
+}
+
+fn pod(name: &str, labels: &str, container_image: &str, reference: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{{labels}}}}}
+spec:
+  restartPolicy: Never
+{}",
+        pod_spec("  ", container_image, reference)
+    )
+}
+
+/// Waits until the container `app` has printed the image volume's file, and checks it.
+fn expect_file_read(s: &Suite, ns: &str, pod: &str, content: &str) -> Result<()> {
+    let printed = poll(&format!("the log of {ns}/{pod}"), LOG_TIMEOUT, || {
+        let out = s.kubectl(&["logs", "-n", ns, pod, "-c", "app"])?;
+        Ok((!out.stdout.is_empty()).then_some(out.stdout))
+    })?;
+    ensure!(
+        printed.trim() == content,
+        "{ns}/{pod} read {printed:?} from its image volume, expected {content:?}"
+    );
+    Ok(())
+}
+
+fn expect_annotation(pod: &Value, expected: &str) -> Result<()> {
+    let annotation = injected_annotation(pod);
+    ensure!(
+        annotation.as_deref() == Some(expected),
+        "pod {} has the annotation {annotation:?}, expected {expected:?}",
+        pod["metadata"]["name"]
+    );
+    Ok(())
+}
+
+/// A pod whose only private image is an image volume gets the registry's secret and reads the
+/// volume's file; its opted-out twin fails on the volume's pull with the registry's
+/// authorization error. A pod whose container image and image volume come from two registries
+/// gets both secrets and runs.
+pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
+    let data = Registry::start(s, "data")?;
+    let content = format!("hello from an image volume {}", s.run_id);
+    let reference = data.push_files(s, "team/models:1", &[(FILE, &content)])?;
+    let apps = Registry::start(s, "apps")?;
+    let app_image = apps.push_busybox("team/server:1")?;
+    let ns = s.node_namespace("node-image-volume", &[])?;
+    data.secret(s, &ns, "registry-data")?;
+    apps.secret(s, &ns, "registry-apps")?;
+    s.wait_cache_synced()?;
+
+    s.kubectl_raw(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&pod("reader", "", LOCAL_BUSYBOX, &reference)),
+    )?;
+    let running = wait_running(s, &ns, "reader")?;
+    expect_secrets(&running, &["registry-data"])?;
+    let lookup = reference.trim_end_matches(":1");
+    expect_annotation(&running, &format!("registry-data ({lookup})"))?;
+    expect_file_read(s, &ns, "reader", &content)?;
+
+    s.kubectl_raw(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&pod(
+            "reader-opted-out",
+            &format!("{INJECT_LABEL}: \"false\""),
+            LOCAL_BUSYBOX,
+            &reference,
+        )),
+    )?;
+    let message = wait_pull_failure(s, &ns, "reader-opted-out", "app")?;
+    ensure!(
+        message.contains(NO_CREDENTIALS) && message.contains(&reference),
+        "the opted-out pod did not fail on its image volume's pull for lack of credentials: {message}"
+    );
+    expect_secrets(&s.pod(&ns, "reader-opted-out")?, &[])?;
+
+    s.kubectl_raw(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&pod("two-registries", "", &app_image, &reference)),
+    )?;
+    let running = wait_running(s, &ns, "two-registries")?;
+    expect_secrets(&running, &["registry-apps", "registry-data"])?;
+    expect_file_read(s, &ns, "two-registries", &content)?;
+    Ok(Outcome::Passed)
+}
+
+/// A Deployment whose image volume's secret appears after its pod got stuck: `explain pod/NAME`
+/// names the volume and what recovery would do, and recovery evicts the pod; the replacement
+/// gets the secret and reads the volume's file.
+pub fn image_volume_recovery(s: &Suite) -> Result<Outcome> {
+    let registry = Registry::start(s, "late-data")?;
+    let content = format!("late content {}", s.run_id);
+    let reference = registry.push_files(s, "team/weights:2", &[(FILE, &content)])?;
+    let ns = s.node_namespace("recover-image-volume", &[])?;
+    s.kubectl_raw(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: models}}
+spec:
+  selector: {{matchLabels: {{app: models}}}}
+  template:
+    metadata: {{labels: {{app: models}}}}
+    spec:
+{}",
+            pod_spec("      ", LOCAL_BUSYBOX, &reference)
+        )),
+    )?;
+    let (stuck, _) = deployment_pod(s, &ns, "models")?;
+    let message = wait_pull_failure(s, &ns, &stuck, "app")?;
+    ensure!(
+        message.contains(NO_CREDENTIALS),
+        "unexpected pull failure: {message}"
+    );
+
+    registry.secret(s, &ns, "late-data")?;
+    s.wait_cache_synced()?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
+        .args(["explain", "-n", &ns, &format!("pod/{stuck}")])
+        .env("KUBECONFIG", s.kubeconfig_path())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success()
+            && text.contains(&format!("failing to pull: {reference}"))
+            && text.contains("would get now: late-data")
+            && text.contains("recovery: evict")
+            && text.contains(&format!("image volume \"data\": image \"{reference}\"")),
+        "explain pod/{stuck} ({}): {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let _serve = recovering_serve(s, "recovery-image-volume")?;
+    let pod = replacement(s, &ns, "models", &stuck)?;
+    ensure!(
+        pull_secrets(&pod) == ["late-data"],
+        "the replacement has {:?}",
+        pull_secrets(&pod)
+    );
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    expect_file_read(s, &ns, name, &content)?;
+    let on_pod = events(s, &ns, &stuck, "PullSecretRecovery")?;
+    ensure!(
+        on_pod
+            .iter()
+            .any(|m| m.contains("evicted") && m.contains("late-data")),
+        "no recovery Event on the evicted pod: {on_pod:?}"
+    );
+    Ok(Outcome::Passed)
+}
