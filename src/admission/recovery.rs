@@ -45,27 +45,8 @@ pub struct StuckPod {
 impl StuckPod {
     /// `None` unless some container of the pod waits on a failed pull.
     pub fn from_pod(pod: &Pod) -> Option<StuckPod> {
-        let status = pod.status.as_ref()?;
         let spec = pod.spec.as_ref()?;
-        let statuses = status
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .chain(status.container_statuses.iter().flatten());
-        // The image the kubelet is trying to pull is the spec's (a status may still name the
-        // image the container ran before its image was changed).
-        let spec_image = |name: &str| {
-            spec.init_containers
-                .iter()
-                .flatten()
-                .chain(&spec.containers)
-                .find(|container| container.name == name)
-                .and_then(|container| container.image.clone())
-        };
-        let failing: Vec<String> = statuses
-            .filter(|status| waits_on_pull(status))
-            .filter_map(|status| spec_image(&status.name))
-            .collect();
+        let failing = failing_images(pod);
         if failing.is_empty() || pod.metadata.deletion_timestamp.is_some() {
             return None;
         }
@@ -122,6 +103,33 @@ impl StuckPod {
             failing,
         })
     }
+}
+
+/// The images (the spec's) of the pod's containers, init containers too, that wait on a
+/// failed pull.
+pub fn failing_images(pod: &Pod) -> Vec<String> {
+    let (Some(status), Some(spec)) = (pod.status.as_ref(), pod.spec.as_ref()) else {
+        return Vec::new();
+    };
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    // The image the kubelet is trying to pull is the spec's (a status may still name the
+    // image the container ran before its image was changed).
+    let spec_image = |name: &str| {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .find(|container| container.name == name)
+            .and_then(|container| container.image.clone())
+    };
+    statuses
+        .filter(|status| waits_on_pull(status))
+        .filter_map(|status| spec_image(&status.name))
+        .collect()
 }
 
 fn waits_on_pull(status: &ContainerStatus) -> bool {

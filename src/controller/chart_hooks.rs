@@ -38,7 +38,7 @@ pub struct HookArgs {
     #[arg(
         long,
         global = true,
-        default_value_t = 240,
+        default_value_t = 210,
         env = "PULLSECRET_INJECTOR_HOOK_TIMEOUT_SECONDS"
     )]
     pub timeout_seconds: u64,

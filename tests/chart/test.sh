@@ -699,18 +699,20 @@ if attempt "render: ci/ha-values.yaml (+ NetworkPolicy, ServiceMonitor, Promethe
   F="$WORK/ha.json"
   check_webhook_settings "HA profile" "$F" "$DRY_NS"
   check_deployment_settings "HA profile" "$F"
-  check_jq "HA profile: 3 replicas, PDB minAvailable 2, required hostname anti-affinity, one replica replaced at a time" "$F" \
+  check_jq "HA profile: 3 replicas, PDB minAvailable 2, required hostname anti-affinity among one revision's pods, one replica replaced at a time" "$F" \
     '(.[] | select(.kind == "Deployment") | .spec.replicas == 3
         and .spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey == "kubernetes.io/hostname"
+        and .spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].matchLabelKeys == ["pod-template-hash"]
         and .spec.strategy.rollingUpdate == {maxUnavailable: 1, maxSurge: 0})
      and (.[] | select(.kind == "PodDisruptionBudget") | .spec.minAvailable == 2)'
   check_jq "HA profile: registered with Ignore; a post-install/upgrade/rollback Job switches to Fail after the rollout" "$F" \
     '(.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].failurePolicy == "Ignore")
      and (.[] | select(.kind == "Job" and .metadata.name == ($rel + "-enable-fail"))
           | .metadata.annotations["helm.sh/hook"] == "post-install,post-upgrade,post-rollback"
-            and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=240", "enable-fail-policy",
+            and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=210", "enable-fail-policy",
                  "--namespace", $ns, "--deployment", $rel, "--webhook-configuration", $rel]
             and .spec.template.spec.serviceAccountName == ($rel + "-hook")
+            and .spec.backoffLimit == 0 and .spec.activeDeadlineSeconds == 270
             and .spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem == true)' \
     --arg ns "$DRY_NS" --arg rel "$REL"
   check_jq "HA profile: the hook may get/patch only this webhook configuration and watch only this Deployment" "$F" \
@@ -736,7 +738,8 @@ if attempt "render: ci/ha-values.yaml (+ NetworkPolicy, ServiceMonitor, Promethe
   check_jq "HA profile: PrometheusRule alerts on readiness, certificate expiry and reloads, watch errors, scoped to this release" "$F" \
     '.[] | select(.kind == "PrometheusRule") | [.spec.groups[].rules[]] as $r
      | ($r | map(.alert)) == ["PullSecretInjectorDown", "PullSecretInjectorNotReady", "PullSecretInjectorCertificateExpiresSoon",
-                             "PullSecretInjectorCertificateReloadFailing", "PullSecretInjectorWatchErrors"]
+                             "PullSecretInjectorCertificateReloadFailing", "PullSecretInjectorCertificateNotTrusted",
+                             "PullSecretInjectorTLSHandshakesRefused", "PullSecretInjectorWatchErrors"]
        and ($r | all(.expr | contains("job=\"" + $rel + "-metrics\"")))
        and ($r[0].labels.severity == "critical")
        and ($r[2].expr | contains("< 1209600"))' --arg rel "$REL"
@@ -762,7 +765,7 @@ check_jq "failurePolicy Ignore: only kube-system and the release namespace exclu
 check_jq "controller with clusterPullSecrets: a pre-delete Job deletes exactly them, RBAC on those names only" "$WORK/mappings.json" \
   '(.[] | select(.kind == "Job" and .metadata.name == ($rel + "-delete-cps"))
       | .metadata.annotations["helm.sh/hook"] == "pre-delete"
-        and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=240", "delete-cluster-pull-secrets", ($rel + "-corp")])
+        and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=210", "delete-cluster-pull-secrets", ($rel + "-corp")])
    and (.[] | select(.kind == "ClusterRole" and .metadata.name == ($rel + "-hook")) | .rules == [
         {apiGroups: ["pullsecret-injector.io"], resources: ["clusterpullsecrets"], resourceNames: [($rel + "-corp")],
          verbs: ["get", "list", "watch", "delete"]}])' --arg rel "$PREFIX-m"
