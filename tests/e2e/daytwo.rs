@@ -2,9 +2,11 @@
 //! attempted all along by a second thread (server-side dry runs, which go through admission):
 //! an install that fails (hard anti-affinity, two replicas, one node) within the hook's stated
 //! deadline and is repaired by `--set podAntiAffinity=soft` without deleting pods by hand; the
-//! TLS Secret deleted and repaired with `--reuse-values`; namespaced mode and back; uninstall.
-//! Every failed create is reported with its time and phase, and there must be none: nothing in
-//! this cycle deliberately breaks the webhook.
+//! TLS Secret deleted and repaired with `--reuse-values`; namespaced mode and back; uninstall,
+//! which warns about a ClusterPullSecret made with kubectl that outlives it. Every failed
+//! create is reported with its time and phase, and there must be none: nothing in this cycle
+//! deliberately breaks the webhook. On the way, a Deployment created before the injector served
+//! its namespace is stuck in ImagePullBackOff, and `audit --fail-on warning` says so.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -156,6 +158,15 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
     );
     let repository_value = format!("image.repository={repository}");
     let hook_timeout = format!("hooks.timeoutSeconds={HOOK_TIMEOUT}");
+    // Created before any injector serves the namespace: its pod cannot pull.
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "stuck",
+        "-n",
+        &app,
+        &format!("--image={app_image}"),
+    ])?;
     let creator = Creator::start(s, &app, &app_image);
 
     // 1. The HA profile with two replicas on one node: the second cannot be scheduled, so the
@@ -183,6 +194,8 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         "shutdownDelay=2s",
         "--set",
         &hook_timeout,
+        "--set",
+        "controller.enabled=true",
         "--set-json",
         &selector,
         "--timeout",
@@ -239,6 +252,54 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         Ok((s.dry_run_pull_secrets(&app, &app_image)? == ["shop-registry"]).then_some(()))
     })?;
     creator.phase("served");
+
+    // A pod stuck on a pull its namespace now has the secret for is a warning.
+    poll(
+        "the stuck Deployment's pod to fail its pull",
+        CONVERGENCE,
+        || {
+            let pods = s.get_json(&["pods", "-n", &app, "-l", "app=stuck"])?;
+            Ok(pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|pod| {
+                    pod["status"]["containerStatuses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                })
+                .any(|status| {
+                    matches!(
+                        status["state"]["waiting"]["reason"].as_str(),
+                        Some("ErrImagePull" | "ImagePullBackOff")
+                    )
+                })
+                .then_some(()))
+        },
+    )?;
+    let audit = Command::new(env!("CARGO_BIN_EXE_pullsecret-injector"))
+        .args(["audit", "-n", &app, "-o", "json", "--fail-on", "warning"])
+        .env("KUBECONFIG", s.kubeconfig_path())
+        .output()?;
+    let report: Value = serde_json::from_slice(&audit.stdout)
+        .with_context(|| format!("audit -o json: {}", String::from_utf8_lossy(&audit.stderr)))?;
+    let stuck_found = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| {
+            f["kind"] == "pull_failing"
+                && f["severity"] == "warning"
+                && f["workload"]["kind"] == "Pod"
+        });
+    ensure!(
+        !audit.status.success() && stuck_found,
+        "audit --fail-on warning exited {:?} and found pull_failing: {stuck_found}: {}",
+        audit.status.code(),
+        tail(&String::from_utf8_lossy(&audit.stdout), 20)
+    );
+    s.kubectl(&["delete", "deployment", "stuck", "-n", &app, "--wait=false"])?;
 
     // 3. The TLS Secret deleted, and repaired the obvious way: no create may fail.
     creator.phase("certificate-repair");
@@ -307,11 +368,68 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         Ok((s.dry_run_pull_secrets(&app, &app_image)? == ["shop-registry"]).then_some(()))
     })?;
 
-    // 5. Uninstalled: creation goes on, without injection.
+    // 5. Uninstalled: creation goes on, without injection. A ClusterPullSecret made with
+    //    kubectl outlives it, and the pre-delete hook says so on it.
+    let source = s.foreign_namespace("daytwo-source", &[])?;
+    registry.secret(s, &source, "corp-source")?;
+    let select = format!("e2e.pullsecret-injector.io/daytwo-corp-{}", s.run_id);
+    let target = s.foreign_namespace("daytwo-corp", &[(&select, "true")])?;
+    let cps = format!("e2e-daytwo-{}", s.run_id);
+    s.cluster_pull_secret(
+        &cps,
+        (&source, "corp-source"),
+        (&select, "true"),
+        "corp-pull",
+    )?;
+    poll("the controller's copy", CONVERGENCE, || {
+        Ok(s.get_json_opt(&["secret", "corp-pull", "-n", &target])?
+            .map(|_| ()))
+    })?;
     creator.phase("uninstall");
     release.helm("uninstall", &[])?;
     release.installed = false;
     creator.phase("uninstalled");
+    let events = s.get_json(&[
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        &format!("involvedObject.name={cps},reason=LeftAfterUninstall"),
+    ])?;
+    let warned = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|event| {
+            event["type"] == "Warning"
+                && event["message"].as_str().is_some_and(|m| {
+                    m.contains("copies in 1 namespaces") && m.contains("kubectl patch")
+                })
+        });
+    let left = s.get_json(&["clusterpullsecret", &cps])?;
+    // Clean up as the warning says.
+    s.kubectl(&[
+        "patch",
+        "clusterpullsecret",
+        &cps,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])?;
+    s.kubectl(&["delete", "clusterpullsecret", &cps])?;
+    s.kubectl(&[
+        "delete",
+        "secret",
+        "-A",
+        "-l",
+        &format!("pullsecret-injector.io/cluster-pull-secret={cps}"),
+    ])?;
+    ensure!(
+        warned && !left["metadata"]["finalizers"].is_null(),
+        "no LeftAfterUninstall warning on ClusterPullSecret {cps}: {}",
+        events["items"]
+    );
     std::thread::sleep(Duration::from_secs(2));
     let attempts = creator.finish();
 
