@@ -647,6 +647,19 @@ if attempt "render: namespaces (namespaced mode) with the controller, pod recove
        and any(.name == "PULLSECRET_INJECTOR_SECRET_LABEL_SELECTOR" and .value == "team=shop")'
 fi
 
+# Every way of saying "no namespaces" is cluster-wide: [] (the default), {} (which helm reads as
+# [""]) and null.
+for way in 'namespaces={}' 'namespaces=null'; do
+  if attempt "render: --set $way" render nsnone "$PREFIX-nn" "$DRY_NS" --set "$way"; then
+    check_jq "--set $way: cluster-wide (no Role, no namespace list, no name selector)" "$WORK/nsnone.json" \
+      '([.[] | select(.kind == "Role")] | length == 0)
+       and ([.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env[]
+             | select(.name == "PULLSECRET_INJECTOR_NAMESPACES")] | length == 0)
+       and (.[] | select(.kind == "MutatingWebhookConfiguration")
+            | .webhooks[0].namespaceSelector.matchExpressions | all(.operator != "In"))'
+  fi
+done
+
 # certManager mode
 REL="$PREFIX-c"
 if attempt "render: certificates.mode=certManager (cert-manager.io/v1 served)" render cm "$REL" "$DRY_NS" \
@@ -964,6 +977,14 @@ else
     notes_say ha "NOTES: mentions the extra namespace selector" "not matching webhook.extraNamespaceSelectorExpressions"
     notes_say ha "NOTES: Fail only once the Deployment has rolled out" "failurePolicy: Fail, once the Deployment has rolled out"
     notes_say ha "NOTES: does not claim every new Pod" "every new Pod" absent
+  fi
+  if attempt "NOTES: namespaced mode" notes nsmode --set 'namespaces={shop,billing}'; then
+    notes_say nsmode "NOTES: namespaced mode names its namespaces" \
+      "only the namespaces of namespaced mode, shop, billing, and there not in:"
+    notes_say nsmode "NOTES: namespaced mode does not claim every namespace" "every namespace except" absent
+  fi
+  if attempt "NOTES: namespaces={} is cluster-wide" notes nsnone --set 'namespaces={}'; then
+    notes_say nsnone "NOTES: namespaces={} says every namespace" "every namespace except:"
   fi
   if attempt "NOTES: NetworkPolicy without adminFrom and a ServiceMonitor" notes np \
     --set networkPolicy.enabled=true --set metrics.serviceMonitor.enabled=true; then

@@ -351,25 +351,9 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         );
     }
 
-    // 4. Namespaced mode (the app namespace only) and back to cluster-wide.
-    creator.phase("namespaced");
-    release.helm(
-        "upgrade",
-        &["--reuse-values", "--set", &format!("namespaces={{{app}}}")],
-    )?;
-    release.wait_ready(2)?;
-    creator.phase("cluster-wide");
-    release.helm(
-        "upgrade",
-        &["--reuse-values", "--set-json", "namespaces=[]"],
-    )?;
-    release.wait_ready(2)?;
-    poll("the webhook to inject shop-registry", CONVERGENCE, || {
-        Ok((s.dry_run_pull_secrets(&app, &app_image)? == ["shop-registry"]).then_some(()))
-    })?;
-
-    // 5. Uninstalled: creation goes on, without injection. A ClusterPullSecret made with
-    //    kubectl outlives it, and the pre-delete hook says so on it.
+    // 4. Namespaced mode (the app namespace only) and back to cluster-wide. A copy of a
+    //    ClusterPullSecret made with kubectl lies outside the new scope: it is kept, and the
+    //    upgrade's NOTES name it with the command that deletes it.
     let source = s.foreign_namespace("daytwo-source", &[])?;
     registry.secret(s, &source, "corp-source")?;
     let select = format!("e2e.pullsecret-injector.io/daytwo-corp-{}", s.run_id);
@@ -385,6 +369,51 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         Ok(s.get_json_opt(&["secret", "corp-pull", "-n", &target])?
             .map(|_| ()))
     })?;
+    creator.phase("namespaced");
+    let notes = s.helm(&[
+        "upgrade",
+        &release.name,
+        &chart,
+        "-n",
+        &namespace,
+        "--reuse-values",
+        "--set",
+        &format!("namespaces={{{app}}}"),
+        "--wait",
+        "--timeout",
+        "300s",
+    ])?;
+    let delete_copy = format!(
+        "kubectl delete secret -n {target} -l pullsecret-injector.io/cluster-pull-secret={cps}"
+    );
+    ensure!(
+        notes
+            .stdout
+            .contains("only the namespaces of namespaced mode")
+            && notes.stdout.contains(&delete_copy),
+        "the namespaced upgrade's NOTES do not name the kept copy: {}",
+        tail(&notes.stdout, 30)
+    );
+    release.wait_ready(2)?;
+    creator.phase("cluster-wide");
+    // The documented way back (`{}`, which helm reads as [""]); it used to fail the schema.
+    release.helm("upgrade", &["--reuse-values", "--set", "namespaces={}"])?;
+    let deployment = s.get_json(&["deployment", &release.name, "-n", &namespace])?;
+    ensure!(
+        !deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|env| env["name"] == "PULLSECRET_INJECTOR_NAMESPACES"),
+        "--set namespaces={{}} kept namespaced mode"
+    );
+    release.wait_ready(2)?;
+    poll("the webhook to inject shop-registry", CONVERGENCE, || {
+        Ok((s.dry_run_pull_secrets(&app, &app_image)? == ["shop-registry"]).then_some(()))
+    })?;
+
+    // 5. Uninstalled: creation goes on, without injection. A ClusterPullSecret made with
+    //    kubectl outlives it, and the pre-delete hook says so on it.
     creator.phase("uninstall");
     release.helm("uninstall", &[])?;
     release.installed = false;
@@ -403,7 +432,7 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         .any(|event| {
             event["type"] == "Warning"
                 && event["message"].as_str().is_some_and(|m| {
-                    m.contains("copies in 1 namespaces") && m.contains("kubectl patch")
+                    m.contains("its copies in") && m.contains("kubectl patch")
                 })
         });
     let left = s.get_json(&["clusterpullsecret", &cps])?;

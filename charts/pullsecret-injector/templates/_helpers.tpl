@@ -216,6 +216,15 @@ As JSON.
 {{- end }}
 
 {{/*
+The namespaces of namespaced mode, as JSON: `namespaces` without empty names, so each way of
+saying "none" goes back to cluster-wide: [] (--set-json 'namespaces=[]'), null
+(--set namespaces=null) and {} (--set 'namespaces={}', which helm reads as [""]).
+*/}}
+{{- define "pullsecret-injector.namespaces" -}}
+{{- without (.Values.namespaces | default list) "" | toJson }}
+{{- end }}
+
+{{/*
 Whether the webhook starts with Ignore and a hook switches it to Fail after the rollout.
 */}}
 {{- define "pullsecret-injector.failAfterRollout" -}}
