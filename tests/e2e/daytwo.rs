@@ -365,6 +365,19 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         (&select, "true"),
         "corp-pull",
     )?;
+    poll(
+        "the copy in the ClusterPullSecret's status",
+        CONVERGENCE,
+        || {
+            let resource = s.get_json(&["clusterpullsecret", &cps])?;
+            Ok(resource["status"]["namespaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|ns| ns == target.as_str())
+                .then_some(()))
+        },
+    )?;
     poll("the controller's copy", CONVERGENCE, || {
         Ok(s.get_json_opt(&["secret", "corp-pull", "-n", &target])?
             .map(|_| ()))
@@ -431,9 +444,9 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         .flatten()
         .any(|event| {
             event["type"] == "Warning"
-                && event["message"].as_str().is_some_and(|m| {
-                    m.contains("its copies in") && m.contains("kubectl patch")
-                })
+                && event["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("its copies in") && m.contains("kubectl patch"))
         });
     let left = s.get_json(&["clusterpullsecret", &cps])?;
     // Clean up as the warning says.
