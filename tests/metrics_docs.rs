@@ -91,3 +91,77 @@ fn the_prometheus_rule_queries_only_exported_metrics() {
         "the PrometheusRule queries metrics the server does not export: {unknown:?}"
     );
 }
+
+/// The text a fresh server exports, before anything was observed.
+fn fresh_exposition() -> String {
+    let mut registry = Registry::default();
+    let _metrics = Metrics::new(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    text
+}
+
+/// The series names (`name_total` for counters as sampled) present in `text`.
+fn sampled(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every metric an alert of the PrometheusRule reads exists from the start (at 0 for
+/// counters): `rate()` and `increase()` of a series that appears only with the first error
+/// never fire on it.
+#[test]
+fn every_metric_an_alert_reads_is_present_from_the_start() {
+    let rule = read("charts/pullsecret-injector/templates/prometheusrule.yaml");
+    let present = sampled(&fresh_exposition());
+    let absent: Vec<String> = mentioned(&rule)
+        .into_iter()
+        .filter(|name| !present.contains(name))
+        .collect();
+    assert!(
+        absent.is_empty(),
+        "alerts read metrics a fresh server does not export yet: {absent:?}"
+    );
+}
+
+/// A HELP text that lists the values of a label lists all of them: each fixed value a family
+/// carries from the start (outcome, reason, operation, resource, result) is named in its HELP.
+#[test]
+fn help_texts_name_every_fixed_label_value() {
+    let text = fresh_exposition();
+    let help: std::collections::BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|rest| rest.split_once(' '))
+        .collect();
+    let mut missing = Vec::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some((series, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let family = series.strip_suffix("_total").unwrap_or(series);
+        let Some(words) = help.get(family) else {
+            continue;
+        };
+        let labels = rest.split('}').next().unwrap_or_default();
+        for pair in labels.split(',') {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let value = value.trim_matches('"');
+            let listed = words
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|word| word == value);
+            if ["outcome", "reason", "operation", "resource", "result"].contains(&key) && !listed {
+                missing.push(format!("{family}: {key}={value}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "HELP texts that omit a label value: {missing:?}"
+    );
+}

@@ -66,10 +66,14 @@ pub enum FindingKind {
     /// An image pulls with a minted credential that expires before its next refresh, or whose
     /// refresh is failing close to its expiry.
     CredentialExpiring,
+    /// An existing pod waits on a failed pull (`ErrImagePull`/`ImagePullBackOff`) of an image
+    /// a secret of its namespace serves, which the pod does not have: it will not start until
+    /// it is recreated (e.g. after its namespace was switched from shadow to on).
+    PullFailing,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 7] = [
+    pub const ALL: [FindingKind; 8] = [
         FindingKind::MissingSecret,
         FindingKind::UndecodableSecret,
         FindingKind::CredentialElsewhere,
@@ -77,6 +81,7 @@ impl FindingKind {
         FindingKind::SecretsDiffer,
         FindingKind::CredentialExpired,
         FindingKind::CredentialExpiring,
+        FindingKind::PullFailing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +93,7 @@ impl FindingKind {
             FindingKind::SecretsDiffer => "secrets_differ",
             FindingKind::CredentialExpired => "credential_expired",
             FindingKind::CredentialExpiring => "credential_expiring",
+            FindingKind::PullFailing => "pull_failing",
         }
     }
 
@@ -96,7 +102,9 @@ impl FindingKind {
     /// elsewhere or not injected matters only if the registry wants one for that image (a
     /// public image of a registry that also has private ones does not); a pod whose secrets
     /// would differ keeps working with the ones it has. An expired minted credential fails the
-    /// pulls that need it now; one about to expire unrefreshed fails them soon.
+    /// pulls that need it now; one about to expire unrefreshed fails them soon. A pod that
+    /// cannot pull while a secret for the image exists does not start until it is recreated:
+    /// a warning, as the registry may be refusing for another reason.
     pub fn severity(self) -> Severity {
         match self {
             FindingKind::MissingSecret
@@ -104,7 +112,8 @@ impl FindingKind {
             | FindingKind::CredentialExpired => Severity::Error,
             FindingKind::CredentialElsewhere
             | FindingKind::NotInjected
-            | FindingKind::CredentialExpiring => Severity::Warning,
+            | FindingKind::CredentialExpiring
+            | FindingKind::PullFailing => Severity::Warning,
             FindingKind::SecretsDiffer => Severity::Info,
         }
     }
@@ -150,6 +159,8 @@ pub struct Workload<'a> {
     /// Owned by a controller: its template is that controller's, audited there, so only the
     /// comparison with what it would get now is made.
     pub controlled: bool,
+    /// For an existing pod: the images its containers wait on a failed pull of.
+    pub failing_pulls: &'a [String],
 }
 
 /// Everything found for one workload at `now`, in a stable order.
@@ -164,6 +175,7 @@ pub fn audit(workload: &Workload<'_>, state: &ClusterState, now: Timestamp) -> V
     }
     if workload.existing_pod {
         found.extend(secrets_differ(workload.pod, namespace, state));
+        pull_failing(workload, namespace, state, &mut found);
     }
     found
         .into_iter()
@@ -442,6 +454,50 @@ fn elsewhere(state: &ClusterState, namespace: &str, lookup: &str) -> Vec<String>
         .collect();
     found.sort();
     found
+}
+
+/// Images the pod cannot pull although a secret of its namespace serves them, which it lacks.
+fn pull_failing(
+    workload: &Workload<'_>,
+    namespace: &str,
+    state: &ClusterState,
+    found: &mut Vec<Raw>,
+) {
+    let ns = state.namespace(namespace);
+    let own = own_keyring(workload.pod, ns);
+    let mut seen = BTreeSet::new();
+    for image in workload
+        .failing_pulls
+        .iter()
+        .filter(|image| seen.insert(image.as_str()))
+    {
+        let Ok(reference) = ImageRef::parse(image) else {
+            continue;
+        };
+        let lookup = reference.lookup_key();
+        if !own.lookup(&lookup).is_empty() {
+            continue;
+        }
+        let chosen: Vec<String> = choose(state, namespace, ns, &lookup)
+            .chosen
+            .into_iter()
+            .map(|chosen| chosen.secret)
+            .collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        let message = format!(
+            "image {}: the pod cannot pull it (ErrImagePull/ImagePullBackOff) and lacks {}, which serves it: recreate the pod (a pod created now gets it where the webhook injects), or let the controller do it (controller.recoverStuckPods)",
+            quote(image),
+            chosen.join(", ")
+        );
+        found.push(Raw {
+            kind: FindingKind::PullFailing,
+            image: Some(image.clone()),
+            secrets: chosen,
+            message,
+        });
+    }
 }
 
 /// The secrets the webhook injected into a pod, from its annotation (`name (registries); ...`).

@@ -20,7 +20,7 @@ use crate::kubelet::reference::ImageRef;
 use crate::state::crd::RuleMode;
 use crate::state::snapshot::{
     ClusterCredential, ClusterState, Copies, CredentialSource, INJECT_LABEL, Mode, NamespaceState,
-    PullSecret, SecretUse,
+    PullSecret, SecretName, SecretUse,
 };
 use crate::text::{clip, quote};
 
@@ -359,8 +359,17 @@ pub fn choose(
         return choice;
     }
     if let Some(ns) = ns {
+        // A ClusterPullSecret's copy is injected on its behalf only (below): a copy whose
+        // ClusterPullSecret is gone, or whose source left the served namespaces, is stale.
+        let copy = |name: &SecretName| {
+            ns.secrets()
+                .get(name.as_ref())
+                .is_some_and(|secret| secret.managed_for.is_some())
+        };
         for secret in ns.keyring().lookup(lookup) {
-            choice.add(secret, Origin::Discovery);
+            if !copy(secret) {
+                choice.add(secret, Origin::Discovery);
+            }
         }
     }
     for rule in matching(RuleMode::Add) {

@@ -2,7 +2,7 @@
 //! webhook's own decision applied to an existing pod. Pure (no I/O, no clock); the controller
 //! acts on it (`controller::pod_recovery`) and `explain pod/NAME` shows it.
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec};
 use kube::ResourceExt;
 
 use crate::admission::decision::decide;
@@ -49,47 +49,12 @@ pub struct StuckPod {
 impl StuckPod {
     /// `None` unless some container of the pod waits on a failed pull.
     pub fn from_pod(pod: &Pod) -> Option<StuckPod> {
-        let status = pod.status.as_ref()?;
         let spec = pod.spec.as_ref()?;
-        let statuses = status
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .chain(status.container_statuses.iter().flatten());
-        // The images the kubelet is trying to pull are the spec's (a status may still name the
-        // image the container ran before its image was changed).
-        let spec_container = |name: &str| {
-            spec.init_containers
-                .iter()
-                .flatten()
-                .chain(&spec.containers)
-                .find(|container| container.name == name)
-        };
-        let image_volumes: Vec<(&str, &str)> = spec
-            .volumes
-            .iter()
-            .flatten()
-            .filter_map(|volume| {
-                let reference = volume.image.as_ref()?.reference.as_deref()?;
-                Some((volume.name.as_str(), reference)).filter(|_| !reference.is_empty())
-            })
-            .collect();
-        let mut failing: Vec<String> = Vec::new();
-        for (status, message) in
-            statuses.filter_map(|status| Some((status, waits_on_pull(status)?)))
-        {
-            let Some(container) = spec_container(&status.name) else {
-                continue;
-            };
-            for image in waited_on(container, &image_volumes, message) {
-                if !failing.iter().any(|known| known == image) {
-                    failing.push(image.to_owned());
-                }
-            }
-        }
+        let failing = failing_images(pod);
         if failing.is_empty() || pod.metadata.deletion_timestamp.is_some() {
             return None;
         }
+        let image_volumes = image_volumes(spec);
         let containers = |list: &[Container]| {
             Some(
                 list.iter()
@@ -153,6 +118,55 @@ impl StuckPod {
             failing,
         })
     }
+}
+
+/// The images (the spec's) that the pod's containers, init containers too, wait on after a
+/// failed pull: their own, or their image volumes'.
+pub fn failing_images(pod: &Pod) -> Vec<String> {
+    let (Some(status), Some(spec)) = (pod.status.as_ref(), pod.spec.as_ref()) else {
+        return Vec::new();
+    };
+        let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    // The images the kubelet is trying to pull are the spec's (a status may still name the
+    // image the container ran before its image was changed).
+    let spec_container = |name: &str| {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .find(|container| container.name == name)
+    };
+    let image_volumes = image_volumes(spec);
+    let mut failing: Vec<String> = Vec::new();
+    for (status, message) in
+        statuses.filter_map(|status| Some((status, waits_on_pull(status)?)))
+    {
+        let Some(container) = spec_container(&status.name) else {
+            continue;
+        };
+        for image in waited_on(container, &image_volumes, message) {
+            if !failing.iter().any(|known| known == image) {
+                failing.push(image.to_owned());
+            }
+        }
+    }
+    failing
+}
+
+/// The pod's image volumes with a reference: (volume name, reference).
+fn image_volumes(spec: &PodSpec) -> Vec<(&str, &str)> {
+    spec.volumes
+        .iter()
+        .flatten()
+        .filter_map(|volume| {
+            let reference = volume.image.as_ref()?.reference.as_deref()?;
+            Some((volume.name.as_str(), reference)).filter(|_| !reference.is_empty())
+        })
+        .collect()
 }
 
 /// The kubelet's message when the container waits on a failed pull.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::audit::{self, Finding, Workload, WorkloadRef};
 use crate::admission::pod::PodView;
+use crate::admission::recovery::failing_images;
 
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{ClusterPullSecret, PullSecretRule};
@@ -206,6 +207,13 @@ pub fn audit_workloads(
         let Some(view) = template(workload) else {
             continue;
         };
+        let failing_pulls = if existing_pod {
+            serde_json::from_value::<Pod>(workload.object.clone())
+                .map(|pod| failing_images(&pod))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         findings.extend(audit::audit(
             &Workload {
                 workload: WorkloadRef {
@@ -216,6 +224,7 @@ pub fn audit_workloads(
                 pod: &view,
                 existing_pod,
                 controlled: workload.controlled,
+                failing_pulls: &failing_pulls,
             },
             state,
             now,

@@ -5,9 +5,12 @@
 //!   Deployment has rolled out with every replica available, then sets `failurePolicy: Fail`
 //!   on the webhook configuration the chart registered with `Ignore`. Until then a missing or
 //!   unready injector cannot refuse pods, so an install can never stop pod creation.
-//! - `delete-cluster-pull-secrets` (pre-delete): deletes the release's ClusterPullSecrets and
-//!   waits until they are gone, while the controller still runs and removes their copies and
-//!   finalizer; otherwise they would outlive it in `Terminating`.
+//! - `delete-cluster-pull-secrets` (pre-delete, with the controller): deletes the release's
+//!   ClusterPullSecrets and waits until they are gone, while the controller still runs and
+//!   removes their copies and finalizer; otherwise they would outlive it in `Terminating`.
+//!   Then it warns about every other ClusterPullSecret the controller manages (made with
+//!   `kubectl`): they outlive the uninstall with their finalizer, a Ready condition nobody
+//!   updates and their copies. Each gets a Warning Event saying so and how to remove it.
 //!
 //! Each prints what it did on stdout and fails with one line saying what is missing.
 
@@ -17,7 +20,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::wait::await_condition;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -38,7 +42,7 @@ pub struct HookArgs {
     #[arg(
         long,
         global = true,
-        default_value_t = 240,
+        default_value_t = 210,
         env = "PULLSECRET_INJECTOR_HOOK_TIMEOUT_SECONDS"
     )]
     pub timeout_seconds: u64,
@@ -50,7 +54,7 @@ pub enum Hook {
     /// failurePolicy Fail on every webhook of the MutatingWebhookConfiguration.
     EnableFailPolicy(EnableFailPolicyArgs),
     /// Delete these ClusterPullSecrets and wait until they are gone (the controller removes
-    /// their copies, then their finalizer).
+    /// their copies, then their finalizer); warn about the others the controller manages.
     DeleteClusterPullSecrets(DeleteClusterPullSecretsArgs),
 }
 
@@ -281,6 +285,56 @@ async fn delete_cluster_pull_secrets(
         }
         println!("ClusterPullSecret {name}: deleted, copies removed");
     }
+    warn_about_the_others(&api, names).await
+}
+
+/// The controller's finalizer: a ClusterPullSecret carrying it has copies the controller
+/// would remove.
+const COPIES_FINALIZER: &str = "pullsecret-injector.io/copies";
+
+/// What is left of a ClusterPullSecret made outside the chart once the controller is gone,
+/// and how to remove it.
+pub fn left_behind_message(name: &str, copies: i32) -> String {
+    format!(
+        "ClusterPullSecret {name} was not made by the chart and outlives the uninstall with its finalizer, a Ready condition nobody updates and its copies in {copies} namespaces. To remove it: kubectl patch clusterpullsecret {name} --type merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'; kubectl delete clusterpullsecret {name}; kubectl delete secret -A -l pullsecret-injector.io/cluster-pull-secret={name} (or delete it before uninstalling, while the controller runs)"
+    )
+}
+
+/// Prints a warning and records a Warning Event on each ClusterPullSecret the controller
+/// manages that the release does not delete.
+async fn warn_about_the_others(
+    api: &Api<ClusterPullSecret>,
+    deleted: &[String],
+) -> Result<(), HookError> {
+    let recorder = Recorder::new(
+        api.clone().into_client(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: None,
+        },
+    );
+    for resource in api.list(&ListParams::default()).await? {
+        let name = resource.name_any();
+        if deleted.contains(&name) || !resource.finalizers().iter().any(|f| f == COPIES_FINALIZER) {
+            continue;
+        }
+        let copies = resource
+            .status
+            .as_ref()
+            .map_or(0, |status| status.namespace_count);
+        let message = left_behind_message(&name, copies);
+        println!("warning: {message}");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "LeftAfterUninstall".to_owned(),
+            note: Some(message),
+            action: "Uninstall".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &resource.object_ref(&())).await {
+            eprintln!("ClusterPullSecret {name}: cannot record the warning Event: {error}");
+        }
+    }
     Ok(())
 }
 
@@ -312,6 +366,19 @@ mod tests {
             replicas: Some(total),
             available_replicas: Some(available),
             ..DeploymentStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_left_behind_warning_says_what_is_left_and_how_to_remove_it() {
+        let message = left_behind_message("corp", 3);
+        for part in [
+            "ClusterPullSecret corp",
+            "copies in 3 namespaces",
+            "kubectl patch clusterpullsecret corp --type merge -p '{\"metadata\":{\"finalizers\":null}}'",
+            "kubectl delete secret -A -l pullsecret-injector.io/cluster-pull-secret=corp",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
         }
     }
 

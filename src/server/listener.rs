@@ -26,6 +26,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::server::tls::handshake_failure_reason;
 use crate::telemetry::Metrics;
 
 /// During the drain, how long a connection with no request in progress stays open for one to
@@ -149,6 +150,7 @@ async fn accept_loop<H, F, S>(
         let counted = metrics
             .as_ref()
             .map(|metrics| OpenConnection::new(&metrics.webhook_connections));
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
@@ -158,10 +160,16 @@ async fn accept_loop<H, F, S>(
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");
+                    if let Some(metrics) = &metrics {
+                        metrics.observe_handshake_failure(handshake_failure_reason(&error));
+                    }
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
+                    if let Some(metrics) = &metrics {
+                        metrics.observe_handshake_failure("timeout");
+                    }
                     return;
                 }
             };
@@ -409,6 +417,43 @@ mod tests {
     }
 
     const REQUEST: &[u8] = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+
+    /// A client that does not trust the served certificate (as the apiserver after a caBundle
+    /// change the pods have not followed) is counted by the alert it sends.
+    #[tokio::test]
+    async fn a_client_that_does_not_trust_the_certificate_is_counted() {
+        let server = start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let other = generate(&CertsArgs {
+            out_dir: dir.path().to_owned(),
+            dns_names: Vec::new(),
+            ips: vec!["127.0.0.1".parse().expect("ip")],
+            days: 1,
+        })
+        .expect("another CA");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&other.ca_cert).expect("ca") {
+            roots.add(cert.expect("ca cert")).expect("root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(server.addr).await.expect("connect");
+        let refused = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(ServerName::IpAddress(server.addr.ip().into()), tcp)
+            .await;
+        assert!(refused.is_err(), "the client refuses the certificate");
+        // Both CAs have the same name (as a CA the chart issues again does): the client finds
+        // the issuer by name and refuses its signature.
+        wait_until("the refused handshake is counted", || {
+            server.metrics.handshake_failures("decrypt_error") == 1
+        })
+        .await;
+        assert_eq!(server.metrics.handshake_failures("other_alert"), 0);
+    }
 
     /// Sends one request and reads the whole response (the router answers `answered`), leaving
     /// the connection open for the next.

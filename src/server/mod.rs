@@ -9,6 +9,7 @@
 mod budget;
 mod listener;
 pub mod tls;
+mod trust;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -58,6 +59,12 @@ pub struct ServeArgs {
     /// How often the certificate files are checked for changes.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_TLS_RELOAD_INTERVAL")]
     pub tls_reload_interval: Duration,
+    /// Name of the MutatingWebhookConfiguration that calls this server: its caBundle is read
+    /// every 10s and after each certificate reload, and while the served certificate is not
+    /// signed by a CA in it, /readyz fails and pullsecret_injector_certificate_trusted is 0.
+    /// Empty: not checked.
+    #[arg(long, env = "PULLSECRET_INJECTOR_WEBHOOK_CONFIGURATION")]
+    pub webhook_configuration: Option<String>,
     /// After SIGTERM: how long to keep serving while reporting unready.
     #[arg(long, default_value = "5s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_SHUTDOWN_DELAY")]
     pub shutdown_delay: Duration,
@@ -383,6 +390,7 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 pub struct Health {
     pub certificates: Arc<tls::CertificateStore>,
     pub cache: Arc<ClusterCache>,
+    trust: Arc<trust::Trust>,
     shutting_down: AtomicBool,
 }
 
@@ -391,6 +399,7 @@ impl Health {
         Health {
             certificates,
             cache,
+            trust: Arc::default(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -401,6 +410,10 @@ impl Health {
             Err("shutting down")
         } else if !self.certificates.is_loaded() {
             Err("serving certificate not loaded")
+        } else if self.trust.is_untrusted() {
+            Err(
+                "the served certificate is not signed by a CA in the webhook configuration's caBundle",
+            )
         } else if !self.cache.is_synced() {
             Err("watches have not delivered their initial list yet")
         } else {
@@ -485,6 +498,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
     tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
 
+    let trust_client = client.clone();
     tokio::spawn(crate::cluster::watch::run(
         client.clone(),
         Arc::clone(&cache),
@@ -541,11 +555,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             controller_stop,
         ))
     });
+    let (reloaded, reloads) = watch::channel(0);
+    if let Some(name) = args.webhook_configuration.clone().filter(|n| !n.is_empty()) {
+        tokio::spawn(trust::run(
+            trust_client,
+            name,
+            Arc::clone(&certificates),
+            Arc::clone(&provider),
+            Arc::clone(&health.trust),
+            metrics.clone(),
+            reloads,
+        ));
+    }
     tokio::spawn(tls::watch_certificate(
         Arc::clone(&certificates),
         provider,
         args.tls_reload_interval,
         metrics.clone(),
+        reloaded,
     ));
 
     let app = AppState::new(

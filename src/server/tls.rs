@@ -1,8 +1,11 @@
 //! The serving certificate: loaded from PEM files, re-read so rotation needs no restart.
 //!
-//! Files are re-read by path on an interval and compared by content, which also catches the
-//! kubelet's `..data` symlink swap of a mounted Secret (the paths stay, their targets change).
-//! A broken new pair is refused and the last good one keeps serving.
+//! The files' identity (device, inode, size, modification time, following symlinks) is checked
+//! every second, so the kubelet's `..data` symlink swap of a mounted Secret is picked up at once:
+//! after a certificate repair the apiserver's caBundle and the served certificate must agree
+//! again as soon as the kubelet has written the new files. Besides, the files are re-read by path
+//! on an interval and compared by content. A broken new pair is refused and the last good one
+//! keeps serving.
 //!
 //! Both files are read, checked to belong together, and only then swapped in as one pair. A
 //! certificate that does not match its key is what a writer replacing the two files one
@@ -13,7 +16,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use rustls::crypto::CryptoProvider;
@@ -119,6 +122,54 @@ impl CertificateStore {
         self.is_loaded() && seen.replace(fingerprint) != Some(fingerprint)
     }
 
+    /// What identifies the files' current contents without reading them: a changed stamp means
+    /// the files (or the `..data` symlink they resolve through) were replaced.
+    fn stamp(&self) -> Option<[FileStamp; 2]> {
+        Some([
+            FileStamp::of(&self.cert_path)?,
+            FileStamp::of(&self.key_path)?,
+        ])
+    }
+
+    /// Whether the served certificate chains to one of the CAs in `bundle` (PEM), as the
+    /// apiserver checks it: `None` when the bundle holds no certificate or nothing is served.
+    /// The host name is not checked here: the bundle says nothing about it.
+    pub fn signed_by(&self, bundle: &[u8], provider: &Arc<CryptoProvider>) -> Option<bool> {
+        let current = self.current.load();
+        let chain = &current.as_ref()?.certified.cert;
+        let (leaf, intermediates) = chain.split_first()?;
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(
+            CertificateDer::pem_slice_iter(bundle).filter_map(Result::ok),
+        );
+        if added == 0 {
+            return None;
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(provider),
+        )
+        .build()
+        .ok()?;
+        let name = rustls_pki_types::ServerName::try_from("pullsecret-injector.invalid").ok()?;
+        use rustls::client::danger::ServerCertVerifier;
+        let verdict = verifier.verify_server_cert(
+            leaf,
+            intermediates,
+            &name,
+            &[],
+            rustls_pki_types::UnixTime::now(),
+        );
+        Some(match verdict {
+            Ok(_) => true,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => true,
+            Err(_) => false,
+        })
+    }
+
     /// The leaf certificate's notAfter as a Unix timestamp.
     pub fn expiry(&self) -> Option<i64> {
         let current = self.current.load();
@@ -134,6 +185,58 @@ impl ResolvesServerCert for CertificateStore {
             .load()
             .as_ref()
             .map(|pair| Arc::clone(&pair.certified))
+    }
+}
+
+/// A file's identity and version, following symlinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        })
+    }
+}
+
+/// Why a TLS handshake failed, as a metric label (one of
+/// [`crate::telemetry::HANDSHAKE_FAILURE_REASONS`]): the alert a client sent (the apiserver sends
+/// `bad_certificate` when it does not trust the served certificate), or what
+/// went wrong on this side.
+pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
+    use rustls::AlertDescription as Alert;
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return match error.kind() {
+            std::io::ErrorKind::UnexpectedEof => "eof",
+            _ => "io",
+        };
+    };
+    match tls {
+        rustls::Error::AlertReceived(Alert::BadCertificate) => "bad_certificate",
+        rustls::Error::AlertReceived(Alert::UnknownCA) => "unknown_ca",
+        rustls::Error::AlertReceived(Alert::CertificateExpired) => "certificate_expired",
+        // The signature does not verify with the client's CA of the issuer's name.
+        rustls::Error::AlertReceived(Alert::DecryptError) => "decrypt_error",
+        rustls::Error::AlertReceived(_) => "other_alert",
+        rustls::Error::PeerIncompatible(_) => "incompatible",
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateHandshakeMessage { .. } => {
+            "invalid_message"
+        }
+        _ => "other",
     }
 }
 
@@ -183,23 +286,45 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Re-reads the certificate every `interval` until the process ends.
+/// How often the files' stamps are compared: the kubelet's swap is picked up within this.
+pub const CHANGE_POLL: Duration = Duration::from_secs(1);
+
+/// Re-reads the certificate when its files change (checked every [`CHANGE_POLL`]) and every
+/// `interval` until the process ends; `reloaded` is told of each new pair.
 pub async fn watch_certificate(
     store: Arc<CertificateStore>,
     provider: Arc<CryptoProvider>,
     interval: Duration,
     metrics: Metrics,
+    reloaded: tokio::sync::watch::Sender<u64>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval(CHANGE_POLL.min(interval));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    // Unknown at first: the files are compared with what was loaded on the first tick.
+    let mut stamp = None;
+    let mut last_read = tokio::time::Instant::now();
     // A broken pair stays broken until someone fixes it: report it once, not every interval.
     let mut reported: Option<String> = None;
     loop {
         ticker.tick().await;
+        let now_stamp = store.stamp();
+        // A mismatched pair seen once (a writer between its two writes) is read again on the
+        // next tick, whatever the stamps say.
+        let pending = store
+            .mismatch_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some();
+        if now_stamp == stamp && !pending && last_read.elapsed() < interval {
+            continue;
+        }
+        stamp = now_stamp;
+        last_read = tokio::time::Instant::now();
         match store.reload(&provider) {
             Ok(false) => {}
             Ok(true) => {
+                reloaded.send_modify(|count| *count += 1);
                 reported = None;
                 metrics.observe_certificate_reload(true);
                 record_expiry(&store, &metrics);
@@ -360,6 +485,102 @@ mod tests {
             store.reload(&provider),
             Err(TlsError::KeyMismatch(_))
         ));
+    }
+
+    /// The kubelet's `..data` swap is served within about a second, although the full
+    /// re-read interval is an hour: a certificate repair leaves no window in which the pods
+    /// serve a certificate the caBundle no longer carries the CA of.
+    #[tokio::test(start_paused = true)]
+    async fn a_swapped_mount_is_served_within_the_change_poll() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let issuer = tempfile::tempdir().expect("temp dir");
+        let mut mount = MountedSecret::new();
+        let (cert, key) = issue(issuer.path(), 30);
+        mount.publish(&cert, &key);
+        let store = Arc::new(mount.store());
+        assert!(store.reload(&provider).expect("first load"));
+        let first_expiry = store.expiry();
+        let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+        let (reloaded, mut reloads) = tokio::sync::watch::channel(0);
+        tokio::spawn(watch_certificate(
+            Arc::clone(&store),
+            Arc::clone(&provider),
+            Duration::from_secs(3600),
+            metrics,
+            reloaded,
+        ));
+        // Unchanged files are not reloaded.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), reloads.changed())
+                .await
+                .is_err()
+        );
+        let (cert, key) = issue(tempfile::tempdir().expect("temp dir").path(), 90);
+        mount.publish(&cert, &key);
+        tokio::time::timeout(CHANGE_POLL * 3, reloads.changed())
+            .await
+            .expect("reloaded within the change poll")
+            .expect("watcher alive");
+        assert_ne!(
+            store.expiry(),
+            first_expiry,
+            "the new certificate is served"
+        );
+    }
+
+    /// The served certificate is checked against a caBundle as the apiserver checks it: its
+    /// own CA (alone or next to another) trusts it, another CA does not, no certificate at all
+    /// is "unknown".
+    #[test]
+    fn the_served_certificate_is_checked_against_a_ca_bundle() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let args = |dir: &Path| CertsArgs {
+            out_dir: dir.to_owned(),
+            dns_names: vec!["svc.ns.svc".to_owned()],
+            ips: vec![],
+            days: 30,
+        };
+        let (own, other) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let own_files = generate(&args(own.path())).expect("own");
+        let other_files = generate(&args(other.path())).expect("other");
+        let store = CertificateStore::new(own_files.cert.clone(), own_files.key.clone());
+        assert_eq!(store.signed_by(b"", &provider), None, "nothing served yet");
+        store.reload(&provider).expect("load");
+        let own_ca = std::fs::read(&own_files.ca_cert).expect("ca");
+        let other_ca = std::fs::read(&other_files.ca_cert).expect("ca");
+        assert_eq!(store.signed_by(&own_ca, &provider), Some(true));
+        let both = [other_ca.clone(), own_ca].concat();
+        assert_eq!(store.signed_by(&both, &provider), Some(true));
+        assert_eq!(store.signed_by(&other_ca, &provider), Some(false));
+        assert_eq!(store.signed_by(b"not a bundle", &provider), None);
+    }
+
+    #[test]
+    fn handshake_failures_are_named_by_the_alert_the_client_sent() {
+        let tls =
+            |error: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, error);
+        assert_eq!(
+            handshake_failure_reason(&tls(rustls::Error::AlertReceived(
+                rustls::AlertDescription::BadCertificate
+            ))),
+            "bad_certificate"
+        );
+        assert_eq!(
+            handshake_failure_reason(&tls(rustls::Error::AlertReceived(
+                rustls::AlertDescription::UnknownCA
+            ))),
+            "unknown_ca"
+        );
+        assert_eq!(
+            handshake_failure_reason(&std::io::ErrorKind::UnexpectedEof.into()),
+            "eof"
+        );
+        for reason in ["bad_certificate", "unknown_ca", "eof", "io", "other"] {
+            assert!(crate::telemetry::HANDSHAKE_FAILURE_REASONS.contains(&reason));
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::admission::audit::{Finding, FindingKind};
 use crate::admission::review::{Outcome, Reviewed};
 
 mod json;
+mod process;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -126,6 +127,35 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// The resources whose watches count errors (`pods` only with the pod recovery).
+pub const WATCHED_RESOURCES: [&str; 5] = [
+    "secrets",
+    "namespaces",
+    "pullsecretrules",
+    "clusterpullsecrets",
+    "pods",
+];
+
+/// The reasons a webhook TLS handshake fails, as counted (see `server::tls`).
+pub const HANDSHAKE_FAILURE_REASONS: [&str; 11] = [
+    "bad_certificate",
+    "unknown_ca",
+    "decrypt_error",
+    "certificate_expired",
+    "other_alert",
+    "incompatible",
+    "invalid_message",
+    "other",
+    "eof",
+    "io",
+    "timeout",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -161,6 +191,10 @@ pub struct Metrics {
     pub undecodable_secrets: Gauge,
     pub certificate_expiry: Gauge<f64, AtomicU64>,
     certificate_reloads: Family<ResultLabel, Counter>,
+    /// 1 when the served certificate chains to a CA of the webhook configuration's caBundle,
+    /// 0 when it does not, -1 while that is not known.
+    pub certificate_trusted: Gauge,
+    tls_handshake_failures: Family<ReasonLabel, Counter>,
     watch_errors: Family<ResourceLabel, Counter>,
     watch_in_sync: Family<WatchLabel, Gauge>,
     watch_last_sync: Family<WatchLabel, Gauge>,
@@ -239,6 +273,8 @@ impl Metrics {
             undecodable_secrets: Gauge::default(),
             certificate_expiry: Gauge::default(),
             certificate_reloads: Family::default(),
+            certificate_trusted: Gauge::default(),
+            tls_handshake_failures: Family::default(),
             watch_errors: Family::default(),
             watch_in_sync: Family::default(),
             watch_last_sync: Family::default(),
@@ -261,10 +297,22 @@ impl Metrics {
             credential_refreshes: Family::default(),
             credential_expiry: Family::default(),
         };
+        registry.register_collector(Box::new(process::ProcessCollector));
         let r = registry.sub_registry_with_prefix("pullsecret_injector");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register(
+            "build_info",
+            "Always 1; the label version is the injector's version",
+            build_info,
+        );
         r.register(
             "reviews",
-            "Admission reviews answered, by outcome",
+            "Admission reviews answered, by outcome (injected, unchanged, opted_out, shadow, not_applicable, unreadable_pod)",
             metrics.reviews.clone(),
         );
         r.register(
@@ -334,12 +382,22 @@ impl Metrics {
         );
         r.register(
             "certificate_reloads",
-            "Serving certificate reloads, by result",
+            "Serving certificate reloads, by result (success, failure)",
             metrics.certificate_reloads.clone(),
         );
         r.register(
+            "certificate_trusted",
+            "1 when the served certificate is signed by a CA in the webhook configuration's caBundle, 0 when it is not (the apiserver cannot call this replica), -1 when unknown (no --webhook-configuration, no caBundle, or the configuration cannot be read)",
+            metrics.certificate_trusted.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "Failed TLS handshakes on the webhook port, by reason (bad_certificate, unknown_ca, decrypt_error, certificate_expired: the client does not trust the served certificate; other_alert, incompatible, invalid_message, other, eof, io, timeout)",
+            metrics.tls_handshake_failures.clone(),
+        );
+        r.register(
             "watch_errors",
-            "Errors from the Kubernetes watches, by resource",
+            "Errors from the Kubernetes watches, by resource (secrets, namespaces, pullsecretrules, clusterpullsecrets, pods)",
             metrics.watch_errors.clone(),
         );
         r.register(
@@ -414,7 +472,7 @@ impl Metrics {
         );
         r.register(
             "pod_recoveries_skipped",
-            "Stuck pods left alone, by reason (protected_namespace, opted_out, no_new_secret)",
+            "Stuck pods left alone, by reason (protected_namespace, opted_out, no_new_secret, shadow: the namespace is in shadow mode)",
             metrics.recoveries_skipped.clone(),
         );
         r.register(
@@ -494,6 +552,18 @@ impl Metrics {
                 severity: kind.severity().as_str(),
             });
         }
+        metrics.certificate_trusted.set(-1);
+        for reason in HANDSHAKE_FAILURE_REASONS {
+            let _ = metrics
+                .tls_handshake_failures
+                .get_or_create(&ReasonLabel { reason });
+        }
+        // Present from the start at 0: the PullSecretInjectorWatchErrors alert reads them.
+        for resource in WATCHED_RESOURCES {
+            let _ = metrics
+                .watch_errors
+                .get_or_create(&ResourceLabel { resource });
+        }
         for result in ["success", "failure"] {
             let _ = metrics
                 .certificate_reloads
@@ -567,6 +637,19 @@ impl Metrics {
         self.certificate_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    pub fn observe_handshake_failure(&self, reason: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Failed handshakes counted for `reason` so far.
+    pub fn handshake_failures(&self, reason: &'static str) -> u64 {
+        self.tls_handshake_failures
+            .get_or_create(&ReasonLabel { reason })
+            .get()
     }
 
     pub fn observe_write(&self, operation: &'static str) {

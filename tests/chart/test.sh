@@ -108,7 +108,7 @@ check_rbac_exact() {
     return
   fi
   extra=$(comm -23 <(printf '%s\n' "$granted") <(printf '%s\n' "$baseline") | paste -sd ';' -)
-  local expected="clusterpullsecrets.pullsecret-injector.io [get list watch];namespaces [get list watch];pullsecretrules.pullsecret-injector.io [get list watch];secrets [get list watch]"
+  local expected="clusterpullsecrets.pullsecret-injector.io [get list watch];mutatingwebhookconfigurations.admissionregistration.k8s.io [get];namespaces [get list watch];pullsecretrules.pullsecret-injector.io [get list watch];secrets [get list watch]"
   if [ "$extra" = "$expected" ]; then
     pass "RBAC: can-i --list adds exactly get/list/watch on secrets, namespaces and the two CRDs"
   else
@@ -245,6 +245,9 @@ KV=(--kube-version "$KUBE_VERSION")
 READ_ONLY_RULES='[{apiGroups: [""], resources: ["secrets", "namespaces"], verbs: ["get", "list", "watch"]},
   {apiGroups: ["pullsecret-injector.io"], resources: ["pullsecretrules", "clusterpullsecrets"], verbs: ["get", "list", "watch"]}]'
 
+# The webhook reads its own configuration's caBundle (resourceNames: the release's full name).
+MWC_GET_RULE='{apiGroups: ["admissionregistration.k8s.io"], resources: ["mutatingwebhookconfigurations"], verbs: ["get"]}'
+
 # ---------------------------------------------------------------------------------------------
 # Helpers for rendered output
 
@@ -311,8 +314,9 @@ check_deployment_settings() {
     "$ctr.volumeMounts | any(.mountPath == \"/etc/pullsecret-injector/tls\" and .subPath == null)"
   check_jq "$label: terminationGracePeriodSeconds exceeds shutdownDelay + drainTimeout" "$file" \
     "$dep.spec.template.spec | .terminationGracePeriodSeconds > 25 and .automountServiceAccountToken == true"
-  check_jq "$label: ClusterRole is get/list/watch on secrets, namespaces and the CRDs only" "$file" \
-    "[.[] | select(.kind == \"ClusterRole\" and (.metadata.name | test(\"-(controller|hook)$\") | not))][0].rules == $READ_ONLY_RULES"
+  check_jq "$label: ClusterRole is get/list/watch on secrets, namespaces and the CRDs, and get on its own webhook configuration, only" "$file" \
+    "[.[] | select(.kind == \"ClusterRole\" and (.metadata.name | test(\"-(controller|hook)$\") | not))][0]
+     | .rules[0:2] == $READ_ONLY_RULES and .rules[2:] == [$MWC_GET_RULE + {resourceNames: [.metadata.name]}]"
 }
 
 # RBAC and settings of a render without the controller: read-only. Args: label, JSON file.
@@ -568,7 +572,7 @@ if attempt "render: credentialProviders with an image, a config and env" render 
     '(.[] | select(.kind == "ServiceAccount" and .metadata.name == $rel) | .metadata.annotations["eks.amazonaws.com/role-arn"] | startswith("arn:aws:iam::"))
      and (.[] | select(.kind == "ClusterPullSecret") | .spec.credentialProvider.name == "ecr-credential-provider")' --arg rel "$REL"
   check_jq "credential providers: RBAC no wider than the controller's" "$F" \
-    '[.[] | select(.kind == "ClusterRole" or .kind == "Role") | .rules[]] | map(.resources[]) | unique == ["clusterpullsecrets", "clusterpullsecrets/status", "events", "leases", "namespaces", "pullsecretrules", "secrets"]'
+    '[.[] | select(.kind == "ClusterRole" or .kind == "Role") | .rules[]] | map(.resources[]) | unique == ["clusterpullsecrets", "clusterpullsecrets/status", "events", "leases", "mutatingwebhookconfigurations", "namespaces", "pullsecretrules", "secrets"]'
 fi
 if attempt "render: credentialProviders from the node's directory (hostPath)" render plugins-host "$REL" "$DRY_NS" \
   --set controller.enabled=true --set credentialProviders.hostPath=/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec; then
@@ -623,7 +627,8 @@ if attempt "render: namespaces (namespaced mode) with the controller, pod recove
   check_jq "namespaced mode: the ClusterRole reads namespaces and the two CRDs, no secrets" "$F" \
     '.[] | select(.kind == "ClusterRole" and .metadata.name == $rel) | .rules == [
        {apiGroups: [""], resources: ["namespaces"], verbs: ["get", "list", "watch"]},
-       {apiGroups: ["pullsecret-injector.io"], resources: ["pullsecretrules", "clusterpullsecrets"], verbs: ["get", "list", "watch"]}]' \
+       {apiGroups: ["pullsecret-injector.io"], resources: ["pullsecretrules", "clusterpullsecrets"], verbs: ["get", "list", "watch"]},
+       {apiGroups: ["admissionregistration.k8s.io"], resources: ["mutatingwebhookconfigurations"], resourceNames: [$rel], verbs: ["get"]}]' \
     --arg rel "$REL"
   check_jq "namespaced mode: -controller ClusterRole grants no secrets and no pods" "$F" \
     '.[] | select(.kind == "ClusterRole" and .metadata.name == ($rel + "-controller"))
@@ -647,6 +652,19 @@ if attempt "render: namespaces (namespaced mode) with the controller, pod recove
      | any(.name == "PULLSECRET_INJECTOR_NAMESPACES" and .value == "shop,billing")
        and any(.name == "PULLSECRET_INJECTOR_SECRET_LABEL_SELECTOR" and .value == "team=shop")'
 fi
+
+# Every way of saying "no namespaces" is cluster-wide: [] (the default), {} (which helm reads as
+# [""]) and null.
+for way in 'namespaces={}' 'namespaces=null'; do
+  if attempt "render: --set $way" render nsnone "$PREFIX-nn" "$DRY_NS" --set "$way"; then
+    check_jq "--set $way: cluster-wide (no Role, no namespace list, no name selector)" "$WORK/nsnone.json" \
+      '([.[] | select(.kind == "Role")] | length == 0)
+       and ([.[] | select(.kind == "Deployment") | .spec.template.spec.containers[0].env[]
+             | select(.name == "PULLSECRET_INJECTOR_NAMESPACES")] | length == 0)
+       and (.[] | select(.kind == "MutatingWebhookConfiguration")
+            | .webhooks[0].namespaceSelector.matchExpressions | all(.operator != "In"))'
+  fi
+done
 
 # certManager mode
 REL="$PREFIX-c"
@@ -705,18 +723,20 @@ if attempt "render: ci/ha-values.yaml (+ NetworkPolicy, ServiceMonitor, Promethe
   F="$WORK/ha.json"
   check_webhook_settings "HA profile" "$F" "$DRY_NS"
   check_deployment_settings "HA profile" "$F"
-  check_jq "HA profile: 3 replicas, PDB minAvailable 2, required hostname anti-affinity, one replica replaced at a time" "$F" \
+  check_jq "HA profile: 3 replicas, PDB minAvailable 2, required hostname anti-affinity among one revision's pods, one replica replaced at a time" "$F" \
     '(.[] | select(.kind == "Deployment") | .spec.replicas == 3
         and .spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey == "kubernetes.io/hostname"
+        and .spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].matchLabelKeys == ["pod-template-hash"]
         and .spec.strategy.rollingUpdate == {maxUnavailable: 1, maxSurge: 0})
      and (.[] | select(.kind == "PodDisruptionBudget") | .spec.minAvailable == 2)'
   check_jq "HA profile: registered with Ignore; a post-install/upgrade/rollback Job switches to Fail after the rollout" "$F" \
     '(.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].failurePolicy == "Ignore")
      and (.[] | select(.kind == "Job" and .metadata.name == ($rel + "-enable-fail"))
           | .metadata.annotations["helm.sh/hook"] == "post-install,post-upgrade,post-rollback"
-            and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=240", "enable-fail-policy",
+            and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=210", "enable-fail-policy",
                  "--namespace", $ns, "--deployment", $rel, "--webhook-configuration", $rel]
             and .spec.template.spec.serviceAccountName == ($rel + "-hook")
+            and .spec.backoffLimit == 0 and .spec.activeDeadlineSeconds == 270
             and .spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem == true)' \
     --arg ns "$DRY_NS" --arg rel "$REL"
   check_jq "HA profile: the hook may get/patch only this webhook configuration and watch only this Deployment" "$F" \
@@ -742,7 +762,8 @@ if attempt "render: ci/ha-values.yaml (+ NetworkPolicy, ServiceMonitor, Promethe
   check_jq "HA profile: PrometheusRule alerts on readiness, certificate expiry and reloads, watch errors, scoped to this release" "$F" \
     '.[] | select(.kind == "PrometheusRule") | [.spec.groups[].rules[]] as $r
      | ($r | map(.alert)) == ["PullSecretInjectorDown", "PullSecretInjectorNotReady", "PullSecretInjectorCertificateExpiresSoon",
-                             "PullSecretInjectorCertificateReloadFailing", "PullSecretInjectorWatchErrors"]
+                             "PullSecretInjectorCertificateReloadFailing", "PullSecretInjectorCertificateNotTrusted",
+                             "PullSecretInjectorTLSHandshakesRefused", "PullSecretInjectorWatchErrors"]
        and ($r | all(.expr | contains("job=\"" + $rel + "-metrics\"")))
        and ($r[0].labels.severity == "critical")
        and ($r[2].expr | contains("< 1209600"))' --arg rel "$REL"
@@ -765,13 +786,15 @@ check_jq "failurePolicy Ignore: only kube-system and the release namespace exclu
    and ([.[] | select(.metadata.annotations["helm.sh/hook"] != null)] | length == 0)' --arg ns "$DRY_NS"
 
 # The controller's ClusterPullSecrets are deleted by a pre-delete hook while it still runs.
-check_jq "controller with clusterPullSecrets: a pre-delete Job deletes exactly them, RBAC on those names only" "$WORK/mappings.json" \
+check_jq "controller with clusterPullSecrets: a pre-delete Job deletes exactly them (delete RBAC on those names only) and lists the others to warn about" "$WORK/mappings.json" \
   '(.[] | select(.kind == "Job" and .metadata.name == ($rel + "-delete-cps"))
       | .metadata.annotations["helm.sh/hook"] == "pre-delete"
-        and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=240", "delete-cluster-pull-secrets", ($rel + "-corp")])
+        and .spec.template.spec.containers[0].args == ["chart-hook", "--timeout-seconds=210", "delete-cluster-pull-secrets", ($rel + "-corp")])
    and (.[] | select(.kind == "ClusterRole" and .metadata.name == ($rel + "-hook")) | .rules == [
         {apiGroups: ["pullsecret-injector.io"], resources: ["clusterpullsecrets"], resourceNames: [($rel + "-corp")],
-         verbs: ["get", "list", "watch", "delete"]}])' --arg rel "$PREFIX-m"
+         verbs: ["get", "list", "watch", "delete"]},
+        {apiGroups: ["pullsecret-injector.io"], resources: ["clusterpullsecrets"], verbs: ["list"]},
+        {apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"]}])' --arg rel "$PREFIX-m"
 
 # Networking, webhook options and security context ids of 0.
 if render net "$PREFIX-n" "$DRY_NS" --set hostNetwork=true --set ports.webhook=10250 --set ports.admin=10251 \
@@ -961,6 +984,14 @@ else
     notes_say ha "NOTES: Fail only once the Deployment has rolled out" "failurePolicy: Fail, once the Deployment has rolled out"
     notes_say ha "NOTES: does not claim every new Pod" "every new Pod" absent
   fi
+  if attempt "NOTES: namespaced mode" notes nsmode --set 'namespaces={shop,billing}'; then
+    notes_say nsmode "NOTES: namespaced mode names its namespaces" \
+      "only the namespaces of namespaced mode, shop, billing, and there not in:"
+    notes_say nsmode "NOTES: namespaced mode does not claim every namespace" "every namespace except" absent
+  fi
+  if attempt "NOTES: namespaces={} is cluster-wide" notes nsnone --set 'namespaces={}'; then
+    notes_say nsnone "NOTES: namespaces={} says every namespace" "every namespace except:"
+  fi
   if attempt "NOTES: NetworkPolicy without adminFrom and a ServiceMonitor" notes np \
     --set networkPolicy.enabled=true --set metrics.serviceMonitor.enabled=true; then
     notes_say np "NOTES: warns that Prometheus cannot scrape through the NetworkPolicy" \
@@ -1117,7 +1148,9 @@ if needs_cluster "helm install, upgrade and uninstall"; then
       fi
     fi
 
-    if attempt "helm uninstall $REL" "$HELM" uninstall "$REL" -n "$NS"; then
+    # --no-hooks: with the controller the pre-delete hook Job runs the chart's image, which no
+    # node here can run (the hooks run for real in the e2e scenarios on the node).
+    if attempt "helm uninstall $REL" "$HELM" uninstall "$REL" -n "$NS" --no-hooks; then
       INSTALLED_RELEASE=""
       left=$("$KUBECTL" get mutatingwebhookconfiguration,clusterrole,clusterrolebinding \
         --ignore-not-found -o name 2>&1 | grep -F "/$REL" || true)

@@ -179,6 +179,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::failpolicy::chart_fail_policy,
     },
     Scenario {
+        name: "node-chart-day-two",
+        run: crate::daytwo::chart_day_two,
+    },
+    Scenario {
         name: "no-credential-leaks",
         run: no_credential_leaks,
     },

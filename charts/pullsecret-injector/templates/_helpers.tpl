@@ -216,6 +216,15 @@ As JSON.
 {{- end }}
 
 {{/*
+The namespaces of namespaced mode, as JSON: `namespaces` without empty names, so each way of
+saying "none" goes back to cluster-wide: [] (--set-json 'namespaces=[]'), null
+(--set namespaces=null) and {} (--set 'namespaces={}', which helm reads as [""]).
+*/}}
+{{- define "pullsecret-injector.namespaces" -}}
+{{- without (.Values.namespaces | default list) "" | toJson }}
+{{- end }}
+
+{{/*
 Whether the webhook starts with Ignore and a hook switches it to Fail after the rollout.
 */}}
 {{- define "pullsecret-injector.failAfterRollout" -}}
@@ -280,9 +289,23 @@ rotation: {{ $recorded | quote }}
 caCert: {{ $ca.Cert | quote }}
 tlsCert: {{ $serving.Cert | quote }}
 tlsKey: {{ $serving.Key | quote }}
-previousCaCert: {{ index $data "ca.crt" | default "" | b64dec | quote }}
+previousCaCert: {{ index $data "ca.crt" | default "" | b64dec | default (include "pullsecret-injector.liveCa" .) | quote }}
 rotation: {{ $rotation | quote }}
 {{- end }}
+{{- end }}
+
+{{/*
+The first CA of the caBundle the live webhook configuration carries (PEM), or nothing: the
+CA of the certificate the pods serve when the Secret is gone (deleted, or its data removed).
+A new pair is then issued, and the caBundle keeps trusting this CA until the pods have read it.
+*/}}
+{{- define "pullsecret-injector.liveCa" -}}
+{{- $live := lookup "admissionregistration.k8s.io/v1" "MutatingWebhookConfiguration" "" (include "pullsecret-injector.fullname" .) }}
+{{- $bundle := "" }}
+{{- range (($live | default dict).webhooks | default list) }}
+{{- if eq .name $.Values.webhook.name }}{{ $bundle = .clientConfig.caBundle | default "" | b64dec }}{{ end }}
+{{- end }}
+{{- regexFind "-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----" $bundle }}
 {{- end }}
 
 {{/*
@@ -306,7 +329,9 @@ metadata:
     helm.sh/hook-weight: "0"
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 spec:
-  backoffLimit: 1
+  # One attempt, and the Job ends within hooks.timeoutSeconds + 60 s (the pod's scheduling and
+  # image pull included): with the default 210 s that is 270 s, inside helm's 5-minute timeout.
+  backoffLimit: 0
   activeDeadlineSeconds: {{ add $timeout 60 }}
   template:
     metadata:

@@ -52,6 +52,7 @@ fn run(state: &ClusterState, namespace: &str, pod: &PodView, existing: bool) -> 
             pod,
             existing_pod: existing,
             controlled: false,
+            failing_pulls: &[],
         },
         state,
         at(NOW),
@@ -283,6 +284,7 @@ fn a_controlled_pod_is_only_compared() {
             pod: &pod,
             existing_pod: true,
             controlled: true,
+            failing_pulls: &[],
         },
         &state,
         at(NOW),
@@ -303,6 +305,7 @@ fn severities_are_ordered_and_fixed_per_kind() {
             Severity::Warning,
             Severity::Info,
             Severity::Error,
+            Severity::Warning,
             Severity::Warning
         ]
     );
@@ -448,4 +451,59 @@ fn a_minted_credential_that_expired_or_expires_before_its_refresh_is_found() {
     // Only a provider's credential is minted: a status without `credentialProvider` is not read.
     let state = self::state(&minted(failing, false));
     assert_eq!(kinds(&run(&state, "shop", &pod, false)), vec![]);
+}
+
+/// A pod of a namespace switched from shadow to on, stuck on a pull its namespace now has the
+/// secret for: a warning (so `--fail-on warning` fails), not only the informational
+/// comparison; a stuck pull no secret serves, or one the pod has the secret for, is not.
+#[test]
+fn a_pod_that_cannot_pull_while_a_secret_serves_the_image_is_a_warning() {
+    let state = cluster();
+    let stuck = pod(&["r.example.com/app:1"], &[], None);
+    let failing = ["r.example.com/app:1".to_owned()];
+    let run_stuck = |pod: &PodView, failing: &[String], controlled: bool| {
+        audit(
+            &Workload {
+                workload: WorkloadRef {
+                    kind: "Pod".into(),
+                    namespace: "shop".into(),
+                    name: "w-1".into(),
+                },
+                pod,
+                existing_pod: true,
+                controlled,
+                failing_pulls: failing,
+            },
+            &state,
+            at(NOW),
+        )
+    };
+    for controlled in [false, true] {
+        let findings = run_stuck(&stuck, &failing, controlled);
+        let failing_found: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::PullFailing)
+            .collect();
+        assert_eq!(failing_found.len(), 1, "{findings:?}");
+        assert_eq!(failing_found[0].severity, Severity::Warning);
+        assert_eq!(failing_found[0].secrets, ["regcred"]);
+        assert!(
+            failing_found[0].message.contains("ImagePullBackOff"),
+            "{}",
+            failing_found[0].message
+        );
+    }
+    let has_it = pod(&["r.example.com/app:1"], &["regcred"], None);
+    let unserved = pod(&["elsewhere.example.com/app:1"], &[], None);
+    for (pod, failing) in [
+        (&stuck, Vec::new()),
+        (&has_it, failing.to_vec()),
+        (&unserved, vec!["elsewhere.example.com/app:1".to_owned()]),
+    ] {
+        let findings = run_stuck(pod, &failing, true);
+        assert!(
+            findings.iter().all(|f| f.kind != FindingKind::PullFailing),
+            "{findings:?}"
+        );
+    }
 }

@@ -636,6 +636,33 @@ fn a_managed_copy_is_the_credential_not_a_conflict() {
     assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
 }
 
+/// A copy left in a namespace whose ClusterPullSecret's source is out of reach (outside the
+/// served namespaces, so not in the cache) or whose ClusterPullSecret is gone is stale: never
+/// injected, although it matches the image (discovery leaves managed copies alone).
+#[test]
+fn a_stale_managed_copy_is_never_injected() {
+    let copy = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": { "namespace": "apps", "name": "corp", "labels": {
+            "app.kubernetes.io/managed-by": "pullsecret-injector",
+            "pullsecret-injector.io/cluster-pull-secret": "corp" } },
+        "stringData": { ".dockerconfigjson": json!({"auths": {"registry.corp.example": {"auth": AUTH}}}).to_string() },
+    })
+    .to_string();
+    let image = ["registry.corp.example/app"];
+    // The source is not in the cache (namespaced mode does not watch its namespace).
+    let out_of_scope = [
+        copy.clone(),
+        cluster_pull_secret("corp", ("infra", "corp"), json!({})),
+    ];
+    let (injected, _) = decide_in("apps", &image, &out_of_scope);
+    assert_eq!(injected, Vec::<String>::new());
+    // The ClusterPullSecret is gone, its copy not yet.
+    let orphan = [secret("infra", "corp", &["registry.corp.example"]), copy];
+    let (injected, _) = decide_in("apps", &image, &orphan);
+    assert_eq!(injected, Vec::<String>::new());
+}
+
 /// The decision for one image in `namespace` when no controller writes copies.
 fn decide_without_controller(
     namespace: &str,

@@ -42,7 +42,7 @@ impl Output {
 impl Suite {
     // -- kubectl -------------------------------------------------------------------------------
 
-    fn kubectl_command(&self) -> Command {
+    pub fn kubectl_command(&self) -> Command {
         let mut command = Command::new(self.bin_dir.join("kubectl"));
         command
             .arg("--kubeconfig")
