@@ -5,14 +5,17 @@
 # shellcheck shell=bash
 
 # The tested releases (README "Supported Kubernetes versions"): the newest patch of each minor
-# that the Go module proxy serves and that builds with our Go.
+# whose k8s.io/kubernetes module and staging modules (the ones the binaries import) the Go module
+# proxy all serves, built with our Go. For 1.32 that is v1.32.9: the proxy lacks
+# k8s.io/endpointslice v0.32.13, kubectl and cli-runtime v0.32.12, csi-translation-lib and kms
+# v0.32.11, several of v0.32.10.
 #   K8S_NEWEST        the whole suite, the parity oracle, the demo
 #   K8S_NO_PULL_CHECK the last minor whose kubelet lets any pod use a cached private image
 #                     (KubeletEnsureSecretPulledImages arrived, on by default, in 1.35)
 #   K8S_OLDEST        the oldest supported minor (the chart's kubeVersion)
 K8S_NEWEST=v1.37.2
 K8S_NO_PULL_CHECK=v1.34.4
-K8S_OLDEST=v1.32.13
+K8S_OLDEST=v1.32.9
 K8S_VERSION=${K8S_VERSION:-$K8S_NEWEST}
 export K8S_VERSION
 
