@@ -36,6 +36,7 @@ mod recovery;
 mod scenarios;
 mod shadow;
 mod tokens;
+mod versions;
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
