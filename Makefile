@@ -1,6 +1,9 @@
 # pullsecret-injector — every command a developer or CI needs.
 #   make test          formatting, lints, unit + integration tests, and the e2e suite on a
-#                      local control plane it starts and stops itself
+#                      local control plane it starts and stops itself (Kubernetes 1.37), then
+#                      the e2e subset of every version on the oldest supported one (1.32)
+#   make test-versions the e2e suite on 1.37 and its every-version subset on 1.34 and 1.32
+#                      (README "Supported Kubernetes versions")
 #   make demo          the product end to end on a local control plane (make demo-down)
 #   make cluster-up    a local control plane for your own experiments (make cluster-down)
 #   make bench         benchmarks (decision, heap per secret, TLS load, scale, apiserver
@@ -18,7 +21,7 @@ BIN := target/release/pullsecret-injector
 
 .PHONY: all build test lint fmt-check clippy deny unit e2e fuzz parity parity-long tools \
         control-plane cluster-up cluster-down cluster-status bench bench-quick kyverno demo demo-down \
-        dockerfile-lint clean crds image
+        dockerfile-lint clean crds image test-versions e2e-oldest e2e-no-pull-check
 
 all: build
 
@@ -47,8 +50,14 @@ control-plane:
 image:
 	bash hack/image.sh target/image/pullsecret-injector.tar
 
-test: tools lint unit parity e2e dockerfile-lint
+test: tools lint unit parity e2e e2e-oldest dockerfile-lint
 	@echo "make test: all checks passed"
+
+## The e2e suite on the newest release, and on each older one (tests/kubernetes.sh) the
+## scenarios of what users rely on everywhere (E2E_EVERY_VERSION). Each older release's
+## binaries are built once from the Go module proxy into a cache of their own.
+test-versions: e2e e2e-no-pull-check e2e-oldest
+	@echo "make test-versions: $(K8S_NEWEST) (whole suite), $(K8S_NO_PULL_CHECK) and $(K8S_OLDEST) (every-version subset) passed"
 
 lint: fmt-check clippy deny
 
@@ -69,6 +78,26 @@ unit:
 ## The e2e suite: starts its own control plane and webhook, stops both when done.
 e2e: control-plane
 	$(CARGO) test --locked --test e2e
+
+## The releases tests/kubernetes.sh names, and the e2e scenarios that run on every one of them:
+## a pod pulling with an injected secret and its opted-out twin, the kubelet's cached-image
+## check, the CRDs' validation, a PullSecretRule and a ClusterPullSecret copy pulling, a stuck
+## pod recovering, the chart in the cluster (install, upgrade, Lease, Fail, uninstall) and the
+## chart's own tests against that apiserver.
+K8S_NEWEST := $(shell . tests/kubernetes.sh && echo $$K8S_NEWEST)
+K8S_NO_PULL_CHECK := $(shell . tests/kubernetes.sh && echo $$K8S_NO_PULL_CHECK)
+K8S_OLDEST := $(shell . tests/kubernetes.sh && echo $$K8S_OLDEST)
+E2E_EVERY_VERSION := node-private-registry node-cached-image pull-secret-rules \
+  node-rule-and-cluster-pull-secret node-recovery-deployment node-chart-in-cluster \
+  node-chart-fail-policy chart-tests
+
+e2e-oldest: control-plane
+	K8S_VERSION=$(K8S_OLDEST) bash tests/controlplane/build.sh >/dev/null
+	K8S_VERSION=$(K8S_OLDEST) $(CARGO) test --locked --test e2e -- $(E2E_EVERY_VERSION)
+
+e2e-no-pull-check: control-plane
+	K8S_VERSION=$(K8S_NO_PULL_CHECK) bash tests/controlplane/build.sh >/dev/null
+	K8S_VERSION=$(K8S_NO_PULL_CHECK) $(CARGO) test --locked --test e2e -- $(E2E_EVERY_VERSION)
 
 ## Long fuzzing run of the image grammar, secret decoding and the review handler; bounded by
 ## the case count (about ten minutes on 2 cores). FUZZ_CASES=N to change it.

@@ -838,8 +838,6 @@ REL="$PREFIX-o"
 DIGEST="sha256:$(printf '0123456789abcdef%.0s' 1 2 3 4)"
 mwc_of() { jq '.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0]' "$1"; }
 
-check_fails "kubeVersion: Kubernetes below 1.30 is refused" "kubeVersion|incompatible" \
-  "$HELM" template "$REL" "$CHART" -n "$DRY_NS" --kube-version v1.29.0
 if "$HELM" show crds "$CHART" >"$WORK/crds.yaml" 2>"$WORK/last.log"; then
   crd_names=$(grep -E '^  name: ' "$WORK/crds.yaml" | sort | tr -d ' ' | paste -sd ' ' -)
   if [ "$crd_names" = "name:clusterpullsecrets.pullsecret-injector.io name:pullsecretrules.pullsecret-injector.io" ]; then
@@ -934,6 +932,54 @@ unschedulable_namespace() {
     "$KUBECTL" annotate namespace "$1" \
       scheduler.alpha.kubernetes.io/node-selector=e2e.pullsecret-injector.io/no-node=true
 }
+
+# ---------------------------------------------------------------------------------------------
+say ""
+say "== Kubernetes versions (kubeVersion and the fields of recent releases)"
+
+# Fields an apiserver without them would drop without a word (a webhook without its
+# matchConditions receives every pod, mirror pods included). Each exists on the oldest release
+# the chart accepts, so they render on every version it accepts, and it renders nothing below.
+VERSION_FIELDS='(.[] | select(.kind == "PodDisruptionBudget") | .spec.unhealthyPodEvictionPolicy == "AlwaysAllow")
+  and (.[] | select(.kind == "Deployment") | .spec.template.spec.topologySpreadConstraints[0].matchLabelKeys == ["pod-template-hash"])
+  and (.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].matchConditions[0].name == "not-a-mirror-pod")'
+VERSION_VALUES=(--set replicaCount=2 --set topologySpread.enabled=true
+  --set-json 'webhook.matchConditions=[{"name":"not-a-mirror-pod","expression":"!has(object.metadata.annotations) || !(\"kubernetes.io/config.mirror\" in object.metadata.annotations)"}]')
+VREL="$PREFIX-v"
+CHART_FLOOR=$(sed -n 's/^kubeVersion: ">=\([0-9.]*\)-0"$/v\1/p' "$CHART/Chart.yaml")
+check "kubeVersion is the oldest release the tests run on ($K8S_OLDEST)" \
+  test "$CHART_FLOOR" = "${K8S_OLDEST%.*}.0"
+check_fails "kubeVersion: Kubernetes 1.31 is refused, naming the versions the chart needs" \
+  '>=1\.32\.0-0.*incompatible|incompatible.*>=1\.32\.0-0' \
+  "$HELM" template "$VREL" "$CHART" -n "$DRY_NS" --kube-version v1.31.14
+# The floor, a vendor's build of it (a pre-release in semver terms), the last release without
+# the kubelet's cached-image check, and today's.
+for kube in v1.32.0 v1.32.9-eks-1a2b3c4 v1.34.0 v1.37.0; do
+  if render "kube-$kube" "$VREL" "$DRY_NS" "${VERSION_VALUES[@]}" --kube-version "$kube" >"$WORK/last.log" 2>&1; then
+    check_jq "Kubernetes $kube: PDB unhealthyPodEvictionPolicy, spread matchLabelKeys, webhook matchConditions rendered" \
+      "$WORK/kube-$kube.json" "$VERSION_FIELDS"
+  else
+    fail "render for Kubernetes $kube" "$(tail -n 3 "$WORK/last.log")"
+  fi
+done
+# The cluster's apiserver keeps all three (one that lacked a field, or had its feature off,
+# would drop it from what it stores).
+if needs_cluster "Kubernetes ${KUBE_VERSION}: the apiserver keeps the fields of recent releases" &&
+  render kube-server "$VREL" "$DRY_NS" "${VERSION_VALUES[@]}" >"$WORK/last.log" 2>&1; then
+  jq '{apiVersion: "v1", kind: "List", items: [.[] | select(.kind == "PodDisruptionBudget"
+        or .kind == "Deployment" or .kind == "MutatingWebhookConfiguration")]}' \
+    "$WORK/kube-server.json" >"$WORK/kube-server.list.json"
+  if "$KUBECTL" apply --dry-run=server --validate=strict -o json -f "$WORK/kube-server.list.json" \
+    2>"$WORK/last.log" | jq '.items' >"$WORK/kube-server.stored.json"; then
+    check_jq "Kubernetes ${KUBE_VERSION}: the apiserver keeps the fields of recent releases" \
+      "$WORK/kube-server.stored.json" "$VERSION_FIELDS"
+  else
+    fail "Kubernetes ${KUBE_VERSION}: the apiserver keeps the fields of recent releases" \
+      "$(tail -n 3 "$WORK/last.log")"
+  fi
+elif [ "$CLUSTER" = 1 ]; then
+  fail "render for the cluster's Kubernetes ${KUBE_VERSION}" "$(tail -n 3 "$WORK/last.log")"
+fi
 
 # ---------------------------------------------------------------------------------------------
 say ""

@@ -18,7 +18,7 @@ KUBE_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-p
 
 # Helm reads its own version and the Kubernetes version it assumes (for `helm template` and
 # kubeVersion checks) from ldflags; the stamp records which flags the cached helm was built with.
-k8s_minor=${K8S_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
+k8s_minor=$(k8s_minor)
 helm_major=${HELM_VERSION%%.*}
 HELM_LDFLAGS="-X helm.sh/helm/$helm_major/internal/version.version=$HELM_VERSION"
 HELM_LDFLAGS+=" -X helm.sh/helm/$helm_major/pkg/chartutil.k8sVersionMajor=1"
@@ -41,15 +41,15 @@ fi
 
 command -v go >/dev/null || { log "Go is required to build the control plane (https://go.dev)"; exit 1; }
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
-WORK="$CACHE_ROOT/build"
+# One work dir and one lock per cache dir: two builds of one version (two make targets at once)
+# take turns, builds of different versions (make test-versions) do not wait for each other.
+WORK="$(dirname "$BIN")/build"
 mkdir -p "$BIN" "$WORK"
-# Serialize concurrent builds (two make targets at once) on one lock.
-exec 9>"$CACHE_ROOT/build.lock"
+exec 9>"$(dirname "$BIN")/build.lock"
 flock 9
 if ! need_build; then echo "$BIN"; exit 0; fi
 
 started=$SECONDS
-minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 
 build_kubernetes() {
   local dir="$WORK/kubernetes-$K8S_VERSION"
@@ -65,7 +65,7 @@ build_kubernetes() {
   (cd "$dir" && go mod tidy)
   local ldflags="" pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
   local cmd

@@ -307,6 +307,8 @@ start_kubelet() {
   write_cert_kubeconfig "$STATE/kubelet.kubeconfig" kubelet-client
   # The machine mounts cgroup v1 (cgroup2 only as an empty `unified`), hence cgroupfs and
   # failCgroupV1: false. Evictions and image GC are off: a shared disk must not evict test pods.
+  # Every field exists from 1.31 on (failCgroupV1 is the newest), so one file serves every
+  # release of tests/kubernetes.sh.
   cat >"$STATE/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -361,6 +363,7 @@ start_kube_proxy() {
   local healthz metrics
   read -r healthz metrics <<<"$(free_ports 2)"
   write_cert_kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy
+  # nftables mode: beta and on by default in 1.31, GA in 1.33; the oldest release tested is 1.32.
   cat >"$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration

@@ -39,6 +39,7 @@ mod scenarios;
 mod shadow;
 mod tokens;
 mod trust;
+mod versions;
 
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -366,10 +366,13 @@ pub fn private_registry(s: &Suite) -> Result<Outcome> {
         &["registry-a-localhost"],
     )?;
 
+    // A tag no pod pulled yet, so the pull itself is refused on every version (before 1.35
+    // the kubelet starts any pod from an image already on the node: node-cached-image).
+    let unpulled = registry.push_busybox("team/app:opted-out")?;
     s.run_pod(
         &ns,
         "web-opted-out",
-        &image,
+        &unpulled,
         &[&format!("--labels={INJECT_LABEL}=false")],
     )?;
     let message = wait_pull_failure(s, &ns, "web-opted-out", "web-opted-out")?;

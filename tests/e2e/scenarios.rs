@@ -106,6 +106,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::node::private_registry,
     },
     Scenario {
+        name: "node-cached-image",
+        run: crate::versions::cached_image_check,
+    },
+    Scenario {
         name: "node-two-registries",
         run: crate::node::two_registries,
     },

@@ -11,6 +11,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf '[parity oracle build] %s\n' "$*" >&2; }
 
+# main.go calls the keyring API of 1.33 and later (TrackedAuthConfig); older releases lack it.
+if [ "$(k8s_minor)" -lt 33 ]; then
+  log "error: the oracle needs Kubernetes 1.33 or later (K8S_VERSION=$K8S_VERSION); run the parity test on $K8S_NEWEST"
+  exit 1
+fi
 command -v go >/dev/null || { log "Go is required to build the parity oracle (https://go.dev)"; exit 1; }
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 CACHE_ROOT=${PULLSECRET_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pullsecret-injector}
