@@ -206,7 +206,7 @@ if [ -z "${KUBECONFIG:-}" ] && [ -f "$REPO_ROOT/.local/cluster.env" ]; then
   . "$REPO_ROOT/.local/cluster.env"
 fi
 
-HELM=$(find_tool helm "${HELM:-}") || { say "error: helm not found (set HELM or run tests/controlplane/build.sh)"; exit 1; }
+HELM=$(find_tool helm "${HELM:-}") || { say "error: helm not found (set HELM or run tests/controlplane/build-tool.sh helm)"; exit 1; }
 KUBECTL=$(find_tool kubectl "${KUBECTL:-}") || { say "error: kubectl not found (set KUBECTL or run tests/controlplane/build.sh)"; exit 1; }
 for tool in jq openssl; do
   command -v "$tool" >/dev/null || { say "error: $tool is required"; exit 1; }
