@@ -132,12 +132,13 @@ check_rbac_exact() {
 }
 
 # check_fails NAME PATTERN COMMAND...: passes when the command fails and its output matches
-# the (grep -E) pattern, i.e. it failed for the expected reason.
+# the (grep -E) pattern, i.e. it failed for the expected reason. The output is matched as one
+# line: Helm 4 prints a template's error over several lines below its [ERROR] line.
 check_fails() {
   local name=$1 pattern=$2; shift 2
   if "$@" >"$WORK/last.log" 2>&1; then
     fail "$name" "expected a failure, but it succeeded: $*"
-  elif grep -Eq -- "$pattern" "$WORK/last.log"; then
+  elif tr '\n' ' ' <"$WORK/last.log" | grep -Eq -- "$pattern"; then
     pass "$name"
   else
     fail "$name" "failed, but the output does not match /$pattern/: $*" "--- last output lines ---"
