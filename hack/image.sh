@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # `make image`: the container image of pullsecret-injector, made without a Docker daemon.
 #
-# The Dockerfile (distroless cc base, built by a Docker daemon) stays the release path. Here the
-# same shape is assembled from this machine's release build: one layer with the binary as
-# /pullsecret-injector, exactly the shared libraries it links (glibc, libgcc_s: what the
-# distroless cc base provides), and the nonroot user 65532 in /etc/passwd; entrypoint
-# `/pullsecret-injector serve`, user 65532:65532, platform linux/amd64, the Dockerfile's labels.
+# This is the release path (hack/release.sh pushes these images); the Dockerfile makes the same
+# shape with a Docker daemon. One layer with the binary as /pullsecret-injector, exactly the
+# shared libraries it links (glibc, libgcc_s: what the Dockerfile's distroless cc base
+# provides), and the nonroot user 65532 in /etc/passwd; entrypoint `/pullsecret-injector serve`,
+# user 65532:65532, this machine's platform (linux/amd64 or linux/arm64), OCI media types, the
+# Dockerfile's labels.
 #
 # Usage: hack/image.sh [--binary PATH] [--push REF] [OUT.tar]
 #   OUT.tar        the image tarball (default target/image/pullsecret-injector.tar)
@@ -28,7 +29,8 @@ done
 
 log() { printf '[image] %s\n' "$*" >&2; }
 
-BIN_DIR=$(bash "$ROOT/tests/controlplane/build-node.sh")
+# crane alone (not the whole node of build-node.sh): a release runner builds nothing else.
+CRANE=$(bash "$ROOT/tests/controlplane/build-tool.sh" crane)
 if [ -z "$BINARY" ]; then
   log "building the release binary"
   (cd "$ROOT" && cargo build --release --locked --quiet --bin pullsecret-injector)
@@ -55,18 +57,19 @@ chmod 1777 "$rootfs/tmp"
 tar -C "$rootfs" --owner=0 --group=0 --numeric-owner --sort=name --mtime=@0 -cf "$work/layer.tar" .
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)
-revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+revision=${PULLSECRET_INJECTOR_REVISION:-$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 mkdir -p "$(dirname "$OUT")"
-NODE_BIN_DIR=$BIN_DIR bash "$ROOT/tests/controlplane/registry.sh" image "$OUT.tmp" "$work/layer.tar" \
+NODE_BIN_DIR=$(dirname "$CRANE") bash "$ROOT/tests/controlplane/registry.sh" image "$OUT.tmp" "$work/layer.tar" \
   -t "pullsecret-injector.local/pullsecret-injector:$version" \
   --entrypoint /pullsecret-injector --cmd serve --user 65532:65532 \
   --label org.opencontainers.image.title=pullsecret-injector \
+  --label "org.opencontainers.image.description=Kubernetes mutating admission webhook that injects the imagePullSecrets the kubelet would use" \
   --label org.opencontainers.image.licenses=Apache-2.0 \
   --label "org.opencontainers.image.version=$version" \
   --label "org.opencontainers.image.revision=$revision"
 mv "$OUT.tmp" "$OUT"
 log "wrote $OUT ($(du -h "$OUT" | cut -f1))"
 if [ -n "$PUSH" ]; then
-  "$BIN_DIR/crane" push "$OUT" "$PUSH" >/dev/null
+  "$CRANE" push "$OUT" "$PUSH" >/dev/null
   log "pushed $PUSH"
 fi

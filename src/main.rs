@@ -7,12 +7,20 @@ use pullsecret_injector::controller::chart_hooks;
 use pullsecret_injector::state::crd;
 use pullsecret_injector::{server, telemetry};
 
+/// `--version`: the release and the git revision it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("PULLSECRET_INJECTOR_REVISION"),
+    ")"
+);
+
 /// Injects the imagePullSecrets the kubelet would use into every Pod, at admission time.
 ///
 /// `serve` runs the webhook. `review`, `apply` and `explain` answer offline from state files
 /// (e.g. `kubectl get secrets,namespaces -A -o yaml > state.yaml`) with the same decision code.
 #[derive(Debug, Parser)]
-#[command(name = "pullsecret-injector", version, about, long_about)]
+#[command(name = "pullsecret-injector", version = VERSION, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -132,12 +132,13 @@ check_rbac_exact() {
 }
 
 # check_fails NAME PATTERN COMMAND...: passes when the command fails and its output matches
-# the (grep -E) pattern, i.e. it failed for the expected reason.
+# the (grep -E) pattern, i.e. it failed for the expected reason. The output is matched as one
+# line: Helm 4 prints a template's error over several lines below its [ERROR] line.
 check_fails() {
   local name=$1 pattern=$2; shift 2
   if "$@" >"$WORK/last.log" 2>&1; then
     fail "$name" "expected a failure, but it succeeded: $*"
-  elif grep -Eq -- "$pattern" "$WORK/last.log"; then
+  elif tr '\n' ' ' <"$WORK/last.log" | grep -Eq -- "$pattern"; then
     pass "$name"
   else
     fail "$name" "failed, but the output does not match /$pattern/: $*" "--- last output lines ---"
@@ -206,7 +207,7 @@ if [ -z "${KUBECONFIG:-}" ] && [ -f "$REPO_ROOT/.local/cluster.env" ]; then
   . "$REPO_ROOT/.local/cluster.env"
 fi
 
-HELM=$(find_tool helm "${HELM:-}") || { say "error: helm not found (set HELM or run tests/controlplane/build.sh)"; exit 1; }
+HELM=$(find_tool helm "${HELM:-}") || { say "error: helm not found (set HELM or run tests/controlplane/build-tool.sh helm)"; exit 1; }
 KUBECTL=$(find_tool kubectl "${KUBECTL:-}") || { say "error: kubectl not found (set KUBECTL or run tests/controlplane/build.sh)"; exit 1; }
 for tool in jq openssl; do
   command -v "$tool" >/dev/null || { say "error: $tool is required"; exit 1; }

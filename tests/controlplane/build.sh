@@ -7,31 +7,35 @@ set -euo pipefail
 # shellcheck source=../kubernetes.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../kubernetes.sh"
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
-HELM_VERSION=${HELM_VERSION:-v3.22.0}
 CACHE_ROOT=${PULLSECRET_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pullsecret-injector}
-BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION/bin"
+# Helm is not part of the key: build-tool.sh caches it by its own version.
+BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
 
 log() { printf '[control-plane build] %s\n' "$*" >&2; }
 
 # The control plane, the node's Kubernetes parts and kubectl: one wrapper module, one version.
 KUBE_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
-# Helm reads its own version and the Kubernetes version it assumes (for `helm template` and
-# kubeVersion checks) from ldflags; the stamp records which flags the cached helm was built with.
-k8s_minor=$(k8s_minor)
-helm_major=${HELM_VERSION%%.*}
-HELM_LDFLAGS="-X helm.sh/helm/$helm_major/internal/version.version=$HELM_VERSION"
-HELM_LDFLAGS+=" -X helm.sh/helm/$helm_major/pkg/chartutil.k8sVersionMajor=1"
-HELM_LDFLAGS+=" -X helm.sh/helm/$helm_major/pkg/chartutil.k8sVersionMinor=$k8s_minor"
-
-helm_current() { [ -x "$BIN/helm" ] && [ "$(cat "$BIN/helm.stamp" 2>/dev/null)" = "$HELM_LDFLAGS" ]; }
-
 need_build() {
   for tool in "${KUBE_TOOLS[@]}" etcd; do
     [ -x "$BIN/$tool" ] || return 0
   done
-  helm_current && return 1
-  return 0
+  return 1
+}
+
+# Caches of earlier versions of this script also keyed helm's version; their Kubernetes and etcd
+# binaries are the same builds, so they are linked here instead of being built again.
+adopt_earlier_cache() {
+  local old tool
+  for old in "$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"-helm-*/bin; do
+    [ -d "$old" ] || continue
+    mkdir -p "$BIN"
+    for tool in "${KUBE_TOOLS[@]}" etcd; do
+      if [ ! -x "$BIN/$tool" ] && [ -x "$old/$tool" ]; then
+        ln "$old/$tool" "$BIN/$tool" 2>/dev/null || cp "$old/$tool" "$BIN/$tool"
+      fi
+    done
+  done
 }
 
 if ! need_build; then
@@ -47,6 +51,7 @@ WORK="$(dirname "$BIN")/build"
 mkdir -p "$BIN" "$WORK"
 exec 9>"$(dirname "$BIN")/build.lock"
 flock 9
+adopt_earlier_cache
 if ! need_build; then echo "$BIN"; exit 0; fi
 
 started=$SECONDS
@@ -65,7 +70,7 @@ build_kubernetes() {
   (cd "$dir" && go mod tidy)
   local ldflags="" pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(k8s_minor)"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
   local cmd
@@ -103,17 +108,7 @@ build_etcd() {
   mv "$BIN/etcd.tmp" "$BIN/etcd"
 }
 
-build_helm() {
-  log "building helm $HELM_VERSION"
-  local major=${HELM_VERSION%%.*}
-  GOBIN="$WORK/helm-$HELM_VERSION" go install -trimpath -ldflags "$HELM_LDFLAGS" "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
-  cp "$WORK/helm-$HELM_VERSION/helm" "$BIN/helm.tmp"
-  mv "$BIN/helm.tmp" "$BIN/helm"
-  printf '%s' "$HELM_LDFLAGS" >"$BIN/helm.stamp"
-}
-
 [ -x "$BIN/etcd" ] || build_etcd
-helm_current || build_helm
 for tool in "${KUBE_TOOLS[@]}"; do
   if [ ! -x "$BIN/$tool" ]; then
     build_kubernetes

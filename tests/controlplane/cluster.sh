@@ -58,7 +58,8 @@
 #   PULLSECRET_INJECTOR_NODE=0           the control plane only, no node.
 #   TMPDIR                               parent of the temporary state directory.
 #   K8S_VERSION, ETCD_VERSION, HELM_VERSION, PULLSECRET_INJECTOR_CACHE
-#                                        passed through to build.sh (versions, binary cache).
+#                                        passed through to build.sh and build-tool.sh
+#                                        (versions, binary cache).
 #
 # Requires: bash, openssl, curl, and python3 (to pick free ports; a bash fallback exists).
 # Processes are only ever stopped by their recorded pid, after checking that the pid still
@@ -614,6 +615,7 @@ do_up() {
   log "building or reusing the control-plane binaries (tests/controlplane/build.sh)"
   BIN_DIR=$(bash "$SCRIPT_DIR/build.sh" 8>&-) || die "build.sh failed"
   [ -d "${BIN_DIR:-}" ] || die "build.sh did not print a bin directory"
+  HELM_BIN=$(bash "$SCRIPT_DIR/build-tool.sh" helm 8>&-) || die "build-tool.sh helm failed"
   if node_enabled; then
     log "building or reusing the node's binaries (tests/controlplane/build-node.sh)"
     NODE_BIN_DIR=$(bash "$SCRIPT_DIR/build-node.sh" 8>&-) || die "build-node.sh failed"
@@ -627,10 +629,11 @@ do_up() {
   fi
 
   mkdir -p "$CLUSTER_DIR/bin"
-  for tool in kubectl helm kube-apiserver kube-controller-manager kube-scheduler kubelet \
+  for tool in kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet \
     kube-proxy etcd; do
     ln -sfn "$BIN_DIR/$tool" "$CLUSTER_DIR/bin/$tool"
   done
+  ln -sfn "$HELM_BIN" "$CLUSTER_DIR/bin/helm"
   if node_enabled; then
     for tool in containerd ctr crictl runc registry crane; do
       ln -sfn "$NODE_BIN_DIR/$tool" "$CLUSTER_DIR/bin/$tool"

@@ -16,7 +16,8 @@
 #   push-busybox DIR REF      pushes the busybox image (a static busybox; runs `sleep 3600`) to
 #                             REF, with DIR's registry credentials.
 #   push DIR TARBALL REF      pushes an image tarball to REF, with DIR's registry credentials.
-#   image OUT LAYER [FLAGS]   makes an image tarball of one layer (linux/amd64); FLAGS are
+#   image OUT LAYER [FLAGS]   makes an OCI image tarball of one layer (this machine's
+#                             platform: linux/amd64 or linux/arm64); FLAGS are
 #                             `crane mutate` flags (--entrypoint, --cmd, --user, --label, -t).
 #   build-base BIN            (build-node.sh) makes BIN/busybox.tar and BIN/pause.tar.
 #
@@ -125,11 +126,16 @@ do_stop() {
   rm -f "$dir/registry.pid"
 }
 
-# image OUT LAYER [crane mutate flags...]: an image tarball of one layer for linux/amd64, made
-# through a scratch in-memory registry on loopback (crane mutate works on pushed images only).
+# image OUT LAYER [crane mutate flags...]: an OCI image tarball of one layer for this machine's
+# platform (linux/amd64 or linux/arm64), made through a scratch in-memory registry on loopback
+# (crane mutate works on pushed images only).
 do_image() {
   local out=$1 layer=$2; shift 2
-  local bin port pid rc=0
+  local bin port pid rc=0 arch
+  case "$(uname -m)" in
+    aarch64 | arm64) arch=arm64 ;;
+    *) arch=amd64 ;;
+  esac
   bin=$(node_bin)
   port=$(free_port)
   "$bin/crane" registry serve --address "127.0.0.1:$port" >/dev/null 2>&1 &
@@ -141,8 +147,8 @@ do_image() {
     sleep 0.1
   done
   {
-    "$bin/crane" append -f "$layer" -t "127.0.0.1:$port/scratch:1" &&
-      "$bin/crane" mutate "127.0.0.1:$port/scratch:1" --set-platform linux/amd64 "$@" \
+    "$bin/crane" append --oci-empty-base -f "$layer" -t "127.0.0.1:$port/scratch:1" &&
+      "$bin/crane" mutate "127.0.0.1:$port/scratch:1" --set-platform "linux/$arch" "$@" \
         -o "$out.tmp" && mv "$out.tmp" "$out"
   } >/dev/null 2>&1 || rc=$?
   kill "$pid" 2>/dev/null || true

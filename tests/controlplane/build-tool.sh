@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Builds one Go tool of the tests and of the release from the Go module proxy, into a cache
+# outside the clone keyed by the tool's version alone (so a new helm never relinks the
+# Kubernetes binaries), and prints the binary's path on stdout; progress goes to stderr.
+#
+# Usage: tests/controlplane/build-tool.sh NAME
+#   helm        Helm 4 (HELM_VERSION, default below): the tests' helm
+#   helm3       the newest approved Helm 3 (HELM3_VERSION): the chart is proven with both
+#   cosign      signs the release image and verifies signatures (COSIGN_VERSION)
+#   actionlint  lints .github/workflows (ACTIONLINT_VERSION)
+#   crane       images without a Docker daemon (CRANE_VERSION; build-node.sh has its own copy)
+#
+# Sourced, it only sets the versions (build-node.sh takes CRANE_VERSION from here).
+# Cold builds on 2 idle cores: helm 4 about 2 minutes, helm 3 about 2, cosign 4 to 6,
+# actionlint under a minute, crane under a minute (the Go build cache shares the rest).
+set -euo pipefail
+
+HELM_VERSION=${HELM_VERSION:-v4.3.2}
+HELM3_VERSION=${HELM3_VERSION:-v3.21.4}
+COSIGN_VERSION=${COSIGN_VERSION:-v3.1.3}
+ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
+CRANE_VERSION=${CRANE_VERSION:-v0.22.1}
+
+build_tool_main() {
+  local name=${1:-} script_dir cache_root pkg version ldflags="" key
+  script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  cache_root=${PULLSECRET_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pullsecret-injector}
+  case "$name" in
+    helm)
+      version=$HELM_VERSION
+      pkg="helm.sh/helm/${version%%.*}/cmd/helm"
+      # Helm 4 reads the Kubernetes version it assumes from its client-go module.
+      ldflags="-X helm.sh/helm/${version%%.*}/internal/version.version=$version"
+      key="helm-$version"
+      ;;
+    helm3)
+      # shellcheck source=../kubernetes.sh
+      . "$script_dir/../kubernetes.sh"
+      local minor=${K8S_VERSION#v1.}
+      minor=${minor%%.*}
+      version=$HELM3_VERSION
+      pkg="helm.sh/helm/v3/cmd/helm"
+      # Helm 3 takes its own version and the Kubernetes version it assumes (helm template,
+      # kubeVersion checks) from ldflags.
+      ldflags="-X helm.sh/helm/v3/internal/version.version=$version"
+      ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+      ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+      key="helm-$version-k8s-1.$minor"
+      ;;
+    cosign) version=$COSIGN_VERSION; pkg="github.com/sigstore/cosign/${version%%.*}/cmd/cosign"; key="cosign-$version" ;;
+    actionlint) version=$ACTIONLINT_VERSION; pkg="github.com/rhysd/actionlint/cmd/actionlint"; key="actionlint-$version" ;;
+    crane) version=$CRANE_VERSION; pkg="github.com/google/go-containerregistry/cmd/crane"; key="crane-$version" ;;
+    *)
+      sed -n '6,12p' "${BASH_SOURCE[0]}" >&2
+      return 2
+      ;;
+  esac
+  local dir="$cache_root/tools/$key"
+  local bin="$dir/${pkg##*/}"
+  if [ -x "$bin" ]; then
+    echo "$bin"
+    return 0
+  fi
+  command -v go >/dev/null || { echo "[tools] Go is required to build $name (https://go.dev)" >&2; return 1; }
+  mkdir -p "$dir"
+  exec 9>"$dir.lock"
+  flock 9
+  if [ ! -x "$bin" ]; then
+    echo "[tools] building $name $version from the Go module proxy" >&2
+    local started=$SECONDS gobin
+    gobin=$(mktemp -d "$dir.XXXXXX")
+    CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GOBIN=$gobin \
+      go install -trimpath -ldflags "$ldflags" "$pkg@$version" >&2
+    mv "$gobin/${pkg##*/}" "$bin"
+    rm -rf "$gobin"
+    echo "[tools] $name $version built in $((SECONDS - started))s" >&2
+  fi
+  exec 9>&-
+  echo "$bin"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  build_tool_main "$@"
+fi
