@@ -73,8 +73,8 @@ pub struct EnableFailPolicyArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DeleteClusterPullSecretsArgs {
-    /// Names of the ClusterPullSecrets.
-    #[arg(value_name = "NAME", required = true)]
+    /// Names of the release's own ClusterPullSecrets (none: only the warning about others).
+    #[arg(value_name = "NAME")]
     pub names: Vec<String>,
 }
 
@@ -285,7 +285,11 @@ async fn delete_cluster_pull_secrets(
         }
         println!("ClusterPullSecret {name}: deleted, copies removed");
     }
-    warn_about_the_others(&api, names).await
+    // A warning never stops an uninstall.
+    if let Err(error) = warn_about_the_others(&api, names).await {
+        eprintln!("cannot look for ClusterPullSecrets left behind: {error}");
+    }
+    Ok(())
 }
 
 /// The controller's finalizer: a ClusterPullSecret carrying it has copies the controller
@@ -313,7 +317,20 @@ async fn warn_about_the_others(
             instance: None,
         },
     );
-    for resource in api.list(&ListParams::default()).await? {
+    // Retried briefly: the hook's RBAC is created just before its Job.
+    let mut attempts = 0;
+    let list = loop {
+        match api.list(&ListParams::default()).await {
+            Ok(list) => break list,
+            Err(error) if attempts < 5 => {
+                attempts += 1;
+                eprintln!("listing ClusterPullSecrets: {error}; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    for resource in list {
         let name = resource.name_any();
         if deleted.contains(&name) || !resource.finalizers().iter().any(|f| f == COPIES_FINALIZER) {
             continue;
@@ -367,6 +384,23 @@ mod tests {
             available_replicas: Some(available),
             ..DeploymentStatus::default()
         }
+    }
+
+    /// The chart runs the hook without names when it has no clusterPullSecrets of its own.
+    #[test]
+    fn the_delete_hook_takes_no_names_too() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Command {
+            #[command(flatten)]
+            hook: HookArgs,
+        }
+        let parsed = Command::try_parse_from(["hook", "delete-cluster-pull-secrets"])
+            .expect("no names is valid");
+        assert!(matches!(
+            parsed.hook.hook,
+            Hook::DeleteClusterPullSecrets(DeleteClusterPullSecretsArgs { ref names }) if names.is_empty()
+        ));
     }
 
     #[test]

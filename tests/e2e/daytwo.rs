@@ -428,7 +428,22 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
     // 5. Uninstalled: creation goes on, without injection. A ClusterPullSecret made with
     //    kubectl outlives it, and the pre-delete hook says so on it.
     creator.phase("uninstall");
-    release.helm("uninstall", &[])?;
+    if let Err(error) = release.helm("uninstall", &[]) {
+        let logs = s.kubectl_raw(
+            &[
+                "logs",
+                &format!("job/{}-delete-cps", release.name),
+                "-n",
+                &namespace,
+            ],
+            None,
+        )?;
+        return Err(error.context(format!(
+            "the pre-delete hook's log: {} {}",
+            logs.stdout.trim(),
+            logs.stderr.trim()
+        )));
+    }
     release.installed = false;
     creator.phase("uninstalled");
     let events = s.get_json(&[

@@ -346,6 +346,8 @@ impl Drop for Suite {
             None,
         );
         if self.chart_installed.get() {
+            // --no-hooks: the chart's pods (and so its hook Jobs, with the controller its
+            // pre-delete one) are never scheduled here; the suite's serve runs outside.
             let helm = self.helm(&[
                 "uninstall",
                 &self.chart.release,
@@ -353,6 +355,7 @@ impl Drop for Suite {
                 &self.chart.namespace,
                 "--timeout",
                 "60s",
+                "--no-hooks",
             ]);
             if let Err(error) = helm {
                 eprintln!("warning: {error:#}");
