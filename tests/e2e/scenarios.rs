@@ -982,8 +982,8 @@ fn no_credential_leaks(s: &Suite) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-/// 9. The Helm chart's own test script, against this cluster: with the cluster's Helm 4, then
-/// with Helm 3 (tests/controlplane/build-tool.sh helm3), since users have both.
+/// 9. The Helm chart's own test script, against this cluster: with the cluster's Helm 4,
+///    then with Helm 3 (build-tool.sh helm3), since users have both.
 fn chart_tests(s: &Suite) -> Result<Outcome> {
     let helm3 = crate::release::tool("helm3")?;
     for (label, helm) in [("helm4", s.cluster_env().1.join("helm")), ("helm3", helm3)] {
