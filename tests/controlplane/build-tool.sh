@@ -11,8 +11,9 @@
 #   crane       images without a Docker daemon (CRANE_VERSION; build-node.sh has its own copy)
 #
 # Sourced, it only sets the versions (build-node.sh takes CRANE_VERSION from here).
-# Cold builds on 2 idle cores: helm 4 about 2 minutes, helm 3 about 2, cosign 4 to 6,
-# actionlint under a minute, crane under a minute (the Go build cache shares the rest).
+# Cold builds measured on 2 cores shared with four other builds (load about 25): helm 4 20 min,
+# cosign 52 min, helm 3 10 min after helm 4 (shared packages), crane 2 min, actionlint under a
+# minute; idle cores take a fraction of that. Relinking from a warm Go build cache: 1-2 min each.
 set -euo pipefail
 
 HELM_VERSION=${HELM_VERSION:-v4.3.2}

@@ -73,15 +73,31 @@ impl Release<'_> {
     /// Runs helm VERB on the release (with --wait); returns what it printed on stderr.
     pub fn helm(&self, verb: &str, extra: &[&str]) -> Result<String> {
         let chart = chart_dir().to_string_lossy().into_owned();
-        Ok(self.s.helm(&self.args(verb, &chart, extra))?.stderr)
+        self.helm_chart(verb, &chart, extra)
+    }
+
+    /// [`Release::helm`] with another chart (an `oci://` reference).
+    pub fn helm_chart(&self, verb: &str, chart: &str, extra: &[&str]) -> Result<String> {
+        Ok(self.s.helm(&self.args(verb, chart, extra))?.stderr)
     }
 
     /// Runs helm VERB while `create_pods` admits pods; fails if helm or any pod failed.
     pub fn helm_under_load(&self, verb: &str, extra: &[&str], load: &Load) -> Result<usize> {
         let chart = chart_dir().to_string_lossy().into_owned();
+        self.helm_chart_under_load(verb, &chart, extra, load)
+    }
+
+    /// [`Release::helm_under_load`] with another chart (an `oci://` reference).
+    pub fn helm_chart_under_load(
+        &self,
+        verb: &str,
+        chart: &str,
+        extra: &[&str],
+        load: &Load,
+    ) -> Result<usize> {
         let mut child = self
             .s
-            .helm_command(&self.args(verb, &chart, extra))
+            .helm_command(&self.args(verb, chart, extra))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -35,6 +35,7 @@ mod mappings;
 mod node;
 mod nsmode;
 mod recovery;
+mod release;
 mod scenarios;
 mod shadow;
 mod tokens;

@@ -175,6 +175,11 @@ impl Registry {
         self.dir.join("ca.crt")
     }
 
+    /// The DOCKER_CONFIG directory holding this registry's login (crane, cosign, helm).
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.join("docker")
+    }
+
     /// `auths` JSON value for this registry's login under `key`.
     fn auth_entry(&self) -> String {
         BASE64.encode(format!("{}:{}", self.user, self.password))

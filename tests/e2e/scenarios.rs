@@ -179,6 +179,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::incluster::chart_in_cluster,
     },
     Scenario {
+        name: "node-release-install",
+        run: crate::release::release_install,
+    },
+    Scenario {
         name: "node-chart-fail-policy",
         run: crate::failpolicy::chart_fail_policy,
     },
@@ -1002,12 +1006,23 @@ fn no_credential_leaks(s: &Suite) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-/// 9. The Helm chart's own test script, against this cluster.
+/// 9. The Helm chart's own test script, against this cluster: with the cluster's Helm 4,
+///    then with Helm 3 (build-tool.sh helm3), since users have both.
 fn chart_tests(s: &Suite) -> Result<Outcome> {
+    let helm3 = crate::release::tool("helm3")?;
+    for (label, helm) in [("helm4", s.cluster_env().1.join("helm")), ("helm3", helm3)] {
+        let summary = chart_test_run(s, label, &helm)?;
+        println!("  {label}: {summary}");
+    }
+    Ok(Outcome::Passed)
+}
+
+/// One run of tests/chart/test.sh with `helm`; its summary line.
+fn chart_test_run(s: &Suite, label: &str, helm: &std::path::Path) -> Result<String> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chart/test.sh");
     ensure!(script.is_file(), "tests/chart/test.sh does not exist");
     let (env_file, bin_dir, cluster_dir) = s.cluster_env();
-    let log_path = s.work_path().join("chart-test.log");
+    let log_path = s.work_path().join(format!("chart-test-{label}.log"));
     let log = std::fs::File::create(&log_path)?;
     // cluster.env exports KUBECONFIG, CLUSTER_BIN_DIR, APISERVER_URL, ...; the cluster's tools
     // come first on PATH.
@@ -1019,6 +1034,7 @@ fn chart_tests(s: &Suite) -> Result<Outcome> {
         .arg(bin_dir)
         .arg(&script)
         .env("PULLSECRET_INJECTOR_CLUSTER_DIR", cluster_dir)
+        .env("HELM", helm)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -1037,7 +1053,7 @@ fn chart_tests(s: &Suite) -> Result<Outcome> {
                 .status();
             let _ = child.wait();
             bail!(
-                "tests/chart/test.sh still running after 900s (log: {})",
+                "tests/chart/test.sh ({label}) still running after 900s (log: {})",
                 log_path.display()
             );
         }
@@ -1046,11 +1062,10 @@ fn chart_tests(s: &Suite) -> Result<Outcome> {
     let output = std::fs::read_to_string(&log_path).unwrap_or_default();
     if !status.success() {
         bail!(
-            "tests/chart/test.sh exited with {status} (log: {}): {}",
+            "tests/chart/test.sh ({label}) exited with {status} (log: {}): {}",
             log_path.display(),
             tail(&output, 15)
         );
     }
-    println!("  {}", tail(&output, 1));
-    Ok(Outcome::Passed)
+    Ok(tail(&output, 1))
 }
