@@ -166,8 +166,9 @@ impl Releaser<'_> {
                 "RELEASE_DIST",
                 self.dist(args.get(1).copied().unwrap_or("")),
             )
-            // Shared by every run: only the crate itself is compiled again per version.
-            .env("CARGO_TARGET_DIR", repo_root().join("target/release-e2e"))
+            // The checkout's own target directory, which `make image` builds into as well: the
+            // dependencies are compiled once, only the crate again per copy of the tree.
+            .env("CARGO_TARGET_DIR", repo_root().join("target"))
             .env("CARGO_NET_OFFLINE", "true")
             // Nothing the release runs may reach beyond this machine (cosign knows public
             // transparency logs): any such connection ends at a closed loopback port.
