@@ -188,7 +188,21 @@ spec:
     );
 
     let _serve = recovering_serve(s, "recovery-image-volume")?;
-    let pod = replacement(s, &ns, "models", &stuck)?;
+    let pod = replacement(s, &ns, "models", &stuck).map_err(|error| {
+        // What the kubelet said about the replacement, for whoever reads the failure.
+        let said = s
+            .kubectl(&[
+                "get",
+                "events",
+                "-n",
+                &ns,
+                "-o",
+                "custom-columns=OBJ:.involvedObject.name,REASON:.reason,MSG:.message",
+            ])
+            .map(|out| out.stdout)
+            .unwrap_or_default();
+        error.context(format!("events of {ns}: {said}"))
+    })?;
     ensure!(
         pull_secrets(&pod) == ["late-data"],
         "the replacement has {:?}",
