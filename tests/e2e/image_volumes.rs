@@ -2,7 +2,7 @@
 //! pod's pull secrets, so the webhook injects for it as for a container image. The content is
 //! an OCI image of files pushed with crane to an authenticated registry; the container is the
 //! node's preloaded busybox (`imagePullPolicy: Never`), so the image volume is the pod's only
-//! private image, and its files are read back from the container's log.
+//! private image, and a readiness probe run in the container reads the volume's file.
 
 use std::time::Duration;
 
@@ -19,11 +19,11 @@ const LOCAL_BUSYBOX: &str = "pullsecret-injector.local/busybox:1";
 /// Where the containers mount the image volume, and the file they print from it.
 const MOUNT: &str = "/data";
 const FILE: &str = "greeting";
-const LOG_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pod spec (indented for a pod, or for a pod template at `indent`) whose container `app`
-/// prints the image volume's file, then sleeps.
-fn pod_spec(indent: &str, container_image: &str, reference: &str) -> String {
+/// mounts the image volume and is Ready only while the volume's file holds `content`.
+fn pod_spec(indent: &str, container_image: &str, reference: &str, content: &str) -> String {
     let pull_policy = if container_image == LOCAL_BUSYBOX {
         "Never"
     } else {
@@ -34,8 +34,10 @@ fn pod_spec(indent: &str, container_image: &str, reference: &str) -> String {
 {indent}- name: app
 {indent}  image: \"{container_image}\"
 {indent}  imagePullPolicy: {pull_policy}
-{indent}  command: [/bin/sh, -c, \"cat {MOUNT}/{FILE} && exec sleep 3600\"]
 {indent}  volumeMounts: [{{name: data, mountPath: {MOUNT}}}]
+{indent}  readinessProbe:
+{indent}    exec: {{command: [/bin/sh, -c, '[ \"$(cat {MOUNT}/{FILE})\" = {content} ]']}}
+{indent}    periodSeconds: 1
 {indent}volumes:
 {indent}- name: scratch
 {indent}  emptyDir: {{}}
@@ -45,7 +47,7 @@ fn pod_spec(indent: &str, container_image: &str, reference: &str) -> String {
     )
 }
 
-fn pod(name: &str, labels: &str, container_image: &str, reference: &str) -> String {
+fn pod(name: &str, labels: &str, container_image: &str, reference: &str, content: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Pod
@@ -53,21 +55,26 @@ metadata: {{name: {name}, labels: {{{labels}}}}}
 spec:
   restartPolicy: Never
 {}",
-        pod_spec("  ", container_image, reference)
+        pod_spec("  ", container_image, reference, content)
     )
 }
 
-/// Waits until the container `app` has printed the image volume's file, and checks it.
+/// Waits until the pod is Ready: its probe, run in the container, found `content` in the image
+/// volume's file.
 fn expect_file_read(s: &Suite, ns: &str, pod: &str, content: &str) -> Result<()> {
-    let printed = poll(&format!("the log of {ns}/{pod}"), LOG_TIMEOUT, || {
-        let out = s.kubectl(&["logs", "-n", ns, pod, "-c", "app"])?;
-        Ok((!out.stdout.is_empty()).then_some(out.stdout))
-    })?;
-    ensure!(
-        printed.trim() == content,
-        "{ns}/{pod} read {printed:?} from its image volume, expected {content:?}"
-    );
-    Ok(())
+    poll(
+        &format!("{ns}/{pod} to read {content:?} from its image volume (Ready)"),
+        READY_TIMEOUT,
+        || {
+            let json = s.pod(ns, pod)?;
+            let ready = json["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|condition| condition["type"] == "Ready" && condition["status"] == "True");
+            Ok(ready.then_some(()))
+        },
+    )
 }
 
 fn expect_annotation(pod: &Value, expected: &str) -> Result<()> {
@@ -86,7 +93,7 @@ fn expect_annotation(pod: &Value, expected: &str) -> Result<()> {
 /// gets both secrets and runs.
 pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
     let data = Registry::start(s, "data")?;
-    let content = format!("hello from an image volume {}", s.run_id);
+    let content = format!("image-volume-content-{}", s.run_id);
     let reference = data.push_files(s, "team/models:1", &[(FILE, &content)])?;
     let apps = Registry::start(s, "apps")?;
     let app_image = apps.push_busybox("team/server:1")?;
@@ -97,7 +104,7 @@ pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
 
     s.kubectl_raw(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&pod("reader", "", LOCAL_BUSYBOX, &reference)),
+        Some(&pod("reader", "", LOCAL_BUSYBOX, &reference, &content)),
     )?;
     let running = wait_running(s, &ns, "reader")?;
     expect_secrets(&running, &["registry-data"])?;
@@ -112,6 +119,7 @@ pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
             &format!("{INJECT_LABEL}: \"false\""),
             LOCAL_BUSYBOX,
             &reference,
+            &content,
         )),
     )?;
     let message = wait_pull_failure(s, &ns, "reader-opted-out", "app")?;
@@ -123,7 +131,7 @@ pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
 
     s.kubectl_raw(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&pod("two-registries", "", &app_image, &reference)),
+        Some(&pod("two-registries", "", &app_image, &reference, &content)),
     )?;
     let running = wait_running(s, &ns, "two-registries")?;
     expect_secrets(&running, &["registry-apps", "registry-data"])?;
@@ -136,7 +144,7 @@ pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
 /// gets the secret and reads the volume's file.
 pub fn image_volume_recovery(s: &Suite) -> Result<Outcome> {
     let registry = Registry::start(s, "late-data")?;
-    let content = format!("late content {}", s.run_id);
+    let content = format!("late-image-volume-content-{}", s.run_id);
     let reference = registry.push_files(s, "team/weights:2", &[(FILE, &content)])?;
     let ns = s.node_namespace("recover-image-volume", &[])?;
     s.kubectl_raw(
@@ -151,7 +159,7 @@ spec:
     metadata: {{labels: {{app: models}}}}
     spec:
 {}",
-            pod_spec("      ", LOCAL_BUSYBOX, &reference)
+            pod_spec("      ", LOCAL_BUSYBOX, &reference, &content)
         )),
     )?;
     let (stuck, _) = deployment_pod(s, &ns, "models")?;
@@ -180,7 +188,21 @@ spec:
     );
 
     let _serve = recovering_serve(s, "recovery-image-volume")?;
-    let pod = replacement(s, &ns, "models", &stuck)?;
+    let pod = replacement(s, &ns, "models", &stuck).map_err(|error| {
+        // What the kubelet said about the replacement, for whoever reads the failure.
+        let said = s
+            .kubectl(&[
+                "get",
+                "events",
+                "-n",
+                &ns,
+                "-o",
+                "custom-columns=OBJ:.involvedObject.name,REASON:.reason,MSG:.message",
+            ])
+            .map(|out| out.stdout)
+            .unwrap_or_default();
+        error.context(format!("events of {ns}: {said}"))
+    })?;
     ensure!(
         pull_secrets(&pod) == ["late-data"],
         "the replacement has {:?}",
