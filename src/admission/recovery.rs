@@ -126,7 +126,7 @@ pub fn failing_images(pod: &Pod) -> Vec<String> {
     let (Some(status), Some(spec)) = (pod.status.as_ref(), pod.spec.as_ref()) else {
         return Vec::new();
     };
-        let statuses = status
+    let statuses = status
         .init_container_statuses
         .iter()
         .flatten()
@@ -142,9 +142,7 @@ pub fn failing_images(pod: &Pod) -> Vec<String> {
     };
     let image_volumes = image_volumes(spec);
     let mut failing: Vec<String> = Vec::new();
-    for (status, message) in
-        statuses.filter_map(|status| Some((status, waits_on_pull(status)?)))
-    {
+    for (status, message) in statuses.filter_map(|status| Some((status, waits_on_pull(status)?))) {
         let Some(container) = spec_container(&status.name) else {
             continue;
         };
