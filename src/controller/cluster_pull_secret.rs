@@ -779,7 +779,16 @@ async fn cleanup(
         return Ok(Action::requeue(delay));
     }
     context.next_attempt(&resource.name_any(), true);
-    tracing::info!(cluster_pull_secret = %resource.name_any(), "deleted; copies and minted credentials removed");
+    let scope = context.cache.scope();
+    match scope.namespaces() {
+        None => {
+            tracing::info!(cluster_pull_secret = %resource.name_any(), "deleted; copies and minted credentials removed");
+        }
+        // Copies made while this injector served more namespaces are beyond its reach now.
+        Some(served) => {
+            tracing::warn!(cluster_pull_secret = %resource.name_any(), served = ?served, "deleted; copies and minted credentials removed in the served namespaces only: any outside them (made before a change to namespaced mode) are left, labelled app.kubernetes.io/managed-by=pullsecret-injector");
+        }
+    }
     Ok(Action::await_change())
 }
 
