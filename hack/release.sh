@@ -193,12 +193,15 @@ do_publish() {
   local chart="$work/chart/$NAME"
   mkdir -p "$work/chart"
   cp -R "$ROOT/charts/$NAME" "$chart"
-  awk -v repo="$image" -v digest="$digest" '
+  awk -v repo="$image" '
     /^[^ #]/ { in_image = ($0 == "image:") }
     in_image && /^  repository:/ { print "  repository: " repo; next }
     in_image && /^  tag:/ { print "  tag: \"\""; next }
-    in_image && /^  digest:/ { print "  digest: \"" digest "\""; next }
     { print }' "$ROOT/charts/$NAME/values.yaml" >"$chart/values.yaml"
+  # The digest in a template, not a value: `helm upgrade --reuse-values` keeps the previous
+  # release's values (templates/_release.tpl says more).
+  printf '{{- define "pullsecret-injector.releaseDigest" -}}%s{{- end }}\n' "$digest" \
+    >"$chart/templates/_release.tpl"
   "$helm" package "$chart" --version "$VERSION" --app-version "$VERSION" -d "$DIST" >/dev/null ||
     die "helm package failed"
   local rendered

@@ -65,8 +65,9 @@ app.kubernetes.io/part-of: pullsecret-injector
 
 {{- define "pullsecret-injector.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
-{{- if .Values.image.digest }}
-{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- $digest := .Values.image.digest | default (include "pullsecret-injector.releaseDigest" .) }}
+{{- if $digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag $digest }}
 {{- else }}
 {{- printf "%s:%s" .Values.image.repository $tag }}
 {{- end }}
