@@ -124,7 +124,7 @@ pub async fn sweep(
             Ok(_) => {
                 deleted += 1;
                 metrics.observe_write("delete");
-                tracing::info!(namespace, secret = %copy.name_any(), owner = owner_of(copy).unwrap_or(""), "deleted a copy or minted credential whose ClusterPullSecret is gone");
+                tracing::info!(namespace, secret = %copy.name_any(), owner = owner_of(copy).unwrap_or(""), minted = copy.labels().contains_key(MINTED_FOR_LABEL), "deleted a copy whose ClusterPullSecret is gone");
             }
             // Gone already, or replaced meanwhile (the UID precondition failed): nothing to do.
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}

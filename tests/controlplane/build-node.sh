@@ -9,6 +9,7 @@
 #   crictl                                     (the CRI client: removes pods properly on the way down)
 #   pause.tar                                  (the sandbox image: registry.k8s.io is unreachable)
 #   busybox.tar                                (a static busybox image, for test images)
+#   preloaded-busybox.tar                      (the same with a label of its own, loaded on the node)
 # Prints the cache's bin directory on stdout; progress goes to stderr.
 # The kubelet, kube-scheduler and kube-proxy come from build.sh (same module as kube-apiserver).
 set -euo pipefail
@@ -27,7 +28,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 log() { printf '[node build] %s\n' "$*" >&2; }
 
 ARTIFACTS=(containerd containerd-shim-runc-v2 ctr runc cni/bridge cni/host-local cni/loopback
-  cni/portmap registry crane crictl pause.tar busybox.tar)
+  cni/portmap registry crane crictl pause.tar busybox.tar preloaded-busybox.tar)
 
 missing() {
   local a
@@ -91,7 +92,7 @@ CGO_ENABLED=0 go_install "github.com/google/go-containerregistry/cmd/crane@$CRAN
 CGO_ENABLED=0 go_install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" crictl
 
 # Image layers and the sandbox image, made without a daemon (see registry.sh).
-if [ ! -s "$BIN/busybox.tar" ] || [ ! -s "$BIN/pause.tar" ]; then
+if [ ! -s "$BIN/busybox.tar" ] || [ ! -s "$BIN/pause.tar" ] || [ ! -s "$BIN/preloaded-busybox.tar" ]; then
   log "making the busybox and pause images"
   NODE_BIN_DIR=$BIN bash "$SCRIPT_DIR/registry.sh" build-base "$BIN"
 fi

@@ -282,7 +282,7 @@ EOF
   # The sandbox image, and busybox (pullsecret-injector.local/busybox:1) for pods whose
   # container must not come from a registry (`imagePullPolicy: Never`).
   local image
-  for image in pause busybox; do
+  for image in pause preloaded-busybox; do
     "$NODE_BIN_DIR/ctr" --address "$CONTAINERD_SOCK" -n k8s.io images import \
       --platform linux/amd64 "$NODE_BIN_DIR/$image.tar" >>"$STATE/containerd.log" 2>&1
   done

@@ -19,7 +19,8 @@
 #   image OUT LAYER [FLAGS]   makes an OCI image tarball of one layer (this machine's
 #                             platform: linux/amd64 or linux/arm64); FLAGS are
 #                             `crane mutate` flags (--entrypoint, --cmd, --user, --label, -t).
-#   build-base BIN            (build-node.sh) makes BIN/busybox.tar and BIN/pause.tar.
+#   build-base BIN            (build-node.sh) makes BIN/busybox.tar, BIN/preloaded-busybox.tar
+#                             and BIN/pause.tar.
 #
 # The node's containerd pulls from 127.0.0.1:<port> or localhost:<port> over plain HTTP with no
 # per-registry setup (its localhost fallback); see the README. Needs build-node.sh's binaries.
@@ -173,8 +174,12 @@ do_build_base() {
     ln -s busybox "$work/busybox/bin/$applet"
   done
   tar -C "$work/busybox" --owner=0 --group=0 --numeric-owner -cf "$work/busybox.layer" .
-  do_image "$bin/busybox.tar" "$work/busybox.layer" --entrypoint /bin/sleep --cmd 3600 \
-    -t pullsecret-injector.local/busybox:1
+  do_image "$bin/busybox.tar" "$work/busybox.layer" --entrypoint /bin/sleep --cmd 3600
+  # The node's own copy (pullsecret-injector.local/busybox:1, for `imagePullPolicy: Never`): a
+  # label makes it another image than the one pushed to the test registries, since from 1.35 the
+  # kubelet refuses a pod an image that was pulled with credentials the pod does not have.
+  do_image "$bin/preloaded-busybox.tar" "$work/busybox.layer" --entrypoint /bin/sleep --cmd 3600 \
+    --label pullsecret-injector.io/preloaded=true -t pullsecret-injector.local/busybox:1
 
   cat >"$work/pause.c" <<'CSOURCE'
 #include <signal.h>
