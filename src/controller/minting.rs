@@ -695,19 +695,7 @@ mod tests {
             MIN_REFRESH
         );
         assert_eq!(refresh_after(None, 0.8), NO_LIFETIME_REFRESH);
-        let resource = ClusterPullSecret::new(
-            "c",
-            ClusterPullSecretSpec {
-                source: SourceSecret {
-                    namespace: "n".to_owned(),
-                    name: "s".to_owned(),
-                },
-                credential_provider: None,
-                namespace_selector: None,
-                registries: None,
-                target_name: None,
-            },
-        );
+        let resource = resource("c", "uid-1");
         let now = Timestamp::now();
         let fractions: Vec<f64> = (0..200)
             .map(|n| jitter(&resource, after(now, SignedDuration::from_nanos(n * 7919))))

@@ -70,7 +70,8 @@ fn registry_status(host: &str, password: &str) -> Result<u16> {
         .context("no HTTP status")
 }
 
-fn condition(cps: &Value, type_: &str) -> Option<(String, String, String)> {
+/// A condition of a ClusterPullSecret as (status, reason, message).
+pub fn condition(cps: &Value, type_: &str) -> Option<(String, String, String)> {
     cps["status"]["conditions"]
         .as_array()?
         .iter()

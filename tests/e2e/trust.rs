@@ -13,10 +13,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use serde_json::Value;
 
 use crate::harness::{Suite, cluster_pull_secret_manifest, poll};
 use crate::scenarios::Outcome;
+use crate::tokens::condition;
 
 /// Longer than a reconcile with its first retries: a bound, not a timing check.
 const CONVERGENCE: Duration = Duration::from_secs(60);
@@ -33,17 +33,6 @@ printf '{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Credential
 "#,
         dir = dir.display()
     )
-}
-
-fn condition(resource: &Value, type_: &str) -> Option<(String, String, String)> {
-    resource["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            let field = |name: &str| c[name].as_str().unwrap_or_default().to_owned();
-            (field("status"), field("reason"), field("message"))
-        })
 }
 
 fn secret_exists(s: &Suite, ns: &str, name: &str) -> Result<bool> {
