@@ -1,0 +1,569 @@
+//! The vendor plugins (credential-providers/) against local stand-ins of JD Cloud's and Huawei
+//! Cloud's token APIs (tests/vendors/standin.py) that check every signature with the vendor's
+//! own signer code and answer what the vendor's packages document. The vendors' own clients
+//! (JD Cloud's `jdc` CLI, Huawei Cloud's Python SDK; tests/vendors/install.sh puts them in a
+//! cache from PyPI) are run against the same stand-ins, so the stand-ins answer what the real
+//! clients read. The plugins are driven by the controller's own plugin runner, as a
+//! ClusterPullSecret's provider would be.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use pullsecret_injector::controller::credential_provider::{
+    Plugins, ProviderEntry, ProviderSource,
+};
+use pullsecret_injector::state::crd::CredentialProvider;
+use serde_json::Value;
+
+const ACCESS_KEY: &str = "AKSTANDIN0123456789";
+const SECRET_KEY: &str = "SKstandinSecretValue0123456789abcdef";
+const REGISTRY: &str = "127.0.0.1:5999";
+const IMAGE: &str = "127.0.0.1:5999/team/app:1";
+const JCR: &str = "jdcloud-jcr-credential-provider";
+const SWR: &str = "huaweicloud-swr-credential-provider";
+
+/// The virtualenv holding the vendors' clients.
+fn vendor_clients() -> PathBuf {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("tests/vendors/install.sh"))
+            .output()
+            .expect("runs tests/vendors/install.sh");
+        assert!(
+            out.status.success(),
+            "install.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory of the built plugins (`serve`'s --image-credential-provider-bin-dir).
+fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_jdcloud-jcr-credential-provider"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// A running stand-in, stopped by its pid when dropped.
+struct StandIn {
+    child: Child,
+    dir: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl StandIn {
+    fn start(vendor: &str, lifetime: i64) -> StandIn {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let child = Command::new(vendor_clients().join("bin/python"))
+            .arg(repo().join("tests/vendors/standin.py"))
+            .arg(vendor)
+            .args([
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                SECRET_KEY,
+                "--registry",
+                REGISTRY,
+            ])
+            .arg("--lifetime")
+            .arg(lifetime.to_string())
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--log")
+            .arg(dir.path().join("issued.log"))
+            .arg("--revoked")
+            .arg(dir.path().join("revoked"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts the stand-in");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                break port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the {vendor} stand-in did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        StandIn {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    /// What the stand-in issued, oldest first: (password, expiresAt).
+    fn issued(&self) -> Vec<(String, u64)> {
+        std::fs::read_to_string(self.dir.path().join("issued.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let v: Value = serde_json::from_str(line).unwrap();
+                (
+                    v["password"].as_str().unwrap().to_owned(),
+                    v["expiresAt"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn revoke(&self) {
+        std::fs::write(self.dir.path().join("revoked"), "").unwrap();
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The runner of the controller with one provider as an admin's CredentialProviderConfig has
+/// it: the plugin's arguments and its keys in `env`.
+fn runner(name: &str, args: &[&str], env: &[(&str, &str)]) -> Plugins {
+    let env: Vec<Value> = env
+        .iter()
+        .map(|(n, v)| serde_json::json!({"name": n, "value": v}))
+        .collect();
+    let config = serde_json::json!({
+        "apiVersion": "kubelet.config.k8s.io/v1",
+        "kind": "CredentialProviderConfig",
+        "providers": [{
+            "name": name,
+            "matchImages": [REGISTRY],
+            "defaultCacheDuration": "11h",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "args": args,
+            "env": env,
+        }],
+    });
+    let providers: Vec<ProviderEntry> =
+        pullsecret_injector::controller::credential_provider::parse_config(&config.to_string())
+            .unwrap();
+    Plugins::new(
+        Some(plugin_dir()),
+        ProviderSource::Fixed(providers),
+        Duration::from_secs(60),
+    )
+}
+
+fn block(name: &str) -> CredentialProvider {
+    CredentialProvider {
+        name: name.to_owned(),
+        images: vec![IMAGE.to_owned()],
+        match_images: None,
+        default_cache_duration: None,
+        api_version: None,
+        args: None,
+        env: None,
+    }
+}
+
+fn jcr_keys() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("JDCLOUD_ACCESS_KEY", ACCESS_KEY),
+        ("JDCLOUD_SECRET_KEY", SECRET_KEY),
+    ]
+}
+
+fn swr_keys() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("HUAWEICLOUD_SDK_AK", ACCESS_KEY),
+        ("HUAWEICLOUD_SDK_SK", SECRET_KEY),
+        (
+            "HUAWEICLOUD_SDK_PROJECT_ID",
+            "0123456789abcdef0123456789abcdef",
+        ),
+    ]
+}
+
+fn jcr_args(endpoint: &str) -> Vec<String> {
+    [
+        "--registry-name",
+        "myregistry",
+        "--region-id",
+        "cn-north-1",
+        "--endpoint",
+        endpoint,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Runs a plugin directly: (exit code, stdout, stderr).
+fn run_plugin(name: &str, args: &[String], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut child = Command::new(plugin_dir().join(name))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!(r#"{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"{IMAGE}"}}"#).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_real_jdc_cli_reads_the_jcr_stand_in() {
+    let stand_in = StandIn::start("jdcloud", 3600);
+    let home = tempfile::tempdir().unwrap();
+    let jdc = |args: &[&str]| {
+        let out = Command::new(vendor_clients().join("bin/jdc"))
+            .args(args)
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "jdc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let authority = stand_in.endpoint.trim_start_matches("http://");
+    jdc(&[
+        "configure",
+        "add",
+        "--profile",
+        "standin",
+        "--access-key",
+        ACCESS_KEY,
+        "--secret-key",
+        SECRET_KEY,
+        "--region-id",
+        "cn-north-1",
+        "--endpoint",
+        authority,
+        "--scheme",
+        "http",
+    ]);
+    let out = jdc(&[
+        "--output",
+        "json",
+        "containerregistry",
+        "get-authorization-token",
+        "--registry-name",
+        "myregistry",
+    ]);
+    // jdc prints the SDK's signing log before its JSON answer.
+    let answer: Value =
+        serde_json::from_str(&out[out.find("\n{").map_or(0, |i| i + 1)..]).expect("jdc's JSON");
+    let issued = stand_in.issued();
+    assert_eq!(issued.len(), 1, "{out}");
+    let result = &answer["result"];
+    assert_eq!(
+        result["authorizationToken"],
+        BASE64.encode(format!("minted:{}", issued[0].0)),
+        "{answer}"
+    );
+    assert_eq!(result["expiresAt"].as_u64(), Some(issued[0].1));
+    assert!(
+        result["loginCmdLine"]
+            .as_str()
+            .unwrap()
+            .starts_with("docker login -u minted")
+    );
+    assert!(answer["error"].is_null(), "{answer}");
+}
+
+#[test]
+fn the_real_huawei_cloud_sdk_reads_the_swr_stand_in() {
+    let stand_in = StandIn::start("huaweicloud", 3600);
+    let out = Command::new(vendor_clients().join("bin/python"))
+        .arg(repo().join("tests/vendors/swr_client.py"))
+        .arg(&stand_in.endpoint)
+        .envs(swr_keys())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let issued = stand_in.issued();
+    assert_eq!(
+        answer["auths"][REGISTRY],
+        BASE64.encode(format!("minted:{}", issued[0].0))
+    );
+    let expire = answer["expireAt"].as_str().unwrap();
+    assert!(expire.ends_with('Z') && expire.contains('T'), "{expire}");
+}
+
+#[tokio::test]
+async fn the_jcr_plugin_mints_a_login_that_expires_before_the_token() {
+    let stand_in = StandIn::start("jdcloud", 3600);
+    let args = jcr_args(&stand_in.endpoint);
+    let plugins = runner(
+        JCR,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &jcr_keys(),
+    );
+    let provider = plugins.resolve(&block(JCR)).unwrap();
+    let minted = plugins.mint(&provider, &[IMAGE.to_owned()]).await.unwrap();
+    let issued = stand_in.issued();
+    assert_eq!(issued.len(), 1);
+    let login = &minted.auths[REGISTRY];
+    assert_eq!(
+        (login.username.as_str(), login.password.as_str()),
+        ("minted", issued[0].0.as_str())
+    );
+    assert_eq!(minted.cache_key_type, "Registry");
+    // expiresAt less the default margin of ten minutes (a fifth of an hour is more).
+    let lifetime = minted.lifetime.expect("a cacheDuration").as_secs();
+    assert!(
+        (2995..=3000).contains(&lifetime),
+        "cacheDuration {lifetime}s"
+    );
+    assert!(
+        now() + lifetime < issued[0].1,
+        "refreshed after the vendor's expiry"
+    );
+}
+
+#[tokio::test]
+async fn the_swr_plugin_mints_a_login_that_expires_before_the_token() {
+    let stand_in = StandIn::start("huaweicloud", 60);
+    let plugins = runner(
+        SWR,
+        &[
+            "--endpoint",
+            &stand_in.endpoint,
+            "--projectname",
+            "cn-north-4",
+        ],
+        &swr_keys(),
+    );
+    let provider = plugins.resolve(&block(SWR)).unwrap();
+    let minted = plugins.mint(&provider, &[IMAGE.to_owned()]).await.unwrap();
+    let issued = stand_in.issued();
+    let login = &minted.auths[REGISTRY];
+    assert_eq!(
+        (login.username.as_str(), login.password.as_str()),
+        ("minted", issued[0].0.as_str())
+    );
+    // A one-minute token keeps a fifth of its life as margin.
+    let lifetime = minted.lifetime.expect("a cacheDuration").as_secs();
+    assert!((45..=48).contains(&lifetime), "cacheDuration {lifetime}s");
+}
+
+#[tokio::test]
+async fn revoked_keys_are_reported_with_the_vendors_error_and_never_the_keys() {
+    for (name, vendor, args, keys, vendor_error) in [
+        (JCR, "jdcloud", None, jcr_keys(), "UNAUTHENTICATED"),
+        (
+            SWR,
+            "huaweicloud",
+            Some("--endpoint"),
+            swr_keys(),
+            "APIGW.0301",
+        ),
+    ] {
+        let stand_in = StandIn::start(vendor, 3600);
+        stand_in.revoke();
+        let args: Vec<String> = match args {
+            None => jcr_args(&stand_in.endpoint),
+            Some(flag) => vec![flag.to_owned(), stand_in.endpoint.clone()],
+        };
+        let plugins = runner(
+            name,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &keys,
+        );
+        let provider = plugins.resolve(&block(name)).unwrap();
+        let error = plugins
+            .mint(&provider, &[IMAGE.to_owned()])
+            .await
+            .unwrap_err();
+        let shown = error.to_string();
+        assert_eq!(error.label(), "exit", "{shown}");
+        assert!(
+            shown.contains("code 4") && shown.contains("HTTP 401"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(vendor_error) && shown.contains("The access key is disabled"),
+            "{shown}"
+        );
+        assert!(!shown.contains(SECRET_KEY), "{shown}");
+        assert!(stand_in.issued().is_empty());
+    }
+}
+
+#[test]
+fn a_wrong_secret_key_fails_the_vendors_own_signature_check() {
+    for (name, vendor, secret_var) in [
+        (JCR, "jdcloud", "JDCLOUD_SECRET_KEY"),
+        (SWR, "huaweicloud", "HUAWEICLOUD_SDK_SK"),
+    ] {
+        let stand_in = StandIn::start(vendor, 3600);
+        let mut keys = if name == JCR { jcr_keys() } else { swr_keys() };
+        keys.retain(|(n, _)| *n != secret_var);
+        keys.push((secret_var, "not-the-secret-key-at-all"));
+        let args = if name == JCR {
+            jcr_args(&stand_in.endpoint)
+        } else {
+            vec!["--endpoint".into(), stand_in.endpoint.clone()]
+        };
+        let (code, stdout, stderr) = run_plugin(name, &args, &keys);
+        assert_eq!(code, 4, "{stderr}");
+        assert!(stdout.is_empty());
+        assert!(stderr.contains("signature mismatch"), "{stderr}");
+        assert!(!stderr.contains("not-the-secret-key-at-all"), "{stderr}");
+    }
+}
+
+#[test]
+fn configuration_errors_exit_2_and_say_what_to_set() {
+    let endpoint = "http://127.0.0.1:9".to_owned();
+    let cases: Vec<(&str, Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            JCR,
+            jcr_args(&endpoint),
+            vec![("JDCLOUD_ACCESS_KEY", ACCESS_KEY)],
+            "JDCLOUD_SECRET_KEY is not set",
+        ),
+        (
+            JCR,
+            vec!["--endpoint".into(), endpoint.clone()],
+            jcr_keys(),
+            "give --registry-name and --region-id",
+        ),
+        (
+            JCR,
+            vec!["--registry".into(), "x".into()],
+            jcr_keys(),
+            "unknown argument \"--registry\"",
+        ),
+        (
+            JCR,
+            [
+                jcr_args(&endpoint),
+                vec!["--expired-after-hours".into(), "48".into()],
+            ]
+            .concat(),
+            jcr_keys(),
+            "is not 1 to 24",
+        ),
+        (SWR, vec![], swr_keys(), "give --region"),
+        (
+            SWR,
+            vec!["--region".into(), "cn-north-4".into()],
+            vec![("HUAWEICLOUD_SDK_SK", SECRET_KEY)],
+            "HUAWEICLOUD_SDK_AK is not set",
+        ),
+        (
+            SWR,
+            vec!["--endpoint".into(), "ftp://x".into()],
+            swr_keys(),
+            "is not http or https",
+        ),
+    ];
+    for (name, args, env, expected) in cases {
+        let (code, stdout, stderr) = run_plugin(name, &args, &env);
+        assert_eq!(code, 2, "{name} {args:?}: {stderr}");
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.starts_with(name) && stderr.contains(expected),
+            "{name} {args:?}: {stderr}"
+        );
+        assert!(!stderr.contains(SECRET_KEY));
+    }
+}
+
+#[test]
+fn an_unreachable_api_exits_3() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for (name, args, keys) in [
+        (JCR, jcr_args(&endpoint), jcr_keys()),
+        (
+            SWR,
+            vec!["--endpoint".to_owned(), endpoint.clone()],
+            swr_keys(),
+        ),
+    ] {
+        let (code, _, stderr) = run_plugin(name, &args, &keys);
+        assert_eq!(code, 3, "{stderr}");
+        assert!(stderr.contains("unreachable"), "{stderr}");
+    }
+}
+
+#[test]
+fn an_unreadable_or_expired_answer_exits_5() {
+    // A server that answers 200 with a body no SDK would read.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nnot json",
+            );
+        }
+    });
+    for (name, args, keys) in [
+        (JCR, jcr_args(&endpoint), jcr_keys()),
+        (
+            SWR,
+            vec!["--endpoint".to_owned(), endpoint.clone()],
+            swr_keys(),
+        ),
+    ] {
+        let (code, _, stderr) = run_plugin(name, &args, &keys);
+        assert_eq!(code, 5, "{stderr}");
+    }
+    // A token the vendor says expired ten seconds ago is not passed on.
+    let stand_in = StandIn::start("jdcloud", -10);
+    let (code, stdout, stderr) = run_plugin(JCR, &jcr_args(&stand_in.endpoint), &jcr_keys());
+    assert_eq!(code, 5, "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.contains("already expired"),
+        "{stderr}"
+    );
+}
