@@ -450,10 +450,13 @@ fn a_wrong_secret_key_fails_the_vendors_own_signature_check() {
     }
 }
 
+/// A plugin, its arguments and environment, and what its error must say.
+type ConfigCase = (&'static str, Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
+
 #[test]
 fn configuration_errors_exit_2_and_say_what_to_set() {
     let endpoint = "http://127.0.0.1:9".to_owned();
-    let cases: Vec<(&str, Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<ConfigCase> = vec![
         (
             JCR,
             jcr_args(&endpoint),
