@@ -40,6 +40,7 @@ mod scenarios;
 mod shadow;
 mod tokens;
 mod trust;
+mod vendors;
 mod versions;
 
 use std::io::Write;

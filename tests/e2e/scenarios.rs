@@ -86,6 +86,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::tokens::ecr_credential_provider,
     },
     Scenario {
+        name: "rancher-project-namespaces",
+        run: crate::vendors::rancher_project,
+    },
+    Scenario {
         name: "credential-provider-trust",
         run: crate::trust::credential_provider_trust,
     },
@@ -144,6 +148,14 @@ pub const ALL: &[Scenario] = &[
     Scenario {
         name: "node-minted-credentials-rotate",
         run: crate::tokens::minted_credentials_rotate,
+    },
+    Scenario {
+        name: "node-jdcloud-jcr",
+        run: crate::vendors::jdcloud_jcr,
+    },
+    Scenario {
+        name: "node-huaweicloud-swr",
+        run: crate::vendors::huaweicloud_swr,
     },
     Scenario {
         name: "controller-orphan-sweep",

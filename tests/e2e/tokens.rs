@@ -83,7 +83,7 @@ pub fn condition(cps: &Value, type_: &str) -> Option<(String, String, String)> {
 }
 
 /// The password in a dockerconfigjson Secret.
-fn secret_password(s: &Suite, ns: &str, name: &str, host: &str) -> Result<Option<String>> {
+pub fn secret_password(s: &Suite, ns: &str, name: &str, host: &str) -> Result<Option<String>> {
     let Some(secret) = s.get_json_opt(&["secret", name, "-n", ns])? else {
         return Ok(None);
     };
