@@ -451,7 +451,12 @@ fn a_wrong_secret_key_fails_the_vendors_own_signature_check() {
 }
 
 /// A plugin, its arguments and environment, and what its error must say.
-type ConfigCase = (&'static str, Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
+type ConfigCase = (
+    &'static str,
+    Vec<String>,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
 
 #[test]
 fn configuration_errors_exit_2_and_say_what_to_set() {

@@ -36,6 +36,7 @@ import secrets
 import sys
 import time
 import uuid
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -147,7 +148,10 @@ class StandIn(BaseHTTPRequestHandler):
         password = secrets.token_hex(16)
         now = int(time.time())
         if o.htpasswd:
-            import crypt  # noqa: the registry accepts only bcrypt entries
+            # The registry accepts only bcrypt entries; crypt has them (deprecated from 3.11).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import crypt
             entry = "%s:%s\n" % (o.username, crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH)))
             with open(o.htpasswd + ".new", "w") as f:
                 f.write(entry)
