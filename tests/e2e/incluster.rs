@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-use crate::harness::{Suite, chart_dir, poll, pull_secrets, tail};
+use crate::harness::{
+    Suite, chart_dir, minted_cluster_pull_secret_manifest, poll, pull_secrets, tail,
+};
 use crate::node::{Registry, expect_secrets, wait_running};
 use crate::scenarios::Outcome;
 
@@ -238,6 +240,34 @@ pub fn injector_image_tarball(s: &Suite) -> Result<std::path::PathBuf> {
     Ok(tarball)
 }
 
+const JCR_PLUGIN: &str = "jdcloud-jcr-credential-provider";
+
+/// The credential-providers image as a tarball (`hack/image.sh --credential-providers` with
+/// the plugins under test), made once per run.
+fn credential_providers_image_tarball(s: &Suite) -> Result<std::path::PathBuf> {
+    let tarball = s.work_path().join("credential-providers-image.tar");
+    if tarball.is_file() {
+        return Ok(tarball);
+    }
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_jdcloud-jcr-credential-provider"))
+        .parent()
+        .context("the plugins' directory")?;
+    let out = Command::new("bash")
+        .arg(crate::harness::repo_root().join("hack/image.sh"))
+        .arg("--credential-providers")
+        .arg("--binary")
+        .arg(built)
+        .arg(&tarball)
+        .output()
+        .context("cannot run hack/image.sh")?;
+    ensure!(
+        out.status.success(),
+        "hack/image.sh --credential-providers failed: {}",
+        tail(&String::from_utf8_lossy(&out.stderr), 10)
+    );
+    Ok(tarball)
+}
+
 pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     let registry = Registry::start(s, "chart")?;
     let tarball = injector_image_tarball(s)?;
@@ -365,10 +395,53 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     println!("  {created} pods admitted with their secret while a replica was replaced");
 
     // The controller, from inside the cluster: the Lease holder is one of the chart's pods and
-    // copies a ClusterPullSecret's source into a namespace it selects.
+    // copies a ClusterPullSecret's source into a namespace it selects. With it, the vendor
+    // plugins from the credential-providers image (copied by the chart's init container) and
+    // their keys from a Secret.
+    let plugins_image = registry.push_tarball(
+        &credential_providers_image_tarball(s)?,
+        "credential-providers:e2e",
+    )?;
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "jcr-keys",
+        "-n",
+        &release.namespace,
+        "--from-literal=access-key=AKE2EINCLUSTER",
+        "--from-literal=secret-key=e2e-incluster-secret",
+    ])?;
+    let provider_config = serde_json::json!({
+        "apiVersion": "kubelet.config.k8s.io/v1",
+        "kind": "CredentialProviderConfig",
+        "providers": [{
+            "name": JCR_PLUGIN,
+            "matchImages": ["*.jcr.service.jdcloud.com"],
+            "defaultCacheDuration": "11h",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            // Nothing listens there in the pod: a run that got its keys fails to connect.
+            "args": ["--endpoint", "http://127.0.0.1:9"],
+        }],
+    });
+    let key = |name: &str, key: &str| serde_json::json!({"name": name, "valueFrom": {"secretKeyRef": {"name": "jcr-keys", "key": key}}});
+    let provider_env = serde_json::json!([
+        key("JDCLOUD_ACCESS_KEY", "access-key"),
+        key("JDCLOUD_SECRET_KEY", "secret-key"),
+    ]);
     release.helm(
         "upgrade",
-        &["--reuse-values", "--set", "controller.enabled=true"],
+        &[
+            "--reuse-values",
+            "--set",
+            "controller.enabled=true",
+            "--set",
+            &format!("credentialProviders.image={plugins_image}"),
+            "--set-json",
+            &format!("credentialProviders.config={provider_config}"),
+            "--set-json",
+            &format!("credentialProviders.env={provider_env}"),
+        ],
     )?;
     let pods = release.wait_ready(2)?;
     let source = s.foreign_namespace("incluster-source", &[])?;
@@ -409,6 +482,39 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     s.run_pod(&target, "web", &app_image, &[])?;
     expect_secrets(&wait_running(s, &target, "web")?, &["corp-pull"])?;
     s.delete_cluster_pull_secret(&cps)?;
+
+    // The JCR plugin runs in the webhook container: with its keys from the Secret it gets as
+    // far as the vendor's API (exit 3, unreachable), where without them it would stop at 2.
+    let jcr = format!("e2e-incluster-jcr-{}", s.run_id);
+    s.apply(&minted_cluster_pull_secret_manifest(
+        &jcr,
+        (&source, "jcr-minted"),
+        (
+            JCR_PLUGIN,
+            "myregistry-cn-north-1.jcr.service.jdcloud.com/team/app:1",
+        ),
+        (&select, "true"),
+        "jcr-pull",
+    ))?;
+    let message = poll(
+        "the in-cluster JCR plugin's run in the status",
+        CONVERGENCE,
+        || {
+            let resource = s.get_json(&["clusterpullsecret", &jcr])?;
+            Ok(crate::tokens::condition(&resource, "CredentialMinted")
+                .filter(|(status, _, message)| status == "False" && message.contains("code"))
+                .map(|(_, _, message)| message))
+        },
+    )?;
+    ensure!(
+        message.contains("code 3") && message.contains("JD Cloud API at http://127.0.0.1:9"),
+        "the plugin did not reach its API call: {message}"
+    );
+    ensure!(
+        !message.contains("e2e-incluster-secret"),
+        "the secret key in the status"
+    );
+    s.delete_cluster_pull_secret(&jcr)?;
 
     // Namespaced mode, from inside the cluster: only the app namespace is served; a covered
     // namespace not listed gets nothing, although it has a matching Secret.
