@@ -9,7 +9,8 @@
 #   make bench         benchmarks (decision, heap per secret, TLS load, scale, apiserver
 #                      overhead; ~15 min); results go to BENCHMARKS.md
 #   make bench-quick   a one-minute smoke run of the same; results in target/bench/report.md
-#   make image         the container image without a Docker daemon (target/image/*.tar)
+#   make image         the container images without a Docker daemon (target/image/*.tar): the
+#                      injector's and the credential-providers image (credential-providers/)
 #   make release VERSION=x.y.z REGISTRY=host[:port][/path]
 #                      a signed release: image, SBOM, chart, checksums (RELEASING.md)
 #   make certs         a development CA and serving certificate in certs/ (certs/README.md)
@@ -57,6 +58,7 @@ control-plane:
 ## the same path a release takes.
 image:
 	bash hack/image.sh target/image/pullsecret-injector.tar
+	bash hack/image.sh --credential-providers target/image/credential-providers.tar
 
 test: tools lint unit parity e2e e2e-oldest dockerfile-lint
 	@echo "make test: all checks passed"
