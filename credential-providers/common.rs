@@ -76,11 +76,7 @@ pub struct Answer {
 
 /// Runs a plugin: reads the request, calls `mint` with the requested image, prints the answer.
 /// Failures go to stderr as one line with every secret of `secrets` removed.
-pub fn run(
-    name: &str,
-    secrets: &[String],
-    mint: impl FnOnce(&str) -> Result<Answer, Failure>,
-) -> ! {
+pub fn run(secrets: &[String], mint: impl FnOnce(&str) -> Result<Answer, Failure>) -> ! {
     let outcome = read_request().and_then(|image| mint(&image));
     match outcome {
         Ok(answer) => {
@@ -95,7 +91,9 @@ pub fn run(
             for secret in secrets.iter().filter(|s| s.len() >= 4) {
                 line = line.replace(secret.as_str(), "[redacted]");
             }
-            eprintln!("{name}: {line}");
+            // No program name first: the kubelet and the controller name the plugin already,
+            // and the controller's redaction would take a long name for a token.
+            eprintln!("{line}");
             std::process::exit(failure.exit_code())
         }
     }
@@ -382,6 +380,8 @@ pub fn post(
         "{}://{}{}",
         endpoint.scheme, endpoint.authority, path_and_query
     );
+    // Errors name the endpoint, not the path: a long path reads as a token to redaction.
+    let api = format!("{}://{}", endpoint.scheme, endpoint.authority);
     runtime.block_on(async {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
@@ -404,7 +404,7 @@ pub fn post(
         let call = async {
             let response = client.request(request).await.map_err(|e| {
                 Failure::Unreachable(format!(
-                    "{vendor} API at {url} unreachable: {}",
+                    "{vendor} API at {api} unreachable: {}",
                     error_chain(&e)
                 ))
             })?;
@@ -425,7 +425,7 @@ pub fn post(
             .await
             .map_err(|_| {
                 Failure::Unreachable(format!(
-                    "{vendor} API at {url} did not answer within {}s",
+                    "{vendor} API at {api} did not answer within {}s",
                     CALL_TIMEOUT.as_secs()
                 ))
             })?

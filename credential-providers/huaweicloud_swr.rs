@@ -41,7 +41,6 @@ fn main() {
             .filter(|p| !p.trim().is_empty()),
     };
     common::run(
-        NAME,
         &[keys.secret_key.clone(), keys.access_key.clone()],
         |_image| mint(&args, &keys, SystemTime::now()),
     )
@@ -225,6 +224,8 @@ fn sign(endpoint: &Endpoint, query: &str, keys: &Keys, date: &str) -> Vec<(Strin
     let mut headers = vec![
         ("Content-Type".to_owned(), "application/json".to_owned()),
         ("X-Sdk-Date".to_owned(), date.to_owned()),
+        // Not signed (the SDK signs its own): SignedHeaders names what is.
+        ("User-Agent".to_owned(), format!("{NAME}/{}", env!("CARGO_PKG_VERSION"))),
         (
             "Authorization".to_owned(),
             format!(

@@ -38,7 +38,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let access_key = std::env::var("JDCLOUD_ACCESS_KEY").unwrap_or_default();
     let secret_key = std::env::var("JDCLOUD_SECRET_KEY").unwrap_or_default();
-    common::run(NAME, &[secret_key.clone(), access_key.clone()], |image| {
+    common::run(&[secret_key.clone(), access_key.clone()], |image| {
         mint(&args, image, &access_key, &secret_key, SystemTime::now())
     })
 }
@@ -239,16 +239,16 @@ struct Signing<'a> {
     nonce: String,
 }
 
-/// The request's headers, signed as JD Cloud's SDK signs (`signV3` of
-/// `jdcloud_sdk/core/signer.py`): host, content type, date and nonce are signed.
+/// The request's headers, signed exactly as JD Cloud's SDK signs (`signV3` of
+/// `jdcloud_sdk/core/signer.py`): the host and content type are the signed headers; the date
+/// enters through the string to sign and the scope; date, nonce and payload hash are sent
+/// beside them, as the SDK sends them.
 fn sign(s: &Signing) -> Vec<(String, String)> {
     const ALGORITHM: &str = "JDCLOUD3-HMAC-SHA256";
     let payload_hash = common::sha256_hex(s.body);
     let signed = [
         ("content-type", "application/json"),
         ("host", s.endpoint.authority.as_str()),
-        ("x-jdcloud-date", s.date.as_str()),
-        ("x-jdcloud-nonce", s.nonce.as_str()),
     ];
     let canonical_headers: String = signed
         .iter()

@@ -507,7 +507,8 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
         },
     )?;
     ensure!(
-        message.contains("code 3") && message.contains("JD Cloud API at http://127.0.0.1:9"),
+        message.contains("code 3")
+            && message.contains("JD Cloud API at http://127.0.0.1:9 unreachable"),
         "the plugin did not reach its API call: {message}"
     );
     ensure!(
