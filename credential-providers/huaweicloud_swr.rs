@@ -225,7 +225,10 @@ fn sign(endpoint: &Endpoint, query: &str, keys: &Keys, date: &str) -> Vec<(Strin
         ("Content-Type".to_owned(), "application/json".to_owned()),
         ("X-Sdk-Date".to_owned(), date.to_owned()),
         // Not signed (the SDK signs its own): SignedHeaders names what is.
-        ("User-Agent".to_owned(), format!("{NAME}/{}", env!("CARGO_PKG_VERSION"))),
+        (
+            "User-Agent".to_owned(),
+            format!("{NAME}/{}", env!("CARGO_PKG_VERSION")),
+        ),
         (
             "Authorization".to_owned(),
             format!(

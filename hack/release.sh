@@ -3,7 +3,8 @@
 # path as `make image` (hack/image.sh), the image pushed as an OCI image index, signed with
 # cosign, a CycloneDX SBOM of the binary's crates attached as a signed attestation, the chart
 # packaged with the release's version and the published image's digest and pushed as an OCI
-# artifact, and SHA256SUMS of everything.
+# artifact, the credential-providers image (the vendor plugins, credential-providers/) pushed and
+# signed beside it, and SHA256SUMS of everything.
 #
 # Usage: hack/release.sh all VERSION REGISTRY     build, then publish (`make release`)
 #        hack/release.sh build VERSION            this machine's platform only, no registry:
@@ -12,7 +13,8 @@
 #                                                 workflow builds amd64 and arm64 on two runners)
 #   VERSION   SemVer without a leading v, equal to Cargo.toml's version, with a CHANGELOG.md entry
 #   REGISTRY  HOST[:PORT][/PATH]: the image goes to REGISTRY/pullsecret-injector:VERSION, the
-#             chart to oci://REGISTRY/charts/pullsecret-injector, version VERSION
+#             plugins to REGISTRY/pullsecret-injector-credential-providers:VERSION, the chart to
+#             oci://REGISTRY/charts/pullsecret-injector, version VERSION
 # Environment:
 #   COSIGN_KEY         a cosign private key file (cosign generate-key-pair; COSIGN_PASSWORD for
 #                      its password), or COSIGN_KEYLESS=1 to sign with the ambient OIDC identity
@@ -35,7 +37,7 @@ NAME=pullsecret-injector
 
 die() { printf 'release: %s\n' "$*" >&2; exit 1; }
 log() { printf '[release] %s\n' "$*" >&2; }
-usage() { sed -n '8,22p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '9,24p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 COMMAND=${1:-}
 VERSION=${2:-}
@@ -91,7 +93,9 @@ do_build() {
   target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
   log "building the release binary $VERSION (revision $revision) for linux/$arch"
   (cd "$ROOT" && PULLSECRET_INJECTOR_REVISION=$revision \
-    cargo build --release --locked --quiet --bin "$NAME") || die "cargo build --release failed"
+    cargo build --release --locked --quiet --bin "$NAME" --bin credential-providers-copy \
+      --bin jdcloud-jcr-credential-provider --bin huaweicloud-swr-credential-provider) ||
+    die "cargo build --release failed"
   binary="$target_dir/release/$NAME"
   local said
   said=$("$binary" --version)
@@ -107,6 +111,8 @@ do_build() {
     -czf "$out/$NAME-$VERSION-linux-$arch.tar.gz" "$NAME-$VERSION-linux-$arch"
   rm -rf "$stage"
   bash "$ROOT/hack/image.sh" --binary "$binary" "$out/image.tar" || die "hack/image.sh failed"
+  bash "$ROOT/hack/image.sh" --credential-providers --binary "$target_dir/release" \
+    "$out/credential-providers.tar" || die "hack/image.sh --credential-providers failed"
   log "built $out"
 }
 
@@ -171,9 +177,10 @@ do_publish() {
   local helm_args=(--registry-config "$docker_config/config.json")
   loopback && helm_args+=(--plain-http)
 
-  local image="$REGISTRY/$NAME" chart_repo="$REGISTRY/charts"
+  local image="$REGISTRY/$NAME" chart_repo="$REGISTRY/charts" plugins="$REGISTRY/$NAME-credential-providers"
   # Refused access and earlier releases stop the release here, before any push.
   exists "$image:$VERSION" && die "$image:$VERSION already exists: version $VERSION is released"
+  exists "$plugins:$VERSION" && die "$plugins:$VERSION already exists: version $VERSION is released"
   exists "$chart_repo/$NAME:$VERSION" && die "chart $chart_repo/$NAME $VERSION already exists: version $VERSION is released"
 
   local work
@@ -187,6 +194,16 @@ do_publish() {
     die "could not make the image index: $(tail -n 1 "$work/crane.log")"
   local digest
   digest="sha256:$(sha256sum <"$layout/index.json" | cut -d' ' -f1)"
+  # The same for the credential-providers image of every platform.
+  local plugins_layout="$work/plugins-layout" plugin_manifests=()
+  for tarball in "$DIST"/linux-*/credential-providers.tar; do
+    [ -f "$tarball" ] && plugin_manifests+=(-m "$tarball")
+  done
+  [ ${#plugin_manifests[@]} -gt 0 ] || die "no credential-providers image in $DIST: run 'hack/release.sh build $VERSION' again"
+  "$CRANE" index append "$plugins_layout" "${plugin_manifests[@]}" >/dev/null 2>"$work/crane.log" ||
+    die "could not make the credential-providers image index: $(tail -n 1 "$work/crane.log")"
+  local plugins_digest
+  plugins_digest="sha256:$(sha256sum <"$plugins_layout/index.json" | cut -d' ' -f1)"
   write_sbom "$DIST/$NAME-$VERSION.cdx.json"
 
   # The chart: the release's version, the published image pinned by digest.
@@ -219,17 +236,26 @@ do_publish() {
   "$cosign" attest "${sign_args[@]}" --type cyclonedx --predicate "$DIST/$NAME-$VERSION.cdx.json" \
     "$image@$digest" >"$work/cosign.log" 2>&1 ||
     die "cosign attest failed: $(tail -n 1 "$work/cosign.log")"
+  log "pushing and signing the credential-providers image $plugins@$plugins_digest"
+  "$CRANE" push --index "$plugins_layout" "$plugins@$plugins_digest" >/dev/null 2>"$work/crane.log" ||
+    die "the registry refused the credential-providers image push: $(tail -n 1 "$work/crane.log")"
+  "$cosign" sign "${sign_args[@]}" "$plugins@$plugins_digest" >"$work/cosign.log" 2>&1 ||
+    die "cosign sign failed: $(tail -n 1 "$work/cosign.log")"
   log "pushing the chart to oci://$chart_repo"
   "$helm" push "$DIST/$NAME-$VERSION.tgz" "oci://$chart_repo" "${helm_args[@]}" >"$work/helm.log" 2>&1 ||
     die "the registry refused the chart push: $(tail -n 1 "$work/helm.log")"
+  "$CRANE" tag "$plugins@$plugins_digest" "$VERSION" >/dev/null 2>"$work/crane.log" ||
+    die "the registry refused the tag $VERSION: $(tail -n 1 "$work/crane.log")"
   "$CRANE" tag "$image@$digest" "$VERSION" >/dev/null 2>"$work/crane.log" ||
     die "the registry refused the tag $VERSION: $(tail -n 1 "$work/crane.log")"
 
   printf '%s@%s\n' "$image" "$digest" >"$DIST/image.txt"
+  printf '%s@%s\n' "$plugins" "$plugins_digest" >"$DIST/credential-providers-image.txt"
   # What a GitHub release offers, side by side, and their checksums.
   cp "$DIST"/linux-*/*.tar.gz "$DIST/"
   (cd "$DIST" && sha256sum -- *.tar.gz *.tgz *.cdx.json >SHA256SUMS)
   log "released $VERSION: image $image:$VERSION@$digest, chart oci://$chart_repo/$NAME $VERSION"
+  log "credential provider plugins: $plugins:$VERSION@$plugins_digest"
   log "artifacts and SHA256SUMS in $DIST"
 }
 

@@ -367,6 +367,28 @@ pub fn release_install(s: &Suite) -> Result<Outcome> {
                 .is_some_and(|m| m.iter().any(|m| m["platform"]["architecture"] == "amd64")),
         "{image}:{version} is not an OCI image index with linux/amd64: {index}"
     );
+    // The vendor plugins' image beside it, tagged with the release's version, at the digest
+    // the release names.
+    let plugins = std::fs::read_to_string(dist.join("credential-providers-image.txt"))?;
+    let (plugins_repository, plugins_digest) = plugins
+        .trim()
+        .rsplit_once('@')
+        .context("credential-providers-image.txt names no digest")?;
+    let tagged = check(
+        &run(
+            Command::new(&crane)
+                .args(["digest", &format!("{plugins_repository}:{version}")])
+                .env("DOCKER_CONFIG", registry.docker_config()),
+            "crane digest",
+        )?,
+        "crane digest of the credential-providers image",
+    )?;
+    ensure!(
+        tagged.trim() == plugins_digest
+            && plugins_repository.ends_with("/pullsecret-injector-credential-providers"),
+        "the credential-providers image {plugins_repository}:{version} is {}, the release says {plugins_digest}",
+        tagged.trim()
+    );
 
     // Installed from the registry by its OCI reference and version alone; the release's own
     // pods pull with the registry's login.
