@@ -9,7 +9,8 @@
 //! Keys: `JDCLOUD_ACCESS_KEY` and `JDCLOUD_SECRET_KEY` in the environment. Arguments (the
 //! provider's `args`): `--registry-name` and `--region-id` (by default read from the image's
 //! host, `NAME-REGION.jcr.service.jdcloud.com`), `--expired-after-hours` (1–24, JCR's default
-//! 12), `--endpoint` (default `https://containerregistry.jdcloud-api.com`), `--refresh-margin`.
+//! 12), `--endpoint` (default `https://containerregistry.jdcloud-api.com`; a host with `--scheme`
+//! as `jdc configure` takes it, or a URL), `--refresh-margin`.
 
 // Each plugin uses part of what the plugins share.
 #[allow(dead_code)]
@@ -31,6 +32,7 @@ const FLAGS: &[&str] = &[
     "--region-id",
     "--expired-after-hours",
     "--endpoint",
+    "--scheme",
     "--refresh-margin",
 ];
 
@@ -90,9 +92,17 @@ fn mint(
         ),
         None => None,
     };
-    let endpoint = Endpoint::parse(
-        &common::flag(args, "--endpoint").unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
-    )?;
+    // As `jdc configure` takes them: --endpoint HOST[:PORT] with --scheme, or a whole URL.
+    let endpoint = common::flag(args, "--endpoint").unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    let endpoint = match common::flag(args, "--scheme") {
+        Some(scheme) if endpoint.contains("://") => {
+            return Err(Failure::Config(format!(
+                "--scheme {scheme} with --endpoint {endpoint}, which has one"
+            )));
+        }
+        Some(scheme) => Endpoint::parse(&format!("{scheme}://{endpoint}"))?,
+        None => Endpoint::parse(&endpoint)?,
+    };
     if access_key.is_empty() {
         common::required_env("JDCLOUD_ACCESS_KEY")?;
     }

@@ -358,6 +358,37 @@ async fn the_jcr_plugin_mints_a_login_that_expires_before_the_token() {
     );
 }
 
+#[test]
+fn the_jcr_plugin_takes_the_endpoint_as_jdc_configure_does() {
+    let stand_in = StandIn::start("jdcloud", 3600);
+    let host = stand_in.endpoint.trim_start_matches("http://").to_owned();
+    let args: Vec<String> = [
+        "--registry-name",
+        "myregistry",
+        "--region-id",
+        "cn-north-1",
+        "--endpoint",
+        &host,
+        "--scheme",
+        "http",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (code, stdout, stderr) = run_plugin(JCR, &args, &jcr_keys());
+    assert_eq!(code, 0, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        answer["auth"][REGISTRY]["password"],
+        stand_in.issued()[0].0.as_str()
+    );
+    // A URL and a scheme at once is a mistake, not a guess.
+    let mut both = jcr_args(&stand_in.endpoint);
+    both.extend(["--scheme".to_owned(), "http".to_owned()]);
+    let (code, _, stderr) = run_plugin(JCR, &both, &jcr_keys());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--scheme http with --endpoint"), "{stderr}");
+}
+
 #[tokio::test]
 async fn the_swr_plugin_mints_a_login_that_expires_before_the_token() {
     let stand_in = StandIn::start("huaweicloud", 60);
