@@ -33,7 +33,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::controller::cluster_pull_secret::retry_delay;
+use crate::controller::backoff::retry_delay;
 use crate::controller::credential_provider::{Minted, PluginError, Plugins};
 use crate::kubelet::dockerconfig::DOCKER_CONFIG_JSON_TYPE;
 use crate::state::crd::{

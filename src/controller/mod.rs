@@ -7,6 +7,7 @@
 //! May use `cluster` and the layers below it; not `cli`.
 
 pub mod audit;
+pub mod backoff;
 pub mod chart_hooks;
 pub mod cluster_pull_secret;
 pub mod credential_provider;
