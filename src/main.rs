@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pullsecret_injector::cli::{audit, certs, commands};
-use pullsecret_injector::controller::chart_hooks;
+use pullsecret_injector::cli::chart_hooks;
 use pullsecret_injector::state::crd;
 use pullsecret_injector::{server, telemetry};
 
