@@ -1,5 +1,5 @@
 //! The reference tables of the documents against what they describe: the `serve` flags table of
-//! README.md against the command line (every flag listed, every listed default the real one,
+//! docs/configuration.md against the command line (every flag listed, every listed default the real one,
 //! every flag an environment variable), and the values table of the chart README against
 //! values.yaml (every key listed, every listed default the real one). A flag or value added
 //! without its line, or a default changed on one side only, fails here. docs/claims.md maps the
@@ -59,8 +59,8 @@ struct Serve {
 
 #[test]
 fn the_serve_flags_table_lists_every_flag_with_its_real_default() {
-    let readme = read("README.md");
-    let rows = table_after(&readme, "### `serve` flags");
+    let readme = read("docs/configuration.md");
+    let rows = table_after(&readme, "## `serve` flags");
     assert!(rows.len() >= 10, "the table was not found: {rows:?}");
     let command = Serve::command();
     let flags: Vec<&clap::Arg> = command
@@ -72,7 +72,7 @@ fn the_serve_flags_table_lists_every_flag_with_its_real_default() {
         assert!(
             rows.iter()
                 .any(|row| row.join(" ").contains(&format!("`{long}`"))),
-            "{long} is not in the README's serve flags table"
+            "{long} is not in docs/configuration.md's serve flags table"
         );
         // "Every flag is also an environment variable (PULLSECRET_INJECTOR_<FLAG>)".
         let expected = format!(
@@ -98,7 +98,7 @@ fn the_serve_flags_table_lists_every_flag_with_its_real_default() {
             let arg = flags
                 .iter()
                 .find(|arg| arg.get_long() == name.strip_prefix("--"))
-                .unwrap_or_else(|| panic!("the README lists {name}, which serve does not have"));
+                .unwrap_or_else(|| panic!("docs/configuration.md lists {name}, which serve does not have"));
             let real: Vec<String> = arg
                 .get_default_values()
                 .iter()
