@@ -1404,7 +1404,8 @@ fn apply_keeps_documents_it_does_not_change_byte_for_byte_and_adds_only_the_inje
         added[1].starts_with("    pullsecret-injector.io/injected: "),
         "{added:?}"
     );
-    assert_eq!(added[2..], ["  imagePullSecrets:", "  - name: regcred"]);
+    // The document indents its lists under their key; the added one too.
+    assert_eq!(added[2..], ["  imagePullSecrets:", "    - name: regcred"]);
     // Every original line is still there, in order.
     let kept: Vec<&str> = pod.lines().filter(|line| !added.contains(line)).collect();
     assert_eq!(

@@ -101,7 +101,9 @@ fn the_serve_flags_table_lists_every_flag_with_its_real_default() {
             let arg = flags
                 .iter()
                 .find(|arg| arg.get_long() == name.strip_prefix("--"))
-                .unwrap_or_else(|| panic!("docs/configuration.md lists {name}, which serve does not have"));
+                .unwrap_or_else(|| {
+                    panic!("docs/configuration.md lists {name}, which serve does not have")
+                });
             let real: Vec<String> = arg
                 .get_default_values()
                 .iter()
@@ -254,7 +256,10 @@ fn markdown_files() -> Vec<String> {
             .collect();
         entries.sort();
         for path in entries {
-            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("");
             if path.is_dir() {
                 if !name.starts_with('.') && name != "target" && name != "node_modules" {
                     walk(root, &path, out);
@@ -380,7 +385,9 @@ fn every_relative_link_and_anchor_of_every_markdown_file_resolves() {
 #[test]
 fn anchors_are_githubs() {
     assert_eq!(
-        anchors("# A title\n## Registry→secret mappings, and `more`\n## A title\n```\n# not a heading\n```\n"),
+        anchors(
+            "# A title\n## Registry→secret mappings, and `more`\n## A title\n```\n# not a heading\n```\n"
+        ),
         ["a-title", "registrysecret-mappings-and-more", "a-title-1"]
     );
     assert_eq!(

@@ -354,6 +354,7 @@ pub fn edit_in_place(text: &str, original: &Value, injected: &Value) -> Option<S
     let mut edits = Vec::new();
     plan(original, injected, &mut Vec::new(), &mut edits)?;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let indented_lists = indents_lists(&lines);
     // (line, depth, text): at one line, the deeper block's lines come first.
     let mut insertions: Vec<(usize, usize, String)> = Vec::new();
     for edit in edits {
@@ -362,10 +363,13 @@ pub fn edit_in_place(text: &str, original: &Value, injected: &Value) -> Option<S
             Addition::Key(key, value) => {
                 let mut map = serde_json::Map::new();
                 map.insert(key, value);
-                (
-                    serde_yaml::to_string(&Value::Object(map)).ok()?,
-                    block.indent,
-                )
+                let rendered = serde_yaml::to_string(&Value::Object(map)).ok()?;
+                let rendered = if indented_lists {
+                    indent_lists(&rendered)
+                } else {
+                    rendered
+                };
+                (rendered, block.indent)
             }
             Addition::Items(items) => {
                 if !lines.get(block.first?)?.trim_start().starts_with('-') {
@@ -399,6 +403,51 @@ pub fn edit_in_place(text: &str, original: &Value, injected: &Value) -> Option<S
     let edited: String = out.concat();
     let reparsed = statefile::parse_documents("", &edited).ok()?;
     (reparsed.len() == 1 && &reparsed[0].value == injected).then_some(edited)
+}
+
+/// Whether the document writes a list under a key indented (`key:` then `  - item`) rather
+/// than at the key's own indentation, as its first list shows.
+fn indents_lists(lines: &[&str]) -> bool {
+    let content: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| is_content(line))
+        .collect();
+    content
+        .windows(2)
+        .find(|pair| {
+            let key = pair[0].split(" #").next().unwrap_or_default().trim_end();
+            key.ends_with(':') && pair[1].trim_start().starts_with('-')
+        })
+        .is_some_and(|pair| indentation(pair[1]) > indentation(pair[0]))
+}
+
+/// YAML as serde_yaml writes it (lists at their key's indentation) with every list under a
+/// key indented by two more spaces.
+fn indent_lists(rendered: &str) -> String {
+    let mut out = String::new();
+    let mut previous_key: Option<usize> = None;
+    let mut shifting: Option<usize> = None;
+    for line in rendered.lines() {
+        let own = indentation(line);
+        let item = line.trim_start().starts_with('-');
+        if let Some(at) = shifting {
+            if own > at || (own == at && item) {
+                out.push_str(&format!("  {line}\n"));
+                continue;
+            }
+            shifting = None;
+        }
+        if item && previous_key == Some(own) {
+            shifting = Some(own);
+            out.push_str(&format!("  {line}\n"));
+            continue;
+        }
+        previous_key = line.trim_end().ends_with(':').then_some(own);
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 enum Addition {
@@ -543,6 +592,20 @@ mod tests {
             edit_in_place(text, &original, &injected).as_deref(),
             Some(
                 "spec:\n  imagePullSecrets:\n    - name: old  # kept\n    - name: new\n  containers: []\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_new_list_follows_the_documents_list_indentation() {
+        let text = "spec:\n  containers:\n    - name: app\n      image: registry.example.com/app\n";
+        let original = yaml(text);
+        let mut injected = original.clone();
+        injected["spec"]["imagePullSecrets"] = serde_json::json!([{ "name": "regcred" }]);
+        assert_eq!(
+            edit_in_place(text, &original, &injected).as_deref(),
+            Some(
+                "spec:\n  containers:\n    - name: app\n      image: registry.example.com/app\n  imagePullSecrets:\n    - name: regcred\n"
             )
         );
     }
