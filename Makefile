@@ -3,7 +3,7 @@
 #                      local control plane it starts and stops itself (Kubernetes 1.37), then
 #                      the e2e subset of every version on the oldest supported one (1.32)
 #   make test-versions the e2e suite on 1.37 and its every-version subset on 1.34 and 1.32
-#                      (README "Supported Kubernetes versions")
+#                      (docs/supported-versions.md)
 #   make demo          the product end to end on a local control plane (make demo-down)
 #   make cluster-up    a local control plane for your own experiments (make cluster-down)
 #   make bench         benchmarks (decision, heap per secret, TLS load, scale, apiserver

@@ -2,8 +2,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pullsecret_injector::cli::{audit, certs, commands};
-use pullsecret_injector::cli::chart_hooks;
+use pullsecret_injector::cli::{apply, audit, certs, chart_hooks, commands};
 use pullsecret_injector::state::crd;
 use pullsecret_injector::{server, telemetry};
 
@@ -17,8 +16,11 @@ const VERSION: &str = concat!(
 
 /// Injects the imagePullSecrets the kubelet would use into every Pod, at admission time.
 ///
-/// `serve` runs the webhook. `review`, `apply` and `explain` answer offline from state files
-/// (e.g. `kubectl get secrets,namespaces -A -o yaml > state.yaml`) with the same decision code.
+/// `serve` runs the webhook. `review`, `apply` and `explain` answer offline from cluster state
+/// files with the same decision code (how to dump them: `explain --help`).
+///
+/// Exit codes: 0 done (warnings on stderr); 1 could not finish for a reason other than the
+/// input; 2 usage or input error; 3 `audit --fail-on` findings.
 #[derive(Debug, Parser)]
 #[command(name = "pullsecret-injector", version = VERSION, about, long_about)]
 struct Cli {
@@ -30,11 +32,14 @@ struct Cli {
 enum Command {
     /// Run the HTTPS admission webhook (POST /mutate) and the admin listener.
     Serve(Box<server::ServeArgs>),
-    /// Answer one AdmissionReview from stdin, exactly as the webhook would, on stdout.
+    /// Answer one AdmissionReview (stdin or -f), exactly as the webhook would, on stdout.
+    #[command(after_long_help = commands::STATE_RECIPE)]
     Review(commands::ReviewArgs),
     /// Print manifests (Pods and workload pod templates) with the injection applied.
-    Apply(commands::ApplyArgs),
+    #[command(after_long_help = commands::STATE_RECIPE)]
+    Apply(apply::ApplyArgs),
     /// Show, for each image, which secrets and keys match and why, in kubelet order.
+    #[command(after_long_help = commands::STATE_RECIPE)]
     Explain(commands::ExplainArgs),
     /// Check every workload of the live cluster (read-only) for what its next pod would lack
     /// that the kubelet needs: missing or undecodable pull secrets, credentials only in other
@@ -61,7 +66,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Review(args) => offline(commands::review(&args)),
-        Command::Apply(args) => offline(commands::apply(&args)),
+        Command::Apply(args) => offline(apply::apply(&args)),
         Command::Explain(args) => offline(commands::explain(&args)),
         Command::Audit(args) => match audit::run(&args) {
             Ok(false) => ExitCode::SUCCESS,
@@ -156,6 +161,7 @@ fn write_crds(args: &CrdsArgs) -> anyhow::Result<()> {
 fn offline(result: Result<(), commands::CommandError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => fail(&error, error.exit_code()),
     }
 }

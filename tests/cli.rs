@@ -487,7 +487,10 @@ fn explain_json_reports_every_key_the_fallback_and_what_decided() {
     assert_eq!(keys[0]["matched"], true);
     assert_eq!(keys[1]["indexKey"], "index.docker.io");
     assert_eq!(keys[1]["matched"], false);
-    assert_eq!(keys[1]["reason"], "host label 1 does not match the glob");
+    assert_eq!(
+        keys[1]["reason"],
+        "host differs (key \"index.docker.io\", image \"registry.example.com\")"
+    );
     assert_eq!(direct["dockerHubFallback"], json!({ "state": "notNeeded" }));
     assert_eq!(direct["discovered"], json!(["regcred"]));
     assert_eq!(
@@ -946,7 +949,7 @@ fn audit_refuses_state_files_and_unknown_severities_and_says_when_the_cluster_is
         &["audit", "--state", path(&state)],
         "",
         INPUT_ERROR,
-        "audit reads the live cluster: no --state",
+        "unexpected argument '--state'",
     );
     expect(&["audit", "--fail-on", "fatal"], "", INPUT_ERROR, "fatal");
     expect(&["audit", "-o", "yaml"], "", INPUT_ERROR, "yaml");
@@ -970,4 +973,550 @@ fn audit_refuses_state_files_and_unknown_severities_and_says_when_the_cluster_is
         "{err:?}"
     );
     assert!(output.stdout.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// A CLI that never says two things at once
+
+/// `shop` labelled `pullsecret-injector.io/inject: "false"`, with a secret that matches ghcr.io.
+fn opted_out_state(dir: &Dir) -> PathBuf {
+    dir.json(
+        "opted-out.json",
+        &json!({ "apiVersion": "v1", "kind": "List", "items": [
+            { "apiVersion": "v1", "kind": "Namespace",
+              "metadata": { "name": "shop", "labels": { "pullsecret-injector.io/inject": "false" } } },
+            secret("shop", "ghcr", &["ghcr.io"]),
+        ]}),
+    )
+}
+
+#[test]
+fn explain_in_an_opted_out_namespace_says_nothing_is_injected_in_text_and_json() {
+    let dir = Dir::new();
+    let state = opted_out_state(&dir);
+    let image = "ghcr.io/team/app:1";
+    let output = expect(
+        &["explain", "--state", path(&state), "-n", "shop", image],
+        "",
+        SUCCESS,
+        "",
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains("  mode:      none: the namespace is labelled pullsecret-injector.io/inject=false: the webhook injects nothing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  result: no secret: the namespace is labelled pullsecret-injector.io/inject=false (without that, matching would choose ghcr)"),
+        "{text}"
+    );
+    assert!(!text.contains("injects the result"), "{text}");
+    assert!(!text.contains("result: ghcr"), "{text}");
+
+    let output = expect(
+        &[
+            "explain",
+            "--state",
+            path(&state),
+            "-n",
+            "shop",
+            "-o",
+            "json",
+            image,
+        ],
+        "",
+        SUCCESS,
+        "",
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(json[0]["namespaceOptedOut"], true);
+    assert_eq!(json[0]["result"], json!([]));
+    assert_eq!(json[0]["decided"], json!([]));
+    assert_eq!(json[0]["withheld"], json!(["ghcr"]));
+    // apply agrees: nothing injected.
+    let pod = dir.json(
+        "pod.json",
+        &json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p", "namespace": "shop" },
+                 "spec": { "containers": [{ "name": "c", "image": image }] } }),
+    );
+    let output = expect(
+        &[
+            "apply",
+            "--state",
+            path(&state),
+            "-f",
+            path(&pod),
+            "-o",
+            "json",
+        ],
+        "",
+        SUCCESS,
+        "",
+    );
+    let applied: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(applied.pointer("/spec/imagePullSecrets"), None);
+}
+
+#[test]
+fn the_state_recipe_is_one_that_works_without_the_crds_and_dumps_only_registry_secrets() {
+    for command in ["review", "apply", "explain"] {
+        let help = stdout(&run(&[command, "--help"], ""));
+        assert!(
+            help.contains("kubectl get namespaces -o yaml > namespaces.yaml"),
+            "{command}: {help}"
+        );
+        assert!(
+            help.contains("--field-selector type=kubernetes.io/dockerconfigjson"),
+            "{command}: {help}"
+        );
+    }
+    // No recipe anywhere in the help dumps every Secret or names a CRD beside namespaces.
+    for command in [
+        vec!["--help"],
+        vec!["explain", "--help"],
+        vec!["apply", "--help"],
+    ] {
+        let help = stdout(&run(&command, ""));
+        for line in help.lines().filter(|line| line.contains("kubectl get")) {
+            assert!(
+                !line.contains("get secrets") || line.contains("--field-selector type="),
+                "{line}"
+            );
+            assert!(
+                !(line.contains("namespaces") && line.contains("pullsecretrules")),
+                "{line}"
+            );
+        }
+    }
+    // A state with Secrets but no Namespace object: the labels are unknown, and it is said.
+    let dir = Dir::new();
+    let state = dir.json(
+        "secrets.json",
+        &secret("shop", "regcred", &["registry.example.com"]),
+    );
+    expect(
+        &[
+            "explain",
+            "--state",
+            path(&state),
+            "-n",
+            "shop",
+            "registry.example.com/a",
+        ],
+        "",
+        SUCCESS,
+        "Warning: the state has no Namespace object for \"shop\": its labels (the pullsecret-injector.io/inject=false opt-out, the mode, ClusterPullSecret selectors) are unknown",
+    );
+}
+
+#[test]
+fn help_says_what_each_command_takes() {
+    let audit = stdout(&run(&["audit", "--help"], ""));
+    assert!(!audit.contains("--state"), "{audit}");
+    expect(
+        &["audit", "--state", "x.yaml"],
+        "",
+        INPUT_ERROR,
+        "unexpected argument '--state'",
+    );
+    let explain = stdout(&run(&["explain", "--help"], ""));
+    assert!(!explain.contains("for manifests"), "{explain}");
+    assert!(
+        explain.contains(
+            "The namespace whose secrets, rules and labels the images are explained against"
+        ),
+        "{explain}"
+    );
+    // --state is required where it is: clap says so in the usage line.
+    for command in ["review", "apply"] {
+        let help = stdout(&run(&[command, "--help"], ""));
+        assert!(
+            help.lines()
+                .any(|line| line.starts_with("Usage:") && line.contains("--state <FILE>")),
+            "{command}: {help}"
+        );
+    }
+    expect(
+        &["review"],
+        "",
+        INPUT_ERROR,
+        "the following required arguments were not provided",
+    );
+    // The exit codes in the top-level help, in order.
+    let help = stdout(&run(&["--help"], ""))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let codes: Vec<usize> = ["0 done", "1 could not", "2 usage", "3 `audit"]
+        .iter()
+        .map(|code| {
+            help.find(code)
+                .unwrap_or_else(|| panic!("{code:?} in {help}"))
+        })
+        .collect();
+    assert!(codes.is_sorted(), "{help}");
+}
+
+fn review_body(kind: &str, resource: &str, object: &Value, with_user: bool) -> String {
+    let mut request = json!({
+        "uid": "u-1", "kind": { "group": "", "version": "v1", "kind": kind },
+        "resource": { "group": "", "version": "v1", "resource": resource },
+        "namespace": "shop", "operation": "CREATE", "object": object,
+    });
+    if with_user {
+        request["userInfo"] = json!({ "username": "someone" });
+    }
+    json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request })
+        .to_string()
+}
+
+#[test]
+fn review_reads_a_file_says_when_the_review_is_not_about_a_pod_and_needs_no_user_info() {
+    let dir = Dir::new();
+    let state = dir.state();
+    let pod = json!({ "metadata": { "name": "p" },
+                      "spec": { "containers": [{ "name": "c", "image": "registry.example.com/a" }] } });
+    // -f FILE, and a hand-written review without userInfo.
+    let file = dir.file("review.json", &review_body("Pod", "pods", &pod, false));
+    let output = expect(
+        &["review", "--state", path(&state), "-f", path(&file)],
+        "",
+        SUCCESS,
+        "",
+    );
+    let response: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(response["response"]["allowed"], true);
+    assert!(response["response"]["patch"].is_string(), "{response}");
+    // Another kind: allowed unchanged, and said so.
+    let configmap = dir.file(
+        "configmap.json",
+        &review_body(
+            "ConfigMap",
+            "configmaps",
+            &json!({ "metadata": { "name": "c" } }),
+            true,
+        ),
+    );
+    let output = expect(
+        &["review", "--state", path(&state), "-f", path(&configmap)],
+        "",
+        SUCCESS,
+        "Warning: the review is for CREATE ConfigMap, not a Pod CREATE: the webhook allows it unchanged",
+    );
+    let response: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(response["response"]["allowed"], true);
+    assert_eq!(response["response"].get("patch"), None);
+    // Errors name the file.
+    let broken = dir.file("broken.json", "not json");
+    expect(
+        &["review", "--state", path(&state), "-f", path(&broken)],
+        "",
+        INPUT_ERROR,
+        "broken.json: request body is not an AdmissionReview",
+    );
+}
+
+#[test]
+fn explain_reasons_say_what_differs_and_pod_forms_are_kubectls() {
+    let dir = Dir::new();
+    let state = dir.json(
+        "state.json",
+        &json!({ "apiVersion": "v1", "kind": "List", "items": [
+            namespace("shop"),
+            secret("shop", "quay", &["quay.io"]),
+            secret("shop", "glob", &["*.example.com"]),
+        ]}),
+    );
+    let output = expect(
+        &[
+            "explain",
+            "--state",
+            path(&state),
+            "-n",
+            "shop",
+            "-o",
+            "json",
+            "nginx",
+            "registry.other.org/a",
+        ],
+        "",
+        SUCCESS,
+        "",
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let reason = |image: usize, secret: &str| {
+        json[image]["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|key| key["secret"] == secret)
+            .map(|key| key["reason"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        reason(0, "quay"),
+        "host differs (key \"quay.io\", image \"docker.io\")"
+    );
+    assert_eq!(
+        reason(1, "quay"),
+        "host label count differs (key 2, image 3)"
+    );
+    assert_eq!(
+        reason(1, "glob"),
+        "host \"registry.other.org\" does not match the glob \"*.example.com\" (label 2: \"other\" against \"example\")"
+    );
+    // pods/NAME and po/NAME are kubectl's pod forms: never a Docker Hub image.
+    for target in ["pods/web", "po/web", "pod/web"] {
+        expect(
+            &["explain", "--state", path(&state), target],
+            "",
+            INPUT_ERROR,
+            "explain pod/NAME takes one pod and reads the live cluster",
+        );
+    }
+    expect(
+        &[
+            "explain",
+            "--state",
+            path(&state),
+            "-n",
+            "shop",
+            "docker.io/pods/web",
+        ],
+        "",
+        SUCCESS,
+        "",
+    );
+}
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let dir = Dir::new();
+    let state = dir.state();
+    // More than a pipe's buffer, so the command is still writing when the reader goes.
+    let images: Vec<String> = (0..400)
+        .map(|i| format!("registry.example.com/app-{i}:1"))
+        .collect();
+    let mut args = vec![
+        "explain",
+        "--state",
+        path(&state),
+        "-n",
+        "shop",
+        "-o",
+        "json",
+    ];
+    args.extend(images.iter().map(String::as_str));
+    let mut child = Command::new(BINARY)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = [0u8; 1];
+    let mut out = child.stdout.take().expect("stdout");
+    std::io::Read::read_exact(&mut out, &mut first).expect("first byte");
+    drop(out);
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(code(&output), SUCCESS, "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
+
+#[test]
+fn certs_never_replaces_half_a_ca_and_refuses_what_is_not_a_certificate() {
+    let dir = Dir::new();
+    let out = dir.0.path().join("certs");
+    std::fs::create_dir_all(&out).expect("dir");
+    let key = out.join("ca.key");
+    std::fs::write(&key, "the only copy of a CA key").expect("key");
+    expect(
+        &["certs", "--out-dir", path(&out), "--dns", "localhost"],
+        "",
+        INPUT_ERROR,
+        "ca.key exists without",
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key).expect("key"),
+        "the only copy of a CA key"
+    );
+    let fresh = dir.0.path().join("fresh");
+    expect(
+        &[
+            "certs",
+            "--out-dir",
+            path(&fresh),
+            "--dns",
+            "localhost",
+            "--days",
+            "0",
+        ],
+        "",
+        INPUT_ERROR,
+        "--days",
+    );
+    expect(
+        &["certs", "--out-dir", path(&fresh), "--dns", "not a name"],
+        "",
+        INPUT_ERROR,
+        "is not a DNS name",
+    );
+    assert!(!fresh.exists(), "nothing written");
+    expect(
+        &[
+            "certs",
+            "--out-dir",
+            path(&fresh),
+            "--dns",
+            "*.svc.example",
+            "--ip",
+            "127.0.0.1",
+        ],
+        "",
+        SUCCESS,
+        "",
+    );
+}
+
+const COMMENTED: &str = "# The web tier.\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web   # kept\n  namespace: shop\nspec:\n  containers:\n    - name: app\n      image: registry.example.com/web:1  # pinned\n---\n# Untouched.\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  key:   'value'\n";
+
+#[test]
+fn apply_keeps_documents_it_does_not_change_byte_for_byte_and_adds_only_the_injected_lines() {
+    let dir = Dir::new();
+    let state = dir.state();
+    let manifests = dir.file("app.yaml", COMMENTED);
+    let output = expect(
+        &["apply", "--state", path(&state), "-f", path(&manifests)],
+        "",
+        SUCCESS,
+        "",
+    );
+    let out = stdout(&output);
+    let (pod, rest) = out.split_once("\n---\n").expect("two documents");
+    assert_eq!(rest, COMMENTED.split_once("\n---\n").expect("two").1);
+    let added: Vec<&str> = pod
+        .lines()
+        .filter(|line| !COMMENTED.lines().any(|original| original == *line))
+        .collect();
+    assert_eq!(added.len(), 4, "{pod}");
+    assert!(added[0].starts_with("  annotations:"), "{added:?}");
+    assert!(
+        added[1].starts_with("    pullsecret-injector.io/injected: "),
+        "{added:?}"
+    );
+    // The document indents its lists under their key; the added one too.
+    assert_eq!(added[2..], ["  imagePullSecrets:", "    - name: regcred"]);
+    // Every original line is still there, in order.
+    let kept: Vec<&str> = pod.lines().filter(|line| !added.contains(line)).collect();
+    assert_eq!(
+        kept,
+        COMMENTED
+            .split_once("\n---\n")
+            .expect("two")
+            .0
+            .lines()
+            .collect::<Vec<_>>()
+    );
+    // A layout that cannot be edited in place is re-serialized, and said so.
+    let flow = dir.file(
+        "flow.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec: {containers: [{name: c, image: registry.example.com/a}]}\n",
+    );
+    let output = expect(
+        &["apply", "--state", path(&state), "-f", path(&flow)],
+        "",
+        SUCCESS,
+        "cannot be edited in place; printed re-serialized",
+    );
+    assert_eq!(
+        names(documents(&output)[0].pointer("/spec/imagePullSecrets")),
+        ["regcred"]
+    );
+}
+
+#[test]
+fn apply_takes_directories_keeps_json_json_and_has_output_formats() {
+    let dir = Dir::new();
+    let state = dir.state();
+    let tree = dir.0.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).expect("dirs");
+    let pod = |name: &str| {
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name, "namespace": "shop" },
+                "spec": { "containers": [{ "name": "c", "image": "registry.example.com/a" }] } })
+    };
+    std::fs::write(tree.join("a.json"), pod("a").to_string()).expect("a");
+    std::fs::write(tree.join("notes.txt"), "not a manifest").expect("txt");
+    std::fs::write(
+        tree.join("sub/b.yaml"),
+        serde_yaml::to_string(&pod("b")).expect("yaml"),
+    )
+    .expect("b");
+    // JSON in, JSON out.
+    let output = expect(
+        &["apply", "--state", path(&state), "-f", path(&tree)],
+        "",
+        SUCCESS,
+        "",
+    );
+    let applied: Value = serde_json::from_slice(&output.stdout).expect("JSON out");
+    assert_eq!(
+        names(applied.pointer("/spec/imagePullSecrets")),
+        ["regcred"]
+    );
+    // -R reads subdirectories; -o json makes a List of several.
+    let output = expect(
+        &[
+            "apply",
+            "--state",
+            path(&state),
+            "-f",
+            path(&tree),
+            "-R",
+            "-o",
+            "json",
+        ],
+        "",
+        SUCCESS,
+        "",
+    );
+    let list: Value = serde_json::from_slice(&output.stdout).expect("JSON list");
+    assert_eq!(list["kind"], "List");
+    let pods: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(pods, ["a", "b"]);
+    let output = expect(
+        &[
+            "apply",
+            "--state",
+            path(&state),
+            "-f",
+            path(&tree),
+            "-R",
+            "-o",
+            "yaml",
+        ],
+        "",
+        SUCCESS,
+        "",
+    );
+    assert_eq!(documents(&output).len(), 2);
+    let empty = dir.0.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("empty");
+    expect(
+        &["apply", "--state", path(&state), "-f", path(&empty)],
+        "",
+        INPUT_ERROR,
+        "no .yaml, .yml or .json file in this directory",
+    );
+    // A state file given as manifests: said so.
+    expect(
+        &["apply", "--state", path(&state), "-f", path(&state)],
+        "",
+        SUCCESS,
+        "Warning: no Pod or workload",
+    );
 }

@@ -1,4 +1,4 @@
-//! Every metric the server exports is documented in the README's metrics table, and the
+//! Every metric the server exports is documented in the metrics table (docs/metrics.md), and the
 //! chart's PrometheusRule only queries metrics that exist.
 
 use std::collections::BTreeSet;
@@ -54,8 +54,8 @@ fn mentioned(text: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn the_readme_documents_every_metric_in_its_table() {
-    let readme = read("README.md");
+fn the_metrics_page_documents_every_metric_in_its_table() {
+    let readme = read("docs/metrics.md");
     let table_rows: BTreeSet<String> = readme
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
@@ -67,7 +67,7 @@ fn the_readme_documents_every_metric_in_its_table() {
     let undocumented: Vec<&String> = exported.difference(&table_rows).collect();
     assert!(
         undocumented.is_empty(),
-        "metrics missing from the README's metrics table: {undocumented:?}"
+        "metrics missing from docs/metrics.md's table: {undocumented:?}"
     );
     let unknown: Vec<String> = mentioned(&readme)
         .into_iter()
@@ -75,7 +75,7 @@ fn the_readme_documents_every_metric_in_its_table() {
         .collect();
     assert!(
         unknown.is_empty(),
-        "the README names metrics the server does not export: {unknown:?}"
+        "docs/metrics.md names metrics the server does not export: {unknown:?}"
     );
 }
 

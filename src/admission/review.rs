@@ -109,7 +109,8 @@ pub fn review(body: &[u8], state: &ClusterState) -> Result<Reviewed, ReviewError
 /// Local types rather than kube's `AdmissionReview`: that one flattens its `TypeMeta` (serde
 /// then buffers the whole body into an intermediate tree and reads it twice) and builds what
 /// this webhook never reads (`userInfo`, `options`, `oldObject`). Short strings are borrowed
-/// from the body. Required fields are those kube requires, so the same bodies are refused.
+/// from the body. Required fields are those kube requires, except `userInfo`: the apiserver
+/// always sends it and nothing here reads it, so a hand-written review may leave it out.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Envelope<'a, P> {
@@ -135,8 +136,8 @@ struct Request<'a, P> {
     #[serde(default, borrow)]
     namespace: Option<Cow<'a, str>>,
     operation: Operation,
-    /// Required (the apiserver always sends it), never read.
-    #[serde(rename = "userInfo")]
+    /// Sent by the apiserver, never read: optional, so hand-written reviews need not invent it.
+    #[serde(default, rename = "userInfo")]
     _user_info: IgnoredAny,
     /// A missing `object` reads as `None`, as with every `Option` field.
     object: Option<P>,

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use crate::admission::audit::{Finding, Severity};
-use crate::cli::commands::{CommandError, StateArgs};
+use crate::cli::commands::{CommandError, ServerArgs};
 use crate::cli::explain::describe_mode;
 use crate::cluster::live;
 use crate::state::snapshot::{Mode, ModeSource};
@@ -60,9 +60,9 @@ pub struct AuditArgs {
     #[arg(long, value_enum, value_name = "SEVERITY")]
     pub fail_on: Option<FailOn>,
     /// `--own-namespace`, `--enable-controller` and `--shadow` as the server runs with them
-    /// (no `--state`: the audit reads the live cluster).
+    /// (the audit reads the live cluster, never state files).
     #[command(flatten)]
-    pub state: StateArgs,
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,13 +86,8 @@ struct NamespaceMode {
 
 /// Runs the audit; `Ok(true)` when findings at or above `--fail-on` exist.
 pub fn run(args: &AuditArgs) -> Result<bool, CommandError> {
-    if !args.state.state_files.is_empty() {
-        return Err(CommandError::Usage(
-            "audit reads the live cluster: no --state".to_owned(),
-        ));
-    }
     let cluster = |error: &dyn std::fmt::Display| CommandError::Cluster(error.to_string());
-    let own = args.state.own_namespace.as_deref();
+    let own = args.server.own_namespace.as_deref();
     // One TLS provider for the kube client, as `serve` installs it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -101,7 +96,7 @@ pub fn run(args: &AuditArgs) -> Result<bool, CommandError> {
         .map_err(|e| cluster(&e))?;
     let (state, workloads) = runtime.block_on(async {
         let client = kube::Client::try_default().await.map_err(|e| cluster(&e))?;
-        let (copies, mode) = (args.state.copies(), args.state.default_mode());
+        let (copies, mode) = (args.server.copies(), args.server.default_mode());
         let state = live::load_cluster(&client, own, copies, mode)
             .await
             .map_err(|e| cluster(&e))?;

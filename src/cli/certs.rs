@@ -2,7 +2,8 @@
 //!
 //! ECDSA keeps TLS handshakes cheap, which matters when the apiserver opens fresh connections
 //! under bursts. An existing CA in the output directory is reused, so a new serving certificate
-//! can be issued (rotation) without changing the caBundle.
+//! can be issued (rotation) without changing the caBundle; half a CA (a key without its
+//! certificate, or the reverse) is refused rather than replaced, so a CA key is never lost.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -18,14 +19,15 @@ pub struct CertsArgs {
     /// Directory for ca.crt, ca.key, tls.crt and tls.key (created if missing).
     #[arg(long, value_name = "DIR", env = "PULLSECRET_INJECTOR_CERTS_DIR")]
     pub out_dir: PathBuf,
-    /// DNS names for the serving certificate, e.g. pullsecret-injector.pullsecret-injector.svc.
-    #[arg(long = "dns", value_name = "NAME")]
+    /// DNS names for the serving certificate, e.g. pullsecret-injector.pullsecret-injector.svc
+    /// (letters, digits and `-` in dot-separated labels; `*.` first for a wildcard).
+    #[arg(long = "dns", value_name = "NAME", value_parser = dns_name)]
     pub dns_names: Vec<String>,
     /// IP addresses for the serving certificate, e.g. 127.0.0.1.
     #[arg(long = "ip", value_name = "IP")]
     pub ips: Vec<IpAddr>,
-    /// Validity of the serving certificate, in days.
-    #[arg(long, default_value_t = 365)]
+    /// Validity of the serving certificate, in days (at least 1).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..))]
     pub days: u32,
 }
 
@@ -33,6 +35,10 @@ pub struct CertsArgs {
 pub enum CertsError {
     #[error("give at least one --dns name or --ip address")]
     NoNames,
+    #[error(
+        "{present} exists without {missing}: refusing to replace half a CA (move {present} away for a new CA, or put {missing} back)"
+    )]
+    HalfCa { present: PathBuf, missing: PathBuf },
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
     #[error("cannot generate the certificate: {0}")]
@@ -40,10 +46,11 @@ pub enum CertsError {
 }
 
 impl CertsError {
-    /// [`NoNames`](CertsError::NoNames) is a usage error; the others stop a valid request.
+    /// [`NoNames`](CertsError::NoNames) and half a CA are usage or input errors; the others
+    /// stop a valid request.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CertsError::NoNames => 2,
+            CertsError::NoNames | CertsError::HalfCa { .. } => 2,
             CertsError::Io { .. } | CertsError::Generate(_) => 1,
         }
     }
@@ -80,7 +87,19 @@ pub fn generate(args: &CertsArgs) -> Result<CertFiles, CertsError> {
         read_optional(&files.ca_key)?,
     ) {
         (Some(cert), Some(key)) => (cert, KeyPair::from_pem(&key)?),
-        _ => {
+        (Some(_), None) => {
+            return Err(CertsError::HalfCa {
+                present: files.ca_cert,
+                missing: files.ca_key,
+            });
+        }
+        (None, Some(_)) => {
+            return Err(CertsError::HalfCa {
+                present: files.ca_key,
+                missing: files.ca_cert,
+            });
+        }
+        (None, None) => {
             let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
             let cert = ca_params(10 * 365)?.self_signed(&key)?;
             write(&files.ca_cert, &cert.pem(), false)?;
@@ -122,6 +141,27 @@ fn serving_params(args: &CertsArgs) -> Result<CertificateParams, CertsError> {
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     set_validity(&mut params, args.days);
     Ok(params)
+}
+
+/// A DNS name a certificate can carry: dot-separated labels of 1 to 63 letters, digits and
+/// inner `-`, 253 characters at most, optionally `*.` first.
+fn dns_name(text: &str) -> Result<String, String> {
+    let name = text.strip_prefix("*.").unwrap_or(text);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if text.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a DNS name (dot-separated labels of letters, digits and inner '-', optionally '*.' first)"
+        ))
+    }
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -168,5 +208,37 @@ fn io_error(path: &Path, error: std::io::Error) -> CertsError {
     CertsError::Io {
         path: path.to_owned(),
         reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_name;
+
+    #[test]
+    fn only_dns_names_are_taken() {
+        for good in [
+            "localhost",
+            "pullsecret-injector.pullsecret-injector.svc",
+            "*.example.com",
+            "a-1.B2",
+        ] {
+            assert_eq!(dns_name(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "under_score.example",
+            "-lead.example",
+            "trail-.example",
+            "double..dot",
+            "https://example.com",
+            "example.com.",
+            "*",
+            "a.*.example",
+            &"a".repeat(64),
+        ] {
+            assert!(dns_name(bad).is_err(), "{bad:?} was taken");
+        }
     }
 }

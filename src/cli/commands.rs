@@ -7,7 +7,7 @@
 //! otherwise be a confident "no secret".
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use crate::admission::pod::PodView;
 use crate::admission::review::{self, Outcome, ReviewError};
 use crate::cli::explain::{self, ImageExplanation};
 use crate::cluster::statefile::{self, InputError, Source, SourceSummary};
-use crate::state::snapshot::{ClusterState, Copies, Mode};
+use crate::state::snapshot::{ClusterState, Copies, INJECT_LABEL, Mode};
 use crate::text::quote;
 
 /// Exit code of a command that could not complete for a reason other than its input: output
@@ -35,8 +35,11 @@ pub const EXIT_INPUT: u8 = 2;
 pub enum CommandError {
     #[error(transparent)]
     Input(#[from] InputError),
-    #[error("<stdin>: {0}")]
-    Review(#[from] ReviewError),
+    #[error("{source_name}: {error}")]
+    Review {
+        source_name: String,
+        error: ReviewError,
+    },
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     #[error("cannot encode output: {0}")]
@@ -58,9 +61,16 @@ pub enum CommandError {
 }
 
 impl CommandError {
+    /// Output to a reader that has gone (`| head`): not a failure, nothing left to say.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CommandError::Output(error) if error.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Input(_) | CommandError::Review(_) | CommandError::Usage(_) => EXIT_INPUT,
+            CommandError::Input(_) | CommandError::Review { .. } | CommandError::Usage(_) => {
+                EXIT_INPUT
+            }
             CommandError::Output(_)
             | CommandError::Encode(_)
             | CommandError::PatchFailed { .. }
@@ -69,23 +79,28 @@ impl CommandError {
     }
 }
 
-fn warn(warning: &str) {
+pub(crate) fn warn(warning: &str) {
     eprintln!("Warning: {warning}");
 }
 
+/// How to dump a cluster's state for `--state`, shown by `review`, `apply` and `explain --help`
+/// and in docs/configuration.md: one `kubectl get` per kind, so a cluster without the CRDs
+/// loses only the rules, and only the two registry-credential Secret types (never
+/// ServiceAccount tokens or TLS keys).
+pub const STATE_RECIPE: &str = "\
+Cluster state for --state, read from a live cluster (the files hold registry credentials: keep
+them private and delete them after use):
+
+  kubectl get namespaces -o yaml > namespaces.yaml
+  kubectl get secrets -A --field-selector type=kubernetes.io/dockerconfigjson -o yaml > secrets.yaml
+  kubectl get secrets -A --field-selector type=kubernetes.io/dockercfg -o yaml > legacy.yaml
+  kubectl get pullsecretrules,clusterpullsecrets -A -o yaml > rules.yaml  # needs the CRDs
+
+  --state namespaces.yaml,secrets.yaml,legacy.yaml,rules.yaml";
+
+/// How the webhook being answered for runs: the `serve` flags that change its answers.
 #[derive(Debug, Clone, Args)]
-pub struct StateArgs {
-    /// Cluster state: YAML or JSON files with Secrets, Namespaces, PullSecretRules and
-    /// ClusterPullSecrets (several documents and `kind: List` are fine, e.g. the output of
-    /// `kubectl get secrets,namespaces,pullsecretrules,clusterpullsecrets -A -o yaml`).
-    /// Repeat for several files; `-` reads standard input.
-    #[arg(
-        long = "state",
-        value_name = "FILE",
-        env = "PULLSECRET_INJECTOR_STATE",
-        value_delimiter = ','
-    )]
-    pub state_files: Vec<PathBuf>,
+pub struct ServerArgs {
     /// The injector's own namespace, which ClusterPullSecrets never serve (as in the cluster).
     #[arg(
         long,
@@ -104,7 +119,7 @@ pub struct StateArgs {
     pub shadow: bool,
 }
 
-impl StateArgs {
+impl ServerArgs {
     /// The mode of namespaces without a mode label.
     pub fn default_mode(&self) -> Mode {
         if self.shadow { Mode::Shadow } else { Mode::On }
@@ -120,31 +135,47 @@ impl StateArgs {
     }
 }
 
-impl StateArgs {
-    /// The state, after warning about sources that held something else and about a state
-    /// that holds nothing.
-    fn load(&self) -> Result<Arc<ClusterState>, CommandError> {
-        if self.state_files.is_empty() {
-            return Err(CommandError::Usage(
-                "--state FILE is required (only `explain pod/NAME` reads the live cluster)"
-                    .to_owned(),
-            ));
-        }
-        let (state, summaries) = statefile::load_state_summarized(
-            &self.state_files,
-            self.own_namespace.as_deref(),
-            self.copies(),
-        )?;
-        for warning in state_warnings(&state, &summaries) {
-            warn(&warning);
-        }
-        if !self.shadow {
-            return Ok(state);
-        }
-        Ok(Arc::new(
-            ClusterState::clone(&state).with_default_mode(self.default_mode()),
-        ))
+/// The state files (required) and how the server runs, for `review` and `apply`.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// Cluster state: YAML or JSON files with Secrets, Namespaces, PullSecretRules and
+    /// ClusterPullSecrets (several documents and `kind: List` are fine; how to dump them: the
+    /// end of `--help`). Repeat or separate with commas for several files; `-` reads standard
+    /// input.
+    #[arg(
+        long = "state",
+        value_name = "FILE",
+        env = "PULLSECRET_INJECTOR_STATE",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub state_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// The state, after warning about sources that held something else and about a state that
+/// holds nothing.
+pub(crate) fn load_state(
+    files: &[PathBuf],
+    server: &ServerArgs,
+) -> Result<Arc<ClusterState>, CommandError> {
+    if files.is_empty() {
+        return Err(CommandError::Usage(
+            "--state FILE is required (only `explain pod/NAME` reads the live cluster)".to_owned(),
+        ));
     }
+    let (state, summaries) =
+        statefile::load_state_summarized(files, server.own_namespace.as_deref(), server.copies())?;
+    for warning in state_warnings(&state, &summaries) {
+        warn(&warning);
+    }
+    if !server.shadow {
+        return Ok(state);
+    }
+    Ok(Arc::new(
+        ClusterState::clone(&state).with_default_mode(server.default_mode()),
+    ))
 }
 
 /// Sources with objects state files do not use, and a state that holds nothing at all.
@@ -183,102 +214,95 @@ fn holds_nothing(state: &ClusterState) -> bool {
 }
 
 /// A namespace the state knows nothing about, probably misspelt (not said again when the
-/// state holds nothing at all).
+/// state holds nothing at all), or one known only from its Secrets or rules: its labels (the
+/// opt-out, the mode, ClusterPullSecret selectors) are then unknown, and the answer may be one
+/// the webhook would not give.
 pub fn unknown_namespace_warning(state: &ClusterState, namespace: &str) -> Option<String> {
-    if state.namespace(namespace).is_some() || holds_nothing(state) {
+    if holds_nothing(state) {
         return None;
     }
-    Some(format!(
-        "namespace {} does not appear in the state (no Namespace object, registry-credential Secret or PullSecretRule of it): only ClusterPullSecrets can serve it; is the name right?",
-        quote(namespace)
-    ))
+    match state.namespace(namespace) {
+        None => Some(format!(
+            "namespace {} does not appear in the state (no Namespace object, registry-credential Secret or PullSecretRule of it): only ClusterPullSecrets can serve it; is the name right?",
+            quote(namespace)
+        )),
+        Some(ns) if ns.labels().is_none() => Some(format!(
+            "the state has no Namespace object for {}: its labels (the {INJECT_LABEL}=false opt-out, the mode, ClusterPullSecret selectors) are unknown; add `kubectl get namespaces -o yaml` to --state",
+            quote(namespace)
+        )),
+        Some(_) => None,
+    }
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct NamespaceArg {
-    /// Namespace of the pods (for manifests that do not set one).
-    #[arg(
-        short = 'n',
-        long = "namespace",
-        default_value = "default",
-        env = "PULLSECRET_INJECTOR_NAMESPACE"
-    )]
-    pub name: String,
-}
-
-/// `review`: one AdmissionReview on stdin, the webhook's response review on stdout.
+/// `review`: one AdmissionReview, the webhook's response review on stdout.
 #[derive(Debug, Clone, Args)]
 pub struct ReviewArgs {
     #[command(flatten)]
     pub state: StateArgs,
+    /// The AdmissionReview (JSON), as the apiserver sends it; `-` (the default) reads standard
+    /// input.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "REVIEW",
+        default_value = "-"
+    )]
+    pub review: PathBuf,
 }
 
 pub fn review(args: &ReviewArgs) -> Result<(), CommandError> {
-    let state = args.state.load()?;
-    let mut body = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut body)
-        .map_err(|error| InputError::Unreadable {
-            source_name: "<stdin>".to_owned(),
-            reason: error.to_string(),
+    let state = load_state(&args.state.state_files, &args.state.server)?;
+    let source = Source::from_arg(&args.review);
+    let body = source.read()?;
+    let reviewed =
+        review::review(body.as_bytes(), &state).map_err(|error| CommandError::Review {
+            source_name: source.name(),
+            error,
         })?;
-    let reviewed = review::review(&body, &state)?;
-    if reviewed.outcome != Outcome::NotApplicable
-        && let Some(warning) = unknown_namespace_warning(&state, &reviewed.namespace)
-    {
+    if reviewed.outcome == Outcome::NotApplicable {
+        warn(&not_applicable_hint(body.as_bytes()));
+    } else if let Some(warning) = unknown_namespace_warning(&state, &reviewed.namespace) {
         warn(&warning);
     }
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &reviewed.response)
-        .map_err(|e| CommandError::Encode(e.to_string()))?;
+    serde_json::to_writer_pretty(&mut out, &reviewed.response).map_err(encode_error)?;
     writeln!(out)?;
     out.flush()?;
     Ok(())
 }
 
-/// `apply`: manifests with the injection applied, as YAML.
-#[derive(Debug, Clone, Args)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub state: StateArgs,
-    /// Manifests to transform (YAML or JSON, several documents); `-` reads standard input.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "MANIFEST",
-        required = true
-    )]
-    pub manifests: Vec<PathBuf>,
-    #[command(flatten)]
-    pub namespace: NamespaceArg,
-}
-
-pub fn apply(args: &ApplyArgs) -> Result<(), CommandError> {
-    let state = args.state.load()?;
-    let mut injector = Injector::new(&state);
-    let mut rendered = Vec::new();
-    for file in &args.manifests {
-        let source = Source::from_arg(file);
-        let source_name = source.name();
-        for document in statefile::parse_documents(&source_name, &source.read()?)? {
-            let mut value = document.value;
-            let at = Location {
-                source_name: &source_name,
-                document: document.number,
-            };
-            injector.inject(&mut value, &args.namespace.name, &at)?;
-            rendered.push(
-                serde_yaml::to_string(&value).map_err(|e| CommandError::Encode(e.to_string()))?,
-            );
-        }
-    }
-    for warning in injector.into_warnings() {
-        warn(&warning);
-    }
-    let mut out = std::io::stdout().lock();
-    out.write_all(rendered.join("---\n").as_bytes())?;
-    out.flush()?;
-    Ok(())
+/// Why a review was answered `allowed` unchanged without a decision: what it is about.
+fn not_applicable_hint(body: &[u8]) -> String {
+    let request = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|review| review.get("request").cloned())
+        .unwrap_or_default();
+    let text = |pointer: &str| {
+        request
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let group = text("/kind/group");
+    let kind = match (group.as_str(), text("/kind/kind")) {
+        ("", kind) => kind,
+        (group, kind) => format!("{group}/{kind}"),
+    };
+    let subresource = text("/subResource");
+    let what = if subresource.is_empty() {
+        format!("{} {kind}", text("/operation"))
+    } else {
+        format!("{} {kind} (subresource {subresource})", text("/operation"))
+    };
+    let object = if request.get("object").is_none_or(Value::is_null) {
+        ", or without an object"
+    } else {
+        ""
+    };
+    format!(
+        "the review is for {what}{object}, not a Pod CREATE: the webhook allows it unchanged (it decides pods at creation only)"
+    )
 }
 
 /// Where a document comes from, for messages.
@@ -323,13 +347,14 @@ impl<'a> Injector<'a> {
 
     /// Applies the decision to a Pod, to the pod template of a workload, or to every item of
     /// a List; any other document is left as it is. A template that is not a readable pod
-    /// template is an input error; a patch that does not apply is an internal error.
+    /// template is an input error; a patch that does not apply is an internal error. Returns
+    /// how many Pods and workloads the manifest holds.
     pub fn inject(
         &mut self,
         manifest: &mut Value,
         default_namespace: &str,
         at: &Location<'_>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<usize, CommandError> {
         let namespace = manifest
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -346,14 +371,15 @@ impl<'a> Injector<'a> {
         let (kind, name) = (text_at("/kind"), text_at("/metadata/name"));
         let object = format!("{kind}/{name}");
         let Some(template_path) = pod_template_path(&kind) else {
+            let mut workloads = 0;
             if kind.ends_with("List")
                 && let Some(Value::Array(items)) = manifest.get_mut("items")
             {
                 for item in items {
-                    self.inject(item, &namespace, at)?;
+                    workloads += self.inject(item, &namespace, at)?;
                 }
             }
-            return Ok(());
+            return Ok(workloads);
         };
         let Some(template) = manifest.pointer_mut(template_path) else {
             self.warnings.push(format!(
@@ -362,7 +388,7 @@ impl<'a> Injector<'a> {
                 at.document,
                 template_path.trim_start_matches('/').replace('/', ".")
             ));
-            return Ok(());
+            return Ok(1);
         };
         let pod = PodView::deserialize(&*template).map_err(|error| InputError::InvalidObject {
             source_name: at.source_name.to_owned(),
@@ -378,12 +404,15 @@ impl<'a> Injector<'a> {
                 .iter()
                 .map(|warning| format!("{object}: {warning}")),
         );
-        json_patch::patch(template, &decision.patch).map_err(|error| CommandError::PatchFailed {
-            source_name: at.source_name.to_owned(),
-            document: at.document,
-            object,
-            reason: error.to_string(),
-        })
+        json_patch::patch(template, &decision.patch).map_err(|error| {
+            CommandError::PatchFailed {
+                source_name: at.source_name.to_owned(),
+                document: at.document,
+                object,
+                reason: error.to_string(),
+            }
+        })?;
+        Ok(1)
     }
 
     /// The warnings so far, then one per namespace the state knows nothing about.
@@ -409,28 +438,50 @@ pub enum OutputFormat {
 /// `explain`: how the kubelet's matching plays out for each image.
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
+    /// Cluster state files, as for `review` and `apply` (how to dump them: the end of
+    /// `--help`). Required for images; not allowed with `pod/NAME`, which reads the live
+    /// cluster.
+    #[arg(
+        long = "state",
+        value_name = "FILE",
+        env = "PULLSECRET_INJECTOR_STATE",
+        value_delimiter = ','
+    )]
+    pub state_files: Vec<PathBuf>,
     #[command(flatten)]
-    pub state: StateArgs,
-    #[command(flatten)]
-    pub namespace: NamespaceArg,
+    pub server: ServerArgs,
+    /// The namespace whose secrets, rules and labels the images are explained against (for
+    /// `pod/NAME`: the pod's namespace).
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        default_value = "default",
+        env = "PULLSECRET_INJECTOR_NAMESPACE"
+    )]
+    pub namespace: String,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Images, as they would appear in a pod spec (a container's `image` or an image volume's
-    /// `reference`: the kubelet looks both up alike); or one `pod/NAME`: that existing pod,
-    /// read with the namespace's state from the live cluster (KUBECONFIG, read-only; without
-    /// --state), every image of it explained.
+    /// `reference`: the kubelet looks both up alike); or one `pod/NAME` (also `pods/NAME`,
+    /// `po/NAME`, as kubectl takes them): that existing pod, read with the namespace's state
+    /// from the live cluster (KUBECONFIG, read-only; without --state), every image of it
+    /// explained. A Docker Hub image of a user called `pod`, `pods` or `po` is written
+    /// `docker.io/pods/NAME`.
     #[arg(value_name = "IMAGE|pod/NAME", required = true)]
     pub images: Vec<String>,
 }
 
-pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
-    if let Some(pod) = args
-        .images
+/// The pod of `pod/NAME`, `pods/NAME` or `po/NAME`, as kubectl reads them.
+fn pod_target(target: &str) -> Option<&str> {
+    ["pod/", "pods/", "po/"]
         .iter()
-        .find_map(|target| target.strip_prefix("pod/"))
-    {
-        if args.images.len() > 1 || !args.state.state_files.is_empty() {
+        .find_map(|prefix| target.strip_prefix(prefix))
+}
+
+pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
+    if let Some(pod) = args.images.iter().find_map(|target| pod_target(target)) {
+        if args.images.len() > 1 || !args.state_files.is_empty() {
             return Err(CommandError::Usage(
                 "explain pod/NAME takes one pod and reads the live cluster: no images, no --state"
                     .to_owned(),
@@ -438,20 +489,19 @@ pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
         }
         return explain_live_pod(args, pod);
     }
-    let state = args.state.load()?;
-    if let Some(warning) = unknown_namespace_warning(&state, &args.namespace.name) {
+    let state = load_state(&args.state_files, &args.server)?;
+    if let Some(warning) = unknown_namespace_warning(&state, &args.namespace) {
         warn(&warning);
     }
     let explanations: Vec<ImageExplanation> = args
         .images
         .iter()
-        .map(|image| explain::explain_image(image, &args.namespace.name, &state))
+        .map(|image| explain::explain_image(image, &args.namespace, &state))
         .collect();
     let mut out = std::io::stdout().lock();
     match args.output {
         OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &explanations)
-                .map_err(|e| CommandError::Encode(e.to_string()))?;
+            serde_json::to_writer_pretty(&mut out, &explanations).map_err(encode_error)?;
             writeln!(out)?;
         }
         OutputFormat::Text => {
@@ -464,10 +514,18 @@ pub fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// A JSON encoding error, which is also how a write to a closed pipe shows up through serde.
+fn encode_error(error: serde_json::Error) -> CommandError {
+    match error.io_error_kind() {
+        Some(kind) => CommandError::Output(std::io::Error::from(kind)),
+        None => CommandError::Encode(error.to_string()),
+    }
+}
+
 /// `explain -n NS pod/NAME` against the live cluster.
 fn explain_live_pod(args: &ExplainArgs, pod: &str) -> Result<(), CommandError> {
-    let namespace = args.namespace.name.as_str();
-    let own = args.state.own_namespace.as_deref();
+    let namespace = args.namespace.as_str();
+    let own = args.server.own_namespace.as_deref();
     let cluster = |error: &dyn std::fmt::Display| CommandError::Cluster(error.to_string());
     // One TLS provider for the kube client, as `serve` installs it.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -481,17 +539,17 @@ fn explain_live_pod(args: &ExplainArgs, pod: &str) -> Result<(), CommandError> {
             .await
             .map_err(|e| cluster(&e))
     })?;
-    let state = Arc::new(ClusterState::clone(&state).with_default_mode(args.state.default_mode()));
+    let state = Arc::new(ClusterState::clone(&state).with_default_mode(args.server.default_mode()));
     let explanation = crate::cli::pod_explain::explain_pod(&pod, &state, own);
     let mut out = std::io::stdout().lock();
     match args.output {
         OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &explanation)
-                .map_err(|e| CommandError::Encode(e.to_string()))?;
+            serde_json::to_writer_pretty(&mut out, &explanation).map_err(encode_error)?;
             writeln!(out)?;
         }
         OutputFormat::Text => write!(out, "{explanation}")?,
     }
+    out.flush()?;
     Ok(())
 }
 

@@ -24,8 +24,16 @@ pub struct ImageExplanation {
     pub lookup: Option<String>,
     /// Why the image is not looked up at all.
     pub invalid: Option<String>,
+    /// The namespace is labelled `pullsecret-injector.io/inject: "false"`: nothing is injected.
     pub namespace_opted_out: bool,
-    /// `shadow`: the webhook decides `result` but changes nothing.
+    /// Set by `explain pod/NAME` when the pod is labelled `pullsecret-injector.io/inject:
+    /// "false"`: nothing is injected.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pod_opted_out: bool,
+    /// False when the server serves only other namespaces (`--namespaces`): nothing is injected.
+    pub namespace_served: bool,
+    /// `shadow`: the webhook decides `result` but changes nothing. Not applied where the
+    /// namespace opted out or is not served.
     pub mode: Mode,
     /// Where the mode comes from: the namespace's label or the server's default.
     pub mode_source: ModeSource,
@@ -43,8 +51,27 @@ pub struct ImageExplanation {
     pub decided: Vec<DecidedSecret>,
     /// Rules or credentials that wanted a secret that cannot be injected.
     pub problems: Vec<String>,
-    /// The secret names of `decided`.
+    /// The secret names of `decided`: what the webhook injects (records, in shadow mode).
+    /// Empty where the namespace opted out or is not served.
     pub result: Vec<String>,
+    /// What the matching would choose but is not injected, because the namespace opted out or
+    /// is not served (empty otherwise).
+    pub withheld: Vec<String>,
+}
+
+impl ImageExplanation {
+    /// Why nothing is injected in this namespace whatever the image, if so.
+    pub fn injects_nothing_because(&self) -> Option<&'static str> {
+        if self.pod_opted_out {
+            Some("the pod is labelled pullsecret-injector.io/inject=false")
+        } else if !self.namespace_served {
+            Some("the server serves only other namespaces (--namespaces)")
+        } else if self.namespace_opted_out {
+            Some("the namespace is labelled pullsecret-injector.io/inject=false")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +143,8 @@ pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> Imag
         lookup: None,
         invalid: None,
         namespace_opted_out: ns.is_some_and(|ns| ns.opted_out()),
+        pod_opted_out: false,
+        namespace_served: state.serves(namespace),
         mode,
         mode_source,
         keys: Vec::new(),
@@ -127,6 +156,7 @@ pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> Imag
         decided: Vec::new(),
         problems: Vec::new(),
         result: Vec::new(),
+        withheld: Vec::new(),
     };
     let reference = match ImageRef::parse(image) {
         Ok(reference) => reference,
@@ -214,7 +244,18 @@ pub fn explain_image(image: &str, namespace: &str, state: &ClusterState) -> Imag
         }
     };
     explanation.lookup = Some(lookup);
+    explanation.withhold_if_nothing_is_injected();
     explanation
+}
+
+impl ImageExplanation {
+    /// Moves the matching's choice to `withheld` where nothing is injected whatever the image.
+    pub fn withhold_if_nothing_is_injected(&mut self) {
+        if self.injects_nothing_because().is_some() {
+            self.withheld.append(&mut self.result);
+            self.decided.clear();
+        }
+    }
 }
 
 fn verdict(secret: &str, key: &str, lookup: &str) -> KeyVerdict {
@@ -238,7 +279,7 @@ fn verdict(secret: &str, key: &str, lookup: &str) -> KeyVerdict {
                         .to_owned(),
                 )
             }
-            other => (false, mismatch_reason(&other)),
+            other => (false, mismatch_reason(&other, index_key, lookup)),
         },
     };
     KeyVerdict {
@@ -250,7 +291,14 @@ fn verdict(secret: &str, key: &str, lookup: &str) -> KeyVerdict {
     }
 }
 
-fn mismatch_reason(verdict: &KeyMatch) -> String {
+/// The host (without port) of a keyring key or lookup string, split into its labels.
+fn host_labels(key: &str) -> Vec<&str> {
+    let host = key.split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(host, _port)| host);
+    host.split('.').collect()
+}
+
+fn mismatch_reason(verdict: &KeyMatch, index_key: &str, lookup: &str) -> String {
     let port = |port: &str| {
         if port.is_empty() {
             "none".to_owned()
@@ -275,7 +323,18 @@ fn mismatch_reason(verdict: &KeyMatch) -> String {
             format!("host label count differs (key {key}, image {image})")
         }
         KeyMatch::LabelMismatch { label } => {
-            format!("host label {} does not match the glob", label + 1)
+            let (key_labels, image_labels) = (host_labels(index_key), host_labels(lookup));
+            let key_label = key_labels.get(*label).copied().unwrap_or_default();
+            let image_label = image_labels.get(*label).copied().unwrap_or_default();
+            let (key_host, image_host) = (key_labels.join("."), image_labels.join("."));
+            if key_host.contains(['*', '?', '[']) {
+                format!(
+                    "host {image_host:?} does not match the glob {key_host:?} (label {}: {image_label:?} against {key_label:?})",
+                    label + 1
+                )
+            } else {
+                format!("host differs (key {key_host:?}, image {image_host:?})")
+            }
         }
         KeyMatch::BadGlob { label } => format!("host label {} is a malformed glob", label + 1),
         KeyMatch::PathPrefix { key_path } => format!("image path does not start with {key_path:?}"),
@@ -320,17 +379,14 @@ impl fmt::Display for ImageExplanation {
             "  lookup:    {}",
             self.lookup.as_deref().unwrap_or_default()
         )?;
-        if self.namespace_opted_out {
-            writeln!(
+        match self.injects_nothing_because() {
+            Some(why) => writeln!(f, "  mode:      none: {why}: the webhook injects nothing")?,
+            None => writeln!(
                 f,
-                "  namespace is labelled pullsecret-injector.io/inject=false: the webhook injects nothing"
-            )?;
+                "  mode:      {}",
+                describe_mode(self.mode, self.mode_source)
+            )?,
         }
-        writeln!(
-            f,
-            "  mode:      {}",
-            describe_mode(self.mode, self.mode_source)
-        )?;
         if self.keys.is_empty() {
             writeln!(
                 f,
@@ -393,7 +449,17 @@ impl fmt::Display for ImageExplanation {
         for problem in &self.problems {
             writeln!(f, "  problem: {problem}")?;
         }
-        if self.decided.is_empty() {
+        if let Some(why) = self.injects_nothing_because() {
+            let withheld = if self.withheld.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (without that, matching would choose {})",
+                    self.withheld.join(", ")
+                )
+            };
+            writeln!(f, "  result: no secret: {why}{withheld}\n")
+        } else if self.decided.is_empty() {
             writeln!(f, "  result: no secret\n")
         } else {
             let decided: Vec<String> = self
@@ -520,7 +586,10 @@ stringData: {.dockerconfigjson: '{"auths": {"Registry.Example.com": {}, "other.e
         assert_eq!(
             reasons,
             [
-                ("other.example.com", "host label 1 does not match the glob"),
+                (
+                    "other.example.com",
+                    "host differs (key \"other.example.com\", image \"registry.example.com\")"
+                ),
                 (
                     "Registry.Example.com",
                     "host differs only in case: the kubelet compares registry hosts case-sensitively"

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
-use crate::admission::decision::decide;
+use crate::admission::decision::{OptOut, decide};
 use crate::admission::pod::{ImageUser, PodView};
 use crate::admission::recovery::{StuckPod, Verdict, assess};
 use crate::cli::explain::{ImageExplanation, describe_mode, explain_image};
@@ -22,6 +22,9 @@ pub struct PodExplanation {
     pub owner: Option<String>,
     /// `spec.imagePullSecrets` as it is (it cannot change on an existing pod).
     pub has: Vec<String>,
+    /// Why the webhook leaves this pod alone whatever its images, if so: `pod` (labelled
+    /// `pullsecret-injector.io/inject: "false"`), `namespace` (the namespace is), `notServed`.
+    pub opted_out: Option<&'static str>,
     /// The mode of the pod's namespace now (`shadow`: `would_get` is only recorded).
     pub mode: Mode,
     pub mode_source: ModeSource,
@@ -112,6 +115,11 @@ pub fn explain_pod(
             .and_then(|s| s.owner.as_ref())
             .map(|owner| format!("{}/{}", owner.kind, owner.name)),
         has: view.pull_secret_names().map(str::to_owned).collect(),
+        opted_out: decision.opt_out.map(|opt_out| match opt_out {
+            OptOut::Pod => "pod",
+            OptOut::Namespace => "namespace",
+            OptOut::NotServed => "notServed",
+        }),
         mode,
         mode_source,
         would_get: decision
@@ -126,9 +134,14 @@ pub fn explain_pod(
         recovery,
         images: view
             .images()
-            .map(|image| PodImageExplanation {
-                explanation: explain_image(image.image, &namespace, state),
-                pulled_for: image.user.into_owned(),
+            .map(|image| {
+                let mut explanation = explain_image(image.image, &namespace, state);
+                explanation.pod_opted_out = decision.opt_out == Some(OptOut::Pod);
+                explanation.withhold_if_nothing_is_injected();
+                PodImageExplanation {
+                    explanation,
+                    pulled_for: image.user.into_owned(),
+                }
             })
             .collect(),
         namespace,
@@ -149,7 +162,21 @@ impl fmt::Display for PodExplanation {
             }
         };
         writeln!(f, "  has imagePullSecrets: {}", list(&self.has))?;
-        writeln!(f, "  mode: {}", describe_mode(self.mode, self.mode_source))?;
+        match self.opted_out {
+            Some("pod") => writeln!(
+                f,
+                "  mode: none: the pod is labelled pullsecret-injector.io/inject=false: the webhook injects nothing"
+            )?,
+            Some("namespace") => writeln!(
+                f,
+                "  mode: none: the namespace is labelled pullsecret-injector.io/inject=false: the webhook injects nothing"
+            )?,
+            Some(_) => writeln!(
+                f,
+                "  mode: none: the server serves only other namespaces (--namespaces): the webhook injects nothing"
+            )?,
+            None => writeln!(f, "  mode: {}", describe_mode(self.mode, self.mode_source))?,
+        }
         if self.would_get.is_empty() {
             writeln!(f, "  would get now: nothing more")?;
         }
