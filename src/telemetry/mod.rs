@@ -1,7 +1,8 @@
 //! Logging setup and the Prometheus metrics, all under the `pullsecret_injector_` prefix.
 //!
 //! No metric label or log field ever carries a credential: labels are fixed outcome names,
-//! and the namespace name of the shadow-mode counter.
+//! the namespace name of the shadow-mode counter and of the pods the per-namespace counters
+//! count (injected secrets, images without a match).
 //!
 //! May use `admission` (the review outcomes it counts) and the layers below it.
 
@@ -115,6 +116,14 @@ struct ShadowLabels {
     outcome: &'static str,
 }
 
+/// The namespace of the reviewed pod. Named `pod_namespace`, not `namespace`: Prometheus
+/// scrapes the injector with a `namespace` target label of its own (the injector's), and a
+/// series' `namespace` would be renamed `exported_namespace` under it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodNamespaceLabel {
+    pod_namespace: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FindingLabels {
     kind: &'static str,
@@ -182,8 +191,9 @@ pub struct Metrics {
     shadow_reviews: Family<ShadowLabels, Counter>,
     rejected_requests: Family<ReasonLabel, Counter>,
     review_duration: Histogram,
-    secrets_injected: Counter,
-    images_without_match: Counter,
+    secrets_injected: Family<PodNamespaceLabel, Counter>,
+    images_without_match: Family<PodNamespaceLabel, Counter>,
+    review_warnings: Counter,
     invalid_images: Counter,
     undecodable_encounters: Counter,
     pub cached_secrets: Gauge,
@@ -264,8 +274,9 @@ impl Metrics {
             review_duration: Histogram::new([
                 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
             ]),
-            secrets_injected: Counter::default(),
-            images_without_match: Counter::default(),
+            secrets_injected: Family::default(),
+            images_without_match: Family::default(),
+            review_warnings: Counter::default(),
             invalid_images: Counter::default(),
             undecodable_encounters: Counter::default(),
             cached_secrets: Gauge::default(),
@@ -342,13 +353,18 @@ impl Metrics {
         );
         r.register(
             "secrets_injected",
-            "Pull secret references appended to pods",
+            "Pull secret references appended to pods, by the pod's namespace",
             metrics.secrets_injected.clone(),
         );
         r.register(
             "images_without_match",
-            "Valid images for which no cached pull secret matched",
+            "Valid images for which no cached pull secret matched, by the pod's namespace",
             metrics.images_without_match.clone(),
+        );
+        r.register(
+            "review_warnings",
+            "Warnings returned to the client with admission reviews (one per warning)",
+            metrics.review_warnings.clone(),
         );
         r.register(
             "invalid_images",
@@ -580,14 +596,24 @@ impl Metrics {
             .inc();
         self.review_duration.observe(seconds);
         let decision = &reviewed.decision;
+        let pod_namespace = PodNamespaceLabel {
+            pod_namespace: reviewed.namespace.clone(),
+        };
         if reviewed.outcome == Outcome::Shadow {
             // Nothing was appended: what would have been is the shadow counter's.
             self.observe_shadow(&reviewed.namespace, !decision.injected.is_empty());
-        } else {
-            self.secrets_injected.inc_by(decision.injected.len() as u64);
+        } else if !decision.injected.is_empty() {
+            self.secrets_injected
+                .get_or_create(&pod_namespace)
+                .inc_by(decision.injected.len() as u64);
         }
-        self.images_without_match
-            .inc_by(decision.images_without_match as u64);
+        if decision.images_without_match > 0 {
+            self.images_without_match
+                .get_or_create(&pod_namespace)
+                .inc_by(decision.images_without_match as u64);
+        }
+        self.review_warnings
+            .inc_by(reviewed.response.warnings.len() as u64);
         self.invalid_images.inc_by(decision.invalid_images as u64);
         self.undecodable_encounters
             .inc_by(decision.undecodable_secrets as u64);
