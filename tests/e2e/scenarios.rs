@@ -94,6 +94,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::trust::shadow_namespaces_get_no_copies,
     },
     Scenario {
+        name: "metrics-dashboard",
+        run: crate::dashboard::metrics_dashboard,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },
