@@ -254,7 +254,12 @@ fn every_dashboard_panel_uses_the_variables_and_is_listed_in_the_chart_readme() 
     let readme = read("charts/pullsecret-injector/README.md");
     let listed = readme
         .split_once("\n## Dashboard\n")
-        .map(|(_, rest)| rest.split("\n## ").next().unwrap_or_default().replace('\n', " "))
+        .map(|(_, rest)| {
+            rest.split("\n## ")
+                .next()
+                .unwrap_or_default()
+                .replace('\n', " ")
+        })
         .map(|text| text.split_whitespace().collect::<Vec<_>>().join(" "))
         .expect("the chart README has a Dashboard section");
     let panels = dashboard_panels();
@@ -262,17 +267,29 @@ fn every_dashboard_panel_uses_the_variables_and_is_listed_in_the_chart_readme() 
     let mut ids = BTreeSet::new();
     for panel in &panels {
         let title = panel["title"].as_str().expect("a title");
-        assert!(ids.insert(panel["id"].as_u64().expect("an id")), "{title}: duplicate id");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("an id")),
+            "{title}: duplicate id"
+        );
         assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
-        assert!(panel["description"].as_str().is_some_and(|d| d.len() > 20), "{title}");
-        assert!(listed.contains(title), "the chart README's panel list lacks {title:?}");
+        assert!(
+            panel["description"].as_str().is_some_and(|d| d.len() > 20),
+            "{title}"
+        );
+        assert!(
+            listed.contains(title),
+            "the chart README's panel list lacks {title:?}"
+        );
         let targets = panel["targets"].as_array().expect("targets");
         assert!(!targets.is_empty(), "{title}: no query");
         for target in targets {
             let expr = target["expr"].as_str().expect("an expression");
             assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
             if expr.contains("$namespace") {
-                assert!(expr.contains("pod_namespace=~\"$namespace\""), "{title}: {expr}");
+                assert!(
+                    expr.contains("pod_namespace=~\"$namespace\""),
+                    "{title}: {expr}"
+                );
             }
         }
     }
