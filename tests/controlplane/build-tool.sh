@@ -15,7 +15,9 @@
 # Sourced, it only sets the versions (build-node.sh takes CRANE_VERSION from here).
 # Cold builds measured on 2 cores shared with four other builds (load about 25): helm 4 20 min,
 # cosign 52 min, helm 3 10 min after helm 4 (shared packages), crane 2 min, actionlint under a
-# minute; idle cores take a fraction of that. Relinking from a warm Go build cache: 1-2 min each.
+# minute; idle cores take a fraction of that. promtool 7.5 min, then prometheus 6.5 min (shared
+# packages), on 2 cores beside two Rust builds (load about 7). Relinking from a warm Go build
+# cache: 1-2 min each.
 set -euo pipefail
 
 HELM_VERSION=${HELM_VERSION:-v4.3.2}
