@@ -753,7 +753,71 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::check_log_filter;
+    use super::{Metrics, check_log_filter};
+    use crate::admission::decision::{Decision, Injection};
+    use crate::admission::review::{Outcome, ResponseReview, Reviewed};
+    use crate::state::snapshot::Mode;
+
+    fn reviewed(namespace: &str, outcome: Outcome, decision: Decision) -> Reviewed {
+        Reviewed {
+            response: ResponseReview {
+                uid: "uid".to_owned(),
+                allowed: true,
+                patch: None,
+                audit_annotations: Default::default(),
+                warnings: decision.warnings.clone(),
+            },
+            uid: "uid".to_owned(),
+            namespace: namespace.to_owned(),
+            pod: "web".to_owned(),
+            operation: "CREATE",
+            outcome,
+            decision,
+        }
+    }
+
+    fn injection(secret: &str) -> Injection {
+        Injection {
+            secret: secret.to_owned(),
+            registries: vec!["registry.example.com".to_owned()],
+        }
+    }
+
+    /// Injections and images without a match are counted per pod namespace, a namespace gets a
+    /// series only once something happened there (no series per namespace merely seen), shadow
+    /// reviews inject nothing, and every warning returned is counted.
+    #[test]
+    fn per_namespace_counters_and_warnings() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let injected = Decision {
+            injected: vec![injection("a"), injection("b")],
+            images_without_match: 1,
+            warnings: vec!["one".to_owned(), "two".to_owned()],
+            ..Decision::default()
+        };
+        metrics.observe_review(&reviewed("shop", Outcome::Injected, injected), 0.0);
+        let nothing = Decision::default();
+        metrics.observe_review(&reviewed("quiet", Outcome::Unchanged, nothing), 0.0);
+        let shadow = Decision {
+            injected: vec![injection("a")],
+            mode: Mode::Shadow,
+            ..Decision::default()
+        };
+        metrics.observe_review(&reviewed("trial", Outcome::Shadow, shadow), 0.0);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for line in [
+            r#"pullsecret_injector_secrets_injected_total{pod_namespace="shop"} 2"#,
+            r#"pullsecret_injector_images_without_match_total{pod_namespace="shop"} 1"#,
+            "pullsecret_injector_review_warnings_total 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        for absent in [r#"pod_namespace="quiet""#, r#"pod_namespace="trial""#] {
+            assert!(!text.contains(absent), "{absent} in:\n{text}");
+        }
+    }
 
     #[test]
     fn log_filters_must_name_levels() {
