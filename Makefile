@@ -43,14 +43,14 @@ tools:
 	@command -v cargo-deny >/dev/null || $(CARGO) install --locked --quiet cargo-deny
 
 ## Builds (or reuses from ~/.cache) kube-apiserver, kube-controller-manager, kube-scheduler,
-## kubelet, kube-proxy, kubectl and etcd; helm 4 and helm 3 and cosign (build-tool.sh, each
-## cached by its own version); then the node's containerd, runc, CNI plugins,
+## kubelet, kube-proxy, kubectl and etcd; helm 4 and helm 3, cosign, and Prometheus and promtool
+## (the alert tests and the dashboard scenario) (build-tool.sh, each cached by its own version); then the node's containerd, runc, CNI plugins,
 ## the registry and crane (tests/controlplane/build-node.sh); and the real ecr-credential-provider
 ## plugin (tests/controlplane/build-ecr-provider.sh; tests/ecr_credential_provider.rs, part of
 ## `unit`, also builds it on first use).
 control-plane:
 	bash tests/controlplane/build.sh >/dev/null
-	for tool in helm helm3 cosign; do bash tests/controlplane/build-tool.sh $$tool >/dev/null; done
+	for tool in helm helm3 cosign prometheus promtool; do bash tests/controlplane/build-tool.sh $$tool >/dev/null; done
 	bash tests/controlplane/build-node.sh >/dev/null
 	bash tests/controlplane/build-ecr-provider.sh >/dev/null
 

@@ -1,7 +1,8 @@
 //! Logging setup and the Prometheus metrics, all under the `pullsecret_injector_` prefix.
 //!
 //! No metric label or log field ever carries a credential: labels are fixed outcome names,
-//! and the namespace name of the shadow-mode counter.
+//! the namespace name of the shadow-mode counter and of the pods the per-namespace counters
+//! count (injected secrets, images without a match).
 //!
 //! May use `admission` (the review outcomes it counts) and the layers below it.
 
@@ -115,6 +116,14 @@ struct ShadowLabels {
     outcome: &'static str,
 }
 
+/// The namespace of the reviewed pod. Named `pod_namespace`, not `namespace`: Prometheus
+/// scrapes the injector with a `namespace` target label of its own (the injector's), and a
+/// series' `namespace` would be renamed `exported_namespace` under it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodNamespaceLabel {
+    pod_namespace: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FindingLabels {
     kind: &'static str,
@@ -182,8 +191,9 @@ pub struct Metrics {
     shadow_reviews: Family<ShadowLabels, Counter>,
     rejected_requests: Family<ReasonLabel, Counter>,
     review_duration: Histogram,
-    secrets_injected: Counter,
-    images_without_match: Counter,
+    secrets_injected: Family<PodNamespaceLabel, Counter>,
+    images_without_match: Family<PodNamespaceLabel, Counter>,
+    review_warnings: Counter,
     invalid_images: Counter,
     undecodable_encounters: Counter,
     pub cached_secrets: Gauge,
@@ -264,8 +274,9 @@ impl Metrics {
             review_duration: Histogram::new([
                 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
             ]),
-            secrets_injected: Counter::default(),
-            images_without_match: Counter::default(),
+            secrets_injected: Family::default(),
+            images_without_match: Family::default(),
+            review_warnings: Counter::default(),
             invalid_images: Counter::default(),
             undecodable_encounters: Counter::default(),
             cached_secrets: Gauge::default(),
@@ -342,13 +353,18 @@ impl Metrics {
         );
         r.register(
             "secrets_injected",
-            "Pull secret references appended to pods",
+            "Pull secret references appended to pods, by the pod's namespace",
             metrics.secrets_injected.clone(),
         );
         r.register(
             "images_without_match",
-            "Valid images for which no cached pull secret matched",
+            "Valid images for which no cached pull secret matched, by the pod's namespace",
             metrics.images_without_match.clone(),
+        );
+        r.register(
+            "review_warnings",
+            "Warnings returned to the client with admission reviews (one per warning)",
+            metrics.review_warnings.clone(),
         );
         r.register(
             "invalid_images",
@@ -580,14 +596,24 @@ impl Metrics {
             .inc();
         self.review_duration.observe(seconds);
         let decision = &reviewed.decision;
+        let pod_namespace = PodNamespaceLabel {
+            pod_namespace: reviewed.namespace.clone(),
+        };
         if reviewed.outcome == Outcome::Shadow {
             // Nothing was appended: what would have been is the shadow counter's.
             self.observe_shadow(&reviewed.namespace, !decision.injected.is_empty());
-        } else {
-            self.secrets_injected.inc_by(decision.injected.len() as u64);
+        } else if !decision.injected.is_empty() {
+            self.secrets_injected
+                .get_or_create(&pod_namespace)
+                .inc_by(decision.injected.len() as u64);
         }
-        self.images_without_match
-            .inc_by(decision.images_without_match as u64);
+        if decision.images_without_match > 0 {
+            self.images_without_match
+                .get_or_create(&pod_namespace)
+                .inc_by(decision.images_without_match as u64);
+        }
+        self.review_warnings
+            .inc_by(reviewed.response.warnings.len() as u64);
         self.invalid_images.inc_by(decision.invalid_images as u64);
         self.undecodable_encounters
             .inc_by(decision.undecodable_secrets as u64);
@@ -727,7 +753,71 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::check_log_filter;
+    use super::{Metrics, check_log_filter};
+    use crate::admission::decision::{Decision, Injection};
+    use crate::admission::review::{Outcome, ResponseReview, Reviewed};
+    use crate::state::snapshot::Mode;
+
+    fn reviewed(namespace: &str, outcome: Outcome, decision: Decision) -> Reviewed {
+        Reviewed {
+            response: ResponseReview {
+                uid: "uid".to_owned(),
+                allowed: true,
+                patch: None,
+                audit_annotations: Default::default(),
+                warnings: decision.warnings.clone(),
+            },
+            uid: "uid".to_owned(),
+            namespace: namespace.to_owned(),
+            pod: "web".to_owned(),
+            operation: "CREATE",
+            outcome,
+            decision,
+        }
+    }
+
+    fn injection(secret: &str) -> Injection {
+        Injection {
+            secret: secret.to_owned(),
+            registries: vec!["registry.example.com".to_owned()],
+        }
+    }
+
+    /// Injections and images without a match are counted per pod namespace, a namespace gets a
+    /// series only once something happened there (no series per namespace merely seen), shadow
+    /// reviews inject nothing, and every warning returned is counted.
+    #[test]
+    fn per_namespace_counters_and_warnings() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        let injected = Decision {
+            injected: vec![injection("a"), injection("b")],
+            images_without_match: 1,
+            warnings: vec!["one".to_owned(), "two".to_owned()],
+            ..Decision::default()
+        };
+        metrics.observe_review(&reviewed("shop", Outcome::Injected, injected), 0.0);
+        let nothing = Decision::default();
+        metrics.observe_review(&reviewed("quiet", Outcome::Unchanged, nothing), 0.0);
+        let shadow = Decision {
+            injected: vec![injection("a")],
+            mode: Mode::Shadow,
+            ..Decision::default()
+        };
+        metrics.observe_review(&reviewed("trial", Outcome::Shadow, shadow), 0.0);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for line in [
+            r#"pullsecret_injector_secrets_injected_total{pod_namespace="shop"} 2"#,
+            r#"pullsecret_injector_images_without_match_total{pod_namespace="shop"} 1"#,
+            "pullsecret_injector_review_warnings_total 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        for absent in [r#"pod_namespace="quiet""#, r#"pod_namespace="trial""#] {
+            assert!(!text.contains(absent), "{absent} in:\n{text}");
+        }
+    }
 
     #[test]
     fn log_filters_must_name_levels() {

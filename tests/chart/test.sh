@@ -719,7 +719,8 @@ fi
 REL="$PREFIX-ha"
 if attempt "render: ci/ha-values.yaml (+ NetworkPolicy, ServiceMonitor, PrometheusRule)" render ha "$REL" "$DRY_NS" \
   -f "$CHART/ci/ha-values.yaml" --set networkPolicy.enabled=true --set metrics.serviceMonitor.enabled=true \
-  --set metrics.prometheusRule.enabled=true \
+  --set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true \
+  --set-json 'metrics.grafanaDashboard.annotations={"grafana_folder":"Kubernetes"}' \
   --set-json 'networkPolicy.adminFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]'; then
   F="$WORK/ha.json"
   check_webhook_settings "HA profile" "$F" "$DRY_NS"
@@ -768,8 +769,31 @@ if attempt "render: ci/ha-values.yaml (+ NetworkPolicy, ServiceMonitor, Promethe
        and ($r | all(.expr | contains("job=\"" + $rel + "-metrics\"")))
        and ($r[0].labels.severity == "critical")
        and ($r[2].expr | contains("< 1209600"))' --arg rel "$REL"
+  check_jq "HA profile: the Grafana dashboard is a ConfigMap with the sidecar's label (grafana_dashboard: \"1\") and folder annotation, holding dashboards/pullsecret-injector.json as shipped" "$F" \
+    '[.[] | select(.kind == "ConfigMap" and .metadata.labels.grafana_dashboard != null)] as $cm
+     | ($cm | length == 1)
+       and $cm[0].metadata.name == ($rel + "-dashboard") and $cm[0].metadata.namespace == $ns
+       and $cm[0].metadata.labels.grafana_dashboard == "1"
+       and $cm[0].metadata.annotations.grafana_folder == "Kubernetes"
+       and ($cm[0].data["pullsecret-injector.json"] | fromjson) == $dashboard[0]
+       and ($dashboard[0].templating.list | map(.name)) == ["datasource", "namespace"]' \
+    --arg rel "$REL" --arg ns "$DRY_NS" --slurpfile dashboard "$CHART/dashboards/pullsecret-injector.json"
   server_validate "HA profile" "$F" "$DRY_NS"
 fi
+
+# The dashboard for a sidecar with its own label, in its own namespace.
+if render dash "$PREFIX-d" "$DRY_NS" --set metrics.grafanaDashboard.enabled=true \
+  --set metrics.grafanaDashboard.label=team.example.com/dashboard --set metrics.grafanaDashboard.labelValue=injector \
+  --set metrics.grafanaDashboard.namespace=monitoring >"$WORK/last.log" 2>&1; then
+  check_jq "grafanaDashboard: label, value and namespace as configured" "$WORK/dash.json" \
+    '.[] | select(.kind == "ConfigMap" and .metadata.name == ($rel + "-dashboard"))
+     | .metadata.namespace == "monitoring" and .metadata.labels["team.example.com/dashboard"] == "injector"
+       and .metadata.labels.grafana_dashboard == null and .metadata.annotations == null' --arg rel "$PREFIX-d"
+else
+  fail "render: grafanaDashboard with its own label and namespace" "$(tail -n 3 "$WORK/last.log")"
+fi
+check_fails "schema rejects a dashboard label that is no label key" "grafanaDashboard" \
+  "$HELM" template schema-check "$CHART" -n schema-check "${KV[@]}" --set 'metrics.grafanaDashboard.label=not a label'
 
 # Fail from the first moment, for deploys without hooks.
 if render failnow "$PREFIX-fn" "$DRY_NS" --set webhook.failurePolicy=Fail --set webhook.failAfterRollout=false \
@@ -782,6 +806,8 @@ else
 fi
 
 # Ignore (the default) excludes only kube-system and the release namespace.
+check_jq "default values: no Grafana dashboard ConfigMap" "$WORK/helm.json" \
+  '[.[] | select(.kind == "ConfigMap" and (.metadata.name | endswith("-dashboard")))] | length == 0'
 check_jq "failurePolicy Ignore: only kube-system and the release namespace excluded, no hook" "$WORK/helm.json" \
   '(.[] | select(.kind == "MutatingWebhookConfiguration") | .webhooks[0].namespaceSelector.matchExpressions[0].values == ["kube-system", $ns])
    and ([.[] | select(.metadata.annotations["helm.sh/hook"] != null)] | length == 0)' --arg ns "$DRY_NS"

@@ -22,6 +22,7 @@
 
 mod client;
 mod controller_faults;
+mod dashboard;
 mod daytwo;
 #[path = "../support/ecr.rs"]
 mod ecr_stand_in;

@@ -98,6 +98,10 @@ pub const ALL: &[Scenario] = &[
         run: crate::trust::shadow_namespaces_get_no_copies,
     },
     Scenario {
+        name: "metrics-dashboard",
+        run: crate::dashboard::metrics_dashboard,
+    },
+    Scenario {
         name: "readiness-and-metrics",
         run: readiness_and_metrics,
     },
@@ -328,18 +332,16 @@ spec:
     s.expect_pod(&ns, "port-50000", &[], None)?;
 
     // No port is not port 5000 (nor 6000), and not Docker Hub either.
-    let before = metric(
+    let before = metric_sum(
         &s.metrics()?,
         "pullsecret_injector_images_without_match_total",
-    )
-    .unwrap_or(0.0);
+    );
     no_warnings(&s.run_pod(&ns, "no-port", "registry.example.com/app", &[])?)?;
     s.expect_pod(&ns, "no-port", &[], None)?;
-    let after = metric(
+    let after = metric_sum(
         &s.metrics()?,
         "pullsecret_injector_images_without_match_total",
-    )
-    .unwrap_or(0.0);
+    );
     ensure!(
         after - before == 1.0,
         "images_without_match_total went from {before} to {after}; expected exactly one more (the webhook saw the pod)"
@@ -762,7 +764,7 @@ fn readiness_and_metrics(s: &Suite) -> Result<Outcome> {
         injected_reviews >= pods as f64,
         "reviews_total{{outcome=\"injected\"}} is {injected_reviews}, but the suite saw {pods} injected pods"
     );
-    let injected_secrets = value("pullsecret_injector_secrets_injected_total")?;
+    let injected_secrets = metric_sum(&metrics, "pullsecret_injector_secrets_injected_total");
     ensure!(
         injected_secrets >= refs as f64,
         "secrets_injected_total is {injected_secrets}, but the suite saw {refs} injected references"
