@@ -3,6 +3,9 @@
 //! `crate::…` (and `super::…` paths that leave its layer), and fails naming file, line and
 //! import for every reference that points up or sideways.
 //!
+//! Inside one layer, its modules (`controller::minting`, `controller::cluster_pull_secret`, …)
+//! may use each other, but never in a cycle: a cycle is reported with the imports that make it.
+//!
 //! Test code is exempt: the `*/tests.rs` files and `#[cfg(test)]` items (`mod tests { … }`)
 //! may use whatever their fixtures need (e.g. the state files of `cluster::statefile`).
 
@@ -373,6 +376,104 @@ fn check_file(relative: &str, source: &str) -> Vec<Violation> {
     violations
 }
 
+/// The module of its layer a file belongs to: `controller/cluster_pull_secret/copies.rs` →
+/// (controller, cluster_pull_secret); a layer's own `mod.rs` or a one-file layer → none.
+fn unit_of(relative: &str) -> Option<(String, String)> {
+    let path = module_path(relative);
+    (path.len() >= 2).then(|| (path[0].clone(), path[1].clone()))
+}
+
+/// The modules of its own layer a file's non-test code uses, other than its own:
+/// (byte offset, module), read from `crate::layer::module` and `super::` paths.
+fn sibling_references(relative: &str, code: &str) -> Vec<(usize, String)> {
+    let Some((layer, own)) = unit_of(relative) else {
+        return Vec::new();
+    };
+    let bytes = code.as_bytes();
+    let module = module_path(relative);
+    let mut found = Vec::new();
+    let prefix = format!("crate::{layer}::");
+    for (at, _) in code.match_indices(prefix.as_str()) {
+        if at == 0 || !is_ident(bytes[at - 1]) {
+            found.extend(tops_at(code, at + prefix.len()));
+        }
+    }
+    for (at, _) in code.match_indices("super::") {
+        if at > 0 && (is_ident(bytes[at - 1]) || code[..at].ends_with("super::")) {
+            continue;
+        }
+        let mut depth = 0;
+        let mut i = at;
+        while code[i..].starts_with("super::") {
+            depth += 1;
+            i = skip_whitespace(bytes, i + "super::".len());
+        }
+        // Landing on the layer's own module (`super::x` from controller/minting.rs, or
+        // `super::super::x` from controller/cluster_pull_secret/copies.rs) names a sibling.
+        if depth + 1 == module.len() {
+            found.extend(tops_at(code, i));
+        }
+    }
+    found.retain(|(_, name)| *name != own && name != "*");
+    found
+}
+
+/// Every cycle among the modules of one layer, each as `a -> b -> a` with the import that
+/// makes each step (file:line).
+fn layer_cycles(files: &[(String, String)]) -> Vec<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    // (layer, from) → to → the first import making the edge.
+    let mut edges: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+    for (relative, source) in files {
+        if ROOTS.contains(&relative.as_str()) || relative.ends_with("/tests.rs") {
+            continue;
+        }
+        let Some((layer, from)) = unit_of(relative) else {
+            continue;
+        };
+        let code = strip_test_items(&strip_comments_and_literals(source));
+        for (at, to) in sibling_references(relative, &code) {
+            let line = code[..at].matches('\n').count() + 1;
+            edges
+                .entry((layer.clone(), from.clone()))
+                .or_default()
+                .entry(to)
+                .or_insert_with(|| format!("src/{relative}:{line}"));
+        }
+    }
+    let mut cycles = BTreeSet::new();
+    // A path search from each module back to itself: the layers hold a handful of modules.
+    for (layer, start) in edges.keys() {
+        let mut stack = vec![(start.clone(), vec![start.clone()])];
+        while let Some((at, path)) = stack.pop() {
+            let Some(next) = edges.get(&(layer.clone(), at.clone())) else {
+                continue;
+            };
+            for to in next.keys() {
+                if to == start {
+                    // One report per cycle, however it is entered: rotate to its least module.
+                    let mut cycle = path.clone();
+                    let least = (0..cycle.len()).min_by_key(|&i| &cycle[i]).unwrap_or(0);
+                    cycle.rotate_left(least);
+                    let steps: Vec<String> = (0..cycle.len())
+                        .map(|i| {
+                            let (from, to) = (&cycle[i], &cycle[(i + 1) % cycle.len()]);
+                            let site = &edges[&(layer.clone(), from.clone())][to];
+                            format!("{layer}::{from} -> {layer}::{to} ({site})")
+                        })
+                        .collect();
+                    cycles.insert(steps.join(", "));
+                } else if !path.contains(to) {
+                    let mut longer = path.clone();
+                    longer.push(to.clone());
+                    stack.push((to.clone(), longer));
+                }
+            }
+        }
+    }
+    cycles.into_iter().collect()
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()))
@@ -414,6 +515,21 @@ fn every_module_uses_only_layers_below_its_own() {
             "layer `{layer}` has no file under src/ (did the tree move? update LAYERS)"
         );
     }
+    let sources: Vec<(String, String)> = files
+        .iter()
+        .map(|path| {
+            let relative = path.strip_prefix(&src).expect("under src/");
+            let relative = relative.to_string_lossy().replace('\\', "/");
+            (relative, std::fs::read_to_string(path).expect("readable"))
+        })
+        .collect();
+    let cycles = layer_cycles(&sources);
+    assert!(
+        cycles.is_empty(),
+        "modules of one layer use each other in a cycle; move what both need into a module of \
+         its own:\n  {}",
+        cycles.join("\n  ")
+    );
     let report: Vec<String> = violations.iter().map(ToString::to_string).collect();
     assert!(
         violations.is_empty(),
@@ -533,4 +649,65 @@ fn files_outside_the_layers_are_reported() {
     let found = reasons("state/crd.rs", "use crate::helpers::x;\n");
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("`helpers` is not a layer"));
+}
+
+#[test]
+fn a_cycle_inside_a_layer_is_reported_with_its_imports() {
+    let files = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(path, code)| ((*path).to_owned(), (*code).to_owned()))
+            .collect()
+    };
+    // The cycle the controller had: the reconciler used minting, minting used its backoff.
+    let cycle = layer_cycles(&files(&[
+        (
+            "controller/cluster_pull_secret/mod.rs",
+            "use crate::controller::minting::{self, MintState};\n",
+        ),
+        (
+            "controller/minting.rs",
+            "//! Minting.\n\nuse crate::controller::cluster_pull_secret::retry_delay;\n",
+        ),
+        ("controller/backoff.rs", "use std::time::Duration;\n"),
+    ]));
+    assert_eq!(
+        cycle,
+        ["controller::cluster_pull_secret -> controller::minting \
+             (src/controller/cluster_pull_secret/mod.rs:1), controller::minting -> \
+             controller::cluster_pull_secret (src/controller/minting.rs:3)"]
+    );
+    // Through super:: paths and three modules; a submodule's `super::*` is its own module.
+    let three = layer_cycles(&files(&[
+        ("cluster/a.rs", "use super::b::X;\n"),
+        ("cluster/b/mod.rs", "use super::{c, d};\n"),
+        (
+            "cluster/b/inner.rs",
+            "use super::*;\nuse super::super::c::Z;\n",
+        ),
+        ("cluster/c.rs", "fn f() { crate::cluster::a::g(); }\n"),
+    ]));
+    assert_eq!(three.len(), 1, "{three:?}");
+    assert!(
+        three[0].starts_with("cluster::a -> cluster::b"),
+        "{three:?}"
+    );
+    // Without the step back there is no cycle; test code does not count.
+    assert!(
+        layer_cycles(&files(&[
+            (
+                "controller/cluster_pull_secret/mod.rs",
+                "use crate::controller::backoff::retry_delay;\n"
+            ),
+            (
+                "controller/minting.rs",
+                "use crate::controller::backoff::retry_delay;\n"
+            ),
+            (
+                "controller/backoff.rs",
+                "#[cfg(test)]\nmod tests {\n    use crate::controller::minting::x;\n}\n",
+            ),
+        ]))
+        .is_empty()
+    );
 }
