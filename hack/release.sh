@@ -93,7 +93,7 @@ do_build() {
   target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
   log "building the release binary $VERSION (revision $revision) for linux/$arch"
   (cd "$ROOT" && PULLSECRET_INJECTOR_REVISION=$revision \
-    cargo build --release --locked --quiet --bin "$NAME" --bin credential-providers-copy \
+    cargo build --release --locked --bin "$NAME" --bin credential-providers-copy \
       --bin jdcloud-jcr-credential-provider --bin huaweicloud-swr-credential-provider) ||
     die "cargo build --release failed"
   binary="$target_dir/release/$NAME"

@@ -15,6 +15,8 @@ DIR="$CACHE_ROOT/ecr-credential-provider-$CLOUD_PROVIDER_AWS_VERSION"
 OUT="$DIR/bin/ecr-credential-provider"
 
 log() { printf '[ecr build] %s\n' "$*" >&2; }
+# shellcheck source=steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 if [ -x "$OUT" ]; then echo "$OUT"; exit 0; fi
 command -v go >/dev/null || { log "Go is required (https://go.dev)"; exit 1; }
@@ -23,8 +25,8 @@ mkdir -p "$DIR/bin" "$DIR/module"
 exec 9>"$CACHE_ROOT/build-ecr-provider.lock"
 flock 9
 if [ -x "$OUT" ]; then echo "$OUT"; exit 0; fi
-started=$SECONDS
-log "building ecr-credential-provider $CLOUD_PROVIDER_AWS_VERSION"
+steps_init "[ecr build]" 2
+step "downloading k8s.io/cloud-provider-aws $CLOUD_PROVIDER_AWS_VERSION and its dependencies"
 cat >"$DIR/module/go.mod" <<MOD
 module pullsecret-injector.local/ecr-credential-provider
 
@@ -36,8 +38,9 @@ replace github.com/google/cel-go => github.com/cel-expr/cel-go $CEL_GO_VERSION
 
 tool k8s.io/cloud-provider-aws/cmd/ecr-credential-provider
 MOD
-(cd "$DIR/module" && go mod tidy >&2)
-(cd "$DIR/module" && CGO_ENABLED=0 go build -trimpath -o "$OUT.tmp" k8s.io/cloud-provider-aws/cmd/ecr-credential-provider)
+(cd "$DIR/module" && quietly go mod tidy)
+step "building ecr-credential-provider"
+(cd "$DIR/module" && CGO_ENABLED=0 quietly go build -trimpath -o "$OUT.tmp" k8s.io/cloud-provider-aws/cmd/ecr-credential-provider)
 mv "$OUT.tmp" "$OUT"
-log "done in $((SECONDS - started))s"
+steps_done
 echo "$OUT"

@@ -26,7 +26,6 @@ exec 9>"$CACHE_ROOT/build-kyverno.lock"
 flock 9
 if built; then echo "$DIR"; exit 0; fi
 
-started=$SECONDS
 log "resolving github.com/kyverno/kyverno@$KYVERNO_VERSION from the module proxy"
 info=$(cd "$WORK" && go mod download -json "github.com/kyverno/kyverno@$KYVERNO_VERSION")
 upstream_mod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' <<<"$info")
@@ -44,10 +43,13 @@ upstream_dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$info")
   echo
   echo "tool github.com/kyverno/kyverno/cmd/kyverno"
 } >"$WORK/go.mod"
-log "downloading Kyverno's dependencies (go mod tidy)"
-(cd "$WORK" && go mod tidy)
-log "building kyverno $KYVERNO_VERSION (a cold build takes a long time on 2 cores)"
-(cd "$WORK" && go build -trimpath \
+# shellcheck source=steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
+steps_init "[kyverno build]" 2
+step "downloading Kyverno's dependencies (go mod tidy)"
+(cd "$WORK" && quietly go mod tidy)
+step "building kyverno $KYVERNO_VERSION (a cold build takes a long time on 2 cores)"
+(cd "$WORK" && quietly go build -trimpath \
   -ldflags "-s -w -X github.com/kyverno/kyverno/pkg/version.BuildVersion=$KYVERNO_VERSION" \
   -o "$DIR/bin/kyverno.tmp" github.com/kyverno/kyverno/cmd/kyverno)
 rm -rf "$DIR/crds.tmp"
@@ -56,5 +58,5 @@ chmod -R u+w "$DIR/crds.tmp"
 mv "$DIR/bin/kyverno.tmp" "$DIR/bin/kyverno"
 rm -rf "$DIR/crds"
 mv "$DIR/crds.tmp" "$DIR/crds"
-log "done in $((SECONDS - started))s: $DIR"
+steps_done
 echo "$DIR"

@@ -26,6 +26,8 @@ BIN="$CACHE_ROOT/node-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf '[node build] %s\n' "$*" >&2; }
+# shellcheck source=steps.sh
+. "$SCRIPT_DIR/steps.sh"
 
 ARTIFACTS=(containerd containerd-shim-runc-v2 ctr runc cni/bridge cni/host-local cni/loopback
   cni/portmap registry crane crictl pause.tar busybox.tar preloaded-busybox.tar)
@@ -47,7 +49,6 @@ mkdir -p "$BIN/cni" "$CACHE_ROOT"
 exec 9>"$CACHE_ROOT/build-node.lock"
 flock 9
 if ! missing; then echo "$BIN"; exit 0; fi
-started=$SECONDS
 
 # Debian packages: libseccomp for runc, a static busybox for test images, nft for the node's
 # network guard, gcc's static libc for the pause program.
@@ -55,25 +56,39 @@ apt_install() {
   local need=() pkg
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
   [ ${#need[@]} -eq 0 ] && return 0
-  log "installing Debian packages: ${need[*]}"
+  step "installing Debian packages: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then log "error: installing packages needs root"; exit 1; fi
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+  quietly apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive quietly apt-get install -y -qq "${need[@]}"
 }
-apt_install libseccomp-dev pkg-config busybox-static gcc libc6-dev nftables
 
 # go_install VERSIONED-PACKAGE OUT [go build flags...]: one main package into $BIN/OUT.
 go_install() {
   local pkg=$1 out=$2; shift 2
   [ -s "$BIN/$out" ] && return 0
-  log "building $out from $pkg"
+  step "building $out from $pkg"
   local gobin
   gobin=$(mktemp -d "$CACHE_ROOT/gobin.XXXXXX")
-  GOBIN=$gobin go install -trimpath "$@" "$pkg"
+  GOBIN=$gobin quietly go install -trimpath "$@" "$pkg"
   mv "$gobin/$(basename "${pkg%@*}")" "$BIN/$out.tmp"
   mv "$BIN/$out.tmp" "$BIN/$out"
   rm -rf "$gobin"
 }
+
+# The steps: the packages if any is missing, each binary not built yet, the images.
+GO_OUTS=(containerd containerd-shim-runc-v2 ctr runc cni/bridge cni/loopback cni/host-local
+  cni/portmap registry crane crictl)
+PACKAGES=(libseccomp-dev pkg-config busybox-static gcc libc6-dev nftables)
+total=0
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg -s "$pkg" >/dev/null 2>&1; then total=1; break; fi
+done
+for out in "${GO_OUTS[@]}"; do [ -s "$BIN/$out" ] || total=$((total + 1)); done
+if [ ! -s "$BIN/busybox.tar" ] || [ ! -s "$BIN/pause.tar" ] || [ ! -s "$BIN/preloaded-busybox.tar" ]; then
+  total=$((total + 1))
+fi
+steps_init "[node build]" "$total"
+apt_install "${PACKAGES[@]}"
 
 cd "$CACHE_ROOT"
 CGO_ENABLED=0 go_install "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
@@ -93,9 +108,9 @@ CGO_ENABLED=0 go_install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" cric
 
 # Image layers and the sandbox image, made without a daemon (see registry.sh).
 if [ ! -s "$BIN/busybox.tar" ] || [ ! -s "$BIN/pause.tar" ] || [ ! -s "$BIN/preloaded-busybox.tar" ]; then
-  log "making the busybox and pause images"
-  NODE_BIN_DIR=$BIN bash "$SCRIPT_DIR/registry.sh" build-base "$BIN"
+  step "making the busybox and pause images"
+  NODE_BIN_DIR=$BIN quietly bash "$SCRIPT_DIR/registry.sh" build-base "$BIN"
 fi
 
-log "done in $((SECONDS - started))s: $BIN"
+steps_done
 echo "$BIN"

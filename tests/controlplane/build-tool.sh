@@ -83,14 +83,17 @@ build_tool_main() {
   exec 9>"$dir.lock"
   flock 9
   if [ ! -x "$bin" ]; then
-    echo "[tools] building $name $version from the Go module proxy" >&2
-    local started=$SECONDS gobin
+    # shellcheck source=steps.sh
+    . "$script_dir/steps.sh"
+    steps_init "[tools $name]" 1
+    step "building $name $version from the Go module proxy"
+    local gobin
     gobin=$(mktemp -d "$dir.XXXXXX")
     CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GOBIN=$gobin \
-      go install -trimpath -tags "$tags" -ldflags "$ldflags" "$pkg@$version" >&2
+      quietly go install -trimpath -tags "$tags" -ldflags "$ldflags" "$pkg@$version"
     mv "$gobin/${pkg##*/}" "$bin"
     rm -rf "$gobin"
-    echo "[tools] $name $version built in $((SECONDS - started))s" >&2
+    steps_done
   fi
   exec 9>&-
   echo "$bin"

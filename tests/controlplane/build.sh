@@ -12,6 +12,8 @@ CACHE_ROOT=${PULLSECRET_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pullsecr
 BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
 
 log() { printf '[control-plane build] %s\n' "$*" >&2; }
+# shellcheck source=steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 # The control plane, the node's Kubernetes parts and kubectl: one wrapper module, one version.
 KUBE_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -54,20 +56,17 @@ flock 9
 adopt_earlier_cache
 if ! need_build; then echo "$BIN"; exit 0; fi
 
-started=$SECONDS
-
 build_kubernetes() {
   local dir="$WORK/kubernetes-$K8S_VERSION"
-  log "resolving k8s.io/kubernetes@$K8S_VERSION from the module proxy"
-  kubernetes_go_mod "$dir" pullsecret-injector.local/controlplane/kubernetes
+  step "resolving and downloading k8s.io/kubernetes@$K8S_VERSION and its dependencies"
+  kubernetes_go_mod "$dir" pullsecret-injector.local/controlplane/kubernetes 2>>"$STEPS_LOG"
   {
     echo
     echo "tool ("
     printf '\tk8s.io/kubernetes/cmd/%s\n' "${KUBE_TOOLS[@]}"
     echo ")"
   } >>"$dir/go.mod"
-  log "downloading Kubernetes dependencies (go mod tidy)"
-  (cd "$dir" && go mod tidy)
+  (cd "$dir" && quietly go mod tidy)
   local ldflags="" pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(k8s_minor)"
@@ -76,8 +75,8 @@ build_kubernetes() {
   local cmd
   for cmd in "${KUBE_TOOLS[@]}"; do
     [ -x "$BIN/$cmd" ] && continue
-    log "building $cmd $K8S_VERSION (a cold build takes several minutes on 2 cores)"
-    (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
+    step "building $cmd $K8S_VERSION (a cold build takes several minutes on 2 cores)"
+    (cd "$dir" && quietly go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
     mv "$BIN/$cmd.tmp" "$BIN/$cmd"
   done
 }
@@ -85,9 +84,9 @@ build_kubernetes() {
 build_etcd() {
   local dir="$WORK/etcd-$ETCD_VERSION"
   mkdir -p "$dir"
-  log "building etcd $ETCD_VERSION"
+  step "building etcd $ETCD_VERSION"
   local upstream_mod
-  upstream_mod=$(cd "$dir" && go mod download -json "go.etcd.io/etcd/server/v3@$ETCD_VERSION" |
+  upstream_mod=$(cd "$dir" && go mod download -json "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>>"$STEPS_LOG" |
     sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
   {
     echo "module pullsecret-injector.local/controlplane/etcd"
@@ -103,17 +102,21 @@ build_etcd() {
     echo
     echo "tool go.etcd.io/etcd/server/v3"
   } >"$dir/go.mod"
-  (cd "$dir" && go mod tidy)
-  (cd "$dir" && go build -trimpath -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3)
+  (cd "$dir" && quietly go mod tidy)
+  (cd "$dir" && quietly go build -trimpath -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3)
   mv "$BIN/etcd.tmp" "$BIN/etcd"
 }
 
-[ -x "$BIN/etcd" ] || build_etcd
+# The steps: etcd, then the Kubernetes modules and each missing binary.
+total=0
+[ -x "$BIN/etcd" ] || total=1
+missing=0
 for tool in "${KUBE_TOOLS[@]}"; do
-  if [ ! -x "$BIN/$tool" ]; then
-    build_kubernetes
-    break
-  fi
+  [ -x "$BIN/$tool" ] || missing=$((missing + 1))
 done
-log "done in $((SECONDS - started))s: $BIN"
+[ "$missing" -eq 0 ] || total=$((total + 1 + missing))
+steps_init "[control-plane build $K8S_VERSION]" "$total"
+[ -x "$BIN/etcd" ] || build_etcd
+[ "$missing" -eq 0 ] || build_kubernetes
+steps_done
 echo "$BIN"

@@ -10,6 +10,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../../kubernetes.sh"
 
 log() { printf '[parity oracle build] %s\n' "$*" >&2; }
+# shellcheck source=../../controlplane/steps.sh
+. "$HERE/../../controlplane/steps.sh"
 
 # main.go calls the keyring API of 1.33 and later (TrackedAuthConfig); older releases lack it.
 if [ "$(k8s_minor)" -lt 33 ]; then
@@ -35,15 +37,17 @@ if [ -x "$BIN" ]; then
   exit 0
 fi
 
-started=$SECONDS
-log "building against k8s.io/kubernetes@$K8S_VERSION with $(go env GOVERSION) (about a minute on 2 cores with an empty Go build cache)"
+steps_init "[parity oracle build]" 2
+step "downloading k8s.io/kubernetes@$K8S_VERSION for the oracle"
 MODULE="$DIR/module"
 rm -rf "$MODULE"
-kubernetes_go_mod "$MODULE" pullsecret-injector.local/parity/oracle
+kubernetes_go_mod "$MODULE" pullsecret-injector.local/parity/oracle 2>>"$STEPS_LOG"
 cp "$HERE/main.go" "$MODULE/main.go"
-(cd "$MODULE" && go mod tidy && go build -trimpath -o "$BIN.tmp" .)
+(cd "$MODULE" && quietly go mod tidy)
+step "building the oracle with $(go env GOVERSION) (about a minute on 2 cores with an empty Go build cache)"
+(cd "$MODULE" && quietly go build -trimpath -o "$BIN.tmp" .)
 mv "$BIN.tmp" "$BIN"
 # Oracles of earlier versions of main.go are never used again.
 find "$DIR" -maxdepth 1 -name 'oracle-*' ! -name "oracle-$SOURCE_HASH" -delete
-log "done in $((SECONDS - started))s: $BIN"
+steps_done
 echo "$BIN"
