@@ -39,6 +39,8 @@ async fn stopped_before_its_first_list_the_controller_ends_and_releases_the_leas
         lease_duration: Duration::from_secs(6),
     };
     let (stop, stopped) = channel::channel(false);
+    // The term as the elector publishes it: the Lease written is not yet a term it knows of.
+    let (terms, term) = channel::channel(pullsecret_injector::controller::leader::Term::Follower);
     let controller = tokio::spawn(cluster_pull_secret::run(
         listener.client(),
         Arc::clone(&cache),
@@ -49,11 +51,17 @@ async fn stopped_before_its_first_list_the_controller_ends_and_releases_the_leas
             pullsecret_injector::controller::credential_provider::ProviderSource::Fixed(Vec::new()),
             Duration::from_secs(60),
         ),
-        channel::channel(pullsecret_injector::controller::leader::Term::Follower).0,
+        terms,
         stopped,
     ));
     tokio::time::timeout(GUARD, async {
-        while !(cache.is_synced() && apiserver.holder().as_deref() == Some("serve")) {
+        let leading = || {
+            matches!(
+                *term.borrow(),
+                pullsecret_injector::controller::leader::Term::Leading { .. }
+            )
+        };
+        while !(cache.is_synced() && apiserver.holder().as_deref() == Some("serve") && leading()) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })

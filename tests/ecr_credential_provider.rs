@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use pullsecret_injector::controller::credential_provider::{
-    Plugins, ProviderEntry, ProviderSource,
-};
+use pullsecret_injector::controller::credential_provider::Plugins;
 use pullsecret_injector::state::crd::CredentialProvider;
 
 mod support;
@@ -55,43 +53,21 @@ fn plugins(env: &[(&str, &str)]) -> Plugins {
         ("AWS_CONFIG_FILE", "/nonexistent"),
     ];
     vars.extend_from_slice(env);
-    let env: Vec<serde_json::Value> = vars
-        .into_iter()
-        .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
-        .collect();
-    let config = serde_json::json!({
-        "apiVersion": "kubelet.config.k8s.io/v1",
-        "kind": "CredentialProviderConfig",
-        "providers": [{
-            "name": "ecr-credential-provider",
-            "matchImages": ["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn"],
-            "defaultCacheDuration": "12h",
-            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
-            "args": ["get-credentials"],
-            "env": env,
-        }],
-    });
-    let providers: Vec<ProviderEntry> =
-        pullsecret_injector::controller::credential_provider::parse_config(&config.to_string())
-            .unwrap();
-    Plugins::new(
-        Some(bin_dir()),
-        ProviderSource::Fixed(providers),
-        Duration::from_secs(60),
+    support::plugins::runner(
+        &bin_dir(),
+        "ecr-credential-provider",
+        (
+            &["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn"],
+            "12h",
+        ),
+        &["get-credentials"],
+        &vars,
     )
 }
 
 /// What a ClusterPullSecret says: the provider and the image, nothing more.
 fn block() -> CredentialProvider {
-    CredentialProvider {
-        name: "ecr-credential-provider".to_owned(),
-        images: vec![IMAGE.to_owned()],
-        match_images: None,
-        default_cache_duration: None,
-        api_version: None,
-        args: None,
-        env: None,
-    }
+    support::plugins::block("ecr-credential-provider", IMAGE)
 }
 
 /// The ECR stand-in (tests/support/ecr.rs) answering with a token for [`PASSWORD`].

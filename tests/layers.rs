@@ -308,6 +308,25 @@ fn first_ident(code: &str, from: usize, to: usize) -> Option<(usize, String)> {
         .map(|ident| (i, ident.to_owned()))
 }
 
+/// Every `super::super::…` path of `code`: (byte offset, how many `super`s, where the rest of
+/// the path starts).
+fn super_paths(code: &str) -> Vec<(usize, usize, usize)> {
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("super::") {
+        if at > 0 && (is_ident(bytes[at - 1]) || code[..at].ends_with("super::")) {
+            continue;
+        }
+        let (mut depth, mut i) = (0, at);
+        while code[i..].starts_with("super::") {
+            depth += 1;
+            i = skip_whitespace(bytes, i + "super::".len());
+        }
+        found.push((at, depth, i));
+    }
+    found
+}
+
 /// Every top-level module a file's non-test code refers to: (byte offset, module).
 fn references(relative: &str, code: &str) -> Vec<(usize, String)> {
     let bytes = code.as_bytes();
@@ -319,16 +338,7 @@ fn references(relative: &str, code: &str) -> Vec<(usize, String)> {
         }
     }
     // `super::super::x` leaving the file's layer (or `super::x` from a layer's mod.rs).
-    for (at, _) in code.match_indices("super::") {
-        if at > 0 && (is_ident(bytes[at - 1]) || code[..at].ends_with("super::")) {
-            continue;
-        }
-        let mut depth = 0;
-        let mut i = at;
-        while code[i..].starts_with("super::") {
-            depth += 1;
-            i = skip_whitespace(bytes, i + "super::".len());
-        }
+    for (at, depth, i) in super_paths(code) {
         if depth > module.len() {
             continue;
         }
@@ -398,16 +408,7 @@ fn sibling_references(relative: &str, code: &str) -> Vec<(usize, String)> {
             found.extend(tops_at(code, at + prefix.len()));
         }
     }
-    for (at, _) in code.match_indices("super::") {
-        if at > 0 && (is_ident(bytes[at - 1]) || code[..at].ends_with("super::")) {
-            continue;
-        }
-        let mut depth = 0;
-        let mut i = at;
-        while code[i..].starts_with("super::") {
-            depth += 1;
-            i = skip_whitespace(bytes, i + "super::".len());
-        }
+    for (_, depth, i) in super_paths(code) {
         // Landing on the layer's own module (`super::x` from controller/minting.rs, or
         // `super::super::x` from controller/cluster_pull_secret/copies.rs) names a sibling.
         if depth + 1 == module.len() {

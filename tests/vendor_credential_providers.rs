@@ -7,17 +7,17 @@
 //! ClusterPullSecret's provider would be.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use pullsecret_injector::controller::credential_provider::{
-    Plugins, ProviderEntry, ProviderSource,
-};
+use pullsecret_injector::controller::credential_provider::Plugins;
 use pullsecret_injector::state::crd::CredentialProvider;
 use serde_json::Value;
+use support::plugins::{StandIn, StandInOptions};
+
+mod support;
 
 const ACCESS_KEY: &str = "AKSTANDIN0123456789";
 const SECRET_KEY: &str = "SKstandinSecretValue0123456789abcdef";
@@ -26,26 +26,12 @@ const IMAGE: &str = "127.0.0.1:5999/team/app:1";
 const JCR: &str = "jdcloud-jcr-credential-provider";
 const SWR: &str = "huaweicloud-swr-credential-provider";
 
-/// The virtualenv holding the vendors' clients.
-fn vendor_clients() -> PathBuf {
-    static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("tests/vendors/install.sh"))
-            .output()
-            .expect("runs tests/vendors/install.sh");
-        assert!(
-            out.status.success(),
-            "install.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
-    .clone()
-}
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn vendor_clients() -> PathBuf {
+    support::plugins::vendor_clients().unwrap()
 }
 
 /// The directory of the built plugins (`serve`'s --image-credential-provider-bin-dir).
@@ -56,124 +42,45 @@ fn plugin_dir() -> PathBuf {
         .to_owned()
 }
 
-/// A running stand-in, stopped by its pid when dropped.
-struct StandIn {
-    child: Child,
-    dir: tempfile::TempDir,
-    endpoint: String,
+/// A stand-in of `vendor`'s API in a directory of its own (removed after it).
+struct Running {
+    stand_in: StandIn,
+    _dir: tempfile::TempDir,
 }
 
-impl StandIn {
-    fn start(vendor: &str, lifetime: i64) -> StandIn {
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let child = Command::new(vendor_clients().join("bin/python"))
-            .arg(repo().join("tests/vendors/standin.py"))
-            .arg(vendor)
-            .args([
-                "--access-key",
-                ACCESS_KEY,
-                "--secret-key",
-                SECRET_KEY,
-                "--registry",
-                REGISTRY,
-            ])
-            .arg("--lifetime")
-            .arg(lifetime.to_string())
-            .arg("--port-file")
-            .arg(&port_file)
-            .arg("--log")
-            .arg(dir.path().join("issued.log"))
-            .arg("--revoked")
-            .arg(dir.path().join("revoked"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starts the stand-in");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
-            if let Ok(port) = std::fs::read_to_string(&port_file) {
-                break port;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the {vendor} stand-in did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        StandIn {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            dir,
-        }
-    }
-
-    /// What the stand-in issued, oldest first: (password, expiresAt).
-    fn issued(&self) -> Vec<(String, u64)> {
-        std::fs::read_to_string(self.dir.path().join("issued.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|line| {
-                let v: Value = serde_json::from_str(line).unwrap();
-                (
-                    v["password"].as_str().unwrap().to_owned(),
-                    v["expiresAt"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    fn revoke(&self) {
-        std::fs::write(self.dir.path().join("revoked"), "").unwrap();
+impl std::ops::Deref for Running {
+    type Target = StandIn;
+    fn deref(&self) -> &StandIn {
+        &self.stand_in
     }
 }
 
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn start_stand_in(vendor: &str, lifetime_seconds: i64) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let stand_in = StandIn::start(&StandInOptions {
+        vendor,
+        access_key: ACCESS_KEY,
+        secret_key: SECRET_KEY,
+        registry: REGISTRY,
+        lifetime_seconds,
+        htpasswd: None,
+        dir: dir.path(),
+    })
+    .unwrap();
+    Running {
+        stand_in,
+        _dir: dir,
     }
 }
 
 /// The runner of the controller with one provider as an admin's CredentialProviderConfig has
 /// it: the plugin's arguments and its keys in `env`.
 fn runner(name: &str, args: &[&str], env: &[(&str, &str)]) -> Plugins {
-    let env: Vec<Value> = env
-        .iter()
-        .map(|(n, v)| serde_json::json!({"name": n, "value": v}))
-        .collect();
-    let config = serde_json::json!({
-        "apiVersion": "kubelet.config.k8s.io/v1",
-        "kind": "CredentialProviderConfig",
-        "providers": [{
-            "name": name,
-            "matchImages": [REGISTRY],
-            "defaultCacheDuration": "11h",
-            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
-            "args": args,
-            "env": env,
-        }],
-    });
-    let providers: Vec<ProviderEntry> =
-        pullsecret_injector::controller::credential_provider::parse_config(&config.to_string())
-            .unwrap();
-    Plugins::new(
-        Some(plugin_dir()),
-        ProviderSource::Fixed(providers),
-        Duration::from_secs(60),
-    )
+    support::plugins::runner(&plugin_dir(), name, (&[REGISTRY], "11h"), args, env)
 }
 
 fn block(name: &str) -> CredentialProvider {
-    CredentialProvider {
-        name: name.to_owned(),
-        images: vec![IMAGE.to_owned()],
-        match_images: None,
-        default_cache_duration: None,
-        api_version: None,
-        args: None,
-        env: None,
-    }
+    support::plugins::block(name, IMAGE)
 }
 
 fn jcr_keys() -> Vec<(&'static str, &'static str)> {
@@ -242,7 +149,7 @@ fn run_plugin(name: &str, args: &[String], env: &[(&str, &str)]) -> (i32, String
 
 #[test]
 fn the_real_jdc_cli_reads_the_jcr_stand_in() {
-    let stand_in = StandIn::start("jdcloud", 3600);
+    let stand_in = start_stand_in("jdcloud", 3600);
     let home = tempfile::tempdir().unwrap();
     let jdc = |args: &[&str]| {
         let out = Command::new(vendor_clients().join("bin/jdc"))
@@ -293,7 +200,7 @@ fn the_real_jdc_cli_reads_the_jcr_stand_in() {
         BASE64.encode(format!("minted:{}", issued[0].0)),
         "{answer}"
     );
-    assert_eq!(result["expiresAt"].as_u64(), Some(issued[0].1));
+    assert_eq!(result["expiresAt"].as_u64(), Some(issued[0].2));
     assert!(
         result["loginCmdLine"]
             .as_str()
@@ -305,7 +212,7 @@ fn the_real_jdc_cli_reads_the_jcr_stand_in() {
 
 #[test]
 fn the_real_huawei_cloud_sdk_reads_the_swr_stand_in() {
-    let stand_in = StandIn::start("huaweicloud", 3600);
+    let stand_in = start_stand_in("huaweicloud", 3600);
     let out = Command::new(vendor_clients().join("bin/python"))
         .arg(repo().join("tests/vendors/swr_client.py"))
         .arg(&stand_in.endpoint)
@@ -329,7 +236,7 @@ fn the_real_huawei_cloud_sdk_reads_the_swr_stand_in() {
 
 #[tokio::test]
 async fn the_jcr_plugin_mints_a_login_that_expires_before_the_token() {
-    let stand_in = StandIn::start("jdcloud", 3600);
+    let stand_in = start_stand_in("jdcloud", 3600);
     let args = jcr_args(&stand_in.endpoint);
     let plugins = runner(
         JCR,
@@ -353,14 +260,14 @@ async fn the_jcr_plugin_mints_a_login_that_expires_before_the_token() {
         "cacheDuration {lifetime}s"
     );
     assert!(
-        now() + lifetime < issued[0].1,
+        now() + lifetime < issued[0].2,
         "refreshed after the vendor's expiry"
     );
 }
 
 #[test]
 fn the_jcr_plugin_takes_the_endpoint_as_jdc_configure_does() {
-    let stand_in = StandIn::start("jdcloud", 3600);
+    let stand_in = start_stand_in("jdcloud", 3600);
     let host = stand_in.endpoint.trim_start_matches("http://").to_owned();
     let args: Vec<String> = [
         "--registry-name",
@@ -391,7 +298,7 @@ fn the_jcr_plugin_takes_the_endpoint_as_jdc_configure_does() {
 
 #[tokio::test]
 async fn the_swr_plugin_mints_a_login_that_expires_before_the_token() {
-    let stand_in = StandIn::start("huaweicloud", 60);
+    let stand_in = start_stand_in("huaweicloud", 60);
     let plugins = runner(
         SWR,
         &[
@@ -427,8 +334,8 @@ async fn revoked_keys_are_reported_with_the_vendors_error_and_never_the_keys() {
             "APIGW.0301",
         ),
     ] {
-        let stand_in = StandIn::start(vendor, 3600);
-        stand_in.revoke();
+        let stand_in = start_stand_in(vendor, 3600);
+        stand_in.revoke().unwrap();
         let args: Vec<String> = match args {
             None => jcr_args(&stand_in.endpoint),
             Some(flag) => vec![flag.to_owned(), stand_in.endpoint.clone()],
@@ -464,7 +371,7 @@ fn a_wrong_secret_key_fails_the_vendors_own_signature_check() {
         (JCR, "jdcloud", "JDCLOUD_SECRET_KEY"),
         (SWR, "huaweicloud", "HUAWEICLOUD_SDK_SK"),
     ] {
-        let stand_in = StandIn::start(vendor, 3600);
+        let stand_in = start_stand_in(vendor, 3600);
         let mut keys = if name == JCR { jcr_keys() } else { swr_keys() };
         keys.retain(|(n, _)| *n != secret_var);
         keys.push((secret_var, "not-the-secret-key-at-all"));
@@ -595,7 +502,7 @@ fn an_unreadable_or_expired_answer_exits_5() {
         assert_eq!(code, 5, "{stderr}");
     }
     // A token the vendor says expired ten seconds ago is not passed on.
-    let stand_in = StandIn::start("jdcloud", -10);
+    let stand_in = start_stand_in("jdcloud", -10);
     let (code, stdout, stderr) = run_plugin(JCR, &jcr_args(&stand_in.endpoint), &jcr_keys());
     assert_eq!(code, 5, "{stderr}");
     assert!(

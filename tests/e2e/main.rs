@@ -35,6 +35,11 @@ mod incluster;
 mod mappings;
 mod node;
 mod nsmode;
+// The vendor stand-ins, shared with tests/vendor_credential_providers.rs (its runner parts are
+// not used here).
+#[allow(dead_code)]
+#[path = "../support/plugins.rs"]
+mod plugins_support;
 mod recovery;
 mod release;
 mod scenarios;

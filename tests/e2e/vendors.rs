@@ -7,14 +7,13 @@
 //! never the key. Also: Rancher's projects as a ClusterPullSecret's namespaceSelector.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use serde_json::Value;
 
-use crate::harness::{Suite, minted_cluster_pull_secret_manifest, poll, repo_root};
+use crate::harness::{Suite, minted_cluster_pull_secret_manifest, poll};
 use crate::node::{Registry, expect_secrets, wait_running};
+use crate::plugins_support::{StandIn, StandInOptions};
 use crate::scenarios::Outcome;
 use crate::tokens::{condition, secret_password};
 
@@ -78,87 +77,24 @@ pub fn huaweicloud_swr(s: &Suite) -> Result<Outcome> {
     vendor_plugin_on_the_node(s, &SWR)
 }
 
-/// The stand-in process, stopped by its pid when dropped.
-struct StandIn {
-    child: Child,
-    dir: PathBuf,
-    endpoint: String,
-}
-
-impl StandIn {
-    fn start(s: &Suite, vendor: &Vendor, registry: &Registry, secret_key: &str) -> Result<StandIn> {
-        let installed = Command::new("bash")
-            .arg(repo_root().join("tests/vendors/install.sh"))
-            .output()?;
-        ensure!(
-            installed.status.success(),
-            "tests/vendors/install.sh: {}",
-            String::from_utf8_lossy(&installed.stderr)
-        );
-        let venv = PathBuf::from(String::from_utf8_lossy(&installed.stdout).trim());
-        let dir = s.work_path().join(format!("{}-{}", vendor.api, s.unique()));
-        std::fs::create_dir_all(&dir)?;
-        let port_file = dir.join("port");
-        let child = Command::new(venv.join("bin/python"))
-            .arg(repo_root().join("tests/vendors/standin.py"))
-            .arg(vendor.api)
-            .args(["--access-key", ACCESS_KEY, "--secret-key", secret_key])
-            .args(["--registry", &registry.host, "--username", "minted"])
-            .args(["--lifetime", &LIFETIME_SECONDS.to_string()])
-            .arg("--htpasswd")
-            .arg(registry.htpasswd_path())
-            .arg("--port-file")
-            .arg(&port_file)
-            .arg("--log")
-            .arg(dir.join("issued.log"))
-            .arg("--revoked")
-            .arg(dir.join("revoked"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("standin.log"))?)
-            .spawn()?;
-        let mut stand_in = StandIn {
-            child,
-            dir,
-            endpoint: String::new(),
-        };
-        let port = poll("the stand-in to listen", Duration::from_secs(30), || {
-            Ok(std::fs::read_to_string(&port_file).ok())
-        })?;
-        stand_in.endpoint = format!("http://127.0.0.1:{port}");
-        Ok(stand_in)
-    }
-
-    /// (password, issuedAt, expiresAt) of every token issued, oldest first.
-    fn issued(&self) -> Vec<(String, u64, u64)> {
-        std::fs::read_to_string(self.dir.join("issued.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .map(|v| {
-                (
-                    v["password"].as_str().unwrap_or_default().to_owned(),
-                    v["issuedAt"].as_u64().unwrap_or_default(),
-                    v["expiresAt"].as_u64().unwrap_or_default(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn vendor_plugin_on_the_node(s: &Suite, vendor: &Vendor) -> Result<Outcome> {
     let registry = Registry::start(s, vendor.api)?;
     // Pushed while the registry's own login still works: from the first token on, the
     // stand-in's password is its only login.
     let image = registry.push_busybox("team/app:1")?;
     let secret_key = s.new_password(&format!("{} secret key", vendor.api));
-    let stand_in = StandIn::start(s, vendor, &registry, &secret_key)?;
+    let dir = s.work_path().join(format!("{}-{}", vendor.api, s.unique()));
+    std::fs::create_dir_all(&dir)?;
+    let stand_in = StandIn::start(&StandInOptions {
+        vendor: vendor.api,
+        access_key: ACCESS_KEY,
+        secret_key: &secret_key,
+        registry: &registry.host,
+        lifetime_seconds: LIFETIME_SECONDS as i64,
+        htpasswd: Some(&registry.htpasswd_path()),
+        dir: &dir,
+    })
+    .map_err(anyhow::Error::msg)?;
 
     // The plugin as an admin installs it: our binary in the plugin directory, its arguments and
     // keys in the admin's CredentialProviderConfig.
@@ -227,7 +163,7 @@ fn vendor_plugin_on_the_node(s: &Suite, vendor: &Vendor) -> Result<Outcome> {
     expect_secrets(&wait_running(s, &target_ns, "refreshed")?, &[&target])?;
 
     // A revoked key: the status carries the vendor's error and the plugin's exit code.
-    std::fs::write(stand_in.dir.join("revoked"), "")?;
+    stand_in.revoke()?;
     let message = poll("the vendor's refusal in the status", CYCLE, || {
         let resource = s.get_json(&["clusterpullsecret", &cps])?;
         Ok(condition(&resource, "CredentialMinted")
