@@ -114,6 +114,21 @@ fn jcr_args(endpoint: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// A plugin, its arguments and its environment.
+type PluginRun = (&'static str, Vec<String>, Vec<(&'static str, &'static str)>);
+
+/// Each plugin with its arguments and keys for an API at `endpoint`.
+fn both_plugins(endpoint: &str) -> [PluginRun; 2] {
+    [
+        (JCR, jcr_args(endpoint), jcr_keys()),
+        (
+            SWR,
+            vec!["--endpoint".to_owned(), endpoint.to_owned()],
+            swr_keys(),
+        ),
+    ]
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -460,14 +475,7 @@ fn an_unreachable_api_exits_3() {
         .unwrap()
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    for (name, args, keys) in [
-        (JCR, jcr_args(&endpoint), jcr_keys()),
-        (
-            SWR,
-            vec!["--endpoint".to_owned(), endpoint.clone()],
-            swr_keys(),
-        ),
-    ] {
+    for (name, args, keys) in both_plugins(&endpoint) {
         let (code, _, stderr) = run_plugin(name, &args, &keys);
         assert_eq!(code, 3, "{stderr}");
         assert!(stderr.contains("unreachable"), "{stderr}");
@@ -490,14 +498,7 @@ fn an_unreadable_or_expired_answer_exits_5() {
             );
         }
     });
-    for (name, args, keys) in [
-        (JCR, jcr_args(&endpoint), jcr_keys()),
-        (
-            SWR,
-            vec!["--endpoint".to_owned(), endpoint.clone()],
-            swr_keys(),
-        ),
-    ] {
+    for (name, args, keys) in both_plugins(&endpoint) {
         let (code, _, stderr) = run_plugin(name, &args, &keys);
         assert_eq!(code, 5, "{stderr}");
     }
