@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::harness::{
     Suite, cluster_pull_secret_manifest, http_get, metric, metric_sum,
-    minted_cluster_pull_secret_manifest, poll, pull_secrets, repo_root,
+    minted_cluster_pull_secret_manifest, poll, pull_secrets, repo_root, secret,
 };
 use crate::scenarios::Outcome;
 
@@ -238,8 +238,7 @@ fn drive_traffic(s: &Suite, ns: &str) -> Result<Traffic> {
         "corp-pull",
     ))?;
     poll("the ClusterPullSecret's copy", DEADLINE, || {
-        Ok(s.get_json_opt(&["secret", "corp-pull", "-n", ns])?
-            .map(|_| ()))
+        Ok(secret(s, ns, "corp-pull")?.map(|_| ()))
     })?;
     poll("a copy refused by the quota", DEADLINE, || {
         let failures = metric(
@@ -271,8 +270,7 @@ fn drive_traffic(s: &Suite, ns: &str) -> Result<Traffic> {
         "minted-pull",
     ))?;
     poll("the minted credential's copy", DEADLINE, || {
-        Ok(s.get_json_opt(&["secret", "minted-pull", "-n", ns])?
-            .map(|_| ()))
+        Ok(secret(s, ns, "minted-pull")?.map(|_| ()))
     })?;
 
     // A client that connects to the webhook port and hangs up before the handshake.

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::harness::{Suite, chart_dir, metric, poll, tail};
+use crate::harness::{Suite, chart_dir, expect_secrets, metric, poll, tail, wait_running};
 use crate::incluster::{
     Load, RESTRICTED, Release, admitted_without_injection, expect_restricted_enforced,
     injector_image_tarball,
 };
-use crate::node::{Registry, expect_secrets, wait_running};
+use crate::node::Registry;
 use crate::scenarios::Outcome;
 
 const CONVERGENCE: Duration = Duration::from_secs(120);

@@ -9,9 +9,12 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use serde_json::Value;
 
-use crate::harness::{INJECT_LABEL, Suite, injected_annotation, poll, pull_secrets};
-use crate::node::{NO_CREDENTIALS, Registry, expect_secrets, wait_pull_failure, wait_running};
-use crate::recovery::{deployment_pod, events, recovering_serve, replacement};
+use crate::harness::{
+    INJECT_LABEL, Suite, deployment_pod, event_messages, expect_secrets, injected_annotation,
+    is_ready, poll, pull_secrets, replacement, wait_pull_failure, wait_running,
+};
+use crate::node::{NO_CREDENTIALS, Registry};
+use crate::recovery::{RECOVERY_TIMEOUT, recovering_serve};
 use crate::scenarios::Outcome;
 
 /// The node's preloaded image (tests/controlplane/node.sh), pulled from no registry.
@@ -65,15 +68,7 @@ fn expect_file_read(s: &Suite, ns: &str, pod: &str, content: &str) -> Result<()>
     poll(
         &format!("{ns}/{pod} to read {content:?} from its image volume (Ready)"),
         READY_TIMEOUT,
-        || {
-            let json = s.pod(ns, pod)?;
-            let ready = json["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|condition| condition["type"] == "Ready" && condition["status"] == "True");
-            Ok(ready.then_some(()))
-        },
+        || Ok(is_ready(&s.pod(ns, pod)?).then_some(())),
     )
 }
 
@@ -162,7 +157,7 @@ spec:
             pod_spec("      ", LOCAL_BUSYBOX, &reference, &content)
         )),
     )?;
-    let (stuck, _) = deployment_pod(s, &ns, "models")?;
+    let (stuck, _) = deployment_pod(s, &ns, "models", RECOVERY_TIMEOUT)?;
     let message = wait_pull_failure(s, &ns, &stuck, "app")?;
     ensure!(
         message.contains(NO_CREDENTIALS),
@@ -188,7 +183,7 @@ spec:
     );
 
     let _serve = recovering_serve(s, "recovery-image-volume")?;
-    let pod = replacement(s, &ns, "models", &stuck).map_err(|error| {
+    let pod = replacement(s, &ns, "models", &stuck, RECOVERY_TIMEOUT).map_err(|error| {
         // What the kubelet said about the replacement, for whoever reads the failure.
         let said = s
             .kubectl(&[
@@ -210,7 +205,7 @@ spec:
     );
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
     expect_file_read(s, &ns, name, &content)?;
-    let on_pod = events(s, &ns, &stuck, "PullSecretRecovery")?;
+    let on_pod = event_messages(s, &ns, &stuck, "PullSecretRecovery")?;
     ensure!(
         on_pod
             .iter()

@@ -14,7 +14,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll, pull_secrets};
+use crate::harness::{
+    Serve, Suite, condition, http_get, metric, metric_sum, poll, pull_secrets, secret,
+};
 use crate::incluster::Release;
 use crate::scenarios::Outcome;
 
@@ -263,19 +265,18 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
         (&select, "true"),
         "nsmode-pull",
     )?;
-    let (status, ready) = poll("the ClusterPullSecret to be Ready", CONVERGENCE, || {
+    let (status, message) = poll("the ClusterPullSecret to be Ready", CONVERGENCE, || {
         let resource = s.get_json(&["clusterpullsecret", &copies.names[0]])?;
-        Ok(ready_condition(&resource)
-            .filter(|c| c["status"] == "True")
-            .map(|ready| (resource["status"].clone(), ready)))
+        Ok(condition(&resource, "Ready")
+            .filter(|(status, _, _)| status == "True")
+            .map(|(_, _, message)| (resource["status"].clone(), message)))
     })?;
-    let message = ready["message"].as_str().unwrap_or("");
     ensure!(
         status["namespaces"] == serde_json::json!([shop]) && message.contains("namespaced mode"),
         "status of a ClusterPullSecret selecting {shop} and {other}: {status}"
     );
     ensure!(
-        secret_exists(s, &shop, "nsmode-pull")? && !secret_exists(s, &other, "nsmode-pull")?,
+        secret(s, &shop, "nsmode-pull")?.is_some() && secret(s, &other, "nsmode-pull")?.is_none(),
         "the copy must exist in {shop} only"
     );
     let other_secret = format!("{other}-registry");
@@ -287,10 +288,10 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
     )?;
     poll("SourceOutOfScope", CONVERGENCE, || {
         let resource = s.get_json(&["clusterpullsecret", &copies.names[1]])?;
-        Ok(ready_condition(&resource).filter(|c| c["reason"] == "SourceOutOfScope"))
+        Ok(condition(&resource, "Ready").filter(|(_, reason, _)| reason == "SourceOutOfScope"))
     })?;
     ensure!(
-        !secret_exists(s, &shop, "nsmode-outside")?,
+        secret(s, &shop, "nsmode-outside")?.is_none(),
         "a source outside the listed namespaces was copied"
     );
     drop(copies);
@@ -315,10 +316,10 @@ type: Opaque
     poll(
         "the orphan in the shop namespace swept",
         CONVERGENCE,
-        || Ok((!secret_exists(s, &shop, "nsmode-orphan")?).then_some(())),
+        || Ok(secret(s, &shop, "nsmode-orphan")?.is_none().then_some(())),
     )?;
     ensure!(
-        secret_exists(s, &other, "nsmode-orphan")?,
+        secret(s, &other, "nsmode-orphan")?.is_some(),
         "the orphan sweep deleted a Secret in {other}, which it does not serve"
     );
 
@@ -397,28 +398,6 @@ fn metrics(serve: &Serve) -> Result<String> {
     let (code, body) = http_get(serve.admin, "/metrics")?;
     ensure!(code == 200, "/metrics answered {code}");
     Ok(body)
-}
-
-fn ready_condition(resource: &Value) -> Option<Value> {
-    resource["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-}
-
-fn secret_exists(s: &Suite, namespace: &str, name: &str) -> Result<bool> {
-    let out = s.kubectl(&[
-        "get",
-        "secret",
-        name,
-        "-n",
-        namespace,
-        "--ignore-not-found",
-        "-o",
-        "name",
-    ])?;
-    Ok(!out.stdout.trim().is_empty())
 }
 
 /// Deletes the scenario's ClusterPullSecrets while the controller still runs (their finalizer

@@ -10,12 +10,22 @@ use anyhow::{Context, Result};
 
 mod http;
 mod kubectl;
+mod objects;
+mod pods;
 mod processes;
 mod setup;
 mod util;
 
 pub use http::{http_get, metric, metric_sum};
 pub use kubectl::{Output, cluster_pull_secret_manifest, minted_cluster_pull_secret_manifest};
+pub use objects::{
+    all_events_json, condition, event_messages, events, secret, secret_data, secret_password,
+    wait_secret_copy, wait_secret_gone,
+};
+pub use pods::{
+    START_TIMEOUT, deployment_pod, expect_secrets, is_ready, replacement, wait_pull_failure,
+    wait_running,
+};
 pub use processes::{Cluster, Serve, chart_dir, serve_command, shutdown_timing, webhook_manifest};
 pub use util::{injected_annotation, now_unix, poll, pull_secrets, tail};
 
