@@ -8,9 +8,11 @@ use std::process::Command;
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::json;
 
 use crate::harness::{
-    INJECT_LABEL, START_TIMEOUT, Suite, expect_secrets, poll, tail, wait_pull_failure, wait_running,
+    INJECT_LABEL, START_TIMEOUT, Suite, expect_secrets, manifests, poll, tail, wait_pull_failure,
+    wait_running,
 };
 use crate::scenarios::Outcome;
 
@@ -249,21 +251,6 @@ pub fn private_registry(s: &Suite) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-fn two_container_pod(name: &str, images: [&str; 2]) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  restartPolicy: Never
-  containers:
-  - {{name: first, image: \"{}\"}}
-  - {{name: second, image: \"{}\"}}
-",
-        images[0], images[1]
-    )
-}
-
 /// The classic `:5000` / `:6000` case: two registries on two ports with different users. One
 /// pod using both images gets both secrets and runs; with only one secret it cannot start.
 pub fn two_registries(s: &Suite) -> Result<Outcome> {
@@ -279,7 +266,17 @@ pub fn two_registries(s: &Suite) -> Result<Outcome> {
     a.secret(s, &only_first, "registry-first")?;
     s.wait_cache_synced()?;
 
-    let pod = two_container_pod("app", [&image_a, &image_b]);
+    let pod = manifests::pod(
+        "app",
+        json!({
+            "restartPolicy": "Never",
+            "containers": [
+                manifests::container("first", &image_a),
+                manifests::container("second", &image_b),
+            ],
+        }),
+    )
+    .to_string();
     s.kubectl_raw(&["apply", "-n", &both, "-f", "-"], Some(&pod))?;
     s.kubectl_raw(&["apply", "-n", &only_first, "-f", "-"], Some(&pod))?;
 
@@ -359,17 +356,18 @@ pub fn init_container_and_deployment(s: &Suite) -> Result<Outcome> {
 
     s.kubectl_raw(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&format!(
-            "apiVersion: v1
-kind: Pod
-metadata: {{name: with-init}}
-spec:
-  initContainers:
-  - {{name: prepare, image: \"{init}\", command: [/bin/true]}}
-  containers:
-  - {{name: app, image: \"{app}\"}}
-"
-        )),
+        Some(
+            &manifests::pod(
+                "with-init",
+                json!({
+                    "initContainers": [
+                        { "name": "prepare", "image": init, "command": ["/bin/true"] },
+                    ],
+                    "containers": [manifests::container("app", &app)],
+                }),
+            )
+            .to_string(),
+        ),
     )?;
     expect_secrets(&wait_running(s, &ns, "with-init")?, &["registry-init"])?;
 

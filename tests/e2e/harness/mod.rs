@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 mod http;
 mod kubectl;
+pub mod manifests;
 mod objects;
 mod pods;
 mod processes;
