@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::client::{WebhookClient, expect_allowed, pod_review};
 use crate::harness::{
-    Serve, Suite, condition, events, http_get, metric, metric_sum, poll, secret, secret_data,
-    wait_secret_copy, wait_secret_gone,
+    Suite, condition, events, metric, metric_sum, poll, secret, secret_data, wait_secret_copy,
+    wait_secret_gone,
 };
 use crate::scenarios::Outcome;
 
@@ -33,12 +33,6 @@ fn wait_injection(s: &Suite, ns: &str, image: &str, expected: &[&str]) -> Result
         CONVERGENCE,
         || Ok((s.dry_run_pull_secrets(ns, image)? == expected).then_some(())),
     )
-}
-
-fn admin_metrics(serve: &Serve) -> Result<String> {
-    let (code, body) = http_get(serve.admin, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
-    Ok(body)
 }
 
 /// What `serve` at `client` answers for a pod with `image` in `namespace`: the secrets its
@@ -306,7 +300,7 @@ spec:
         leader_writes >= 3.0,
         "the leader counted only {leader_writes} writes"
     );
-    let follower_metrics = admin_metrics(&follower)?;
+    let follower_metrics = follower.metrics()?;
     ensure!(
         metric(&follower_metrics, "pullsecret_injector_leader") == Some(0.0),
         "the second replica reports itself leader"

@@ -14,9 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::harness::{
-    Serve, Suite, condition, http_get, metric, metric_sum, poll, pull_secrets, secret,
-};
+use crate::harness::{Suite, condition, http_get, metric, metric_sum, poll, pull_secrets, secret};
 use crate::incluster::Release;
 use crate::scenarios::Outcome;
 
@@ -142,7 +140,7 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
         ]);
         let waiting = s.start_extra_serve_as("nsmode-unready", &kubeconfig, &args, false)?;
         poll("a refused Secret watch", CONVERGENCE, || {
-            let text = metrics(&waiting).unwrap_or_default();
+            let text = waiting.metrics().unwrap_or_default();
             Ok((metric_sum(&text, "pullsecret_injector_watch_errors_total") > 0.0).then_some(()))
         })?;
         let (code, body) = http_get(waiting.admin, "/readyz")?;
@@ -176,7 +174,7 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
         )?;
         let cached = |count: f64| {
             poll(&format!("{count} cached Secrets"), CONVERGENCE, || {
-                let text = metrics(&waiting)?;
+                let text = waiting.metrics()?;
                 Ok(
                     (metric(&text, "pullsecret_injector_cached_secrets") == Some(count))
                         .then_some(()),
@@ -234,17 +232,17 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
     })?;
 
     // Pods of a namespace not listed never reach the webhook: no review is counted.
-    let before = metric_sum(&metrics(&serve)?, REVIEWS);
+    let before = metric_sum(&serve.metrics()?, REVIEWS);
     let got = s.dry_run_pull_secrets(&other, &image(&other))?;
     ensure!(got.is_empty(), "a pod in {other} got {got:?}");
-    let after_other = metric_sum(&metrics(&serve)?, REVIEWS);
+    let after_other = metric_sum(&serve.metrics()?, REVIEWS);
     ensure!(
         after_other == before,
         "a pod in {other} was reviewed ({before} -> {after_other} reviews)"
     );
     s.dry_run_pull_secrets(&shop, &image(&shop))?;
     ensure!(
-        metric_sum(&metrics(&serve)?, REVIEWS) > after_other,
+        metric_sum(&serve.metrics()?, REVIEWS) > after_other,
         "a pod in {shop} was not counted: the review counter cannot tell"
     );
 
@@ -392,12 +390,6 @@ spec:
         pull_secrets(&pod)
     );
     Ok(())
-}
-
-fn metrics(serve: &Serve) -> Result<String> {
-    let (code, body) = http_get(serve.admin, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
-    Ok(body)
 }
 
 /// Deletes the scenario's ClusterPullSecrets while the controller still runs (their finalizer

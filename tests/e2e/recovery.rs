@@ -12,8 +12,8 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::harness::{
-    Serve, Suite, deployment_pod, event_messages, http_get, metric, poll, pull_secrets,
-    replacement, wait_pull_failure, wait_running,
+    Serve, Suite, deployment_pod, event_messages, metric, poll, pull_secrets, replacement,
+    wait_pull_failure, wait_running,
 };
 use crate::node::{NO_CREDENTIALS, Registry};
 use crate::scenarios::Outcome;
@@ -41,10 +41,8 @@ pub fn recovering_serve(s: &Suite, name: &str) -> Result<Serve> {
 }
 
 fn recoveries(serve: &Serve, outcome: &str) -> Result<f64> {
-    let (code, body) = http_get(serve.admin, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
     Ok(metric(
-        &body,
+        &serve.metrics()?,
         &format!("pullsecret_injector_pod_recoveries_total{{outcome=\"{outcome}\"}}"),
     )
     .unwrap_or(0.0))

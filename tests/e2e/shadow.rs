@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::client::{WebhookClient, expect_allowed, pod_review};
 use crate::harness::{
-    Suite, http_get, manifests, metric, minted_cluster_pull_secret_manifest, poll, pull_secrets,
+    Suite, manifests, metric, minted_cluster_pull_secret_manifest, poll, pull_secrets,
 };
 use crate::scenarios::Outcome;
 
@@ -171,8 +171,7 @@ pub fn shadow_global(s: &Suite) -> Result<Outcome> {
         labelled["auditAnnotations"]["injected-secrets"] == "cred",
         "namespace labelled mode=on under serve --shadow: {labelled}"
     );
-    let (code, metrics) = http_get(shadow.admin, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
+    let metrics = shadow.metrics()?;
     let counted = |ns: &str| {
         metric(
             &metrics,
@@ -581,11 +580,7 @@ pub fn pull_audit_controller(s: &Suite) -> Result<Outcome> {
         "registry.nocred.e2e.example/team/app:1",
         &["gone"],
     ))?;
-    let metrics = || -> Result<String> {
-        let (code, body) = http_get(auditor.admin, "/metrics")?;
-        ensure!(code == 200, "/metrics answered {code}");
-        Ok(body)
-    };
+    let metrics = || auditor.metrics();
     let events = || -> Result<Vec<Value>> {
         let list = s.get_json(&["events.events.k8s.io", "-n", &ns])?;
         Ok(list["items"]
