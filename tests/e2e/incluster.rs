@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::harness::{
     Suite, chart_dir, condition, expect_secrets, is_ready, minted_cluster_pull_secret_manifest,
-    poll, pull_secrets, tail, wait_running,
+    poll, pull_secrets, secret, tail, wait_running,
 };
 use crate::node::Registry;
 use crate::scenarios::Outcome;
@@ -442,17 +442,7 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     )?;
     let target = s.foreign_namespace("incluster-corp", &[(&select, "true"), (&covered, "true")])?;
     poll("the in-cluster controller's copy", CONVERGENCE, || {
-        let out = s.kubectl(&[
-            "get",
-            "secret",
-            "corp-pull",
-            "-n",
-            &target,
-            "--ignore-not-found",
-            "-o",
-            "json",
-        ])?;
-        Ok((!out.stdout.trim().is_empty()).then_some(()))
+        Ok(secret(s, &target, "corp-pull")?.map(|_| ()))
     })?;
     let lease = s.get_json(&[
         "lease",

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
 
 use crate::harness::{
-    INJECT_LABEL, START_TIMEOUT, Suite, expect_secrets, manifests, poll, tail, wait_pull_failure,
-    wait_running,
+    INJECT_LABEL, START_TIMEOUT, Suite, expect_secrets, manifests, poll, secret, tail,
+    wait_pull_failure, wait_running,
 };
 use crate::scenarios::Outcome;
 
@@ -478,17 +478,7 @@ spec:
     )?;
     let target_ns = s.node_namespace("node-cps", &[(select_label, &s.run_id)])?;
     poll("the controller's copy", START_TIMEOUT, || {
-        let out = s.kubectl(&[
-            "get",
-            "secret",
-            "corp-pull",
-            "-n",
-            &target_ns,
-            "--ignore-not-found",
-            "-o",
-            "name",
-        ])?;
-        Ok((!out.stdout.trim().is_empty()).then_some(()))
+        Ok(secret(s, &target_ns, "corp-pull")?.map(|_| ()))
     })?;
     s.run_pod(&target_ns, "web", &image, &[])?;
     expect_secrets(&wait_running(s, &target_ns, "web")?, &["corp-pull"])?;

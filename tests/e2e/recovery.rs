@@ -12,7 +12,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::harness::{
-    Serve, Suite, deployment_pod, event_messages, metric, poll, pull_secrets, replacement,
+    Serve, Suite, deployment_pod, event_messages, metric, poll, pull_secrets, replacement, secret,
     wait_pull_failure, wait_running,
 };
 use crate::node::{NO_CREDENTIALS, Registry};
@@ -301,19 +301,7 @@ pub fn orphaned_copies_swept(s: &Suite) -> Result<Outcome> {
         "live-pull",
     )?;
     let ns = s.namespace("orphans", &[(select, &s.run_id)])?;
-    let exists = |name: &str| -> Result<bool> {
-        let out = s.kubectl(&[
-            "get",
-            "secret",
-            name,
-            "-n",
-            &ns,
-            "--ignore-not-found",
-            "-o",
-            "name",
-        ])?;
-        Ok(!out.stdout.trim().is_empty())
-    };
+    let exists = |name: &str| -> Result<bool> { Ok(secret(s, &ns, name)?.is_some()) };
     poll("the live resource's copy", RECOVERY_TIMEOUT, || {
         Ok(exists("live-pull")?.then_some(()))
     })?;
