@@ -1,5 +1,7 @@
 //! The suite's machinery: the cluster, the `serve` process, kubectl, the admin HTTP client,
 //! polling, and the record of every credential the suite created (for the leak check).
+//! Scenarios build manifests (`manifests`), read Secrets, conditions and Events (`objects`) and
+//! wait for pods (`pods`) only through this module, so they keep only what differs.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
