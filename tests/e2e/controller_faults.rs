@@ -15,8 +15,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 use crate::faults::{ExtraServe, Registration, cluster_script, fault_namespace};
-use crate::harness::{Suite, cluster_pull_secret_manifest, http_get, metric, metric_sum, poll};
-use crate::mappings::{CONVERGENCE, MANAGED_BY, OWNER_LABEL, data_of, secret_or_none, wait_copy};
+use crate::harness::{
+    Suite, cluster_pull_secret_manifest, condition, events, http_get, metric, metric_sum, poll,
+    secret, secret_data, wait_secret_copy,
+};
+use crate::mappings::{CONVERGENCE, MANAGED_BY, OWNER_LABEL};
 use crate::scenarios::Outcome;
 
 const CORP: &str = "registry.corp.e2e.example";
@@ -107,17 +110,8 @@ fn controller_args<'a>(lease_namespace: &'a str, identity: &'a str) -> Vec<&'a s
 /// The Ready condition and the whole status of a ClusterPullSecret.
 fn readiness(s: &Suite, name: &str) -> Result<(String, String, Value)> {
     let resource = s.get_json(&["clusterpullsecret", name])?;
-    let status = resource["status"].clone();
-    let ready = status["conditions"]
-        .as_array()
-        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .unwrap_or_default();
-    Ok((
-        ready["status"].as_str().unwrap_or_default().to_owned(),
-        ready["reason"].as_str().unwrap_or_default().to_owned(),
-        status,
-    ))
+    let (ready, reason, _) = condition(&resource, "Ready").unwrap_or_default();
+    Ok((ready, reason, resource["status"].clone()))
 }
 
 fn listed(status: &Value, field: &str, namespace: &str) -> Option<String> {
@@ -309,14 +303,11 @@ spec:
         "failureCount {}",
         status["failureCount"]
     );
-    let copy = wait_copy(s, &ok_ns, TARGET, (&source_ns, "corp-source"))?;
+    let copy = wait_secret_copy(s, &ok_ns, TARGET, (&source_ns, "corp-source"), CONVERGENCE)?;
     ensure!(copy["type"] == DOCKERCFG, "copy type {}", copy["type"]);
 
-    let events = s.get_json(&["events", "-A", "--field-selector", "reason=CopyFailed"])?;
-    let notes: Vec<String> = events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let notes: Vec<String> = events(s, None, Some("reason=CopyFailed"))?
+        .iter()
         .filter(|event| event["involvedObject"]["name"] == cps.as_str())
         .filter_map(|event| event["message"].as_str().map(str::to_owned))
         .collect();
@@ -344,8 +335,8 @@ spec:
         CONVERGENCE,
         || {
             let source = s.get_json(&["secret", "corp-source", "-n", &source_ns])?;
-            Ok(secret_or_none(s, &ok_ns, TARGET)?.filter(|copy| {
-                copy["type"] == DOCKERCONFIGJSON && data_of(copy) == data_of(&source)
+            Ok(secret(s, &ok_ns, TARGET)?.filter(|copy| {
+                copy["type"] == DOCKERCONFIGJSON && secret_data(copy) == secret_data(&source)
             }))
         },
     )?;
@@ -368,7 +359,7 @@ spec:
         Ok((ready == "True" && served && status["failureCount"] == 0).then_some(()))
     })?;
     for ns in [&policy_ns, &quota_ns] {
-        wait_copy(s, ns, TARGET, (&source_ns, "corp-source"))?;
+        wait_secret_copy(s, ns, TARGET, (&source_ns, "corp-source"), CONVERGENCE)?;
     }
     objects.delete("clusterpullsecret", &cps)?;
     drop(serve);
@@ -530,7 +521,13 @@ rules:
         &cluster_pull_secret_manifest(&cps, (&source_ns, "corp-source"), (label, &run), TARGET),
         &[("clusterpullsecret", &cps)],
     )?;
-    wait_copy(s, &known_ns, TARGET, (&source_ns, "corp-source"))?;
+    wait_secret_copy(
+        s,
+        &known_ns,
+        TARGET,
+        (&source_ns, "corp-source"),
+        CONVERGENCE,
+    )?;
 
     // Revoke the namespace access; restart the apiserver so every watch must start over.
     s.kubectl(&["delete", "clusterrolebinding", &namespace_role])?;
@@ -585,7 +582,7 @@ rules:
             )
         },
     )?;
-    let still = secret_or_none(s, &unknown_ns, TARGET)?
+    let still = secret(s, &unknown_ns, TARGET)?
         .context("the copy in a namespace the stale cache does not know was deleted")?;
     ensure!(
         still["metadata"]["uid"] == kept["metadata"]["uid"],
@@ -677,7 +674,7 @@ pub fn lease_failover(s: &Suite) -> Result<Outcome> {
         &[("clusterpullsecret", &cps)],
     )?;
     let first = s.namespace("failover-1", &[(label, &run)])?;
-    wait_copy(s, &first, TARGET, (&source_ns, "corp-source"))?;
+    wait_secret_copy(s, &first, TARGET, (&source_ns, "corp-source"), CONVERGENCE)?;
     ensure!(
         writes(&a)? > 0.0 && writes(&b)? == 0.0,
         "only a writes while it leads"
@@ -689,7 +686,7 @@ pub fn lease_failover(s: &Suite) -> Result<Outcome> {
         holder_is("b")
     })?;
     let second = s.namespace("failover-2", &[(label, &run)])?;
-    wait_copy(s, &second, TARGET, (&source_ns, "corp-source"))?;
+    wait_secret_copy(s, &second, TARGET, (&source_ns, "corp-source"), CONVERGENCE)?;
     ensure!(writes(&b)? > 0.0, "b took the Lease over but never wrote");
     ensure!(
         metric(&b.metrics(s)?, "pullsecret_injector_leader") == Some(1.0),

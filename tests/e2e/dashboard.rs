@@ -24,11 +24,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{
-    Suite, cluster_pull_secret_manifest, http_get, metric, metric_sum,
-    minted_cluster_pull_secret_manifest, poll, pull_secrets, repo_root,
+    Suite, cluster_pull_secret_manifest, http_get, manifests, metric, metric_sum,
+    minted_cluster_pull_secret_manifest, poll, pull_secrets, repo_root, secret,
 };
 use crate::scenarios::Outcome;
 
@@ -211,9 +211,11 @@ fn drive_traffic(s: &Suite, ns: &str) -> Result<Traffic> {
     ensure!(secrets == ["regcred"], "pod injected got {secrets:?}");
     s.run_pod(ns, "no-match", "elsewhere.example.com/team/app:1", &[])?;
     // kubectl run refuses the image itself; apply sends it to the apiserver (and the webhook).
-    let invalid = s.apply(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: invalid, namespace: {ns}}}\nspec:\n  containers: [{{name: app, image: \"Registry-A.example.com/Team/App:1\"}}]\n"
-    ))?;
+    let invalid = manifests::pod(
+        "invalid",
+        json!({ "containers": [manifests::container("app", "Registry-A.example.com/Team/App:1")] }),
+    );
+    let invalid = s.apply(&manifests::in_namespace(invalid, ns).to_string())?;
     ensure!(
         invalid
             .warnings()
@@ -238,8 +240,7 @@ fn drive_traffic(s: &Suite, ns: &str) -> Result<Traffic> {
         "corp-pull",
     ))?;
     poll("the ClusterPullSecret's copy", DEADLINE, || {
-        Ok(s.get_json_opt(&["secret", "corp-pull", "-n", ns])?
-            .map(|_| ()))
+        Ok(secret(s, ns, "corp-pull")?.map(|_| ()))
     })?;
     poll("a copy refused by the quota", DEADLINE, || {
         let failures = metric(
@@ -271,8 +272,7 @@ fn drive_traffic(s: &Suite, ns: &str) -> Result<Traffic> {
         "minted-pull",
     ))?;
     poll("the minted credential's copy", DEADLINE, || {
-        Ok(s.get_json_opt(&["secret", "minted-pull", "-n", ns])?
-            .map(|_| ()))
+        Ok(secret(s, ns, "minted-pull")?.map(|_| ()))
     })?;
 
     // A client that connects to the webhook port and hangs up before the handshake.

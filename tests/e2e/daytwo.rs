@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-use crate::harness::{Suite, chart_dir, metric, poll, pull_secrets, tail};
+use crate::harness::{Suite, chart_dir, events, metric, poll, pull_secrets, secret, tail};
 use crate::incluster::{RESTRICTED, Release, injector_image_tarball};
 use crate::node::Registry;
 use crate::scenarios::Outcome;
@@ -379,8 +379,7 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
         },
     )?;
     poll("the controller's copy", CONVERGENCE, || {
-        Ok(s.get_json_opt(&["secret", "corp-pull", "-n", &target])?
-            .map(|_| ()))
+        Ok(secret(s, &target, "corp-pull")?.map(|_| ()))
     })?;
     creator.phase("namespaced");
     let notes = s.helm(&[
@@ -446,23 +445,14 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
     }
     release.installed = false;
     creator.phase("uninstalled");
-    let events = s.get_json(&[
-        "events",
-        "-n",
-        "default",
-        "--field-selector",
-        &format!("involvedObject.name={cps},reason=LeftAfterUninstall"),
-    ])?;
-    let warned = events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|event| {
-            event["type"] == "Warning"
-                && event["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("its copies in") && m.contains("kubectl patch"))
-        });
+    let selector = format!("involvedObject.name={cps},reason=LeftAfterUninstall");
+    let events = events(s, Some("default"), Some(&selector))?;
+    let warned = events.iter().any(|event| {
+        event["type"] == "Warning"
+            && event["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("its copies in") && m.contains("kubectl patch"))
+    });
     let left = s.get_json(&["clusterpullsecret", &cps])?;
     // Clean up as the warning says.
     s.kubectl(&[
@@ -485,7 +475,7 @@ pub fn chart_day_two(s: &Suite) -> Result<Outcome> {
     ensure!(
         warned && !left["metadata"]["finalizers"].is_null(),
         "no LeftAfterUninstall warning on ClusterPullSecret {cps}: {}",
-        events["items"]
+        serde_json::json!(events)
     );
     std::thread::sleep(Duration::from_secs(2));
     let attempts = creator.finish();

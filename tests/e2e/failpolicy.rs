@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::harness::{Suite, chart_dir, metric, poll, tail};
+use crate::harness::{Suite, chart_dir, expect_secrets, metric, poll, secret, tail, wait_running};
 use crate::incluster::{
     Load, RESTRICTED, Release, admitted_without_injection, expect_restricted_enforced,
     injector_image_tarball,
 };
-use crate::node::{Registry, expect_secrets, wait_running};
+use crate::node::Registry;
 use crate::scenarios::Outcome;
 
 const CONVERGENCE: Duration = Duration::from_secs(120);
@@ -278,7 +278,7 @@ pub fn chart_fail_policy(s: &Suite) -> Result<Outcome> {
     // 6. Uninstall with the controller and a ClusterPullSecret from values: the pre-delete
     //    hook deletes it while the controller runs, so its copy and finalizer go with it.
     poll("the controller's copy", CONVERGENCE, || {
-        Ok(exists(s, &["secret", "corp-pull", "-n", &corp])?.then_some(()))
+        Ok(secret(s, &corp, "corp-pull")?.map(|_| ()))
     })?;
     release.helm("uninstall", &[])?;
     release.installed = false;
@@ -287,7 +287,7 @@ pub fn chart_fail_policy(s: &Suite) -> Result<Outcome> {
         "ClusterPullSecret {cps} outlived the uninstall"
     );
     ensure!(
-        !exists(s, &["secret", "corp-pull", "-n", &corp])?,
+        secret(s, &corp, "corp-pull")?.is_none(),
         "the copy in {corp} outlived the uninstall"
     );
     for kind in ["mutatingwebhookconfiguration", "clusterrole"] {

@@ -25,8 +25,8 @@ use crate::client::{
     write_request,
 };
 use crate::harness::{
-    Suite, http_get, metric, poll, pull_secrets, serve_command, shutdown_timing, tail,
-    webhook_manifest,
+    Suite, all_events_json, events, http_get, metric, poll, pull_secrets, serve_command,
+    shutdown_timing, tail, webhook_manifest,
 };
 use crate::scenarios::{Outcome, Scenario};
 
@@ -912,11 +912,8 @@ fn sigkill_failure_policy(s: &Suite) -> Result<Outcome> {
         "a FailedCreate event naming the webhook",
         Duration::from_secs(60),
         || {
-            let events = s.get_json(&["events", "-n", &fail_ns])?;
-            Ok(events["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            Ok(events(s, Some(&fail_ns), None)?
+                .iter()
                 .filter(|event| event["reason"] == "FailedCreate")
                 .filter_map(|event| event["message"].as_str())
                 .find(|message| message.contains("failed calling webhook"))
@@ -937,7 +934,7 @@ fn sigkill_failure_policy(s: &Suite) -> Result<Outcome> {
 /// annotations are checked by `no-credential-leaks`, which runs after this).
 fn no_leaks_in_events(s: &Suite) -> Result<Outcome> {
     let needles = s.secret_needles();
-    let events = s.kubectl(&["get", "events", "-A", "-o", "json"])?.stdout;
+    let events = all_events_json(s)?;
     let parsed: Value = serde_json::from_str(&events).context("events are not JSON")?;
     let count = parsed["items"].as_array().map_or(0, Vec::len);
     ensure!(count > 0, "no events at all; the check would be vacuous");

@@ -7,11 +7,14 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::harness::{INJECT_LABEL, Suite, injected_annotation, poll, pull_secrets};
-use crate::node::{NO_CREDENTIALS, Registry, expect_secrets, wait_pull_failure, wait_running};
-use crate::recovery::{deployment_pod, events, recovering_serve, replacement};
+use crate::harness::{
+    INJECT_LABEL, Suite, deployment_pod, event_messages, expect_secrets, injected_annotation,
+    is_ready, manifests, poll, pull_secrets, replacement, wait_pull_failure, wait_running,
+};
+use crate::node::{NO_CREDENTIALS, Registry};
+use crate::recovery::{RECOVERY_TIMEOUT, recovering_serve};
 use crate::scenarios::Outcome;
 
 /// The node's preloaded image (tests/controlplane/node.sh), pulled from no registry.
@@ -21,59 +24,59 @@ const MOUNT: &str = "/data";
 const FILE: &str = "greeting";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A pod spec (indented for a pod, or for a pod template at `indent`) whose container `app`
-/// mounts the image volume and is Ready only while the volume's file holds `content`.
-fn pod_spec(indent: &str, container_image: &str, reference: &str, content: &str) -> String {
+/// The spec of pods whose container `app` mounts the image volume and is Ready only while
+/// the volume's file holds `content`.
+fn reader_spec(container_image: &str, reference: &str, content: &str) -> Value {
     let pull_policy = if container_image == LOCAL_BUSYBOX {
         "Never"
     } else {
         "IfNotPresent"
     };
-    format!(
-        "{indent}containers:
-{indent}- name: app
-{indent}  image: \"{container_image}\"
-{indent}  imagePullPolicy: {pull_policy}
-{indent}  volumeMounts: [{{name: data, mountPath: {MOUNT}}}]
-{indent}  readinessProbe:
-{indent}    exec: {{command: [/bin/sh, -c, '[ \"$(cat {MOUNT}/{FILE})\" = {content} ]']}}
-{indent}    periodSeconds: 1
-{indent}volumes:
-{indent}- name: scratch
-{indent}  emptyDir: {{}}
-{indent}- name: data
-{indent}  image: {{reference: \"{reference}\", pullPolicy: IfNotPresent}}
-"
-    )
+    json!({
+        "containers": [{
+            "name": "app",
+            "image": container_image,
+            "imagePullPolicy": pull_policy,
+            "volumeMounts": [{ "name": "data", "mountPath": MOUNT }],
+            "readinessProbe": {
+                "exec": {
+                    "command": [
+                        "/bin/sh",
+                        "-c",
+                        format!("[ \"$(cat {MOUNT}/{FILE})\" = {content} ]"),
+                    ],
+                },
+                "periodSeconds": 1,
+            },
+        }],
+        "volumes": [
+            { "name": "scratch", "emptyDir": {} },
+            {
+                "name": "data",
+                "image": { "reference": reference, "pullPolicy": "IfNotPresent" },
+            },
+        ],
+    })
 }
 
-fn pod(name: &str, labels: &str, container_image: &str, reference: &str, content: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, labels: {{{labels}}}}}
-spec:
-  restartPolicy: Never
-{}",
-        pod_spec("  ", container_image, reference, content)
-    )
+/// A bare pod reading the image volume.
+fn reader_pod(
+    name: &str,
+    labels: &[(&str, &str)],
+    container_image: &str,
+    reference: &str,
+    content: &str,
+) -> String {
+    let mut spec = reader_spec(container_image, reference, content);
+    spec["restartPolicy"] = json!("Never");
+    manifests::labelled(manifests::pod(name, spec), labels).to_string()
 }
 
-/// Waits until the pod is Ready: its probe, run in the container, found `content` in the image
-/// volume's file.
 fn expect_file_read(s: &Suite, ns: &str, pod: &str, content: &str) -> Result<()> {
     poll(
         &format!("{ns}/{pod} to read {content:?} from its image volume (Ready)"),
         READY_TIMEOUT,
-        || {
-            let json = s.pod(ns, pod)?;
-            let ready = json["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|condition| condition["type"] == "Ready" && condition["status"] == "True");
-            Ok(ready.then_some(()))
-        },
+        || Ok(is_ready(&s.pod(ns, pod)?).then_some(())),
     )
 }
 
@@ -104,7 +107,13 @@ pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
 
     s.kubectl_raw(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&pod("reader", "", LOCAL_BUSYBOX, &reference, &content)),
+        Some(&reader_pod(
+            "reader",
+            &[],
+            LOCAL_BUSYBOX,
+            &reference,
+            &content,
+        )),
     )?;
     let running = wait_running(s, &ns, "reader")?;
     expect_secrets(&running, &["registry-data"])?;
@@ -114,9 +123,9 @@ pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
 
     s.kubectl_raw(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&pod(
+        Some(&reader_pod(
             "reader-opted-out",
-            &format!("{INJECT_LABEL}: \"false\""),
+            &[(INJECT_LABEL, "false")],
             LOCAL_BUSYBOX,
             &reference,
             &content,
@@ -131,7 +140,13 @@ pub fn private_image_volume(s: &Suite) -> Result<Outcome> {
 
     s.kubectl_raw(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&pod("two-registries", "", &app_image, &reference, &content)),
+        Some(&reader_pod(
+            "two-registries",
+            &[],
+            &app_image,
+            &reference,
+            &content,
+        )),
     )?;
     let running = wait_running(s, &ns, "two-registries")?;
     expect_secrets(&running, &["registry-apps", "registry-data"])?;
@@ -149,20 +164,16 @@ pub fn image_volume_recovery(s: &Suite) -> Result<Outcome> {
     let ns = s.node_namespace("recover-image-volume", &[])?;
     s.kubectl_raw(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&format!(
-            "apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: models}}
-spec:
-  selector: {{matchLabels: {{app: models}}}}
-  template:
-    metadata: {{labels: {{app: models}}}}
-    spec:
-{}",
-            pod_spec("      ", LOCAL_BUSYBOX, &reference, &content)
-        )),
+        Some(
+            &manifests::workload(
+                "Deployment",
+                "models",
+                reader_spec(LOCAL_BUSYBOX, &reference, &content),
+            )
+            .to_string(),
+        ),
     )?;
-    let (stuck, _) = deployment_pod(s, &ns, "models")?;
+    let (stuck, _) = deployment_pod(s, &ns, "models", RECOVERY_TIMEOUT)?;
     let message = wait_pull_failure(s, &ns, &stuck, "app")?;
     ensure!(
         message.contains(NO_CREDENTIALS),
@@ -188,7 +199,7 @@ spec:
     );
 
     let _serve = recovering_serve(s, "recovery-image-volume")?;
-    let pod = replacement(s, &ns, "models", &stuck).map_err(|error| {
+    let pod = replacement(s, &ns, "models", &stuck, RECOVERY_TIMEOUT).map_err(|error| {
         // What the kubelet said about the replacement, for whoever reads the failure.
         let said = s
             .kubectl(&[
@@ -210,7 +221,7 @@ spec:
     );
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
     expect_file_read(s, &ns, name, &content)?;
-    let on_pod = events(s, &ns, &stuck, "PullSecretRecovery")?;
+    let on_pod = event_messages(s, &ns, &stuck, "PullSecretRecovery")?;
     ensure!(
         on_pod
             .iter()

@@ -12,9 +12,10 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::harness::{
-    Suite, chart_dir, minted_cluster_pull_secret_manifest, poll, pull_secrets, tail,
+    Suite, chart_dir, condition, expect_secrets, is_ready, minted_cluster_pull_secret_manifest,
+    poll, pull_secrets, secret, tail, wait_running,
 };
-use crate::node::{Registry, expect_secrets, wait_running};
+use crate::node::Registry;
 use crate::scenarios::Outcome;
 
 const ROLLOUT_TIMEOUT: &str = "300s";
@@ -154,13 +155,7 @@ impl Release<'_> {
                 let ready: Vec<String> = pods
                     .iter()
                     .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
-                    .filter(|pod| {
-                        pod["status"]["conditions"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    })
+                    .filter(|pod| is_ready(pod))
                     .filter_map(|pod| pod["metadata"]["name"].as_str().map(str::to_owned))
                     .collect();
                 Ok((ready.len() == replicas && pods.len() == replicas).then_some(ready))
@@ -376,16 +371,7 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     );
     let created = load.run(s, || {
         let pods = release.pods()?;
-        let ready = pods
-            .iter()
-            .filter(|pod| {
-                pod["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-            .count();
+        let ready = pods.iter().filter(|pod| is_ready(pod)).count();
         let gone = pods
             .iter()
             .all(|pod| pod["metadata"]["name"] != victim.as_str());
@@ -456,17 +442,7 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
     )?;
     let target = s.foreign_namespace("incluster-corp", &[(&select, "true"), (&covered, "true")])?;
     poll("the in-cluster controller's copy", CONVERGENCE, || {
-        let out = s.kubectl(&[
-            "get",
-            "secret",
-            "corp-pull",
-            "-n",
-            &target,
-            "--ignore-not-found",
-            "-o",
-            "json",
-        ])?;
-        Ok((!out.stdout.trim().is_empty()).then_some(()))
+        Ok(secret(s, &target, "corp-pull")?.map(|_| ()))
     })?;
     let lease = s.get_json(&[
         "lease",
@@ -501,7 +477,7 @@ pub fn chart_in_cluster(s: &Suite) -> Result<Outcome> {
         CONVERGENCE,
         || {
             let resource = s.get_json(&["clusterpullsecret", &jcr])?;
-            Ok(crate::tokens::condition(&resource, "CredentialMinted")
+            Ok(condition(&resource, "CredentialMinted")
                 .filter(|(status, _, message)| status == "False" && message.contains("code"))
                 .map(|(_, _, message)| message))
         },

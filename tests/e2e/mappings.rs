@@ -13,7 +13,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::client::{WebhookClient, expect_allowed, pod_review};
-use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll};
+use crate::harness::{
+    Suite, condition, events, metric, metric_sum, poll, secret, secret_data, wait_secret_copy,
+    wait_secret_gone,
+};
 use crate::scenarios::Outcome;
 
 /// Within how long the controller must have acted on a change.
@@ -21,34 +24,6 @@ pub(crate) const CONVERGENCE: Duration = Duration::from_secs(30);
 const CORP: &str = "registry.corp.e2e.example";
 pub(crate) const OWNER_LABEL: &str = "pullsecret-injector.io/cluster-pull-secret";
 pub(crate) const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-
-pub(crate) fn secret_or_none(s: &Suite, ns: &str, name: &str) -> Result<Option<Value>> {
-    s.get_json_opt(&["secret", name, "-n", ns])
-}
-
-pub(crate) fn data_of(secret: &Value) -> Value {
-    secret["data"].clone()
-}
-
-/// Waits for a copy in `ns` with the source's current data; returns it.
-pub(crate) fn wait_copy(s: &Suite, ns: &str, target: &str, source: (&str, &str)) -> Result<Value> {
-    poll(
-        &format!("copy {ns}/{target} equal to its source"),
-        CONVERGENCE,
-        || {
-            let source = s.get_json(&["secret", source.1, "-n", source.0])?;
-            Ok(secret_or_none(s, ns, target)?.filter(|copy| data_of(copy) == data_of(&source)))
-        },
-    )
-}
-
-pub(crate) fn wait_gone(s: &Suite, ns: &str, name: &str) -> Result<()> {
-    poll(
-        &format!("secret {ns}/{name} to be deleted"),
-        CONVERGENCE,
-        || Ok(secret_or_none(s, ns, name)?.is_none().then_some(())),
-    )
-}
 
 /// Server-side dry-run pods until the webhook gives one exactly `expected`: rules and
 /// ClusterPullSecrets reach its snapshot asynchronously.
@@ -58,12 +33,6 @@ fn wait_injection(s: &Suite, ns: &str, image: &str, expected: &[&str]) -> Result
         CONVERGENCE,
         || Ok((s.dry_run_pull_secrets(ns, image)? == expected).then_some(())),
     )
-}
-
-fn admin_metrics(serve: &Serve) -> Result<String> {
-    let (code, body) = http_get(serve.admin, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
-    Ok(body)
 }
 
 /// What `serve` at `client` answers for a pod with `image` in `namespace`: the secrets its
@@ -207,7 +176,7 @@ spec:
     wait_injection(s, &ns_a, &image, &[target])?;
     s.run_pod(&ns_a, "app", &image, &[])?;
     s.expect_pod(&ns_a, "app", &[target], Some(&annotation))?;
-    let copy = wait_copy(s, &ns_a, target, (&source_ns, "corp-source"))?;
+    let copy = wait_secret_copy(s, &ns_a, target, (&source_ns, "corp-source"), CONVERGENCE)?;
     let labels = &copy["metadata"]["labels"];
     ensure!(
         labels[MANAGED_BY] == "pullsecret-injector" && labels[OWNER_LABEL] == cps.as_str(),
@@ -217,7 +186,7 @@ spec:
 
     // Rotation of the source: the copy follows in place.
     s.rotate_registry_secret(&source_ns, "corp-source", CORP)?;
-    let rotated = wait_copy(s, &ns_a, target, (&source_ns, "corp-source"))?;
+    let rotated = wait_secret_copy(s, &ns_a, target, (&source_ns, "corp-source"), CONVERGENCE)?;
     ensure!(
         rotated["metadata"]["uid"] == uid,
         "the copy was recreated (uid {} -> {}) instead of updated in place",
@@ -225,7 +194,7 @@ spec:
         rotated["metadata"]["uid"]
     );
     ensure!(
-        data_of(&rotated) != data_of(&copy),
+        secret_data(&rotated) != secret_data(&copy),
         "the copy's data did not change"
     );
 
@@ -239,7 +208,7 @@ spec:
         &ns_b,
         &format!("{select_label}={}", s.run_id),
     ])?;
-    let status = poll("the conflict in the status", CONVERGENCE, || {
+    let resource = poll("the conflict in the status", CONVERGENCE, || {
         let resource = s.get_json(&["clusterpullsecret", &cps])?;
         let conflicts = resource["status"]["conflicts"]
             .as_array()
@@ -248,15 +217,13 @@ spec:
         Ok(conflicts
             .iter()
             .any(|conflict| conflict["namespace"] == ns_b.as_str())
-            .then_some(resource["status"].clone()))
+            .then_some(resource.clone()))
     })?;
-    let ready = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .context("no Ready condition")?;
+    let status = &resource["status"];
+    let ready = condition(&resource, "Ready").context("no Ready condition")?;
     ensure!(
-        ready["status"] == "False" && ready["reason"] == "Conflict",
-        "Ready condition {ready}"
+        ready.0 == "False" && ready.1 == "Conflict",
+        "Ready condition {ready:?}"
     );
     ensure!(
         status["namespaces"]
@@ -278,18 +245,11 @@ spec:
     );
     // ... and a Warning Event on the resource names the namespace.
     poll("the conflict Event", CONVERGENCE, || {
-        let events = s.get_json(&[
-            "events",
-            "-A",
-            "--field-selector",
-            &format!(
-                "involvedObject.kind=ClusterPullSecret,involvedObject.name={cps},reason=Conflict"
-            ),
-        ])?;
-        Ok(events["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let selector = format!(
+            "involvedObject.kind=ClusterPullSecret,involvedObject.name={cps},reason=Conflict"
+        );
+        Ok(events(s, None, Some(&selector))?
+            .iter()
             .any(|event| {
                 event["type"] == "Warning"
                     && event["message"]
@@ -317,7 +277,7 @@ spec:
 
     // A namespace labelled out loses its copy.
     s.kubectl(&["label", "namespace", &ns_a, &format!("{select_label}-")])?;
-    wait_gone(s, &ns_a, target)?;
+    wait_secret_gone(s, &ns_a, target, CONVERGENCE)?;
 
     // Only the leader wrote: the Lease names it, and the second replica counts no writes.
     let lease = s.get_json(&["lease", &s.lease_name(), "-n", s.lease_namespace()])?;
@@ -340,7 +300,7 @@ spec:
         leader_writes >= 3.0,
         "the leader counted only {leader_writes} writes"
     );
-    let follower_metrics = admin_metrics(&follower)?;
+    let follower_metrics = follower.metrics()?;
     ensure!(
         metric(&follower_metrics, "pullsecret_injector_leader") == Some(0.0),
         "the second replica reports itself leader"
@@ -357,9 +317,9 @@ spec:
 
     // Deleting the resource removes every copy (finalizer) but not the unmanaged Secret.
     let ns_c = s.namespace("cps-c", &[(select_label, &s.run_id)])?;
-    wait_copy(s, &ns_c, target, (&source_ns, "corp-source"))?;
+    wait_secret_copy(s, &ns_c, target, (&source_ns, "corp-source"), CONVERGENCE)?;
     s.kubectl(&["delete", "clusterpullsecret", &cps, "--timeout=60s"])?;
-    wait_gone(s, &ns_c, target)?;
+    wait_secret_gone(s, &ns_c, target, CONVERGENCE)?;
     let left = s.kubectl(&[
         "get",
         "secrets",
@@ -375,7 +335,7 @@ spec:
         left.stdout.trim()
     );
     ensure!(
-        secret_or_none(s, &ns_b, target)?.is_some(),
+        secret(s, &ns_b, target)?.is_some(),
         "the unmanaged secret in {ns_b} was deleted"
     );
 

@@ -4,18 +4,18 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::Value;
+use serde_json::json;
 
-use crate::harness::{INJECT_LABEL, Suite, poll, pull_secrets, tail};
+use crate::harness::{
+    INJECT_LABEL, START_TIMEOUT, Suite, expect_secrets, manifests, poll, secret, tail,
+    wait_pull_failure, wait_running,
+};
 use crate::scenarios::Outcome;
 
-/// How long a pod may take to pull a local image and start (an upper bound, not a measurement).
-const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// What containerd reports when a registry asks for credentials the pull did not carry.
 pub const NO_CREDENTIALS: &str = "authorization failed: no basic auth credentials";
 
@@ -196,141 +196,6 @@ impl Drop for Registry {
     }
 }
 
-/// Waits until every container of the pod runs (init containers completed). A pull failure
-/// ends the wait at once with the kubelet's message.
-pub fn wait_running(s: &Suite, ns: &str, pod: &str) -> Result<Value> {
-    let mut first_failure: Option<std::time::Instant> = None;
-    let outcome = poll(&format!("pod {ns}/{pod} to run"), START_TIMEOUT, || {
-        let json = s.pod(ns, pod)?;
-        if let Some((container, reason, message)) = waiting_on_pull(&json) {
-            // The kubelet may pull once without the pod's secrets when it could not read
-            // them yet (the Node authorizer learns of a freshly bound pod through a watch);
-            // it says so in an Event and pulls again with them after its back-off. Any other
-            // failed pull fails at once (after a moment for that Event to arrive).
-            let since = *first_failure.get_or_insert_with(std::time::Instant::now);
-            if kubelet_lacked_secrets(s, ns, pod)? {
-                return Ok(None);
-            }
-            if since.elapsed() < KUBELET_EVENT_GRACE {
-                return Ok(None);
-            }
-            return Ok(Some(Err(format!(
-                "container {container} of {ns}/{pod} is in {reason}: {message}"
-            ))));
-        }
-        let statuses = json["status"]["containerStatuses"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let running = json["status"]["phase"] == "Running"
-            && !statuses.is_empty()
-            && statuses.iter().all(|c| c["state"]["running"].is_object());
-        Ok(running.then_some(Ok(json)))
-    })?;
-    outcome.map_err(anyhow::Error::msg)
-}
-
-/// How long a failed pull waits for the kubelet's Event saying it lacked the pod's secrets.
-const KUBELET_EVENT_GRACE: Duration = Duration::from_secs(5);
-
-/// Whether the kubelet reported that it could not read some of the pod's pull secrets
-/// (Event `FailedToRetrieveImagePullSecret`): its pull went without them and will be retried.
-fn kubelet_lacked_secrets(s: &Suite, ns: &str, pod: &str) -> Result<bool> {
-    let selector = format!("involvedObject.name={pod},reason=FailedToRetrieveImagePullSecret");
-    let out = s.kubectl(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &selector,
-        "-o",
-        "name",
-    ])?;
-    Ok(!out.stdout.trim().is_empty())
-}
-
-/// Waits until `container` of the pod cannot pull, and returns the kubelet's message.
-pub fn wait_pull_failure(s: &Suite, ns: &str, pod: &str, container: &str) -> Result<String> {
-    let message = poll(
-        &format!("container {container} of {ns}/{pod} to fail its pull"),
-        START_TIMEOUT,
-        || {
-            let json = s.pod(ns, pod)?;
-            let all = container_statuses(&json);
-            if let Some(status) = all.iter().find(|c| c["name"] == container) {
-                ensure!(
-                    !status["state"]["running"].is_object(),
-                    "container {container} of {ns}/{pod} is running"
-                );
-            }
-            Ok(waiting_on_pull(&json)
-                .filter(|(name, _, _)| name == container)
-                .map(|(_, _, message)| message))
-        },
-    )?;
-    // The waiting message of ImagePullBackOff is generic; the pull error is in the events.
-    poll(
-        &format!("the Failed event of {ns}/{pod}"),
-        START_TIMEOUT,
-        || {
-            let events = s.get_json(&[
-                "events",
-                "-n",
-                ns,
-                "--field-selector",
-                &format!("involvedObject.name={pod},reason=Failed"),
-            ])?;
-            let text = events["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|event| event["message"].as_str())
-                .filter(|text| text.contains("Failed to pull image"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            Ok((!text.is_empty()).then(|| format!("{message}\n{text}")))
-        },
-    )
-}
-
-fn container_statuses(pod: &Value) -> Vec<Value> {
-    ["initContainerStatuses", "containerStatuses"]
-        .iter()
-        .flat_map(|key| pod["status"][key].as_array().cloned().unwrap_or_default())
-        .collect()
-}
-
-/// (container, reason, message) of the first container waiting on a failed pull.
-fn waiting_on_pull(pod: &Value) -> Option<(String, String, String)> {
-    container_statuses(pod).iter().find_map(|status| {
-        let waiting = &status["state"]["waiting"];
-        let reason = waiting["reason"].as_str()?;
-        matches!(
-            reason,
-            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName"
-        )
-        .then(|| {
-            (
-                status["name"].as_str().unwrap_or_default().to_owned(),
-                reason.to_owned(),
-                waiting["message"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-    })
-}
-
-/// The pod's exact imagePullSecrets.
-pub fn expect_secrets(pod: &Value, expected: &[&str]) -> Result<()> {
-    let got = pull_secrets(pod);
-    ensure!(
-        got == expected,
-        "pod {} has imagePullSecrets {got:?}, expected {expected:?}",
-        pod["metadata"]["name"]
-    );
-    Ok(())
-}
-
 fn expect_denied(message: &str) -> Result<()> {
     ensure!(
         message.contains(NO_CREDENTIALS),
@@ -386,21 +251,6 @@ pub fn private_registry(s: &Suite) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-fn two_container_pod(name: &str, images: [&str; 2]) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  restartPolicy: Never
-  containers:
-  - {{name: first, image: \"{}\"}}
-  - {{name: second, image: \"{}\"}}
-",
-        images[0], images[1]
-    )
-}
-
 /// The classic `:5000` / `:6000` case: two registries on two ports with different users. One
 /// pod using both images gets both secrets and runs; with only one secret it cannot start.
 pub fn two_registries(s: &Suite) -> Result<Outcome> {
@@ -416,7 +266,17 @@ pub fn two_registries(s: &Suite) -> Result<Outcome> {
     a.secret(s, &only_first, "registry-first")?;
     s.wait_cache_synced()?;
 
-    let pod = two_container_pod("app", [&image_a, &image_b]);
+    let pod = manifests::pod(
+        "app",
+        json!({
+            "restartPolicy": "Never",
+            "containers": [
+                manifests::container("first", &image_a),
+                manifests::container("second", &image_b),
+            ],
+        }),
+    )
+    .to_string();
     s.kubectl_raw(&["apply", "-n", &both, "-f", "-"], Some(&pod))?;
     s.kubectl_raw(&["apply", "-n", &only_first, "-f", "-"], Some(&pod))?;
 
@@ -496,17 +356,18 @@ pub fn init_container_and_deployment(s: &Suite) -> Result<Outcome> {
 
     s.kubectl_raw(
         &["apply", "-n", &ns, "-f", "-"],
-        Some(&format!(
-            "apiVersion: v1
-kind: Pod
-metadata: {{name: with-init}}
-spec:
-  initContainers:
-  - {{name: prepare, image: \"{init}\", command: [/bin/true]}}
-  containers:
-  - {{name: app, image: \"{app}\"}}
-"
-        )),
+        Some(
+            &manifests::pod(
+                "with-init",
+                json!({
+                    "initContainers": [
+                        { "name": "prepare", "image": init, "command": ["/bin/true"] },
+                    ],
+                    "containers": [manifests::container("app", &app)],
+                }),
+            )
+            .to_string(),
+        ),
     )?;
     expect_secrets(&wait_running(s, &ns, "with-init")?, &["registry-init"])?;
 
@@ -617,17 +478,7 @@ spec:
     )?;
     let target_ns = s.node_namespace("node-cps", &[(select_label, &s.run_id)])?;
     poll("the controller's copy", START_TIMEOUT, || {
-        let out = s.kubectl(&[
-            "get",
-            "secret",
-            "corp-pull",
-            "-n",
-            &target_ns,
-            "--ignore-not-found",
-            "-o",
-            "name",
-        ])?;
-        Ok((!out.stdout.trim().is_empty()).then_some(()))
+        Ok(secret(s, &target_ns, "corp-pull")?.map(|_| ()))
     })?;
     s.run_pod(&target_ns, "web", &image, &[])?;
     expect_secrets(&wait_running(s, &target_ns, "web")?, &["corp-pull"])?;

@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::harness::{Serve, Suite, http_get, metric, metric_sum, poll, pull_secrets};
+use crate::harness::{Suite, condition, http_get, metric, metric_sum, poll, pull_secrets, secret};
 use crate::incluster::Release;
 use crate::scenarios::Outcome;
 
@@ -140,7 +140,7 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
         ]);
         let waiting = s.start_extra_serve_as("nsmode-unready", &kubeconfig, &args, false)?;
         poll("a refused Secret watch", CONVERGENCE, || {
-            let text = metrics(&waiting).unwrap_or_default();
+            let text = waiting.metrics().unwrap_or_default();
             Ok((metric_sum(&text, "pullsecret_injector_watch_errors_total") > 0.0).then_some(()))
         })?;
         let (code, body) = http_get(waiting.admin, "/readyz")?;
@@ -174,7 +174,7 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
         )?;
         let cached = |count: f64| {
             poll(&format!("{count} cached Secrets"), CONVERGENCE, || {
-                let text = metrics(&waiting)?;
+                let text = waiting.metrics()?;
                 Ok(
                     (metric(&text, "pullsecret_injector_cached_secrets") == Some(count))
                         .then_some(()),
@@ -232,17 +232,17 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
     })?;
 
     // Pods of a namespace not listed never reach the webhook: no review is counted.
-    let before = metric_sum(&metrics(&serve)?, REVIEWS);
+    let before = metric_sum(&serve.metrics()?, REVIEWS);
     let got = s.dry_run_pull_secrets(&other, &image(&other))?;
     ensure!(got.is_empty(), "a pod in {other} got {got:?}");
-    let after_other = metric_sum(&metrics(&serve)?, REVIEWS);
+    let after_other = metric_sum(&serve.metrics()?, REVIEWS);
     ensure!(
         after_other == before,
         "a pod in {other} was reviewed ({before} -> {after_other} reviews)"
     );
     s.dry_run_pull_secrets(&shop, &image(&shop))?;
     ensure!(
-        metric_sum(&metrics(&serve)?, REVIEWS) > after_other,
+        metric_sum(&serve.metrics()?, REVIEWS) > after_other,
         "a pod in {shop} was not counted: the review counter cannot tell"
     );
 
@@ -263,19 +263,18 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
         (&select, "true"),
         "nsmode-pull",
     )?;
-    let (status, ready) = poll("the ClusterPullSecret to be Ready", CONVERGENCE, || {
+    let (status, message) = poll("the ClusterPullSecret to be Ready", CONVERGENCE, || {
         let resource = s.get_json(&["clusterpullsecret", &copies.names[0]])?;
-        Ok(ready_condition(&resource)
-            .filter(|c| c["status"] == "True")
-            .map(|ready| (resource["status"].clone(), ready)))
+        Ok(condition(&resource, "Ready")
+            .filter(|(status, _, _)| status == "True")
+            .map(|(_, _, message)| (resource["status"].clone(), message)))
     })?;
-    let message = ready["message"].as_str().unwrap_or("");
     ensure!(
         status["namespaces"] == serde_json::json!([shop]) && message.contains("namespaced mode"),
         "status of a ClusterPullSecret selecting {shop} and {other}: {status}"
     );
     ensure!(
-        secret_exists(s, &shop, "nsmode-pull")? && !secret_exists(s, &other, "nsmode-pull")?,
+        secret(s, &shop, "nsmode-pull")?.is_some() && secret(s, &other, "nsmode-pull")?.is_none(),
         "the copy must exist in {shop} only"
     );
     let other_secret = format!("{other}-registry");
@@ -287,10 +286,10 @@ pub fn namespaced_mode(s: &Suite) -> Result<Outcome> {
     )?;
     poll("SourceOutOfScope", CONVERGENCE, || {
         let resource = s.get_json(&["clusterpullsecret", &copies.names[1]])?;
-        Ok(ready_condition(&resource).filter(|c| c["reason"] == "SourceOutOfScope"))
+        Ok(condition(&resource, "Ready").filter(|(_, reason, _)| reason == "SourceOutOfScope"))
     })?;
     ensure!(
-        !secret_exists(s, &shop, "nsmode-outside")?,
+        secret(s, &shop, "nsmode-outside")?.is_none(),
         "a source outside the listed namespaces was copied"
     );
     drop(copies);
@@ -315,10 +314,10 @@ type: Opaque
     poll(
         "the orphan in the shop namespace swept",
         CONVERGENCE,
-        || Ok((!secret_exists(s, &shop, "nsmode-orphan")?).then_some(())),
+        || Ok(secret(s, &shop, "nsmode-orphan")?.is_none().then_some(())),
     )?;
     ensure!(
-        secret_exists(s, &other, "nsmode-orphan")?,
+        secret(s, &other, "nsmode-orphan")?.is_some(),
         "the orphan sweep deleted a Secret in {other}, which it does not serve"
     );
 
@@ -391,34 +390,6 @@ spec:
         pull_secrets(&pod)
     );
     Ok(())
-}
-
-fn metrics(serve: &Serve) -> Result<String> {
-    let (code, body) = http_get(serve.admin, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
-    Ok(body)
-}
-
-fn ready_condition(resource: &Value) -> Option<Value> {
-    resource["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-}
-
-fn secret_exists(s: &Suite, namespace: &str, name: &str) -> Result<bool> {
-    let out = s.kubectl(&[
-        "get",
-        "secret",
-        name,
-        "-n",
-        namespace,
-        "--ignore-not-found",
-        "-o",
-        "name",
-    ])?;
-    Ok(!out.stdout.trim().is_empty())
 }
 
 /// Deletes the scenario's ClusterPullSecrets while the controller still runs (their finalizer

@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-use crate::harness::{Serve, Suite, http_get, metric, poll, pull_secrets};
-use crate::node::{NO_CREDENTIALS, Registry, wait_pull_failure, wait_running};
+use crate::harness::{
+    Serve, Suite, deployment_pod, event_messages, metric, poll, pull_secrets, replacement, secret,
+    wait_pull_failure, wait_running,
+};
+use crate::node::{NO_CREDENTIALS, Registry};
 use crate::scenarios::Outcome;
 
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
+pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A serve process that leads a Lease of its own and recovers stuck pods.
 pub fn recovering_serve(s: &Suite, name: &str) -> Result<Serve> {
@@ -38,69 +41,11 @@ pub fn recovering_serve(s: &Suite, name: &str) -> Result<Serve> {
 }
 
 fn recoveries(serve: &Serve, outcome: &str) -> Result<f64> {
-    let (code, body) = http_get(serve.admin, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
     Ok(metric(
-        &body,
+        &serve.metrics()?,
         &format!("pullsecret_injector_pod_recoveries_total{{outcome=\"{outcome}\"}}"),
     )
     .unwrap_or(0.0))
-}
-
-/// Messages of the events with `reason` about object `name` in `ns`.
-pub fn events(s: &Suite, ns: &str, name: &str, reason: &str) -> Result<Vec<String>> {
-    let list = s.get_json(&[
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("involvedObject.name={name},reason={reason}"),
-    ])?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|event| event["message"].as_str().map(str::to_owned))
-        .collect())
-}
-
-/// The single pod of a Deployment's `app` label, and its UID.
-pub fn deployment_pod(s: &Suite, ns: &str, app: &str) -> Result<(String, String)> {
-    poll(
-        &format!("the pod of deployment {app}"),
-        RECOVERY_TIMEOUT,
-        || {
-            let pods = s.get_json(&["pods", "-n", ns, "-l", &format!("app={app}")])?;
-            let live: Vec<&Value> = pods["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
-                .collect();
-            Ok(match live.as_slice() {
-                [pod] => Some((
-                    pod["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    pod["metadata"]["uid"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                )),
-                _ => None,
-            })
-        },
-    )
-}
-
-/// Waits for a Running pod of `app` other than `old`, and returns it.
-pub fn replacement(s: &Suite, ns: &str, app: &str, old: &str) -> Result<Value> {
-    let name = poll("a replacement pod", RECOVERY_TIMEOUT, || {
-        let (name, _) = deployment_pod(s, ns, app)?;
-        Ok((name != old).then_some(name))
-    })?;
-    wait_running(s, ns, &name)
 }
 
 /// A Deployment applied before its secret: stuck on the registry's authorization error; with
@@ -118,7 +63,7 @@ pub fn deployment_before_secret(s: &Suite) -> Result<Outcome> {
         &ns,
         &format!("--image={image}"),
     ])?;
-    let (stuck, uid) = deployment_pod(s, &ns, "api")?;
+    let (stuck, uid) = deployment_pod(s, &ns, "api", RECOVERY_TIMEOUT)?;
     let message = wait_pull_failure(s, &ns, &stuck, "app")?;
     ensure!(
         message.contains(NO_CREDENTIALS),
@@ -133,7 +78,7 @@ pub fn deployment_before_secret(s: &Suite) -> Result<Outcome> {
         s.dry_run_pull_secrets(&ns, &image)? == ["late-registry"],
         "the webhook does not inject the late secret"
     );
-    let (same, same_uid) = deployment_pod(s, &ns, "api")?;
+    let (same, same_uid) = deployment_pod(s, &ns, "api", RECOVERY_TIMEOUT)?;
     ensure!(
         same == stuck && same_uid == uid,
         "the stuck pod was replaced without recovery"
@@ -165,7 +110,7 @@ pub fn deployment_before_secret(s: &Suite) -> Result<Outcome> {
 
     let started = Instant::now();
     let serve = recovering_serve(s, "recovery")?;
-    let pod = replacement(s, &ns, "api", &stuck)?;
+    let pod = replacement(s, &ns, "api", &stuck, RECOVERY_TIMEOUT)?;
     println!(
         "  stuck pod replaced by a Running one {:.1}s after recovery started",
         started.elapsed().as_secs_f64()
@@ -175,7 +120,7 @@ pub fn deployment_before_secret(s: &Suite) -> Result<Outcome> {
         "the replacement has {:?}",
         pull_secrets(&pod)
     );
-    let on_pod = events(s, &ns, &stuck, "PullSecretRecovery")?;
+    let on_pod = event_messages(s, &ns, &stuck, "PullSecretRecovery")?;
     ensure!(
         on_pod
             .iter()
@@ -187,7 +132,7 @@ pub fn deployment_before_secret(s: &Suite) -> Result<Outcome> {
         .as_str()
         .context("no owner")?
         .to_owned();
-    let on_owner = events(s, &ns, &owner, "PullSecretRecovery")?;
+    let on_owner = event_messages(s, &ns, &owner, "PullSecretRecovery")?;
     ensure!(
         !on_owner.is_empty(),
         "no recovery Event on ReplicaSet {owner}"
@@ -227,12 +172,12 @@ pub fn cluster_pull_secret_selects_later(s: &Suite) -> Result<Outcome> {
         &ns,
         &format!("--image={image}"),
     ])?;
-    let (stuck, _) = deployment_pod(s, &ns, "api")?;
+    let (stuck, _) = deployment_pod(s, &ns, "api", RECOVERY_TIMEOUT)?;
     wait_pull_failure(s, &ns, &stuck, "app")?;
 
     let _serve = recovering_serve(s, "recovery-cps")?;
     s.kubectl(&["label", "namespace", &ns, &format!("{select}={}", s.run_id)])?;
-    let pod = replacement(s, &ns, "api", &stuck)?;
+    let pod = replacement(s, &ns, "api", &stuck, RECOVERY_TIMEOUT)?;
     ensure!(
         pull_secrets(&pod) == ["corp-late"],
         "the replacement has {:?}",
@@ -277,7 +222,7 @@ pub fn bare_pod_and_budget(s: &Suite) -> Result<Outcome> {
         "--selector=app=guarded",
         "--min-available=1",
     ])?;
-    let (guarded, guarded_uid) = deployment_pod(s, &ns, "guarded")?;
+    let (guarded, guarded_uid) = deployment_pod(s, &ns, "guarded", RECOVERY_TIMEOUT)?;
     wait_running(s, &ns, &guarded)?;
     s.kubectl(&[
         "set",
@@ -311,7 +256,7 @@ pub fn bare_pod_and_budget(s: &Suite) -> Result<Outcome> {
 
     let serve = recovering_serve(s, "recovery-held")?;
     let told = poll("the Event on the bare pod", RECOVERY_TIMEOUT, || {
-        let messages = events(s, &ns, "bare", "PullSecretAvailable")?;
+        let messages = event_messages(s, &ns, "bare", "PullSecretAvailable")?;
         Ok(messages.into_iter().find(|m| m.contains("moved-registry")))
     })?;
     ensure!(
@@ -319,7 +264,7 @@ pub fn bare_pod_and_budget(s: &Suite) -> Result<Outcome> {
         "the Event does not say how to recreate the pod: {told}"
     );
     let refused = poll("the PDB's refusal to be reported", RECOVERY_TIMEOUT, || {
-        let messages = events(s, &ns, &guarded, "PullSecretRecoveryRefused")?;
+        let messages = event_messages(s, &ns, &guarded, "PullSecretRecoveryRefused")?;
         Ok(messages.into_iter().next())
     })?;
     ensure!(refused.contains("retrying"), "refusal Event: {refused}");
@@ -333,7 +278,7 @@ pub fn bare_pod_and_budget(s: &Suite) -> Result<Outcome> {
         s.pod(&ns, "bare")?["metadata"]["uid"] == bare_uid,
         "the bare pod was deleted"
     );
-    let (still, still_uid) = deployment_pod(s, &ns, "guarded")?;
+    let (still, still_uid) = deployment_pod(s, &ns, "guarded", RECOVERY_TIMEOUT)?;
     ensure!(
         still == guarded && still_uid == guarded_uid,
         "the guarded pod was evicted despite its PodDisruptionBudget"
@@ -356,19 +301,7 @@ pub fn orphaned_copies_swept(s: &Suite) -> Result<Outcome> {
         "live-pull",
     )?;
     let ns = s.namespace("orphans", &[(select, &s.run_id)])?;
-    let exists = |name: &str| -> Result<bool> {
-        let out = s.kubectl(&[
-            "get",
-            "secret",
-            name,
-            "-n",
-            &ns,
-            "--ignore-not-found",
-            "-o",
-            "name",
-        ])?;
-        Ok(!out.stdout.trim().is_empty())
-    };
+    let exists = |name: &str| -> Result<bool> { Ok(secret(s, &ns, name)?.is_some()) };
     poll("the live resource's copy", RECOVERY_TIMEOUT, || {
         Ok(exists("live-pull")?.then_some(()))
     })?;

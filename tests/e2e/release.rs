@@ -12,9 +12,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::harness::{Suite, poll, repo_root, tail};
+use crate::harness::{Suite, expect_secrets, poll, repo_root, tail, wait_running};
 use crate::incluster::{Load, RESTRICTED, Release, expect_restricted_enforced};
-use crate::node::{Registry, expect_secrets, wait_running};
+use crate::node::Registry;
 use crate::scenarios::Outcome;
 
 const NAME: &str = "pullsecret-injector";

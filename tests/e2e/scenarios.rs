@@ -6,11 +6,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{
-    DRAIN_TIMEOUT, INJECT_LABEL, SHUTDOWN_DELAY, Suite, http_get, injected_annotation, metric,
-    metric_sum, now_unix, poll, pull_secrets, tail,
+    DRAIN_TIMEOUT, INJECT_LABEL, SHUTDOWN_DELAY, Suite, http_get, injected_annotation, manifests,
+    metric, metric_sum, now_unix, poll, pull_secrets, tail,
 };
 
 /// What a scenario returns when it passed. There is no "skipped": a scenario that cannot run
@@ -267,20 +267,16 @@ fn registry_matching(s: &Suite) -> Result<Outcome> {
             ["reg6000", "reg5000"],
         ),
     ] {
-        let out = s.apply(&format!(
-            "apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: {ns}
-spec:
-  containers:
-    - name: first
-      image: {first}
-    - name: second
-      image: {second}
-"
-        ))?;
+        let pod = manifests::pod(
+            name,
+            json!({
+                "containers": [
+                    manifests::container("first", first),
+                    manifests::container("second", second),
+                ],
+            }),
+        );
+        let out = s.apply(&manifests::in_namespace(pod, &ns).to_string())?;
         no_warnings(&out)?;
         let describe = |secret: &str| match secret {
             "reg5000" => "reg5000 (registry.example.com:5000/team/a)",
@@ -300,21 +296,16 @@ spec:
     )?;
 
     // Init containers count; an image no key matches adds nothing.
-    no_warnings(&s.apply(&format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: init-from-6000
-  namespace: {ns}
-spec:
-  initContainers:
-    - name: init
-      image: registry.example.com:6000/tools/init:1
-  containers:
-    - name: app
-      image: quay.io/team/app:1
-"
-    ))?)?;
+    let pod = manifests::pod(
+        "init-from-6000",
+        json!({
+            "initContainers": [
+                manifests::container("init", "registry.example.com:6000/tools/init:1"),
+            ],
+            "containers": [manifests::container("app", "quay.io/team/app:1")],
+        }),
+    );
+    no_warnings(&s.apply(&manifests::in_namespace(pod, &ns).to_string())?)?;
     s.expect_pod(
         &ns,
         "init-from-6000",
@@ -600,18 +591,13 @@ fn undecodable_secret(s: &Suite) -> Result<Outcome> {
     // With a good secret for the same registry, the good one is injected and the warning stays.
     s.registry_secret(&ns, "good7000", "registry.example.com:7000")?;
     s.wait_cache_synced()?;
-    let out = s.apply(&format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: broken-and-good
-  namespace: {ns}
-spec:
-  containers:
-    - name: app
-      image: registry.example.com:7000/team/app:1
-"
-    ))?;
+    let pod = manifests::pod(
+        "broken-and-good",
+        json!({
+            "containers": [manifests::container("app", "registry.example.com:7000/team/app:1")],
+        }),
+    );
+    let out = s.apply(&manifests::in_namespace(pod, &ns).to_string())?;
     warned(
         &out,
         "kubectl apply",
@@ -635,23 +621,17 @@ fn existing_and_serviceaccount_secrets(s: &Suite) -> Result<Outcome> {
     s.registry_secret(&sa_ns, "reg5000", R5000)?;
     s.wait_cache_synced()?;
 
-    s.apply(&format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: has-secrets
-  namespace: {ns}
-spec:
-  imagePullSecrets:
-    - name: mine
-    - name: reg5000
-  containers:
-    - name: a
-      image: registry.example.com:5000/team/a:1
-    - name: b
-      image: registry.example.com:6000/team/b:1
-"
-    ))?;
+    let pod = manifests::pod(
+        "has-secrets",
+        json!({
+            "imagePullSecrets": [{ "name": "mine" }, { "name": "reg5000" }],
+            "containers": [
+                manifests::container("a", "registry.example.com:5000/team/a:1"),
+                manifests::container("b", "registry.example.com:6000/team/b:1"),
+            ],
+        }),
+    );
+    s.apply(&manifests::in_namespace(pod, &ns).to_string())?;
     s.expect_pod(
         &ns,
         "has-secrets",
@@ -660,20 +640,14 @@ spec:
     )?;
 
     // Everything needed is there already: no change, no annotation, no duplicate.
-    s.apply(&format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: complete
-  namespace: {ns}
-spec:
-  imagePullSecrets:
-    - name: reg5000
-  containers:
-    - name: a
-      image: registry.example.com:5000/team/a:1
-"
-    ))?;
+    let pod = manifests::pod(
+        "complete",
+        json!({
+            "imagePullSecrets": [{ "name": "reg5000" }],
+            "containers": [manifests::container("a", "registry.example.com:5000/team/a:1")],
+        }),
+    );
+    s.apply(&manifests::in_namespace(pod, &ns).to_string())?;
     s.expect_pod(&ns, "complete", &["reg5000"], None)?;
 
     s.kubectl(&[

@@ -7,11 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::client::{WebhookClient, expect_allowed, pod_review};
 use crate::harness::{
-    Suite, http_get, metric, minted_cluster_pull_secret_manifest, poll, pull_secrets,
+    Suite, manifests, metric, minted_cluster_pull_secret_manifest, poll, pull_secrets,
 };
 use crate::scenarios::Outcome;
 
@@ -171,8 +171,7 @@ pub fn shadow_global(s: &Suite) -> Result<Outcome> {
         labelled["auditAnnotations"]["injected-secrets"] == "cred",
         "namespace labelled mode=on under serve --shadow: {labelled}"
     );
-    let (code, metrics) = http_get(shadow.admin, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
+    let metrics = shadow.metrics()?;
     let counted = |ns: &str| {
         metric(
             &metrics,
@@ -241,36 +240,18 @@ fn audit(s: &Suite, args: &[&str]) -> Result<(i32, String, String)> {
 
 /// A workload manifest with a pod template.
 fn workload(kind: &str, ns: &str, name: &str, image: &str, secrets: &[&str]) -> String {
-    let refs: Vec<String> = secrets.iter().map(|s| format!("{{name: {s}}}")).collect();
-    let pod_spec = format!(
-        "{{containers: [{{name: app, image: \"{image}\"}}], imagePullSecrets: [{}], restartPolicy: {}}}",
-        refs.join(", "),
-        if matches!(kind, "Job" | "CronJob") {
-            "Never"
-        } else {
-            "Always"
-        }
-    );
-    let template = format!("{{metadata: {{labels: {{app: {name}}}}}, spec: {pod_spec}}}");
-    let selector = format!("{{matchLabels: {{app: {name}}}}}");
-    let spec = match kind {
-        "Deployment" | "DaemonSet" => format!("{{selector: {selector}, template: {template}}}"),
-        "StatefulSet" => {
-            format!("{{serviceName: {name}, selector: {selector}, template: {template}}}")
-        }
-        "Job" => format!("{{template: {template}}}"),
-        "CronJob" => {
-            format!("{{schedule: \"0 0 1 1 *\", jobTemplate: {{spec: {{template: {template}}}}}}}")
-        }
-        other => panic!("no manifest for {other}"),
+    let refs: Vec<Value> = secrets.iter().map(|s| json!({ "name": s })).collect();
+    let restart = if matches!(kind, "Job" | "CronJob") {
+        "Never"
+    } else {
+        "Always"
     };
-    let api = match kind {
-        "Job" | "CronJob" => "batch/v1",
-        _ => "apps/v1",
-    };
-    format!(
-        "apiVersion: {api}\nkind: {kind}\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
-    )
+    let pod_spec = json!({
+        "containers": [manifests::container("app", image)],
+        "imagePullSecrets": refs,
+        "restartPolicy": restart,
+    });
+    manifests::in_namespace(manifests::workload(kind, name, pod_spec), ns).to_string()
 }
 
 /// The audit finds each kind of finding on a workload built for it, nothing on healthy ones;
@@ -599,11 +580,7 @@ pub fn pull_audit_controller(s: &Suite) -> Result<Outcome> {
         "registry.nocred.e2e.example/team/app:1",
         &["gone"],
     ))?;
-    let metrics = || -> Result<String> {
-        let (code, body) = http_get(auditor.admin, "/metrics")?;
-        ensure!(code == 200, "/metrics answered {code}");
-        Ok(body)
-    };
+    let metrics = || auditor.metrics();
     let events = || -> Result<Vec<Value>> {
         let list = s.get_json(&["events.events.k8s.io", "-n", &ns])?;
         Ok(list["items"]

@@ -14,8 +14,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::harness::{Suite, metric, minted_cluster_pull_secret_manifest, poll};
-use crate::node::{Registry, expect_secrets, wait_running};
+use crate::harness::{
+    Suite, all_events_json, condition, expect_secrets, metric, minted_cluster_pull_secret_manifest,
+    poll, secret, secret_password, wait_running,
+};
+use crate::node::Registry;
 use crate::scenarios::Outcome;
 
 /// The lifetime the plugin states (refresh at 75–85 % of it).
@@ -68,32 +71,6 @@ fn registry_status(host: &str, password: &str) -> Result<u16> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .context("no HTTP status")
-}
-
-/// A condition of a ClusterPullSecret as (status, reason, message).
-pub fn condition(cps: &Value, type_: &str) -> Option<(String, String, String)> {
-    cps["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            let field = |name: &str| c[name].as_str().unwrap_or_default().to_owned();
-            (field("status"), field("reason"), field("message"))
-        })
-}
-
-/// The password in a dockerconfigjson Secret.
-pub fn secret_password(s: &Suite, ns: &str, name: &str, host: &str) -> Result<Option<String>> {
-    let Some(secret) = s.get_json_opt(&["secret", name, "-n", ns])? else {
-        return Ok(None);
-    };
-    let data = secret["data"][".dockerconfigjson"]
-        .as_str()
-        .context("no .dockerconfigjson")?;
-    let config: Value = serde_json::from_slice(&BASE64.decode(data)?)?;
-    Ok(config["auths"][host]["password"]
-        .as_str()
-        .map(str::to_owned))
 }
 
 pub fn minted_credentials_rotate(s: &Suite) -> Result<Outcome> {
@@ -275,9 +252,9 @@ pub fn minted_credentials_rotate(s: &Suite) -> Result<Outcome> {
         .is_some(),
         "no expiry gauge for {cps}"
     );
-    let events = s.kubectl(&["get", "events", "-A", "-o", "json"])?.stdout;
-    let events: Value = serde_json::from_str(&events)?;
-    let reasons: Vec<&str> = events["items"]
+    let events = all_events_json(s)?;
+    let parsed: Value = serde_json::from_str(&events)?;
+    let reasons: Vec<&str> = parsed["items"]
         .as_array()
         .into_iter()
         .flatten()
@@ -307,8 +284,7 @@ pub fn minted_credentials_rotate(s: &Suite) -> Result<Outcome> {
     }
     s.delete_cluster_pull_secret(&cps)?;
     ensure!(
-        s.get_json_opt(&["secret", "minted", "-n", &source_ns])?
-            .is_none(),
+        secret(s, &source_ns, "minted")?.is_none(),
         "the minted source Secret outlived its ClusterPullSecret"
     );
     std::fs::remove_file(&plugin_path)?;

@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::harness::{Suite, cluster_pull_secret_manifest, poll};
+use crate::harness::{Suite, cluster_pull_secret_manifest, condition, events, poll, secret};
 use crate::scenarios::Outcome;
-use crate::tokens::condition;
 
 /// Longer than a reconcile with its first retries: a bound, not a timing check.
 const CONVERGENCE: Duration = Duration::from_secs(60);
@@ -35,22 +34,11 @@ printf '{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Credential
     )
 }
 
-fn secret_exists(s: &Suite, ns: &str, name: &str) -> Result<bool> {
-    Ok(s.get_json_opt(&["secret", name, "-n", ns])?.is_some())
-}
-
 /// Reasons of the Events about a ClusterPullSecret.
 fn event_reasons(s: &Suite, name: &str) -> Result<Vec<String>> {
-    let events = s.get_json(&[
-        "events",
-        "-A",
-        "--field-selector",
-        &format!("involvedObject.kind=ClusterPullSecret,involvedObject.name={name}"),
-    ])?;
-    Ok(events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let selector = format!("involvedObject.kind=ClusterPullSecret,involvedObject.name={name}");
+    Ok(events(s, None, Some(&selector))?
+        .iter()
         .filter_map(|event| event["reason"].as_str().map(str::to_owned))
         .collect())
 }
@@ -212,7 +200,9 @@ pub fn credential_provider_trust(s: &Suite) -> Result<Outcome> {
         minted["metadata"]
     );
     poll("the copy of the minted credential", CONVERGENCE, || {
-        Ok(secret_exists(s, &target_ns, "minted-pull")?.then_some(()))
+        Ok(secret(s, &target_ns, "minted-pull")?
+            .is_some()
+            .then_some(()))
     })?;
 
     // A Secret at the source that was not minted for the resource is never copied.
@@ -225,7 +215,7 @@ pub fn credential_provider_trust(s: &Suite) -> Result<Outcome> {
     })?;
     // The status is written after the copies: had it copied, the copy would be there now.
     ensure!(
-        !secret_exists(s, &target_ns, "foreign-pull")?,
+        secret(s, &target_ns, "foreign-pull")?.is_none(),
         "a foreign Secret at the source was copied"
     );
 
@@ -242,8 +232,8 @@ pub fn credential_provider_trust(s: &Suite) -> Result<Outcome> {
         "the credential minted at the new source",
         CONVERGENCE,
         || {
-            Ok((secret_exists(s, &source_ns, "minted-2")?
-                && !secret_exists(s, &source_ns, "minted")?)
+            Ok((secret(s, &source_ns, "minted-2")?.is_some()
+                && secret(s, &source_ns, "minted")?.is_none())
             .then_some(()))
         },
     )?;
@@ -258,14 +248,14 @@ pub fn credential_provider_trust(s: &Suite) -> Result<Outcome> {
     poll(
         "the minted Secret deleted with its provider",
         CONVERGENCE,
-        || Ok((!secret_exists(s, &source_ns, "minted-2")?).then_some(())),
+        || Ok(secret(s, &source_ns, "minted-2")?.is_none().then_some(())),
     )?;
 
     // A force-deleted resource (its finalizer removed by hand) leaves no credential behind.
     let forced = format!("e2e-trust-forced-{}", s.run_id);
     s.apply(&manifest(&forced, (&source_ns, "forced"), &plugin, ""))?;
     poll("the credential to force away minted", CONVERGENCE, || {
-        Ok(secret_exists(s, &source_ns, "forced")?.then_some(()))
+        Ok(secret(s, &source_ns, "forced")?.is_some().then_some(()))
     })?;
     s.kubectl(&[
         "patch",
@@ -285,14 +275,14 @@ pub fn credential_provider_trust(s: &Suite) -> Result<Outcome> {
     poll(
         "the force-deleted resource's credential removed",
         CONVERGENCE,
-        || Ok((!secret_exists(s, &source_ns, "forced")?).then_some(())),
+        || Ok(secret(s, &source_ns, "forced")?.is_none().then_some(())),
     )?;
 
     for name in [&undefined, &trusted, &foreign] {
         s.delete_cluster_pull_secret(name)?;
     }
     ensure!(
-        secret_exists(s, &source_ns, "foreign")?,
+        secret(s, &source_ns, "foreign")?.is_some(),
         "the foreign Secret at a source was deleted"
     );
     std::fs::remove_file(&plugin_path)?;
@@ -332,7 +322,7 @@ pub fn shadow_namespaces_get_no_copies(s: &Suite) -> Result<Outcome> {
         status["namespaces"]
     );
     ensure!(
-        !secret_exists(s, &shadow_ns, "shadow-pull")?,
+        secret(s, &shadow_ns, "shadow-pull")?.is_none(),
         "a copy was written into the shadow namespace"
     );
     let set_mode = |mode: &str| {
@@ -346,13 +336,19 @@ pub fn shadow_namespaces_get_no_copies(s: &Suite) -> Result<Outcome> {
     };
     set_mode("on")?;
     poll("the copy once the namespace is on", CONVERGENCE, || {
-        Ok(secret_exists(s, &shadow_ns, "shadow-pull")?.then_some(()))
+        Ok(secret(s, &shadow_ns, "shadow-pull")?
+            .is_some()
+            .then_some(()))
     })?;
     set_mode("shadow")?;
     poll(
         "the copy gone once back in shadow mode",
         CONVERGENCE,
-        || Ok((!secret_exists(s, &shadow_ns, "shadow-pull")?).then_some(())),
+        || {
+            Ok(secret(s, &shadow_ns, "shadow-pull")?
+                .is_none()
+                .then_some(()))
+        },
     )?;
     s.delete_cluster_pull_secret(&name)?;
     Ok(Outcome::Passed)

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::harness::{Suite, minted_cluster_pull_secret_manifest, poll};
-use crate::node::{Registry, expect_secrets, wait_running};
+use crate::harness::{
+    Suite, all_events_json, condition, expect_secrets, minted_cluster_pull_secret_manifest, poll,
+    secret, secret_password, wait_running,
+};
+use crate::node::Registry;
 use crate::plugins_support::{StandIn, StandInOptions};
 use crate::scenarios::Outcome;
-use crate::tokens::{condition, secret_password};
 
 /// The vendor's token lifetime in these scenarios: the plugin keeps a fifth as margin and the
 /// controller refreshes at 75–85 % of the rest, well before the vendor's expiry.
@@ -177,7 +179,7 @@ fn vendor_plugin_on_the_node(s: &Suite, vendor: &Vendor) -> Result<Outcome> {
 
     // No key and no token outside the Secrets: status, Events, serve logs.
     let status = s.get_json(&["clusterpullsecret", &cps])?.to_string();
-    let events = s.kubectl(&["get", "events", "-A", "-o", "json"])?.stdout;
+    let events = all_events_json(s)?;
     let mut logs = String::new();
     for log in s.serve_logs() {
         logs.push_str(&std::fs::read_to_string(log).unwrap_or_default());
@@ -239,7 +241,7 @@ pub fn rancher_project(s: &Suite) -> Result<Outcome> {
             || Ok(injected(ns)?.then_some(())),
         )?;
     }
-    let copy_in = |ns: &str| s.get_json_opt(&["secret", "project-registry", "-n", ns]);
+    let copy_in = |ns: &str| secret(s, ns, "project-registry");
     ensure!(
         copy_in(&other)?.is_none() && !injected(&other)?,
         "a namespace of another project was served"

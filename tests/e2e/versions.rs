@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, ensure};
 
-use crate::harness::{INJECT_LABEL, Suite};
-use crate::node::{NO_CREDENTIALS, Registry, expect_secrets, wait_pull_failure, wait_running};
+use crate::harness::{INJECT_LABEL, Suite, expect_secrets, wait_pull_failure, wait_running};
+use crate::node::{NO_CREDENTIALS, Registry};
 use crate::scenarios::Outcome;
 
 /// The first minor whose kubelet, by default, makes a pod present credentials of its own for a

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use super::Suite;
+use super::{Serve, Suite};
 
 impl Suite {
     // -- admin port ----------------------------------------------------------------------------
@@ -30,6 +30,15 @@ impl Suite {
     pub fn metrics_leaks(&self) -> (usize, Vec<String>) {
         let record = self.record.borrow();
         (record.metrics_scraped, record.metrics_leaks.clone())
+    }
+}
+
+impl Serve {
+    /// GET `/metrics` of this process (must be 200).
+    pub fn metrics(&self) -> Result<String> {
+        let (code, body) = http_get(self.admin, "/metrics")?;
+        ensure!(code == 200, "/metrics answered {code}");
+        Ok(body)
     }
 }
 

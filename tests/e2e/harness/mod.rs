@@ -1,5 +1,7 @@
 //! The suite's machinery: the cluster, the `serve` process, kubectl, the admin HTTP client,
 //! polling, and the record of every credential the suite created (for the leak check).
+//! Scenarios build manifests (`manifests`), read Secrets, conditions and Events (`objects`) and
+//! wait for pods (`pods`) only through this module, so they keep only what differs.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -10,12 +12,23 @@ use anyhow::{Context, Result};
 
 mod http;
 mod kubectl;
+pub mod manifests;
+mod objects;
+mod pods;
 mod processes;
 mod setup;
 mod util;
 
 pub use http::{http_get, metric, metric_sum};
 pub use kubectl::{Output, cluster_pull_secret_manifest, minted_cluster_pull_secret_manifest};
+pub use objects::{
+    all_events_json, condition, event_messages, events, secret, secret_data, secret_password,
+    wait_secret_copy, wait_secret_gone,
+};
+pub use pods::{
+    START_TIMEOUT, deployment_pod, expect_secrets, is_ready, replacement, wait_pull_failure,
+    wait_running,
+};
 pub use processes::{Cluster, Serve, chart_dir, serve_command, shutdown_timing, webhook_manifest};
 pub use util::{injected_annotation, now_unix, poll, pull_secrets, tail};
 
