@@ -12,8 +12,9 @@
 //! - a bare pod is never deleted: it gets an Event naming the secret and how to recreate it.
 //!
 //! A pod whose other containers run is evicted as well: it cannot become Ready while one of its
-//! containers cannot pull, and its replacement starts them all. Each pod UID is evicted at
-//! most once, evictions are rate-limited globally, and an eviction a PDB refuses is retried
+//! containers cannot pull, and its replacement starts them all. A pod is evicted only after it
+//! has stayed recoverable for a moment, so every webhook replica has the new secret when the
+//! replacement is admitted. Each pod UID is evicted at most once, evictions are rate-limited globally, and an eviction a PDB refuses is retried
 //! with backoff and reported, never forced. kube-system, the injector's own namespace and
 //! opted-out pods and namespaces are never touched.
 
@@ -40,6 +41,11 @@ const FIELD_MANAGER: &str = "pullsecret-injector";
 const ASSESS_INTERVAL: Duration = Duration::from_secs(2);
 /// First and last wait before retrying an eviction a PodDisruptionBudget refused.
 const REFUSED_BACKOFF: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(300));
+
+/// How long a pod must stay recoverable before it is evicted: the secret that makes it so is
+/// new, and every webhook replica's watch must have it before the replacement is admitted, or
+/// the replacement is created without it and stuck again.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// An eviction call that takes longer is given up (and not retried for that pod).
 const EVICTION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -69,6 +75,8 @@ enum Progress {
 struct Tracked {
     pod: StuckPod,
     progress: Progress,
+    /// Since when the verdict has been to evict, without a skip in between.
+    recoverable_since: Option<Instant>,
 }
 
 struct Recovery {
@@ -204,6 +212,7 @@ impl Recovery {
                     .or_insert(Tracked {
                         pod: stuck,
                         progress: Progress::Waiting(None),
+                        recoverable_since: None,
                     });
             }
             None => {
@@ -242,6 +251,7 @@ impl Recovery {
                     }
                     if let Some(tracked) = self.tracked.get_mut(&uid) {
                         tracked.progress = Progress::Waiting(Some(reason));
+                        tracked.recoverable_since = None;
                     }
                 }
                 Verdict::Recover {
@@ -258,14 +268,17 @@ impl Recovery {
                     images,
                     evict: true,
                 } => {
-                    if self
-                        .last_eviction
-                        .is_some_and(|at| now < at + self.config.eviction_interval)
-                    {
-                        continue;
-                    }
                     let pod = tracked.pod.clone();
                     let previous = tracked.progress.clone();
+                    let settled = self.tracked.get_mut(&uid).is_some_and(|tracked| {
+                        now >= *tracked.recoverable_since.get_or_insert(now) + SETTLE
+                    });
+                    let rate_limited = self
+                        .last_eviction
+                        .is_some_and(|at| now < at + self.config.eviction_interval);
+                    if !settled || rate_limited {
+                        continue;
+                    }
                     self.last_eviction = Some(Instant::now());
                     self.evict(&uid, &pod, &secrets, &images, previous).await;
                 }
