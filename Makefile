@@ -24,7 +24,7 @@ CARGO ?= cargo
 BIN := target/release/pullsecret-injector
 
 .PHONY: all build test lint fmt-check clippy deny unit e2e fuzz parity parity-long tools \
-        control-plane cluster-up cluster-down cluster-status bench bench-quick kyverno demo demo-down \
+        control-plane cluster-up cluster-down cluster-status bench bench-quick kyverno nginx demo demo-down \
         dockerfile-lint clean crds image test-versions e2e-oldest e2e-no-pull-check release certs \
         actionlint
 
@@ -171,7 +171,7 @@ crds:
 ## BENCHMARKS.md. Every process it starts is stopped by pid, also on failure or Ctrl-C.
 ## Kyverno (for the pod-create comparison) is built once from the Go module proxy and cached
 ## in ~/.cache/pullsecret-injector (a cold build takes 10-30 minutes on 2 cores).
-bench: control-plane kyverno
+bench: control-plane kyverno nginx
 	$(CARGO) bench --locked --bench decision -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench --locked --bench memory
 	$(CARGO) bench --locked --bench load -- --kyverno --write BENCHMARKS.md
@@ -179,7 +179,11 @@ bench: control-plane kyverno
 kyverno:
 	bash tests/controlplane/build-kyverno.sh >/dev/null
 
-bench-quick: control-plane
+## Debian's nginx, unpacked (not installed) into the cache: the load bench's second baseline.
+nginx:
+	bash tests/controlplane/fetch-nginx.sh >/dev/null
+
+bench-quick: control-plane nginx
 	$(CARGO) bench --locked --bench decision -- --warm-up-time 0.2 --measurement-time 0.5
 	$(CARGO) bench --locked --bench memory
 	$(CARGO) bench --locked --bench load -- --quick

@@ -58,13 +58,13 @@ pub fn main(listen: SocketAddr, cert: PathBuf, key: PathBuf) -> Result<()> {
 }
 
 /// The canned answer split around its uid.
-struct Canned {
+pub struct Canned {
     before_uid: Bytes,
     after_uid: Bytes,
 }
 
 impl Canned {
-    fn new(answer: &Bytes) -> Canned {
+    pub fn new(answer: &Bytes) -> Canned {
         let uid = super::reviews::CANNED_UID.as_bytes();
         let at = answer
             .windows(uid.len())
@@ -78,7 +78,7 @@ impl Canned {
 
     /// The canned answer carrying the uid of `request`: the first `"uid":"…"` in the body,
     /// which is the request's own in what the apiserver sends.
-    fn answer(&self, request: &[u8]) -> Bytes {
+    pub fn answer(&self, request: &[u8]) -> Bytes {
         const KEY: &[u8] = b"\"uid\":\"";
         let uid = request
             .windows(KEY.len())

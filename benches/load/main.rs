@@ -3,6 +3,8 @@
 //! `cargo bench --bench load -- [--quick] [--write FILE]` (see `make bench`):
 //! 1. TLS load on loopback: `serve` and a same-stack baseline, keep-alive (1/25/100
 //!    connections), a new TLS connection per request, and a fixed 2,000 reviews/s.
+//!    The ladder (`ladder.rs`): servers from the canned one up to `serve`, one piece added at
+//!    a time, and nginx answering the same canned review, at 25 keep-alive connections.
 //! 2. Pod-create latency through kube-apiserver with the webhook registered and not.
 //! 3. Good requests before and during an attack: idle and slowloris connections and hostile
 //!    requests (`attack.rs`).
@@ -16,6 +18,8 @@ mod baseline;
 mod client;
 mod kubeops;
 mod kyverno;
+mod ladder;
+mod nginx;
 mod procs;
 mod report;
 mod reviews;
@@ -27,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use client::{Mode, Target};
+use client::{Mode, Stats, Target};
 use procs::{Cluster, Process};
 use report::{LoadRow, OverheadRun, Results, ScaleRow};
 
@@ -42,7 +46,7 @@ struct Plan {
     scale_steps: Vec<usize>,
     scale_namespaces: usize,
     churn_seconds: u64,
-    /// Which phases run: `load`, `overhead`, `attack`, `scale` (all by default).
+    /// Which phases run: `load`, `ladder`, `overhead`, `attack`, `scale` (all by default).
     phases: Vec<String>,
     /// Extra `serve` flags, for experiments (`--serve-arg=--log-level=warn`).
     serve_args: Vec<String>,
@@ -103,6 +107,13 @@ fn main() -> std::process::ExitCode {
         let arg = |i: usize| args.get(at + i).cloned().unwrap_or_default();
         let result =
             (|| -> Result<()> { baseline::main(arg(1).parse()?, arg(2).into(), arg(3).into()) })();
+        return exit(result);
+    }
+    if let Some(at) = args.iter().position(|a| a == "--ladder-server") {
+        let arg = |i: usize| args.get(at + i).cloned().unwrap_or_default();
+        let result = (|| -> Result<()> {
+            ladder::main(&arg(1), arg(2).parse()?, arg(3).into(), arg(4).into())
+        })();
         return exit(result);
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -289,6 +300,9 @@ async fn run(plan: Plan) -> Result<Results> {
         load_phase(&plan, &work, &certs, &serve, &mut results).await?;
         results.after_load_rss_kib = serve.process.memory_kib()?.0;
     }
+    if plan.runs("ladder") {
+        results.ladder = Some(ladder_phase(&plan, &work, &certs, &serve).await?);
+    }
     if plan.runs("overhead") {
         overhead_phase(&plan, &work, &cluster, &kube, &certs, &serve, &mut results).await?;
     }
@@ -365,6 +379,112 @@ async fn load_phase(
     }
     baseline.stop();
     Ok(())
+}
+
+/// The ladder's servers, `serve` and nginx in turn at 25 keep-alive connections, in alternating
+/// order over the passes so drifting background load touches all alike; medians per server.
+async fn ladder_phase(
+    plan: &Plan,
+    work: &Path,
+    certs: &Certs,
+    serve: &Serve,
+) -> Result<ladder::LadderResult> {
+    let passes = if plan.quick { 1 } else { 3 };
+    let nginx = nginx::Nginx::start(work, certs).await?;
+    let mut rungs = Vec::new();
+    for rung in ladder::Rung::ALL {
+        let addr = procs::free_addr()?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .arg("--ladder-server")
+            .arg(rung.arg())
+            .arg(addr.to_string())
+            .arg(&certs.cert)
+            .arg(&certs.key);
+        let log_file = work.join(format!("ladder-{}.log", rung.arg()));
+        let mut process = Process::spawn("ladder", command, &log_file)?;
+        procs::wait_listening(&mut process, addr).await?;
+        rungs.push((rung, process, addr));
+    }
+    // (name, what it adds, address, how to read its CPU seconds)
+    type CpuReader<'a> = Box<dyn Fn() -> Result<f64> + 'a>;
+    let mut servers: Vec<(String, String, SocketAddr, CpuReader)> = Vec::new();
+    for (rung, process, addr) in &rungs {
+        let pid = process.pid();
+        servers.push((
+            rung.name().to_owned(),
+            rung.adds().to_owned(),
+            *addr,
+            Box::new(move || procs::cpu_seconds(pid)),
+        ));
+    }
+    let serve_pid = serve.process.pid();
+    servers.push((
+        "serve".to_owned(),
+        "watches and the snapshot they keep (the real process)".to_owned(),
+        serve.webhook,
+        Box::new(move || procs::cpu_seconds(serve_pid)),
+    ));
+    servers.push((
+        "nginx".to_owned(),
+        "nginx 1.22 (Debian), canned answer, access log off".to_owned(),
+        nginx.addr,
+        Box::new(|| nginx.cpu_seconds()),
+    ));
+
+    let bodies = Arc::new(reviews::bodies(256, &[BENCH_NAMESPACE.to_owned()]));
+    let mode = Mode::KeepAlive(25);
+    let mut samples: Vec<Vec<(Stats, f64)>> = vec![Vec::new(); servers.len()];
+    for pass in 0..passes {
+        let mut order: Vec<usize> = (0..servers.len()).collect();
+        if pass % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            let (name, _, addr, cpu) = &servers[index];
+            log(format!("ladder: {name}, pass {}", pass + 1));
+            let target = Target::new(*addr, &certs.ca)?;
+            let before = cpu()?;
+            let stats = client::run(
+                &target,
+                mode,
+                Arc::clone(&bodies),
+                plan.warmup,
+                plan.measure,
+            )
+            .await?;
+            let used = cpu()? - before;
+            let answered = (plan.warmup + plan.measure).as_secs_f64() * stats.throughput;
+            let cpu_us = if answered > 0.0 {
+                used * 1e6 / answered
+            } else {
+                0.0
+            };
+            log(format!(
+                "  {:.0}/s, {cpu_us:.1} µs CPU/req, errors {}",
+                stats.throughput, stats.errors
+            ));
+            samples[index].push((stats, cpu_us));
+        }
+    }
+    let rows = servers
+        .iter()
+        .zip(samples)
+        .map(|((name, adds, _, _), runs)| ladder::LadderRow {
+            server: name.clone(),
+            adds: adds.clone(),
+            throughput: ladder::median(runs.iter().map(|(s, _)| s.throughput).collect()),
+            cpu_us: ladder::median(runs.iter().map(|(_, cpu)| *cpu).collect()),
+            p50_us: ladder::median(runs.iter().map(|(s, _)| s.p50_us).collect()),
+            errors: runs.iter().map(|(s, _)| s.errors).sum(),
+        })
+        .collect();
+    drop(servers);
+    for (_, process, _) in rungs {
+        process.stop();
+    }
+    nginx.process.stop();
+    Ok(ladder::LadderResult { passes, rows })
 }
 
 /// Good requests on one keep-alive connection, quiet and then under attack (`attack.rs`).

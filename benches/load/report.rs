@@ -20,6 +20,7 @@ pub struct Results {
     pub idle_rss_kib: u64,
     pub after_load_rss_kib: u64,
     pub load: Vec<LoadRow>,
+    pub ladder: Option<super::ladder::LadderResult>,
     pub overhead: Vec<OverheadRun>,
     /// The apiserver's metric for the bench webhook: calls and mean call duration.
     pub apiserver_webhook_calls: f64,
@@ -384,6 +385,11 @@ pub fn render(results: &Results, decision: &[(String, f64)]) -> String {
         ));
     }
     line(String::new());
+    if let Some(ladder) = &results.ladder {
+        for text in ladder.render() {
+            line(text);
+        }
+    }
 
     line("### Memory and start-up".to_owned());
     line(String::new());

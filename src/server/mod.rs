@@ -31,8 +31,9 @@ use crate::controller::pod_recovery::RecoveryConfig;
 use crate::state::snapshot::{Copies, Mode};
 use crate::telemetry::{LogFormat, Metrics};
 
-pub use listener::ConnectionLimits;
-pub use webhook::{AppState, admin_router, answer, webhook_router};
+pub use budget::{BodyBudget, Reservation};
+pub use listener::{ConnectionLimits, serve as serve_https};
+pub use webhook::{AppState, admin_router, answer, read_body, webhook_router};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {

@@ -145,12 +145,13 @@ pub fn answer(
     })
 }
 
-type Rejection = (StatusCode, &'static str, &'static str);
+/// The status, the text and the metric label of a refused body.
+pub type Rejection = (StatusCode, &'static str, &'static str);
 
 /// The body and its reservation, or the status to answer: 415 for a non-JSON content type, 413
 /// past the limit (without reading on), 503 when the budget for bodies in flight is spent
 /// (without reading on), 408 for a body that does not arrive in time, 400 for a broken one.
-async fn read_body(
+pub async fn read_body(
     request: Request,
     budget: &BodyBudget,
 ) -> Result<(Vec<u8>, Reservation), Rejection> {
