@@ -102,7 +102,11 @@ pub fn metrics_dashboard(s: &Suite) -> Result<Outcome> {
             if let Err(error) = series {
                 failures.push(format!(
                     "panel {title:?} with namespace {namespace:?} shows no series{}: {error:#}",
-                    if per_namespace { format!(" of {ns}") } else { String::new() }
+                    if per_namespace {
+                        format!(" of {ns}")
+                    } else {
+                        String::new()
+                    }
                 ));
             }
             if !per_namespace {
