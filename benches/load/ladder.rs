@@ -342,9 +342,25 @@ impl LadderResult {
                 TARGET_NGINX_SHARE,
                 met(share >= TARGET_NGINX_SHARE)
             ));
+            out.push(format!("- Where it goes: {}.", self.breakdown()));
             out.push(String::new());
         }
         out
+    }
+
+    /// The rungs' costs grouped as the targets' reason: the stack around the review, the
+    /// review itself, the log line.
+    fn breakdown(&self) -> String {
+        let cpu = |rung: Rung| self.row(rung.name()).map_or(0.0, |row| row.cpu_us);
+        let stack = cpu(Rung::Body) - cpu(Rung::Canned) + cpu(Rung::Metrics) - cpu(Rung::Decide);
+        let review = cpu(Rung::Decide) - cpu(Rung::Body);
+        let line = cpu(Rung::Logged) - cpu(Rung::Metrics);
+        format!(
+            "the canned server {:.1} µs; router, listener, body reading and metrics {stack:+.1} µs \
+             together; the review (parse, decide, patch) {review:+.1} µs; the span and log line \
+             {line:+.1} µs",
+            cpu(Rung::Canned)
+        )
     }
 }
 
