@@ -360,12 +360,10 @@ async fn load_phase(
             ("baseline", &base, baseline.pid()),
         ] {
             log(format!("load: {name}, {}", mode.label()));
-            let cpu_before = procs::cpu_seconds(pid)?;
-            let stats =
-                client::run(target, mode, Arc::clone(&bodies), plan.warmup, measure).await?;
-            let cpu = procs::cpu_seconds(pid)? - cpu_before;
-            let total = (plan.warmup + measure).as_secs_f64() * stats.throughput;
-            let cpu_us = if total > 0.0 { cpu * 1e6 / total } else { 0.0 };
+            let (stats, cpu_us) = measured_run(target, mode, &bodies, plan.warmup, measure, || {
+                procs::cpu_seconds(pid)
+            })
+            .await?;
             log(format!(
                 "  {:.0}/s p50 {:.0}µs p99 {:.0}µs errors {}",
                 stats.throughput, stats.p50_us, stats.p99_us, stats.errors
@@ -444,22 +442,8 @@ async fn ladder_phase(
             let (name, _, addr, cpu) = &servers[index];
             log(format!("ladder: {name}, pass {}", pass + 1));
             let target = Target::new(*addr, &certs.ca)?;
-            let before = cpu()?;
-            let stats = client::run(
-                &target,
-                mode,
-                Arc::clone(&bodies),
-                plan.warmup,
-                plan.measure,
-            )
-            .await?;
-            let used = cpu()? - before;
-            let answered = (plan.warmup + plan.measure).as_secs_f64() * stats.throughput;
-            let cpu_us = if answered > 0.0 {
-                used * 1e6 / answered
-            } else {
-                0.0
-            };
+            let (stats, cpu_us) =
+                measured_run(&target, mode, &bodies, plan.warmup, plan.measure, cpu).await?;
             log(format!(
                 "  {:.0}/s, {cpu_us:.1} µs CPU/req, errors {}",
                 stats.throughput, stats.errors
@@ -485,6 +469,28 @@ async fn ladder_phase(
     }
     nginx.process.stop();
     Ok(ladder::LadderResult { passes, rows })
+}
+
+/// One load run and the server CPU it took per answered request (warm-up included on both
+/// sides), read through `cpu_seconds`.
+async fn measured_run(
+    target: &Target,
+    mode: Mode,
+    bodies: &Arc<Vec<bytes::Bytes>>,
+    warmup: Duration,
+    measure: Duration,
+    cpu_seconds: impl Fn() -> Result<f64>,
+) -> Result<(Stats, f64)> {
+    let before = cpu_seconds()?;
+    let stats = client::run(target, mode, Arc::clone(bodies), warmup, measure).await?;
+    let used = cpu_seconds()? - before;
+    let answered = (warmup + measure).as_secs_f64() * stats.throughput;
+    let cpu_us = if answered > 0.0 {
+        used * 1e6 / answered
+    } else {
+        0.0
+    };
+    Ok((stats, cpu_us))
 }
 
 /// Good requests on one keep-alive connection, quiet and then under attack (`attack.rs`).
