@@ -95,6 +95,8 @@ pub struct ControllerRow {
     pub create: Stage,
     pub rotate: Stage,
     pub delete: Stage,
+    /// The same three with `--controller-qps=0`.
+    pub unlimited: Option<[Stage; 3]>,
     /// The serve process at the end of the copy stages: resident and peak (VmHWM).
     pub copies_rss_kib: u64,
     pub copies_peak_kib: u64,
@@ -147,28 +149,24 @@ pub async fn phase(
 
     let flags = ["--enable-controller", "--recover-stuck-pods"];
     let serve = start(plan, work, certs, cluster, "controller", &flags, &mut row).await?;
-    let n = size.namespaces as f64;
-    log("controller-scale: creating the ClusterPullSecret");
-    row.create = stage(kube, &serve, "create", n, size.namespaces, 0, || async {
-        create_resource(kube).await
-    })
-    .await?;
-    log(format!("  {:.1} s", row.create.seconds));
-    log("controller-scale: rotating the source");
-    row.rotate = stage(kube, &serve, "update", n, size.namespaces, 2, || async {
-        rotate_source(kube).await
-    })
-    .await?;
-    log(format!("  {:.1} s", row.rotate.seconds));
-    log("controller-scale: deleting the ClusterPullSecret");
-    row.delete = stage(kube, &serve, "delete", n, 0, 2, || async {
-        let api: Api<ClusterPullSecret> = Api::all(kube.clone());
-        api.delete(RESOURCE, &DeleteParams::default()).await?;
-        Ok(())
-    })
-    .await?;
-    log(format!("  {:.1} s", row.delete.seconds));
+    [row.create, row.rotate, row.delete] = copy_stages(kube, &serve, size.namespaces, 2).await?;
     (row.copies_rss_kib, row.copies_peak_kib) = serve.process.memory_kib()?;
+    serve.process.stop();
+    // The same again without the limit: what the controller asks of the apiserver on its own.
+    let unlimited = ["--enable-controller", "--controller-qps=0"];
+    let mut unlimited_row = ControllerRow::default();
+    let serve = start(
+        plan,
+        work,
+        certs,
+        cluster,
+        "controller-unlimited",
+        &unlimited,
+        &mut unlimited_row,
+    )
+    .await?;
+    row.unlimited = Some(copy_stages(kube, &serve, size.namespaces, 3).await?);
+    row.copies_peak_kib = row.copies_peak_kib.max(serve.process.memory_kib()?.1);
     serve.process.stop();
 
     // Pods: bare ones and Deployments' (KCM creates those); all stay Pending without a node.
@@ -182,7 +180,7 @@ pub async fn phase(
     create_deployments(kube, &pod_namespaces, size.deployments).await?;
     create_bare_pods(kube, &pod_namespaces, size.bare_pods).await?;
     let want = size.bare_pods + size.deployments;
-    row.pods = wait_pods(kube, want, STAGE_DEADLINE).await?;
+    row.pods = wait_pods(kube, &pod_namespaces, want, 2 * STAGE_DEADLINE).await?;
     log(format!("  {} pods", row.pods));
 
     let audit = [
@@ -234,11 +232,11 @@ pub async fn phase(
         "controller-scale: rollout of {} Deployments",
         size.rollout
     ));
-    let before = count_pods(kube).await?;
+    let before = count_pods(kube, &pod_namespaces).await?;
     let cpu_before = procs::cpu_seconds_precise(serve.process.pid())?;
     let started = Instant::now();
     roll_out(kube, &pod_namespaces, size.deployments, size.rollout).await?;
-    let after = wait_pods(kube, before + size.rollout, STAGE_DEADLINE).await?;
+    let after = wait_pods(kube, &pod_namespaces, before + size.rollout, STAGE_DEADLINE).await?;
     row.rollout_seconds = started.elapsed().as_secs_f64();
     row.rollout_new_pods = after.saturating_sub(before);
     row.rollout_cpu = (procs::cpu_seconds_precise(serve.process.pid())? - cpu_before)
@@ -248,6 +246,39 @@ pub async fn phase(
     serve.process.check_alive()?;
     serve.process.stop();
     Ok(row)
+}
+
+/// The ClusterPullSecret created (copies of the source as it is), its source rotated to
+/// `generation`, then the ClusterPullSecret deleted.
+async fn copy_stages(
+    kube: &Client,
+    serve: &Serve,
+    namespaces: usize,
+    generation: u64,
+) -> Result<[Stage; 3]> {
+    let n = namespaces as f64;
+    log("controller-scale: creating the ClusterPullSecret");
+    let current = source_generation(kube).await?;
+    let create = stage(kube, serve, "create", n, namespaces, current, || async {
+        create_resource(kube).await
+    })
+    .await?;
+    log(format!("  {:.1} s", create.seconds));
+    log("controller-scale: rotating the source");
+    let rotate = stage(kube, serve, "update", n, namespaces, generation, || async {
+        rotate_source(kube, generation).await
+    })
+    .await?;
+    log(format!("  {:.1} s", rotate.seconds));
+    log("controller-scale: deleting the ClusterPullSecret");
+    let delete = stage(kube, serve, "delete", n, 0, generation, || async {
+        let api: Api<ClusterPullSecret> = Api::all(kube.clone());
+        api.delete(RESOURCE, &DeleteParams::default()).await?;
+        Ok(())
+    })
+    .await?;
+    log(format!("  {:.1} s", delete.seconds));
+    Ok([create, rotate, delete])
 }
 
 /// A running `serve` with its admin address.
@@ -284,11 +315,14 @@ async fn start(
         // One info line per copy written would be the biggest part of the work measured.
         .env("PULLSECRET_INJECTOR_LOG_LEVEL", "warn")
         .env("KUBECONFIG", cluster.kubeconfig());
-    row.serve_args = flags
-        .iter()
-        .map(|f| f.to_string())
-        .chain(plan.serve_args.iter().cloned())
-        .collect();
+    // The report names the first serve's flags (the copy stages').
+    if row.serve_args.is_empty() {
+        row.serve_args = flags
+            .iter()
+            .map(|f| f.to_string())
+            .chain(plan.serve_args.iter().cloned())
+            .collect();
+    }
     let mut process = Process::spawn("serve", command, &work.join(format!("serve-{label}.log")))?;
     log(format!("serve pid {} ({label})", process.pid()));
     let ready_after = procs::wait_ready(&mut process, admin, Duration::from_secs(180)).await?;
@@ -403,9 +437,22 @@ fn source_data(generation: u64) -> ByteString {
     ByteString(reviews::docker_config(0, 0, generation))
 }
 
-async fn rotate_source(kube: &Client) -> Result<()> {
+/// Which `source_data` generation the source holds now.
+async fn source_generation(kube: &Client) -> Result<u64> {
     let api: Api<Secret> = Api::namespaced(kube.clone(), SOURCE_NAMESPACE);
-    let patch = json!({ "data": { ".dockerconfigjson": source_data(2) } });
+    let source = api.get("secret-00000").await?;
+    let data = source
+        .data
+        .as_ref()
+        .and_then(|d| d.get(".dockerconfigjson"));
+    (0..10)
+        .find(|&generation| data == Some(&source_data(generation)))
+        .context("the source holds none of the bench's generations")
+}
+
+async fn rotate_source(kube: &Client, generation: u64) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(kube.clone(), SOURCE_NAMESPACE);
+    let patch = json!({ "data": { ".dockerconfigjson": source_data(generation) } });
     api.patch(
         "secret-00000",
         &PatchParams::default(),
@@ -415,8 +462,7 @@ async fn rotate_source(kube: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Whether exactly `copies` copies exist, all with the source's data at `generation` (0 as
-/// created, 2 once rotated).
+/// Whether exactly `copies` copies exist, all with the source's data at `generation`.
 async fn copies_match(kube: &Client, copies: usize, generation: u64) -> Result<bool> {
     let api: Api<Secret> = Api::all(kube.clone());
     let params = ListParams::default().labels(&format!(
@@ -434,11 +480,17 @@ async fn copies_match(kube: &Client, copies: usize, generation: u64) -> Result<b
         }))
 }
 
-fn pod_template(generation: &str) -> PodTemplateSpec {
+/// The labels of Deployment `name`'s pods: its own, since overlapping selectors would make
+/// Deployments fight over pods.
+fn app_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("app".to_owned(), name.to_owned())])
+}
+
+fn pod_template(name: &str, generation: &str) -> PodTemplateSpec {
     let pod = kubeops::pod("", "");
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(BTreeMap::from([("app".to_owned(), "bench".to_owned())])),
+            labels: Some(app_labels(name)),
             annotations: Some(BTreeMap::from([(
                 "bench.pullsecret-injector.io/generation".to_owned(),
                 generation.to_owned(),
@@ -454,21 +506,19 @@ async fn create_deployments(kube: &Client, namespaces: &[String], count: usize) 
         .map(|index| {
             let namespace = &namespaces[index % namespaces.len()];
             let api: Api<Deployment> = Api::namespaced(kube.clone(), namespace);
+            let name = format!("app-{index:05}");
             let deployment = Deployment {
                 metadata: ObjectMeta {
-                    name: Some(format!("app-{index:05}")),
+                    name: Some(name.clone()),
                     ..ObjectMeta::default()
                 },
                 spec: Some(DeploymentSpec {
                     replicas: Some(1),
                     selector: LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            "app".to_owned(),
-                            "bench".to_owned(),
-                        )])),
+                        match_labels: Some(app_labels(&name)),
                         ..LabelSelector::default()
                     },
-                    template: pod_template("1"),
+                    template: pod_template(&name, "1"),
                     ..DeploymentSpec::default()
                 }),
                 ..Deployment::default()
@@ -535,27 +585,36 @@ async fn roll_out(
         .await
 }
 
-/// Pods in the cluster, counted with a metadata-only list in pages.
-async fn count_pods(kube: &Client) -> Result<usize> {
-    let api: Api<Pod> = Api::all(kube.clone());
-    let mut params = ListParams::default().limit(5_000);
+/// Pods in `namespaces` (other phases leave theirs elsewhere), counted with metadata-only
+/// lists in pages.
+async fn count_pods(kube: &Client, namespaces: &[String]) -> Result<usize> {
     let mut total = 0;
-    loop {
-        let page = api.list_metadata(&params).await?;
-        total += page.items.len();
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return Ok(total),
+    for namespace in namespaces {
+        let api: Api<Pod> = Api::namespaced(kube.clone(), namespace);
+        let mut params = ListParams::default().limit(5_000);
+        loop {
+            let page = api.list_metadata(&params).await?;
+            total += page.items.len();
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
         }
     }
+    Ok(total)
 }
 
-/// Waits until at least `want` pods exist (KCM makes the Deployments' at its own pace); returns
-/// how many there are then, or at the deadline.
-async fn wait_pods(kube: &Client, want: usize, timeout: Duration) -> Result<usize> {
+/// Waits until at least `want` pods exist in `namespaces` (KCM makes the Deployments' at its
+/// own pace); returns how many there are then, or at the deadline.
+async fn wait_pods(
+    kube: &Client,
+    namespaces: &[String],
+    want: usize,
+    timeout: Duration,
+) -> Result<usize> {
     let deadline = Instant::now() + timeout;
     loop {
-        let count = count_pods(kube).await?;
+        let count = count_pods(kube, namespaces).await?;
         if count >= want || Instant::now() > deadline {
             if count < want {
                 log(format!("  only {count} of {want} pods within {timeout:?}"));

@@ -702,11 +702,22 @@ fn controller_section(row: &ControllerRow) -> Vec<String> {
     out.push(String::new());
     out.push("| stage | every copy matching | controller writes | writes/s | apiserver requests on secrets | apiserver write p50 | apiserver write p99 |".to_owned());
     out.push("|---|---|---|---|---|---|---|".to_owned());
-    for (name, stage) in [
-        ("ClusterPullSecret created", &row.create),
-        ("source rotated", &row.rotate),
-        ("ClusterPullSecret deleted", &row.delete),
-    ] {
+    let names = [
+        "ClusterPullSecret created",
+        "source rotated",
+        "ClusterPullSecret deleted",
+    ];
+    let limited = [&row.create, &row.rotate, &row.delete]
+        .into_iter()
+        .zip(names)
+        .map(|(stage, name)| (name.to_owned(), stage));
+    let unlimited = row
+        .unlimited
+        .iter()
+        .flatten()
+        .zip(names)
+        .map(|(stage, name)| (format!("{name}, `--controller-qps=0`"), stage));
+    for (name, stage) in limited.chain(unlimited) {
         out.push(format!(
             "| {name} | {} | {:.0} | {:.0} | {:.0} | {:.1} ms | {:.1} ms |",
             stage_time(stage),
