@@ -111,6 +111,7 @@ fn main() -> std::process::ExitCode {
             (|| -> Result<()> { baseline::main(arg(1).parse()?, arg(2).into(), arg(3).into()) })();
         return exit(result);
     }
+    let _ = binary();
     let quick = args.iter().any(|a| a == "--quick");
     let write = args
         .iter()
@@ -191,8 +192,21 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The `serve` binary this bench was built with, copied once at start: another checkout
+/// sharing the target directory may build over `target/release/pullsecret-injector` mid-run.
 fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pullsecret-injector"))
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_pullsecret-injector"));
+        let copy = repo_root().join("target/bench/pullsecret-injector");
+        let copied = std::fs::create_dir_all(repo_root().join("target/bench"))
+            .and_then(|()| std::fs::copy(&built, &copy));
+        match copied {
+            Ok(_) => copy,
+            Err(_) => built,
+        }
+    })
+    .clone()
 }
 
 fn log(message: impl AsRef<str>) {
