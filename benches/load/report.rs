@@ -733,7 +733,7 @@ fn controller_section(row: &ControllerRow) -> Vec<String> {
         "`serve` resident after the three stages {}, peak {}. Then {} pods, all Pending (no \
          node): {} bare and {} Deployments of one replica, in {} namespaces; a new `serve` \
          with `--audit-interval=1h` was ready in {:.1} s; its first audit (over the \
-         Deployments and every pod) finished {} after; peak {} by then. At rest: resident {}, \
+         Deployments and every pod) took {} from taking the Lease; peak {} by then. At rest: resident {}, \
          {:.1} % of a core. Rollout of {} Deployments (a new template; KCM creates their new \
          pods): {} new pods in {:.0} s, {:.1} % of a core meanwhile, peak {}.",
         mib(row.copies_rss_kib),
