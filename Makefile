@@ -7,7 +7,7 @@
 #   make demo          the product end to end on a local control plane (make demo-down)
 #   make cluster-up    a local control plane for your own experiments (make cluster-down)
 #   make bench         benchmarks (decision, heap per secret, TLS load, scale, apiserver
-#                      overhead; ~15 min); results go to BENCHMARKS.md
+#                      overhead, controller at scale; ~25 min); results go to BENCHMARKS.md
 #   make bench-quick   a one-minute smoke run of the same; results in target/bench/report.md
 #   make image         the container images without a Docker daemon (target/image/*.tar): the
 #                      injector's and the credential-providers image (credential-providers/)

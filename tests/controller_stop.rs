@@ -46,11 +46,16 @@ async fn stopped_before_its_first_list_the_controller_ends_and_releases_the_leas
         Arc::clone(&cache),
         metrics,
         lease,
-        pullsecret_injector::controller::credential_provider::Plugins::new(
-            None,
-            pullsecret_injector::controller::credential_provider::ProviderSource::Fixed(Vec::new()),
-            Duration::from_secs(60),
-        ),
+        cluster_pull_secret::Options {
+            plugins: pullsecret_injector::controller::credential_provider::Plugins::new(
+                None,
+                pullsecret_injector::controller::credential_provider::ProviderSource::Fixed(
+                    Vec::new(),
+                ),
+                Duration::from_secs(60),
+            ),
+            limiter: pullsecret_injector::controller::rate_limit::RateLimiter::unlimited(),
+        },
         terms,
         stopped,
     ));

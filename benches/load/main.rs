@@ -10,12 +10,16 @@
 //!    requests (`attack.rs`).
 //! 4. Memory and start-up with 1k/10k/50k pull secrets over 1k namespaces, and admission
 //!    latency while secrets churn.
+//! 5. The controller at scale: a ClusterPullSecret over 5,000 namespaces (created, rotated,
+//!    deleted), then 10,000 Pending pods at rest, in a rollout and under the audit
+//!    (`controller.rs`).
 //!
 //! Traffic goes to 127.0.0.1 only; every process started here is stopped by its pid.
 
 mod attack;
 mod baseline;
 mod client;
+mod controller;
 mod kubeops;
 mod kyverno;
 mod ladder;
@@ -46,7 +50,8 @@ struct Plan {
     scale_steps: Vec<usize>,
     scale_namespaces: usize,
     churn_seconds: u64,
-    /// Which phases run: `load`, `ladder`, `overhead`, `attack`, `scale` (all by default).
+    /// Which phases run: `load`, `ladder`, `overhead`, `attack`, `scale`, `controller-scale`
+    /// (all by default).
     phases: Vec<String>,
     /// Extra `serve` flags, for experiments (`--serve-arg=--log-level=warn`).
     serve_args: Vec<String>,
@@ -99,7 +104,8 @@ impl Plan {
 
 const BENCH_NAMESPACE: &str = "bench";
 const BENCH_SECRETS: usize = 50;
-const TOTAL_DEADLINE: Duration = Duration::from_secs(25 * 60);
+// The controller-scale phase alone may take up to about 15 minutes on two cores.
+const TOTAL_DEADLINE: Duration = Duration::from_secs(40 * 60);
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -196,6 +202,8 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The `serve` binary this bench was built with, copied once at start: another checkout
+/// sharing the target directory may build over `target/release/pullsecret-injector` mid-run.
 fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pullsecret-injector"))
 }
@@ -312,6 +320,11 @@ async fn run(plan: Plan) -> Result<Results> {
     serve.process.stop();
     if plan.runs("scale") {
         scale_phase(&plan, &work, &certs, &cluster, &kube, &mut results).await?;
+    }
+    // Last: it installs the CRDs and leaves thousands of namespaces and pods behind.
+    if plan.runs("controller-scale") {
+        let row = controller::phase(&plan, &work, &certs, &cluster, &kube).await?;
+        results.controller = Some(row);
     }
 
     drop(kube);

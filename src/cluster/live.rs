@@ -170,25 +170,55 @@ where
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
+    // In pages, so a cluster's pods are never all held twice (decoded and as JSON) at once.
+    let mut params = ListParams::default().limit(LIST_PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        let next = page
+            .metadata
+            .continue_
+            .clone()
+            .filter(|token| !token.is_empty());
+        for object in page {
+            into.push(live_workload(object));
+        }
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Objects per list call of the audit (the page kube's watcher and client-go's reflector ask
+/// for).
+const LIST_PAGE: u32 = 500;
+
+fn live_workload<K>(mut object: K) -> LiveWorkload
+where
+    K: Resource<DynamicType = ()> + k8s_openapi::Resource + Serialize,
+{
     let kind = K::KIND;
-    for object in api.list(&ListParams::default()).await? {
-        let meta: &ObjectMeta = object.meta();
-        let controlled = meta
+    // Never read by the audit, and often the largest part of an object: managedFields, and a
+    // workload's own annotations (kubectl's last-applied copy of it; its pods' are in the
+    // template).
+    object.meta_mut().managed_fields = None;
+    if kind != "Pod" {
+        object.meta_mut().annotations = None;
+    }
+    let meta: &ObjectMeta = object.meta();
+    LiveWorkload {
+        kind,
+        api_version: K::API_VERSION,
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controlled: meta
             .owner_references
             .iter()
             .flatten()
-            .any(|owner| owner.controller == Some(true));
-        into.push(LiveWorkload {
-            kind,
-            api_version: K::API_VERSION,
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone().unwrap_or_default(),
-            controlled,
-            object: serde_json::to_value(&object).unwrap_or_default(),
-        });
+            .any(|owner| owner.controller == Some(true)),
+        object: serde_json::to_value(&object).unwrap_or_default(),
     }
-    Ok(())
 }
 
 /// Every finding of every workload at `now`, most severe first. Pods that finished or are

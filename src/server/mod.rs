@@ -192,6 +192,18 @@ pub struct ControllerArgs {
         env = "PULLSECRET_INJECTOR_AUDIT_INTERVAL"
     )]
     pub audit_interval: Option<Duration>,
+    /// The ClusterPullSecret controller's calls per second to the API server for each namespace
+    /// it serves (copies created, updated and deleted, namespaces re-read), on average; 0 turns
+    /// the limit off. For scale: client-go clients default to 5 (burst 10) and
+    /// kube-controller-manager to 20 (burst 30) per controller; 200 writes a copy into 5,000
+    /// namespaces in about 25 s (BENCHMARKS.md) and keeps a rotation from flooding the API
+    /// server.
+    #[arg(long, default_value = "200", value_parser = parse_qps, env = "PULLSECRET_INJECTOR_CONTROLLER_QPS")]
+    pub controller_qps: f64,
+    /// How many of those calls may go out at once after a quiet spell (the token bucket's
+    /// size; at least 1).
+    #[arg(long, default_value = "400", value_parser = clap::value_parser!(u32).range(1..), env = "PULLSECRET_INJECTOR_CONTROLLER_BURST")]
+    pub controller_burst: u32,
     /// At most one recovery eviction per this interval, cluster-wide.
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PULLSECRET_INJECTOR_RECOVERY_EVICTION_INTERVAL")]
     pub recovery_eviction_interval: Duration,
@@ -341,6 +353,16 @@ impl ServeArgs {
 }
 
 /// Parses `500ms`, `5s`, `2m` or a plain number of seconds.
+/// A rate in calls per second: finite and not negative (0 turns the limit off).
+pub fn parse_qps(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(qps) if qps.is_finite() && qps >= 0.0 => Ok(qps),
+        _ => Err(format!(
+            "{text:?} is not a rate: a number of calls per second, e.g. 200 (0: no limit)"
+        )),
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -551,7 +573,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Arc::clone(&cache),
             metrics.clone(),
             lease,
-            plugins,
+            crate::controller::cluster_pull_secret::Options {
+                plugins,
+                limiter: crate::controller::rate_limit::RateLimiter::new(
+                    args.controller.controller_qps,
+                    args.controller.controller_burst,
+                ),
+            },
             terms,
             controller_stop,
         ))
@@ -731,5 +759,41 @@ mod tests {
         );
         assert_eq!(custom.identity, "pod-a");
         assert_eq!(custom.retry_period(), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn the_controller_rate_is_a_non_negative_number_and_the_burst_at_least_one() {
+        let defaults = serve_args(&[]).controller;
+        assert_eq!(
+            (defaults.controller_qps, defaults.controller_burst),
+            (200.0, 400)
+        );
+        let custom =
+            serve_args(&["--controller-qps", "20.5", "--controller-burst", "30"]).controller;
+        assert_eq!((custom.controller_qps, custom.controller_burst), (20.5, 30));
+        assert_eq!(
+            serve_args(&["--controller-qps", "0"])
+                .controller
+                .controller_qps,
+            0.0
+        );
+        let base = [
+            "serve",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+        ];
+        for bad in [
+            ["--controller-qps", "-1"],
+            ["--controller-qps", "inf"],
+            ["--controller-qps", "fast"],
+            ["--controller-burst", "0"],
+        ] {
+            assert!(
+                Command::try_parse_from(base.iter().chain(bad.iter())).is_err(),
+                "{bad:?} accepted"
+            );
+        }
     }
 }

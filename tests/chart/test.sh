@@ -609,7 +609,9 @@ if attempt "render: controller.enabled with pullSecretRules and clusterPullSecre
      | any(.name == "PULLSECRET_INJECTOR_ENABLE_CONTROLLER" and .value == "true")
        and any(.name == "PULLSECRET_INJECTOR_LEASE_NAME" and .value == ($rel + "-controller"))
        and any(.name == "PULLSECRET_INJECTOR_LEASE_IDENTITY" and .valueFrom.fieldRef.fieldPath == "metadata.name")
-       and any(.name == "PULLSECRET_INJECTOR_LEASE_DURATION" and .value == "15s")' --arg rel "$REL"
+       and any(.name == "PULLSECRET_INJECTOR_LEASE_DURATION" and .value == "15s")
+       and any(.name == "PULLSECRET_INJECTOR_CONTROLLER_QPS" and .value == "200")
+       and any(.name == "PULLSECRET_INJECTOR_CONTROLLER_BURST" and .value == "400")' --arg rel "$REL"
   check_jq "controller enabled: the PullSecretRule and ClusterPullSecret from values" "$F" \
     '(.[] | select(.kind == "PullSecretRule") | .metadata.namespace == $ns
         and .spec == {registries: ["registry.example.com"], secrets: ["mirror"], mode: "exclusive"})

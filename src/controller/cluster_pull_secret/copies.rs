@@ -199,6 +199,7 @@ pub(super) async fn create_copy(
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PostParams::default()
     };
+    context.limiter.acquire().await;
     match api.create(&params, &copy).await {
         Ok(_) => {
             context.metrics.observe_write("create");
@@ -284,6 +285,7 @@ pub(super) async fn update_copy(
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PostParams::default()
     };
+    context.limiter.acquire().await;
     // Carries the resourceVersion listed: a Secret changed since is not overwritten (409).
     api.replace(&copy.name_any(), &params, &copy)
         .await
@@ -304,6 +306,7 @@ pub(super) async fn delete_copy(context: &Context, copy: &Secret) -> Result<(), 
         }),
         ..DeleteParams::default()
     };
+    context.limiter.acquire().await;
     match api.delete(&copy.name_any(), &params).await {
         Ok(_) => {
             context.metrics.observe_write("delete");

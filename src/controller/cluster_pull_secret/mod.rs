@@ -53,6 +53,7 @@ use crate::cluster::watch::{ClusterCache, WatchKind};
 use crate::controller::credential_provider::Plugins;
 use crate::controller::leader::{Elector, Leadership, LeaseConfig, Term};
 use crate::controller::minting::{self, MINTED_FOR_LABEL, MintReport, MintState};
+use crate::controller::rate_limit::RateLimiter;
 use crate::kubelet::dockerconfig::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
 use crate::state::crd::{
     ClusterPullSecret, ClusterPullSecretStatus, Condition, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -105,6 +106,8 @@ struct Context {
     plugins: Plugins,
     /// Consecutive reconciles of each resource that left it not Ready.
     retries: Mutex<HashMap<String, u32>>,
+    /// Paces the calls made once per namespace (copies written, deleted, namespaces re-read).
+    limiter: RateLimiter,
 }
 
 impl Context {
@@ -125,6 +128,13 @@ impl Context {
     }
 }
 
+/// What reconciles run with besides the cluster: the credential provider plugins a
+/// ClusterPullSecret may mint its source with, and the pace of the per-namespace calls.
+pub struct Options {
+    pub plugins: Plugins,
+    pub limiter: RateLimiter,
+}
+
 /// Runs the election and, while this replica leads, the controller; ends when `stop` turns
 /// true. The Lease is released only after every reconcile has finished.
 pub async fn run(
@@ -132,10 +142,11 @@ pub async fn run(
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     lease: LeaseConfig,
-    plugins: Plugins,
+    options: Options,
     terms: watch::Sender<Term>,
     stop: watch::Receiver<bool>,
 ) {
+    let Options { plugins, limiter } = options;
     let term = terms.subscribe();
     let (release, released) = watch::channel(false);
     let reporter = Reporter {
@@ -153,6 +164,7 @@ pub async fn run(
         leadership: leadership.clone(),
         plugins,
         retries: Mutex::default(),
+        limiter,
     });
     let mut stopping = stop.clone();
     loop {

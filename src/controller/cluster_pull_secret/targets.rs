@@ -41,6 +41,7 @@ pub(super) async fn may_still_be_selected(
         return true;
     }
     let api: Api<Namespace> = Api::all(context.client.clone());
+    context.limiter.acquire().await;
     match api.get_opt(namespace).await {
         Ok(None) => false,
         Ok(Some(fresh)) => {
