@@ -8,7 +8,7 @@
 //! workload's namespace, so it never names another namespace's Secrets (the audit's own output
 //! and the log do).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,6 +110,12 @@ async fn audit_once(
     let findings = live::audit_workloads(&workloads, &cache.snapshot(), Timestamp::now());
     metrics.observe_audit(&findings);
     let current: HashSet<FindingKey> = findings.iter().map(key).collect();
+    // By identity, not a search per finding: thousands of findings over thousands of
+    // workloads made that search quadratic.
+    let by_identity: HashMap<(&str, &str, &str), &LiveWorkload> = workloads
+        .iter()
+        .map(|w| ((w.kind, w.namespace.as_str(), w.name.as_str()), w))
+        .collect();
     for finding in findings
         .iter()
         .filter(|finding| finding.severity >= Severity::Warning)
@@ -117,11 +123,12 @@ async fn audit_once(
         if reported.contains(&key(finding)) {
             continue;
         }
-        let Some(workload) = workloads.iter().find(|w| {
-            w.kind == finding.workload.kind
-                && w.namespace == finding.workload.namespace
-                && w.name == finding.workload.name
-        }) else {
+        let identity = (
+            finding.workload.kind.as_str(),
+            finding.workload.namespace.as_str(),
+            finding.workload.name.as_str(),
+        );
+        let Some(workload) = by_identity.get(&identity) else {
             continue;
         };
         publish(recorder, workload, finding).await;
