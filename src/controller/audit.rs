@@ -21,6 +21,7 @@ use crate::admission::audit::{Finding, FindingKind, Severity};
 use crate::cluster::live::{self, LiveWorkload};
 use crate::cluster::watch::ClusterCache;
 use crate::controller::leader::Leadership;
+use crate::controller::rate_limit::RateLimiter;
 use crate::telemetry::Metrics;
 
 /// The Reporter of the audit's Events, as the controller's other Events.
@@ -56,6 +57,7 @@ pub async fn run(
     cache: Arc<ClusterCache>,
     metrics: Metrics,
     interval: Duration,
+    limiter: RateLimiter,
     identity: String,
     mut leadership: Leadership,
 ) {
@@ -76,7 +78,14 @@ pub async fn run(
             if leadership.while_leading(ticks.tick()).await.is_none() {
                 break;
             }
-            let pass = audit_once(&client, &cache, &metrics, &recorder, &mut reported);
+            let pass = audit_once(
+                &client,
+                &cache,
+                &metrics,
+                &recorder,
+                &limiter,
+                &mut reported,
+            );
             match leadership.while_leading(pass).await {
                 None => break,
                 Some(Err(error)) => {
@@ -93,6 +102,7 @@ async fn audit_once(
     cache: &ClusterCache,
     metrics: &Metrics,
     recorder: &Recorder,
+    limiter: &RateLimiter,
     reported: &mut HashSet<FindingKey>,
 ) -> Result<(), kube::Error> {
     // In namespaced mode, only the served namespaces, each with a call of its own (a Role in
@@ -131,6 +141,9 @@ async fn audit_once(
         let Some(workload) = by_identity.get(&identity) else {
             continue;
         };
+        // A first audit of a large cluster may find thousands: they wait for the controller's
+        // rate like its copies.
+        limiter.acquire().await;
         publish(recorder, workload, finding).await;
     }
     tracing::info!(

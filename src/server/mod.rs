@@ -193,7 +193,8 @@ pub struct ControllerArgs {
     )]
     pub audit_interval: Option<Duration>,
     /// The ClusterPullSecret controller's calls per second to the API server for each namespace
-    /// it serves (copies created, updated and deleted, namespaces re-read), on average; 0 turns
+    /// it serves (copies created, updated and deleted, namespaces re-read) and for the audit's
+    /// Events, on average; 0 turns
     /// the limit off. For scale: client-go clients default to 5 (burst 10) and
     /// kube-controller-manager to 20 (burst 30) per controller; 200 writes a copy into 5,000
     /// namespaces in about 25 s (BENCHMARKS.md) and keeps a rotation from flooding the API
@@ -535,6 +536,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // runs out, whatever its calls are doing).
         let (terms, _) = watch::channel(Term::Follower);
         let leadership = || Leadership::new(terms.subscribe());
+        // One budget for the controller's calls per object: copies and audit Events alike.
+        let limiter = crate::controller::rate_limit::RateLimiter::new(
+            args.controller.controller_qps,
+            args.controller.controller_burst,
+        );
         tokio::spawn(crate::controller::orphans::run(
             client.clone(),
             cache.scope().clone(),
@@ -549,6 +555,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 Arc::clone(&cache),
                 metrics.clone(),
                 interval,
+                limiter.clone(),
                 lease.identity.clone(),
                 leadership(),
             ));
@@ -575,10 +582,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             lease,
             crate::controller::cluster_pull_secret::Options {
                 plugins,
-                limiter: crate::controller::rate_limit::RateLimiter::new(
-                    args.controller.controller_qps,
-                    args.controller.controller_burst,
-                ),
+                limiter,
             },
             terms,
             controller_stop,
