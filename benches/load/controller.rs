@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -306,16 +305,8 @@ async fn start(
     row: &mut ControllerRow,
 ) -> Result<Serve> {
     let (webhook, admin) = (procs::free_addr()?, procs::free_addr()?);
-    let mut command = Command::new(super::binary());
+    let mut command = super::serve_command(webhook, admin, certs);
     command
-        .arg("serve")
-        .args(["--listen", &webhook.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .arg("--tls-cert-file")
-        .arg(&certs.cert)
-        .arg("--tls-key-file")
-        .arg(&certs.key)
-        .args(["--shutdown-delay", "0s", "--drain-timeout", "2s"])
         .args(["--lease-identity", label])
         .args(flags)
         .args(&plan.serve_args)

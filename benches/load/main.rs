@@ -241,14 +241,8 @@ struct Serve {
     ready_after: Duration,
 }
 
-async fn start_serve(
-    plan: &Plan,
-    work: &Path,
-    certs: &Certs,
-    kubeconfig: &Path,
-    label: &str,
-) -> Result<Serve> {
-    let (webhook, admin) = (procs::free_addr()?, procs::free_addr()?);
+/// `serve` on `webhook` and `admin` with the bench's certificate, stopping at once when told.
+fn serve_command(webhook: SocketAddr, admin: SocketAddr, certs: &Certs) -> Command {
     let mut command = Command::new(binary());
     command
         .arg("serve")
@@ -258,7 +252,20 @@ async fn start_serve(
         .arg(&certs.cert)
         .arg("--tls-key-file")
         .arg(&certs.key)
-        .args(["--shutdown-delay", "0s", "--drain-timeout", "2s"])
+        .args(["--shutdown-delay", "0s", "--drain-timeout", "2s"]);
+    command
+}
+
+async fn start_serve(
+    plan: &Plan,
+    work: &Path,
+    certs: &Certs,
+    kubeconfig: &Path,
+    label: &str,
+) -> Result<Serve> {
+    let (webhook, admin) = (procs::free_addr()?, procs::free_addr()?);
+    let mut command = serve_command(webhook, admin, certs);
+    command
         .args(&plan.serve_args)
         // The chart's defaults, JSON logs at info; flags in `serve_args` take precedence.
         .env("PULLSECRET_INJECTOR_LOG_FORMAT", "json")

@@ -194,11 +194,10 @@ pub struct ControllerArgs {
     pub audit_interval: Option<Duration>,
     /// The ClusterPullSecret controller's calls per second to the API server for each namespace
     /// it serves (copies created, updated and deleted, namespaces re-read) and for the audit's
-    /// Events, on average; 0 turns
-    /// the limit off. For scale: client-go clients default to 5 (burst 10) and
-    /// kube-controller-manager to 20 (burst 30) per controller; 200 writes a copy into 5,000
-    /// namespaces in about 25 s (BENCHMARKS.md) and keeps a rotation from flooding the API
-    /// server.
+    /// Events, on average; 0 turns the limit off. For scale: client-go clients default to 5
+    /// (burst 10) and kube-controller-manager to 20 (burst 30) per controller; 200 writes a
+    /// copy into 5,000 namespaces in about 25 s (BENCHMARKS.md) and keeps a rotation from
+    /// flooding the API server.
     #[arg(long, default_value = "200", value_parser = parse_qps, env = "PULLSECRET_INJECTOR_CONTROLLER_QPS")]
     pub controller_qps: f64,
     /// How many of those calls may go out at once after a quiet spell (the token bucket's
@@ -353,7 +352,6 @@ impl ServeArgs {
     }
 }
 
-/// Parses `500ms`, `5s`, `2m` or a plain number of seconds.
 /// A rate in calls per second: finite and not negative (0 turns the limit off).
 pub fn parse_qps(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -364,6 +362,7 @@ pub fn parse_qps(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses `500ms`, `5s`, `2m` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
